@@ -1,0 +1,123 @@
+"""The public face of the compression library: ``compress``, ``num_output_tokens``, ``resolve``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from vidpool.compress.registry import Plan, get_method
+from vidpool.compress.result import Compressed
+from vidpool.errors import InvalidArgumentError
+
+__all__ = ["compress", "num_output_tokens", "resolve"]
+
+
+def resolve(method: str, shape: tuple[int, int, int], *, budget: int | None = None, **params: Any) -> Plan:
+    """The parameters ``method`` will run with on a ``(T, H, W)`` input, and its exact token count.
+
+    A budget is turned into shapes here; nothing is computed on tensors.
+    """
+    return get_method(method).checked_plan(tuple(shape), budget, params)
+
+
+def num_output_tokens(
+    method: str, shape: tuple[int, int, int], *, budget: int | None = None, **params: Any
+) -> int:
+    """Tokens ``compress`` will return for a ``(T, H, W)`` input, without running it.
+
+    Always equal to ``Compressed.num_tokens``, except ``temporal_merge`` driven by a threshold, whose
+    count depends on the content: there it is the upper bound ``T·H·W``.
+    """
+    return resolve(method, shape, budget=budget, **params).num_tokens
+
+
+def _check_inputs(tokens: torch.Tensor, scores: torch.Tensor | None) -> None:
+    if not isinstance(tokens, torch.Tensor):
+        raise InvalidArgumentError(
+            f"tokens must be a torch.Tensor or a Compressed result, got {type(tokens).__name__}"
+        )
+    if tokens.dim() not in (4, 5):
+        raise InvalidArgumentError(
+            f"tokens must be [B, T, H, W, C] (or [T, H, W, C] for one video), got shape {tuple(tokens.shape)}; "
+            "reshape a flat [B, N, C] sequence to its frame grid first"
+        )
+    if not tokens.is_floating_point():
+        raise InvalidArgumentError(f"tokens must be floating point, got {tokens.dtype}")
+    if scores is not None and tuple(scores.shape) != tuple(tokens.shape[:-1]):
+        raise InvalidArgumentError(
+            f"scores must have the token shape without channels, {tuple(tokens.shape[:-1])}, got {tuple(scores.shape)}"
+        )
+
+
+def compress(
+    tokens: torch.Tensor | Compressed,
+    method: str,
+    *,
+    budget: int | None = None,
+    scores: torch.Tensor | None = None,
+    **params: Any,
+) -> Compressed:
+    """Compress visual tokens with a named method.
+
+    Args:
+        tokens: ``[B, T, H, W, C]``, or ``[T, H, W, C]`` for one video (then the result is unbatched),
+            or a grid-keeping :class:`Compressed` result to compress further.
+        method: a name from :func:`list_methods`.
+        budget: the most output tokens wanted; the method picks its own shape parameters to fit it.
+        scores: ``[B, T, H, W]`` prompt relevance (see :func:`prompt_scores`) for methods that use it
+            (``prompt_guided``, ``progressive``).
+        **params: the method's own parameters (see ``get_method(name).parameters()``).
+
+    Returns:
+        :class:`Compressed` with ``tokens`` ``[B, N, C]`` (or ``[N, C]``), ``N == num_output_tokens(...)``.
+    """
+    previous = tokens if isinstance(tokens, Compressed) else None
+    if previous is not None:
+        tokens = previous.as_grid()
+    _check_inputs(tokens, scores)
+    impl = get_method(method)
+    if scores is not None and not impl.uses_scores:
+        users = ", ".join(n for n in _methods_using_scores())
+        raise InvalidArgumentError(f"method {method!r} does not use scores; methods that do: {users}")
+    single = tokens.dim() == 4
+    x = tokens.unsqueeze(0) if single else tokens
+    if scores is not None and single:
+        scores = scores.unsqueeze(0)
+    shape = tuple(x.shape[1:4])
+    plan = impl.checked_plan(shape, budget, params)
+    out = impl.run(x, plan, scores)
+    if plan.exact and out.tokens.shape[1] != plan.num_tokens:  # pragma: no cover - a bug in a method
+        raise AssertionError(f"{method} produced {out.tokens.shape[1]} tokens, planned {plan.num_tokens}")
+    result = Compressed(
+        tokens=out.tokens[0] if single else out.tokens,
+        assign=out.assign[0] if single else out.assign,
+        weight=out.weight[0] if single else out.weight,
+        method=method,
+        params=dict(plan.params),
+        input_shape=shape,
+        grid=plan.grid if impl.keeps_grid else None,
+        mask=None if out.mask is None else (out.mask[0] if single else out.mask),
+    )
+    return result if previous is None else _compose(previous, result)
+
+
+def _compose(first: Compressed, second: Compressed) -> Compressed:
+    """Provenance of ``second`` (run on ``first``'s grid) traced back to ``first``'s input positions."""
+    a1, w1 = first.assign, first.weight
+    a2, w2 = second.assign.flatten(-3), second.weight.flatten(-3)
+    idx = a1.clamp_min(0).flatten(-3)
+    assign = torch.gather(a2, -1, idx).view_as(a1)
+    weight = torch.gather(w2, -1, idx).view_as(w1) * w1
+    dropped = (a1 < 0) | (assign < 0)
+    second.assign = assign.masked_fill(dropped, -1)
+    second.weight = weight.masked_fill(dropped, 0.0)
+    second.input_shape = first.input_shape
+    second.params = {**second.params, "after": {"method": first.method, **first.params}}
+    return second
+
+
+def _methods_using_scores() -> list[str]:
+    from vidpool.compress.registry import list_methods
+
+    return [n for n in list_methods() if get_method(n).uses_scores]

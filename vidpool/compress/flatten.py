@@ -1,0 +1,33 @@
+"""``none``: keep every token, flattened time-major."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vidpool.compress.budget import fixed_budget
+from vidpool.compress.pool import batch_provenance
+from vidpool.compress.registry import Method, Output, Plan, register
+
+__all__ = ["Flatten"]
+
+
+@register
+class Flatten(Method):
+    """No compression: ``[B, T, H, W, C]`` → ``[B, T·H·W, C]``."""
+
+    name = "none"
+    summary = "no compression; all T*H*W tokens, flattened"
+    keeps_grid = True
+
+    def plan(self, shape, budget=None):
+        count = math.prod(shape)
+        fixed_budget(self.name, budget, count, shape)
+        return Plan(count, {}, grid=shape)
+
+    def run(self, x, plan, scores=None):
+        b, t, h, w, c = x.shape
+        assign = torch.arange(t * h * w, device=x.device).view(t, h, w)
+        weight = torch.ones(t, h, w, device=x.device)
+        return Output(x.reshape(b, t * h * w, c), *batch_provenance(assign, weight, b))

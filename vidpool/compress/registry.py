@@ -1,0 +1,108 @@
+"""The one registry of named compression methods.
+
+A method is a class with two halves:
+
+* ``plan(shape, budget, **params)`` — pure Python; resolves a budget into shapes and returns a
+  :class:`Plan` whose ``num_tokens`` is the exact count ``run`` will produce. Callers (prompt
+  placeholders, the memory planner) use it before any tensor exists.
+* ``run(x, plan, scores)`` — pure tensor code over ``[B, T, H, W, C]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from vidpool.errors import InvalidArgumentError, UnknownMethodError
+
+__all__ = ["Method", "Output", "Plan", "get_method", "list_methods", "register"]
+
+_REGISTRY: dict[str, Method] = {}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Resolved parameters of one method for one input shape.
+
+    ``num_tokens`` is exact, except for content-dependent methods where ``exact`` is False and it is
+    an upper bound.
+    """
+
+    num_tokens: int
+    params: dict[str, Any] = field(default_factory=dict)
+    grid: tuple[int, int, int] | None = None
+    exact: bool = True
+
+
+@dataclass
+class Output:
+    """What ``Method.run`` returns: tokens ``[B, N, C]``, assign/weight ``[B, T, H, W]``, optional mask ``[B, N]``."""
+
+    tokens: torch.Tensor
+    assign: torch.Tensor
+    weight: torch.Tensor
+    mask: torch.Tensor | None = None
+
+
+class Method:
+    """Base class of a compression method. Subclasses set ``name`` and implement ``plan`` and ``run``."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    uses_scores: ClassVar[bool] = False
+    keeps_grid: ClassVar[bool] = False
+
+    def plan(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> Plan:
+        raise NotImplementedError
+
+    def run(self, x: torch.Tensor, plan: Plan, scores: torch.Tensor | None = None) -> Output:
+        raise NotImplementedError
+
+    def parameters(self) -> list[str]:
+        """Names of the keyword parameters ``plan`` accepts (besides ``budget``)."""
+        sig = inspect.signature(self.plan)
+        return [p for p in sig.parameters if p not in ("shape", "budget")]
+
+    def checked_plan(self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]) -> Plan:
+        """``plan`` with argument checking that names what the method accepts."""
+        unknown = sorted(set(params) - set(self.parameters()))
+        if unknown:
+            accepted = ", ".join(self.parameters()) or "no parameters besides budget"
+            raise InvalidArgumentError(
+                f"method {self.name!r} got unknown parameter(s) {', '.join(unknown)}; it accepts: {accepted}"
+            )
+        if len(shape) != 3 or any(int(s) < 1 for s in shape):
+            raise InvalidArgumentError(f"shape must be (T, H, W) with positive sizes, got {tuple(shape)}")
+        if budget is not None and (isinstance(budget, bool) or int(budget) != budget):
+            raise InvalidArgumentError(f"budget must be an integer number of tokens, got {budget!r}")
+        shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+        return self.plan(shape, None if budget is None else int(budget), **params)
+
+    def __repr__(self) -> str:
+        return f"<vidpool method {self.name!r}: {self.summary}>"
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator adding a method to the registry under ``cls.name``."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"method name {cls.name!r} is empty or already registered")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def list_methods() -> list[str]:
+    """Names of all registered compression methods, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``; raises :class:`UnknownMethodError` listing the valid names."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UnknownMethodError(
+            f"unknown compression method {name!r}; available: {', '.join(list_methods())}"
+        ) from None

@@ -1,0 +1,117 @@
+"""``temporal_merge``: merge a patch into the same patch of an earlier frame when they are alike."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vidpool.compress.budget import check_budget
+from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.errors import InvalidArgumentError
+
+__all__ = ["TemporalMerge", "merge_runs"]
+
+_CHUNK = 8  # frames handled at a time, so no temporary is as large as the input
+
+
+def _adjacent_similarity(x: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each patch to the same patch one frame earlier: ``[B, T-1, H, W]`` float32."""
+    last = x.shape[1] - 1
+    sims = []
+    for s in range(0, last, _CHUNK):
+        e = min(s + _CHUNK, last)
+        sims.append(F.cosine_similarity(x[:, s + 1 : e + 1].float(), x[:, s:e].float(), dim=-1))
+    return torch.cat(sims, dim=1)
+
+
+def _anchored_keep(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Keep mask ``[B, T, H, W]``: a patch is merged when its cosine similarity to the same patch of the
+    last kept frame (the anchor) is above ``threshold``."""
+    keep = torch.ones(x.shape[:4], dtype=torch.bool, device=x.device)
+    anchor = x[:, 0].float()
+    for t in range(1, x.shape[1]):
+        frame = x[:, t].float()
+        merge = F.cosine_similarity(frame, anchor, dim=-1) > threshold
+        keep[:, t] = ~merge
+        anchor = torch.where(merge.unsqueeze(-1), anchor, frame)
+    return keep
+
+
+def merge_runs(x: torch.Tensor, keep: torch.Tensor) -> Output:
+    """Average each kept patch with the merged patches after it at the same position.
+
+    Args:
+        x: ``[B, T, H, W, C]``.
+        keep: bool ``[B, T, H, W]``, true at frame 0 and wherever a new token starts.
+
+    Returns:
+        ``Output`` with tokens ``[B, N, C]`` ordered by (start frame, row, column), ``N`` the largest
+        count in the batch; shorter items are zero-padded and ``mask`` marks real tokens.
+    """
+    b, t, h, w, c = x.shape
+    counts = keep.flatten(1).sum(1)
+    n = int(counts.max())
+    ids = keep.flatten(1).long().cumsum(1).sub_(1).view(b, t, h, w)
+    # Merged positions take the id of the latest kept position before them at the same patch.
+    ids = torch.where(keep, ids, torch.full_like(ids, -1)).cummax(dim=1).values
+    flat = ids + (torch.arange(b, device=x.device) * n).view(b, 1, 1, 1)
+    acc_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    sums = torch.zeros(b * n, c, dtype=acc_dtype, device=x.device)
+    for s in range(0, t, _CHUNK):
+        sums = sums.index_add(
+            0, flat[:, s : s + _CHUNK].reshape(-1), x[:, s : s + _CHUNK].reshape(-1, c).to(acc_dtype)
+        )
+    sizes = torch.bincount(flat.reshape(-1), minlength=b * n).clamp_min(1)
+    tokens = (sums / sizes.unsqueeze(1)).to(x.dtype).view(b, n, c)
+    weight = (1.0 / sizes.float())[flat]
+    mask = None
+    if bool((counts != n).any()):
+        mask = torch.arange(n, device=x.device).unsqueeze(0) < counts.unsqueeze(1)
+    return Output(tokens, ids, weight, mask)
+
+
+@register
+class TemporalMerge(Method):
+    """Training-free temporal merging in the spirit of DyCoke and FrameFusion.
+
+    * ``threshold=τ`` (default 0.9): going forward in time, a patch whose cosine similarity to the same
+      patch of the last kept frame is above ``τ`` is merged into that token (the token is the running
+      mean of the patches merged into it), so static scenes cost almost nothing. The count depends on the
+      content: :meth:`plan` (and so ``num_output_tokens``) returns the upper bound ``T·H·W`` with
+      ``exact=False``; in a batch, items are zero-padded to the longest and ``Compressed.mask`` is set.
+    * ``budget=N`` (at least ``H·W``: the first frame cannot merge): the patches most similar to the same
+      patch of the frame before are merged first, until exactly ``N`` tokens remain.
+    """
+
+    name = "temporal_merge"
+    summary = (
+        "merge each patch into the same patch of the previous kept frame when similar (DyCoke, FrameFusion)"
+    )
+
+    def plan(self, shape, budget=None, *, threshold=None):
+        t, h, w = shape
+        total = t * h * w
+        if budget is not None:
+            if threshold is not None:
+                raise InvalidArgumentError("give temporal_merge either threshold= or budget=, not both")
+            check_budget(self.name, budget, h * w, shape)
+            return Plan(min(budget, total), {"budget": min(budget, total), "threshold": None})
+        threshold = 0.9 if threshold is None else float(threshold)
+        if not -1.0 <= threshold <= 1.0:
+            raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
+        return Plan(total, {"budget": None, "threshold": threshold}, exact=False)
+
+    def run(self, x, plan, scores=None):
+        b, t, h, w, _ = x.shape
+        with torch.no_grad():
+            if plan.params["budget"] is None:
+                keep = _anchored_keep(x, plan.params["threshold"])
+            else:
+                keep = torch.ones(b, t, h, w, dtype=torch.bool, device=x.device)
+                n_merge = t * h * w - plan.params["budget"]
+                if n_merge > 0:
+                    sim = _adjacent_similarity(x).flatten(1)
+                    top = sim.topk(n_merge, dim=1).indices
+                    merged = torch.zeros_like(sim, dtype=torch.bool).scatter_(1, top, True)
+                    keep[:, 1:] = ~merged.view(b, t - 1, h, w)
+        return merge_runs(x, keep)

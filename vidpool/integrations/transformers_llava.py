@@ -1,0 +1,257 @@
+"""transformers LLaVA-OneVision and LLaVA-NeXT-Video checkpoints with any vidpool method, training-free.
+
+Their vision tower and feature-layer selection produce ``[T, h, w, C]``; a vidpool method replaces
+their fixed 2×2 pooling (OneVision pools after its projector with bilinear interpolation, NeXT-Video
+before it with average pooling, and vidpool keeps each in the same place); their projector maps to
+the LM width; the tokens are spliced into ``inputs_embeds`` where the video goes, so the number of
+video positions is whatever the method's ``num_output_tokens`` says. OneVision's learned
+``image_newline`` token is not appended, so that count holds exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidpool.errors import CheckpointError, InvalidArgumentError, require
+from vidpool.llm.base import VideoLM, as_frames_tensor, module_param_bytes
+from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hidden_states
+from vidpool.llm.config import ModelConfig
+from vidpool.llm.loading import (
+    check_weight_files,
+    detect_kind,
+    pretrained_kwargs,
+    resolve_attn_implementation,
+    resolve_dtype,
+)
+from vidpool.llm.prompt import VIDEO_MARKER
+
+__all__ = ["LlavaVideoLM"]
+
+_CLASSES = {
+    "llava_onevision": "LlavaOnevisionForConditionalGeneration",
+    "llava_next_video": "LlavaNextVideoForConditionalGeneration",
+}
+# Normalisation used when the folder has no preprocessor config: SigLIP's for OneVision, OpenAI CLIP's for NeXT-Video.
+_DEFAULT_NORM = {
+    "llava_onevision": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "llava_next_video": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+}
+_PREPROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+
+
+def _default_compress(kind: str, hf_config: Any) -> dict[str, Any]:
+    """The method that reproduces the checkpoint's own pooling, at its own position."""
+    if kind == "llava_onevision":
+        return {"method": "spatial", "params": {"stride": 2, "mode": "bilinear"}, "position": "after"}
+    mode = {"average": "avg", "max": "max"}.get(getattr(hf_config, "spatial_pool_mode", "average"), "avg")
+    stride = int(getattr(hf_config, "spatial_pool_stride", 2))
+    return {"method": "spatial", "params": {"stride": stride, "mode": mode}, "position": "before"}
+
+
+def _normalisation(folder: Path, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    for name in _PREPROCESSOR_FILES:
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if "image_mean" in data and "image_std" in data:
+                return tuple(data["image_mean"]), tuple(data["image_std"])
+    return _DEFAULT_NORM[kind]
+
+
+def _processor_chat_template(folder: Path) -> str | None:
+    """The chat template the checkpoint's processor uses, if the folder carries one."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    js = folder / "chat_template.json"
+    if js.is_file():
+        return json.loads(js.read_text()).get("chat_template")
+    return None
+
+
+class LlavaVideoLM(VideoLM):
+    """A transformers LLaVA-family model behind the :class:`~vidpool.llm.VideoLM` interface."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        kind: str,
+        config: ModelConfig | None = None,
+        mean: tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: tuple[float, ...] = (0.5, 0.5, 0.5),
+        chat_template: str | None = None,
+    ):
+        if kind not in _CLASSES:
+            raise InvalidArgumentError(f"kind must be one of {sorted(_CLASSES)}, got {kind!r}")
+        self.kind = kind
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.hf_config = model.config
+        self.config = config or ModelConfig(kind=kind, projector="hf", compress=_default_compress(kind, model.config))
+        self._parts = llava_parts(model)
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self._chat_template = chat_template
+        vision = self.hf_config.vision_config
+        self._image_size = int(vision.image_size)
+        side = self._image_size // int(vision.patch_size)
+        self._grid = (side, side)
+        video_id = token_id(self.hf_config, "video")
+        self._video_token = tokenizer.convert_ids_to_tokens(video_id)
+
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | str | None = None,
+        device_map: Any = None,
+        max_memory: dict[Any, Any] | None = None,
+        attn_implementation: str | None = None,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+    ) -> LlavaVideoLM:
+        """Load a transformers LLaVA-OneVision or LLaVA-NeXT-Video folder."""
+        transformers = require("transformers", "llm", "Loading a LLaVA-family checkpoint")
+        folder = Path(path)
+        kind = detect_kind(folder)
+        check_weight_files(folder, allow_pickle=allow_pickle)
+        kwargs = pretrained_kwargs(
+            dtype=resolve_dtype(dtype, device),
+            attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),
+            device_map=device_map,
+            max_memory=max_memory,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+        )
+        model_cls = getattr(transformers, _CLASSES[kind])
+        try:
+            model = model_cls.from_pretrained(folder, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
+        if device_map is None:
+            model.to(device)
+        mean, std = _normalisation(folder, kind)
+        return cls(model, tokenizer, kind=kind, mean=mean, std=std, chat_template=_processor_chat_template(folder))
+
+    # -- vision ---------------------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self._grid
+
+    def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[T, H, W, 3]`` -> normalised float ``[T, 3, S, S]`` at the tower's input size."""
+        x = frames.permute(0, 3, 1, 2).float() / 255.0
+        size = (self._image_size, self._image_size)
+        if tuple(x.shape[-2:]) != size:
+            x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+            x = x.clamp(0.0, 1.0)
+        return (x - self._mean) / self._std
+
+    def encode_frames(self, frames: Any) -> torch.Tensor:
+        """Vision-tower features ``[T, h, w, C]`` at the checkpoint's selected layer(s), before projection."""
+        frames = as_frames_tensor(frames)
+        tower = self._parts.vision_tower
+        param = next(tower.parameters())
+        pixels = self._pixels(frames).to(device=param.device, dtype=param.dtype)
+        layer = self.hf_config.vision_feature_layer
+        with torch.inference_mode():
+            states = vision_hidden_states(tower, pixels)
+        if isinstance(layer, int):
+            selected = states[layer]
+        else:
+            selected = torch.cat([states[i] for i in layer], dim=-1)
+        if self.hf_config.vision_feature_select_strategy == "default":
+            selected = selected[:, 1:]
+        h, w = self._grid
+        if selected.shape[1] != h * w:
+            raise CheckpointError(f"vision tower gave {selected.shape[1]} patches per frame, expected {h}x{w}")
+        return selected.reshape(frames.shape[0], h, w, selected.shape[-1])
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        projector = self._parts.multi_modal_projector
+        param = next(projector.parameters())
+        return projector(x.to(device=param.device, dtype=param.dtype))
+
+    # -- language -------------------------------------------------------------------------
+    @property
+    def _generator(self) -> Any:
+        return self.model
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        if self._chat_template is None:
+            return super()._render(messages)
+        # Processor templates take structured content and write the video token where the video goes.
+        structured = []
+        for message in messages:
+            content = message["content"]
+            parts: list[dict[str, str]] = []
+            if VIDEO_MARKER in content:
+                parts.append({"type": "video"})
+                content = content.replace(VIDEO_MARKER, "").lstrip("\n")
+            parts.append({"type": "text", "text": content})
+            structured.append({"role": message["role"], "content": parts})
+        text = self.tokenizer.apply_chat_template(
+            structured, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
+        )
+        if text.count(self._video_token) != 1:
+            raise CheckpointError(
+                f"the checkpoint's chat template wrote the video token {self._video_token!r} "
+                f"{text.count(self._video_token)} times; expected once"
+            )
+        return text.replace(self._video_token, VIDEO_MARKER)
+
+    # -- sizes ----------------------------------------------------------------------------
+    @property
+    def lm_spec(self) -> dict[str, int]:
+        text = self.hf_config.text_config
+        heads = int(text.num_attention_heads)
+        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        lm = language_model(self.model)
+        return {
+            "num_layers": int(text.num_hidden_layers),
+            "num_kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
+            "head_dim": int(head_dim),
+            "hidden_size": int(text.hidden_size),
+            "vocab_size": int(text.vocab_size),
+            "lm_param_bytes": module_param_bytes(lm, self.model.get_output_embeddings()),
+            "dtype_bytes": next(lm.parameters()).element_size(),
+        }
+
+    @property
+    def vision_spec(self) -> dict[str, Any]:
+        vision = self.hf_config.vision_config
+        tower = self._parts.vision_tower
+        tokens = self._grid[0] * self._grid[1] + 1
+        width = int(vision.hidden_size)
+        bytes_ = next(tower.parameters()).element_size()
+        # Every layer's hidden state is kept for layer selection, plus one block's working set.
+        per_frame = bytes_ * tokens * (
+            (int(vision.num_hidden_layers) + 1) * width
+            + 4 * width
+            + int(vision.intermediate_size)
+            + int(vision.num_attention_heads) * tokens
+        )
+        features = self.encode_width
+        return {
+            "param_bytes": module_param_bytes(tower, self._parts.multi_modal_projector),
+            "activation_bytes_per_frame": int(per_frame),
+            "grid": self._grid,
+            "width": features,
+            "image_size": self._image_size,
+        }
+
+    @property
+    def encode_width(self) -> int:
+        """Channel count ``C`` of :meth:`encode_frames` output."""
+        layer = self.hf_config.vision_feature_layer
+        count = 1 if isinstance(layer, int) else len(layer)
+        return int(self.hf_config.vision_config.hidden_size) * count

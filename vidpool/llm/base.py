@@ -1,0 +1,213 @@
+"""The one interface both model kinds share: encode, compress + project, generate.
+
+Subclasses supply the vision side (``encode_frames``, ``_project``, ``grid``) and the language side
+(``tokenizer``, ``_generator``, ``_embedding``); compression order, prompt building and generation
+live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidpool.errors import InvalidArgumentError
+from vidpool.llm.config import ModelConfig
+from vidpool.llm.generate import generate_text
+from vidpool.llm.prompt import VIDEO_MARKER, build_messages, render_prompt, splice_embeddings, tokenize_around_marker
+
+__all__ = ["VideoLM", "as_frames_tensor", "module_param_bytes"]
+
+
+def module_param_bytes(*modules: Any) -> int:
+    """Bytes held by the parameters and buffers of ``modules`` (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for module in modules:
+        if module is None:
+            continue
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def as_frames_tensor(frames: Any) -> torch.Tensor:
+    """Frames as a uint8 tensor ``[T, H, W, 3]`` (accepts numpy arrays, tensors, or a ``Frames`` object)."""
+    frames = getattr(frames, "frames", frames)
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+    if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[-1] != 3:
+        shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
+        raise InvalidArgumentError(f"frames must be uint8 [T, H, W, 3], got {shape}")
+    return frames
+
+
+class VideoLM:
+    """A video language model: vision features -> compressed visual tokens -> generated text.
+
+    Attributes:
+        kind: ``"native"``, ``"llava_onevision"`` or ``"llava_next_video"``.
+        config: the :class:`ModelConfig` (compression method, its position, defaults).
+        tokenizer: the LM's tokenizer.
+    """
+
+    kind: str
+    config: ModelConfig
+    tokenizer: Any
+
+    # -- supplied by subclasses -------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(h, w)`` patch grid of one encoded frame."""
+        raise NotImplementedError
+
+    def encode_frames(self, frames: Any) -> torch.Tensor:
+        """Vision features ``[T, h, w, C]`` (before projection) of uint8 frames ``[T, H, W, 3]``."""
+        raise NotImplementedError
+
+    def text_embedding(self, prompt: str) -> torch.Tensor | None:
+        """Joint-space text embedding ``[D]`` for prompt-guided scores, or ``None`` if the model has none."""
+        return None
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """Projector ``[..., C] -> [..., hidden]``."""
+        raise NotImplementedError
+
+    def _prompt_scores(self, features: torch.Tensor, prompt: str) -> torch.Tensor:
+        """Relevance ``[T, h, w]`` of each patch to ``prompt``."""
+        raise InvalidArgumentError(
+            f"{self.kind} models cannot score patches against a prompt; pass scores=[T, h, w] "
+            "or choose a method that does not use scores"
+        )
+
+    @property
+    def _generator(self) -> Any:
+        """The transformers module whose ``generate`` runs the LM."""
+        raise NotImplementedError
+
+    @property
+    def _embedding(self) -> Any:
+        """The LM's input embedding module."""
+        return self._generator.get_input_embeddings()
+
+    @property
+    def lm_spec(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    @property
+    def vision_spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------
+    def _method(self, method: str | None, budget: int | None, params: dict[str, Any]):
+        if method is None:
+            method = self.config.method
+            params = {**self.config.method_params, **params}
+        if budget is None:
+            budget = self.config.budget
+        return method, budget, params
+
+    def num_visual_tokens(
+        self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
+    ) -> int:
+        """Number of visual tokens ``visual_tokens`` gives for ``num_frames`` frames (known before running)."""
+        from vidpool.compress import num_output_tokens
+
+        method, budget, params = self._method(method, budget, params)
+        h, w = self.grid
+        return int(num_output_tokens(method, (int(num_frames), h, w), budget=budget, **params))
+
+    def visual_tokens(
+        self,
+        features: torch.Tensor,
+        *,
+        prompt: str | None = None,
+        budget: int | None = None,
+        method: str | None = None,
+        scores: torch.Tensor | None = None,
+        **params: Any,
+    ) -> torch.Tensor:
+        """Compress and project vision features in the configured order.
+
+        Args:
+            features: ``[T, h, w, C]`` from :meth:`encode_frames`.
+            prompt: the question, used to score patches when the method uses scores and none are given.
+            scores: optional ``[T, h, w]`` patch relevance for score-using methods.
+
+        Returns:
+            ``[N, hidden]`` tokens in the LM's embedding space, ``N == num_visual_tokens(T, ...)``.
+        """
+        from vidpool.compress import compress, get_method
+
+        if features.dim() != 4:
+            raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")
+        method, budget, params = self._method(method, budget, params)
+        if getattr(get_method(method), "uses_scores", False) and scores is None:
+            if prompt is None:
+                raise InvalidArgumentError(f"method {method!r} ranks patches by a prompt: pass prompt= or scores=")
+            scores = self._prompt_scores(features, prompt)
+        extra = {"scores": scores} if scores is not None else {}
+        with torch.inference_mode():
+            if self.config.position == "before":
+                pooled = compress(features, method, budget=budget, **extra, **params).tokens
+                return self._project(pooled)
+            projected = self._project(features)
+            return compress(projected, method, budget=budget, **extra, **params).tokens
+
+    def build_inputs_embeds(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> torch.Tensor:
+        """``[1, L, hidden]`` prompt embeddings: chat template around the spliced visual tokens."""
+        messages = build_messages(
+            prompt, timestamps=timestamps, history=history, system_prompt=self.config.system_prompt
+        )
+        text = self._render(messages)
+        before, after = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
+        return splice_embeddings(self._embedding, before, visual_tokens, after)
+
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        return render_prompt(self.tokenizer, messages)
+
+    def generate(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+        stream: bool = False,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: str | Sequence[str] | None = None,
+    ) -> str | Iterator[str]:
+        """Answer ``prompt`` about the video given its ``[N, hidden]`` visual tokens.
+
+        ``timestamps`` (seconds, one per sampled frame) go into the prompt; ``history`` is a list of
+        earlier ``(user, assistant)`` turns. With ``stream=True`` an iterator of text pieces is returned.
+        """
+        embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
+        return generate_text(
+            self._generator,
+            self.tokenizer,
+            embeds,
+            stream=stream,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            stop=stop,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, method={self.config.method!r}, position={self.config.position!r})"

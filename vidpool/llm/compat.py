@@ -1,0 +1,92 @@
+"""Every difference between transformers versions that vidpool relies on, in one place.
+
+Tested with transformers 5.x. The 4.x spellings kept here (``torch_dtype``, ``model.language_model``,
+``*_token_index``) are the ones those releases used; they are fallbacks, not a promise.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+__all__ = [
+    "dtype_kwargs",
+    "feature_tensor",
+    "language_model",
+    "llava_parts",
+    "token_id",
+    "transformers_version",
+    "vision_hidden_states",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def transformers_version() -> tuple[int, int]:
+    """``(major, minor)`` of the installed transformers."""
+    import transformers
+
+    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in transformers.__version__.split(".")[:2])
+    return major, minor
+
+
+def dtype_kwargs(dtype: torch.dtype | str | None) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword for a dtype: ``dtype`` since 4.56 (and in 5.x), ``torch_dtype`` before."""
+    if dtype is None:
+        return {}
+    key = "dtype" if transformers_version() >= (4, 56) else "torch_dtype"
+    return {key: dtype}
+
+
+def feature_tensor(output: Any) -> torch.Tensor:
+    """A feature tensor from whatever a ``get_*_features`` call returned.
+
+    transformers 5 returns a ``BaseModelOutputWithPooling`` whose ``pooler_output`` holds the projected
+    features; 4.x returned the tensor (or a list/tuple of tensors) itself.
+    """
+    if torch.is_tensor(output):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is not None:
+        output = pooled
+    if isinstance(output, (list, tuple)):
+        return torch.cat(list(output), dim=0)
+    if torch.is_tensor(output):
+        return output
+    raise TypeError(f"cannot find a feature tensor in {type(output).__name__}")
+
+
+def llava_parts(model: Any) -> Any:
+    """The module holding ``vision_tower`` / ``multi_modal_projector`` / ``language_model``.
+
+    transformers >= 4.52 (and 5.x) nest them under ``model.model``; earlier releases kept them on the
+    top-level ``ForConditionalGeneration`` module.
+    """
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "vision_tower"):
+        return inner
+    return model
+
+
+def language_model(model: Any) -> Any:
+    """The decoder of a LLaVA-family model (``model.model.language_model`` in 5.x)."""
+    return llava_parts(model).language_model
+
+
+def token_id(config: Any, kind: str) -> int:
+    """The placeholder token id for ``kind`` ``"video"`` or ``"image"`` (``*_token_id`` in 5.x, ``*_token_index`` in 4.x)."""
+    for name in (f"{kind}_token_id", f"{kind}_token_index"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    raise AttributeError(f"{type(config).__name__} has no {kind} token id")
+
+
+def vision_hidden_states(vision_tower: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """All hidden states of a CLIP/SigLIP vision tower: a tuple of ``[B, L, C]`` (embeddings first)."""
+    out = vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
+    states = getattr(out, "hidden_states", None)
+    if states is None:
+        raise TypeError(f"{type(vision_tower).__name__} returned no hidden states")
+    return tuple(states)

@@ -1,0 +1,161 @@
+"""Text generation from input embeddings: greedy or sampled, stop strings, streaming, seeded.
+
+Streaming runs ``generate`` in a thread feeding a ``TextIteratorStreamer``; the iterator holds back
+the last few characters so that a stop string is never half-printed, which makes the streamed
+pieces join to exactly the non-streamed text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from vidpool.errors import InvalidArgumentError
+
+__all__ = ["generate_text", "truncate_at_stop"]
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the earliest stop string; return the text and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _stop_list(stop: str | Sequence[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    items = [stop] if isinstance(stop, str) else list(stop)
+    if any(not isinstance(s, str) or not s for s in items):
+        raise InvalidArgumentError(f"stop must be non-empty strings, got {stop!r}")
+    return items
+
+
+def _stopping_criteria(tokenizer: Any, stop: list[str]):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopOnStrings(StoppingCriteria):
+        # With inputs_embeds only, ``input_ids`` holds just the generated tokens.
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+            text = tokenizer.decode(input_ids[0], skip_special_tokens=True)
+            done = truncate_at_stop(text, stop)[1]
+            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_StopOnStrings()])
+
+
+def _generation_kwargs(
+    tokenizer: Any,
+    inputs_embeds: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop: list[str],
+) -> dict[str, Any]:
+    if max_new_tokens < 1:
+        raise InvalidArgumentError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise InvalidArgumentError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise InvalidArgumentError(f"top_p must be in (0, 1], got {top_p}")
+    kwargs: dict[str, Any] = {
+        "inputs_embeds": inputs_embeds,
+        "attention_mask": torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device),
+        "max_new_tokens": max_new_tokens,
+        "do_sample": temperature > 0,
+    }
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is not None:
+        kwargs["pad_token_id"] = pad
+    if stop:
+        kwargs["stopping_criteria"] = _stopping_criteria(tokenizer, stop)
+    return kwargs
+
+
+def generate_text(
+    lm: Any,
+    tokenizer: Any,
+    inputs_embeds: torch.Tensor,
+    *,
+    stream: bool = False,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+) -> str | Iterator[str]:
+    """Generate the answer that follows ``inputs_embeds``.
+
+    Args:
+        lm: a transformers model with ``generate`` (a causal LM or a LLaVA-family model).
+        tokenizer: its tokenizer (for decoding, padding and stop strings).
+        inputs_embeds: ``[1, L, D]`` prompt embeddings with the visual tokens already spliced in.
+        stream: return an iterator of text pieces instead of the whole text.
+        temperature: 0 for greedy decoding; sampling otherwise (with ``top_p``).
+        seed: seeds torch's generator right before decoding, so equal seeds give equal text.
+        stop: strings that end the answer; the answer is cut before the first one.
+
+    Returns:
+        The answer text, or an iterator whose pieces join to the same text.
+    """
+    stops = _stop_list(stop)
+    kwargs = _generation_kwargs(
+        tokenizer, inputs_embeds, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops
+    )
+    if not stream:
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.inference_mode():
+            out = lm.generate(**kwargs)
+        text = tokenizer.decode(out[0], skip_special_tokens=True)
+        return truncate_at_stop(text, stops)[0]
+    return _stream(lm, tokenizer, kwargs, seed, stops)
+
+
+def _stream(lm: Any, tokenizer: Any, kwargs: dict[str, Any], seed: int | None, stops: list[str]) -> Iterator[str]:
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                lm.generate(**kwargs, streamer=streamer)
+        except BaseException as exc:
+            failure.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=run, name="vidpool-generate", daemon=True)
+    thread.start()
+    holdback = max((len(s) for s in stops), default=1) - 1
+    pending = ""
+    try:
+        for piece in streamer:
+            pending += piece
+            pending, found = truncate_at_stop(pending, stops)
+            if found:
+                if pending:
+                    yield pending
+                pending = ""
+                break
+            safe = len(pending) - holdback
+            if safe > 0:
+                yield pending[:safe]
+                pending = pending[safe:]
+        else:
+            if pending:
+                yield pending
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]

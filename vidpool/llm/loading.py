@@ -1,0 +1,236 @@
+"""Loading checkpoints safely: safetensors only unless asked, no remote code unless asked.
+
+``load_model`` looks at the folder and dispatches: ``vidpool.json`` means a native checkpoint, a
+transformers ``config.json`` of a LLaVA-family ``model_type`` means the transformers adapter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidpool.errors import CheckpointError, InvalidArgumentError, require
+from vidpool.llm.compat import dtype_kwargs
+from vidpool.llm.config import CONFIG_NAME
+
+__all__ = [
+    "HF_KINDS",
+    "check_weight_files",
+    "detect_kind",
+    "load_causal_lm",
+    "load_model",
+    "pretrained_kwargs",
+    "resolve_attn_implementation",
+    "resolve_dtype",
+]
+
+HF_KINDS = {"llava_onevision": "llava_onevision", "llava_next_video": "llava_next_video"}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
+
+
+def detect_kind(path: str | Path) -> str:
+    """``"native"``, ``"llava_onevision"`` or ``"llava_next_video"`` for a checkpoint folder."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"checkpoint folder not found: {folder}; build the test ones with "
+            "`python scripts/make_tiny_checkpoint.py` or pass a folder holding vidpool.json or config.json"
+        )
+    if (folder / CONFIG_NAME).is_file():
+        return "native"
+    config = folder / "config.json"
+    if config.is_file():
+        model_type = json.loads(config.read_text()).get("model_type")
+        if model_type in HF_KINDS:
+            return HF_KINDS[model_type]
+        raise CheckpointError(
+            f"{folder} holds a transformers model of type {model_type!r}; vidpool loads native checkpoints "
+            f"({CONFIG_NAME}) and the LLaVA-family types {sorted(HF_KINDS)}"
+        )
+    raise CheckpointError(f"{folder} has neither {CONFIG_NAME} nor config.json; it is not a model checkpoint")
+
+
+def check_weight_files(folder: str | Path, *, allow_pickle: bool = False) -> None:
+    """Refuse a folder whose weights exist only in pickle formats unless ``allow_pickle``.
+
+    Pickle files can run arbitrary code when loaded; safetensors cannot.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    files = [p for p in folder.iterdir() if p.is_file()]
+    has_safe = any(p.suffix == ".safetensors" or p.suffix == ".gguf" for p in files)
+    pickled = sorted(p.name for p in files if p.suffix in _PICKLE_SUFFIXES)
+    if pickled and not has_safe and not allow_pickle:
+        raise CheckpointError(
+            f"{folder} stores weights only as pickle files ({', '.join(pickled)}), which can run code when "
+            "loaded. Convert them to safetensors, or pass allow_pickle=True if you trust the source."
+        )
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device | None) -> torch.dtype:
+    """The dtype to load weights in: ``dtype`` if given, else bfloat16 on CUDA (float16 if unsupported), float32 elsewhere."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise InvalidArgumentError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        return _DTYPES[dtype]
+    if dtype is not None:
+        raise InvalidArgumentError(f"dtype must be a torch.dtype or a name, got {type(dtype).__name__}")
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def resolve_attn_implementation(attn_implementation: str | None, device: str | torch.device | None) -> str:
+    """``attn_implementation`` if given; else ``"flash_attention_2"`` on CUDA with flash-attn installed, else ``"sdpa"``."""
+    if attn_implementation is not None:
+        if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+            raise InvalidArgumentError(
+                "attn_implementation='flash_attention_2' needs flash-attn: pip install 'vidpool[gpu]'"
+            )
+        return attn_implementation
+    on_cuda = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if on_cuda and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def pretrained_kwargs(
+    *,
+    dtype: torch.dtype,
+    attn_implementation: str,
+    device_map: Any = None,
+    max_memory: dict[Any, Any] | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    gguf: bool = False,
+) -> dict[str, Any]:
+    """Keyword arguments for ``from_pretrained`` that carry vidpool's safety and placement choices."""
+    kwargs: dict[str, Any] = {
+        **dtype_kwargs(dtype),
+        "attn_implementation": attn_implementation,
+        "trust_remote_code": trust_remote_code,
+    }
+    if not gguf and not allow_pickle:
+        kwargs["use_safetensors"] = True
+    if device_map is not None:
+        require("accelerate", "llm", "Placing a model with device_map")
+        kwargs["device_map"] = device_map
+        if max_memory is not None:
+            kwargs["max_memory"] = max_memory
+    elif max_memory is not None:
+        raise InvalidArgumentError("max_memory needs device_map (for example device_map='auto')")
+    return kwargs
+
+
+def load_causal_lm(
+    spec: dict[str, Any],
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    device_map: Any = None,
+    max_memory: dict[Any, Any] | None = None,
+    attn_implementation: str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for an LM spec ``{"path": ..., "gguf_file": ..., "tokenizer": ...}``.
+
+    ``path`` is a local folder or a hub name (hub names load only from the local cache unless the
+    environment allows downloads). With ``gguf_file`` the quantized file is dequantized to ``dtype``.
+    """
+    transformers = require("transformers", "llm", "Loading a language model")
+    path = spec.get("path")
+    if not path:
+        raise CheckpointError("the LM spec needs a 'path' (a folder or a hub name)")
+    gguf_file = spec.get("gguf_file")
+    if gguf_file:
+        require("gguf", "llm", "Loading a GGUF language model")
+        if Path(path).is_dir() and not (Path(path) / gguf_file).is_file():
+            raise CheckpointError(f"GGUF file {gguf_file} not found in {path}")
+    else:
+        check_weight_files(path, allow_pickle=allow_pickle)
+    dtype = resolve_dtype(dtype, device)
+    kwargs = pretrained_kwargs(
+        dtype=dtype,
+        attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),
+        device_map=device_map,
+        max_memory=max_memory,
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        gguf=bool(gguf_file),
+    )
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs, **extra)
+        tok_path = spec.get("tokenizer")
+        tok_extra = {} if tok_path else extra
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            tok_path or path, trust_remote_code=trust_remote_code, **tok_extra
+        )
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot load the language model from {path}: {exc}") from exc
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+    device_map: Any = None,
+    max_memory: dict[Any, Any] | None = None,
+    attn_implementation: str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+):
+    """Load a video LM from a checkpoint folder.
+
+    Args:
+        path: a native checkpoint folder (``vidpool.json`` + ``projector.safetensors``) or a transformers
+            LLaVA-OneVision / LLaVA-NeXT-Video folder.
+        device: where to put the whole model when ``device_map`` is not given.
+        dtype: weight dtype (default float32 on CPU, bfloat16 on CUDA).
+        device_map, max_memory: accelerate placement and CPU/disk offload (e.g. ``device_map="auto"``).
+        attn_implementation: default ``"sdpa"``, or ``"flash_attention_2"`` when flash-attn is installed.
+        allow_pickle: allow ``.bin``/``.pt`` weights (they can run code when loaded).
+        trust_remote_code: allow a checkpoint's own Python code to run (off by default).
+
+    Returns:
+        A :class:`vidpool.llm.VideoLM`.
+    """
+    options = {
+        "device": device,
+        "dtype": dtype,
+        "device_map": device_map,
+        "max_memory": max_memory,
+        "attn_implementation": attn_implementation,
+        "allow_pickle": allow_pickle,
+        "trust_remote_code": trust_remote_code,
+    }
+    kind = detect_kind(path)
+    if kind == "native":
+        from vidpool.llm.native import NativeVideoLM
+
+        return NativeVideoLM.from_folder(path, **options)
+    from vidpool.integrations.transformers_llava import LlavaVideoLM
+
+    return LlavaVideoLM.from_folder(path, **options)

@@ -1,0 +1,358 @@
+"""One run, end to end: video -> encode (in chunks) -> compress + project -> LM, driven by one plan.
+
+>>> chat = VideoChat("clip.mp4", model="checkpoints/smollm2-native")       # doctest: +SKIP
+>>> print(chat.plan.table())                                               # doctest: +SKIP
+>>> for piece in chat.ask("What happens?", stream=True): print(piece, end="")  # doctest: +SKIP
+
+``VideoChat`` encodes the video once (features kept in a ``FeatureCache``) and answers any number of
+questions; ``Captioner`` captions videos one after another with the same model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidpool.errors import InvalidArgumentError
+from vidpool.schedule import ChunkRunner, Plan, plan
+
+__all__ = [
+    "CAPTION_PROMPT",
+    "Captioner",
+    "EncodedVideo",
+    "VideoChat",
+    "encode_video",
+    "load",
+    "run",
+]
+
+CAPTION_PROMPT = "Describe this video in detail."
+
+
+def load(model: Any, *, device: str = "cpu", **kwargs: Any) -> Any:
+    """A loaded ``VideoLM``: ``model`` itself, or ``vidpool.llm.load_model(model, device=...)`` for a path."""
+    if isinstance(model, (str, os.PathLike)):
+        from vidpool.llm import load_model
+
+        return load_model(model, device=device, **kwargs)
+    if not hasattr(model, "encode_frames") or not hasattr(model, "generate"):
+        raise InvalidArgumentError(
+            f"model must be a checkpoint folder or a loaded VideoLM, got {type(model).__name__}"
+        )
+    return model
+
+
+def _model_device(model: Any, default: str) -> str:
+    device = getattr(model, "device", None)
+    return str(device) if device is not None else default
+
+
+class EncodedVideo:
+    """Vision features of the sampled frames: ``features [T, h, w, C]`` and ``timestamps [T]`` seconds."""
+
+    def __init__(self, features: torch.Tensor, timestamps: np.ndarray, tried: Sequence[int] = ()):
+        self.features = features
+        self.timestamps = np.asarray(timestamps, dtype=np.float64)
+        self.tried = list(tried)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.features.shape[0])
+
+
+def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
+    """Decoded ``Frames`` pieces of ``plan_.num_frames`` uniformly sampled frames, one encoder batch each."""
+    if isinstance(video, (str, os.PathLike)):
+        from vidpool.video import VideoReader
+
+        with VideoReader(video) as reader:
+            yield from reader.chunks(plan_.encoder_batch, num_frames=plan_.num_frames)
+        return
+    frames = getattr(video, "frames", video)
+    if isinstance(frames, torch.Tensor):
+        frames = frames.numpy()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InvalidArgumentError(f"video must be a path or uint8 frames [T, H, W, 3], got {frames.shape}")
+    stamps = getattr(video, "timestamps", None)
+    if stamps is None:
+        stamps = np.arange(len(frames), dtype=np.float64)
+    pick = np.linspace(0, len(frames) - 1, num=min(plan_.num_frames, len(frames))).round().astype(int)
+    for start in range(0, len(pick), plan_.encoder_batch):
+        idx = pick[start : start + plan_.encoder_batch]
+        yield _Piece(frames[idx], np.asarray(stamps)[idx])
+
+
+class _Piece:
+    def __init__(self, frames: np.ndarray, timestamps: np.ndarray):
+        self.frames = frames
+        self.timestamps = timestamps
+
+
+def encode_video(
+    model: Any, video: Any, plan_: Plan, *, runner: ChunkRunner | None = None, keep_on: str | None = None
+) -> EncodedVideo:
+    """Encode the frames ``plan_`` samples, one encoder batch at a time, halving the batch on OOM.
+
+    Features go into one preallocated ``[T, h, w, C]`` tensor on ``keep_on`` (default
+    ``plan_.features_on``), so no more than one batch of activations and the kept features coexist.
+    """
+    runner = runner or ChunkRunner(plan_.encoder_batch, what="frames per encoder batch")
+    keep_on = keep_on or plan_.features_on
+    features: torch.Tensor | None = None
+    stamps: list[np.ndarray] = []
+    filled = 0
+    with torch.inference_mode():
+        for piece in _frame_pieces(video, plan_):
+            for feats in runner.map(model.encode_frames, piece.frames):
+                if features is None:
+                    shape = (plan_.num_frames, *feats.shape[1:])
+                    features = torch.empty(shape, dtype=feats.dtype, device=keep_on)
+                features[filled : filled + feats.shape[0]].copy_(feats)
+                filled += feats.shape[0]
+                del feats
+            stamps.append(np.asarray(piece.timestamps, dtype=np.float64))
+    if features is None or filled == 0:
+        raise InvalidArgumentError("no frames were decoded from the video")
+    return EncodedVideo(features[:filled], np.concatenate(stamps), runner.tried)
+
+
+def _uses_scores(method: str) -> bool:
+    from vidpool.compress import get_method
+
+    return bool(getattr(get_method(method), "uses_scores", False))
+
+
+class VideoChat:
+    """Questions and answers about one video; the video is encoded once.
+
+    Args:
+        video: a path, or uint8 frames ``[T, H, W, 3]`` (a ``Frames`` object or array).
+        model: a loaded ``VideoLM`` or a checkpoint folder (loaded on ``device``).
+        device: where the run happens; the plan is made for it.
+        plan: a ready plan; otherwise one is made with ``num_frames``, ``budget_tokens``, ``method``,
+            ``method_params`` and ``max_memory`` (see :func:`vidpool.plan`).
+        cache: a ``vidpool.encode.FeatureCache`` to share features between chats (default: a private one).
+        max_new_tokens, temperature, top_p, seed: generation defaults for :meth:`ask`.
+    """
+
+    def __init__(
+        self,
+        video: Any,
+        model: Any,
+        *,
+        device: str = "cpu",
+        plan: Plan | None = None,
+        num_frames: int | None = None,
+        budget_tokens: int | None = None,
+        method: str | None = None,
+        method_params: dict[str, Any] | None = None,
+        max_memory: Any = None,
+        cache: Any = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self.model = load(model, device=device)
+        self.device = _model_device(self.model, device)
+        self.video = video
+        if plan is None:
+            info = _video_info(video)
+            plan = _make_plan(
+                info,
+                self.model,
+                device,
+                budget_tokens,
+                max_memory,
+                num_frames,
+                method,
+                method_params,
+                max_new_tokens,
+            )
+        self.plan: Plan = plan
+        if cache is None:
+            from vidpool.encode import FeatureCache
+
+            cache = FeatureCache(max_items=2)
+        self.cache = cache
+        self.generation = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+        }
+        self.history: list[tuple[str, str]] = []
+        self.encode_calls = 0
+        self._tokens: torch.Tensor | None = None
+        self._timestamps: np.ndarray | None = None
+
+    def _cache_key(self) -> str:
+        from vidpool.encode import FeatureCache, video_identity
+
+        if isinstance(self.video, (str, os.PathLike)):
+            vid = video_identity(self.video)
+        else:
+            vid = f"frames-{id(self.video)}"
+        encoder = (
+            getattr(getattr(self.model, "encoder", None), "identity", None)
+            or f"{type(self.model).__name__}-{id(self.model)}"
+        )
+        return FeatureCache.key(vid, {"num_frames": self.plan.num_frames}, str(encoder))
+
+    def _encoded(self) -> dict[str, torch.Tensor]:
+        def compute() -> dict[str, torch.Tensor]:
+            self.encode_calls += 1
+            enc = encode_video(self.model, self.video, self.plan)
+            return {"features": enc.features, "timestamps": torch.from_numpy(enc.timestamps)}
+
+        return self.cache.get_or_compute(self._cache_key(), compute)
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Seconds of each sampled frame."""
+        if self._timestamps is None:
+            self._timestamps = self._encoded()["timestamps"].numpy()
+        return self._timestamps
+
+    def visual_tokens(self, question: str | None = None) -> torch.Tensor:
+        """``[N, hidden]`` visual tokens for ``question`` (prompt-independent methods compute them once)."""
+        if self._tokens is not None:
+            return self._tokens
+        encoded = self._encoded()
+        self._timestamps = encoded["timestamps"].numpy()
+        features = encoded["features"].to(self.device)
+        tokens = self.model.visual_tokens(
+            features, prompt=question, budget=self.plan.budget, method=self.plan.method, **self.plan.params
+        )
+        del features
+        if self.plan.features_on == "cpu":
+            tokens = tokens.to(self.device)
+        if not _uses_scores(self.plan.method):
+            self._tokens = tokens
+        return tokens
+
+    def ask(self, question: str, *, stream: bool = False, **generate: Any) -> str | Iterator[str]:
+        """Answer ``question`` about the video, given the earlier turns; ``stream=True`` yields text pieces.
+
+        ``generate`` overrides ``max_new_tokens``, ``temperature``, ``top_p``, ``seed`` or sets ``stop``.
+        The turn is added to :attr:`history` once the answer is complete.
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidArgumentError("question must be a non-empty string")
+        tokens = self.visual_tokens(question)
+        kwargs = {**self.generation, **generate}
+        out = self.model.generate(
+            tokens,
+            question,
+            timestamps=self.timestamps,
+            history=list(self.history),
+            stream=stream,
+            **kwargs,
+        )
+        if not stream:
+            self.history.append((question, str(out)))
+            return out
+        return self._record(question, out)
+
+    def _record(self, question: str, pieces: Iterator[str]) -> Iterator[str]:
+        answer: list[str] = []
+        for piece in pieces:
+            answer.append(piece)
+            yield piece
+        self.history.append((question, "".join(answer)))
+
+    def reset(self) -> None:
+        """Forget the conversation (the encoded video is kept)."""
+        self.history.clear()
+
+
+def _video_info(video: Any) -> Any:
+    if isinstance(video, (str, os.PathLike)):
+        from vidpool.video import probe
+
+        return probe(video)
+    frames = getattr(video, "frames", video)
+    shape = getattr(frames, "shape", None)
+    if shape is None or len(shape) != 4:
+        raise InvalidArgumentError(
+            f"video must be a path or uint8 frames [T, H, W, 3], got {type(video).__name__}"
+        )
+
+    class _Info:
+        num_frames, height, width = int(shape[0]), int(shape[1]), int(shape[2])
+        duration = None
+
+    return _Info()
+
+
+def _make_plan(
+    info, model, device, budget_tokens, max_memory, num_frames, method, method_params, max_new_tokens
+):
+    return plan(
+        info,
+        model,
+        device,
+        budget_tokens=budget_tokens,
+        max_memory=max_memory,
+        num_frames=num_frames,
+        method=method,
+        method_params=method_params,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def run(
+    video: Any,
+    model: Any,
+    question: str,
+    *,
+    device: str = "cpu",
+    plan: Plan | None = None,
+    stream: bool = False,
+    **kwargs: Any,
+) -> str | Iterator[str]:
+    """Plan (unless given), encode, compress and answer one question about ``video``."""
+    generate_keys = ("temperature", "top_p", "seed", "stop")
+    generate = {k: kwargs.pop(k) for k in generate_keys if k in kwargs}
+    chat = VideoChat(video, model, device=device, plan=plan, **kwargs)
+    return chat.ask(question, stream=stream, **generate)
+
+
+class Captioner:
+    """Caption videos with one model: ``Captioner(model=...).caption(video) -> str``.
+
+    Each video gets its own plan (its length differs); the model is loaded once.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str = "cpu",
+        prompt: str = CAPTION_PROMPT,
+        max_new_tokens: int = 128,
+        **plan_kwargs: Any,
+    ) -> None:
+        self.model = load(model, device=device)
+        self.device = device
+        self.prompt = prompt
+        self.max_new_tokens = max_new_tokens
+        self.plan_kwargs = plan_kwargs
+        self.last_plan: Plan | None = None
+
+    def caption(self, video: Any, **generate: Any) -> str:
+        """One caption for ``video`` (a path or frames)."""
+        chat = VideoChat(
+            video, self.model, device=self.device, max_new_tokens=self.max_new_tokens, **self.plan_kwargs
+        )
+        self.last_plan = chat.plan
+        return str(chat.ask(self.prompt, **generate)).strip()
+
+    def caption_many(self, videos: Sequence[Any], **generate: Any) -> list[str]:
+        """Captions of ``videos`` in order."""
+        return [self.caption(v, **generate) for v in videos]

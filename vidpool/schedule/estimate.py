@@ -1,0 +1,223 @@
+"""Memory terms of one run, computed from shapes alone (no weights are touched).
+
+A run has two phases that never overlap: encoding (decoded frames and vision-tower activations for one
+encoder batch) and generation (the LM's KV cache and prefill workspace). What lives through both is the
+weights and the visual features/tokens. So the predicted peak is::
+
+    peak = weights + visual_tokens + max(encoder_activations, kv_cache + lm_activations)
+
+and the plan asks for ``peak + margin`` to be free. The KV cache term is the standard
+``2 (K and V) x layers x kv_heads x head_dim x bytes x tokens``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "MemoryEstimate",
+    "ModelSpec",
+    "estimate_memory",
+    "kv_cache_bytes",
+    "llama_param_count",
+    "vit_activation_bytes_per_frame",
+    "vit_param_count",
+]
+
+
+def kv_cache_bytes(num_layers: int, num_kv_heads: int, head_dim: int, dtype_bytes: int, tokens: int) -> int:
+    """Bytes of a full KV cache: ``2 x layers x kv_heads x head_dim x dtype_bytes x tokens``."""
+    return 2 * num_layers * num_kv_heads * head_dim * dtype_bytes * tokens
+
+
+def llama_param_count(
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    vocab: int,
+    *,
+    tie_embeddings: bool = False,
+) -> int:
+    """Parameters of a LLaMA-shaped decoder (no biases, RMSNorm, gated MLP)."""
+    head_dim = hidden // heads
+    attn = hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + heads * head_dim * hidden
+    block = attn + 3 * hidden * intermediate + 2 * hidden
+    embeddings = vocab * hidden * (1 if tie_embeddings else 2)
+    return layers * block + embeddings + hidden
+
+
+def vit_param_count(width: int, layers: int, patch: int, image_size: int, mlp_ratio: float = 4.0) -> int:
+    """Parameters of a CLIP-style ViT vision tower (pre-norm blocks with biases, class token)."""
+    tokens = (image_size // patch) ** 2 + 1
+    mlp = int(width * mlp_ratio)
+    block = 4 * width * width + 4 * width + 2 * width * mlp + mlp + width + 4 * width
+    return layers * block + 3 * patch * patch * width + tokens * width + width + 4 * width
+
+
+def vit_activation_bytes_per_frame(
+    width: int,
+    image_size: int,
+    patch: int,
+    heads: int,
+    dtype_bytes: int,
+    *,
+    mlp_ratio: float = 4.0,
+    attention_matrix: bool = False,
+) -> int:
+    """Peak inference activations of one frame through a ViT block, plus its preprocessed input.
+
+    Inside a block the residual stream, the normed input, q/k/v and the MLP hidden with its GELU output
+    are alive together: about ``tokens x width x (6 + 2 x mlp_ratio)`` values. ``attention_matrix`` adds
+    the ``heads x tokens^2`` scores that eager (non fused) attention materialises.
+    """
+    tokens = (image_size // patch) ** 2 + 1
+    values = tokens * width * (6 + 2 * mlp_ratio)
+    if attention_matrix:
+        values += 2 * heads * tokens * tokens
+    pixels = 3 * image_size * image_size * (4 + dtype_bytes)
+    return int(values * dtype_bytes + pixels)
+
+
+@dataclass
+class ModelSpec:
+    """Everything the planner needs to know about a model, without its weights.
+
+    ``grid`` and ``width`` describe the vision features ``[T, h, w, C]``; ``hidden_size`` is the LM's;
+    ``compress_position`` is ``"before"`` or ``"after"`` the projector.
+    """
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    vocab_size: int
+    lm_param_bytes: int
+    dtype_bytes: int
+    vision_param_bytes: int
+    activation_bytes_per_frame: int
+    grid: tuple[int, int]
+    width: int
+    image_size: int
+    projector_param_bytes: int = 0
+    intermediate_size: int = 0
+    num_heads: int = 0
+    method: str = "none"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    compress_position: str = "after"
+    num_frames: int = 16
+    budget: int | None = None
+    name: str = "model"
+    model: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.grid = (int(self.grid[0]), int(self.grid[1]))
+        if not self.intermediate_size:
+            self.intermediate_size = int(self.hidden_size * 8 / 3)
+        if not self.num_heads:
+            self.num_heads = max(1, self.hidden_size // max(1, self.head_dim))
+        if not self.projector_param_bytes:
+            self.projector_param_bytes = (self.width + self.hidden_size) * self.hidden_size * self.dtype_bytes
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.vision_param_bytes + self.projector_param_bytes + self.lm_param_bytes
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Build from a flat dict of the field names, ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def num_visual_tokens(self, num_frames: int, method: str, budget: int | None, params: dict) -> int:
+        """Visual tokens the LM sees for ``num_frames`` frames with ``method`` at ``budget``."""
+        counter = getattr(self.model, "num_visual_tokens", None)
+        if counter is not None:
+            return int(counter(num_frames, budget=budget, method=method, **params))
+        import vidpool
+
+        return int(vidpool.num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params))
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Predicted bytes on the compute device, by term. ``peak`` excludes the safety ``margin``."""
+
+    weights: int
+    encoder_activations: int
+    visual_tokens: int
+    kv_cache: int
+    lm_activations: int
+    margin: int
+
+    @property
+    def peak(self) -> int:
+        return (
+            self.weights
+            + self.visual_tokens
+            + max(self.encoder_activations, self.kv_cache + self.lm_activations)
+        )
+
+    @property
+    def required(self) -> int:
+        return self.peak + self.margin
+
+    def as_dict(self) -> dict[str, int]:
+        names = ("weights", "encoder_activations", "visual_tokens", "kv_cache", "lm_activations", "margin")
+        return {n: getattr(self, n) for n in names} | {"peak": self.peak, "required": self.required}
+
+
+def estimate_memory(
+    spec: ModelSpec,
+    *,
+    num_frames: int,
+    num_tokens: int,
+    encoder_batch: int,
+    frame_size: tuple[int, int] = (0, 0),
+    prompt_tokens: int = 0,
+    max_new_tokens: int = 256,
+    lm_weight_bytes: int | None = None,
+    features_on_device: bool = True,
+    cuda: bool = False,
+) -> MemoryEstimate:
+    """Predict the device memory of a run.
+
+    ``frame_size`` is the decoded ``(height, width)``: decoded frames count only on the CPU, where the
+    decoder writes them. ``lm_weight_bytes`` is the LM share placed on the device (default: all of it).
+    ``features_on_device=False`` keeps the vision features ``[T, h, w, C]`` on the CPU between phases.
+    """
+    b = spec.dtype_bytes
+    lm_weights = spec.lm_param_bytes if lm_weight_bytes is None else lm_weight_bytes
+    weights = spec.vision_param_bytes + spec.projector_param_bytes + lm_weights
+
+    patches = spec.grid[0] * spec.grid[1]
+    decoded = 0 if cuda else frame_size[0] * frame_size[1] * 3
+    encoder = encoder_batch * (spec.activation_bytes_per_frame + decoded)
+
+    kept_frames = num_frames if features_on_device else encoder_batch
+    features = kept_frames * patches * spec.width * b
+    if spec.compress_position == "after":
+        # every patch is projected before pooling, then the pooled tokens are kept
+        transient = num_frames * patches * spec.hidden_size * b
+    else:
+        transient = num_tokens * spec.width * b
+    visual = features + transient + num_tokens * spec.hidden_size * b
+
+    context = num_tokens + prompt_tokens + max_new_tokens
+    kv = kv_cache_bytes(spec.num_layers, spec.num_kv_heads, spec.head_dim, b, context)
+    prefill = num_tokens + prompt_tokens
+    # one decoder layer's transients during prefill (hidden, norm, q/k/v/o, gated MLP) + last logits
+    lm_act = prefill * (6 * spec.hidden_size + 3 * spec.intermediate_size) * b + spec.vocab_size * 4
+
+    peak = weights + visual + max(encoder, kv + lm_act)
+    margin = int(0.08 * peak) + (256 * 2**20 if cuda else 0)
+    return MemoryEstimate(
+        weights=int(weights),
+        encoder_activations=int(encoder),
+        visual_tokens=int(visual),
+        kv_cache=int(kv),
+        lm_activations=int(lm_act),
+        margin=int(margin),
+    )

@@ -1,0 +1,400 @@
+"""The memory plan of one run, decided before anything heavy is loaded or decoded.
+
+``plan`` tries the requested quality first. When it does not fit it degrades in a fixed order and
+writes each step into ``Plan.notes``:
+
+1. (GPU) keep the vision features on the CPU between encoding and generation;
+2. progressive pooling: switch the method to ``"progressive"`` with the largest budget that fits;
+3. fewer frames (still progressive), the most that fit.
+
+On a GPU whose free memory cannot hold the weights, the LM is split between GPU and CPU (offload)
+before any of that. If one frame at the smallest budget still does not fit, it raises
+:class:`~vidpool.errors.OutOfMemoryError` with the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vidpool.errors import BudgetError, InvalidArgumentError, OutOfMemoryError
+from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
+from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory
+from vidpool.schedule.spec import model_spec
+
+__all__ = ["DEGRADE_METHOD", "Plan", "plan"]
+
+DEGRADE_METHOD = "progressive"
+MAX_ENCODER_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run will do and how much memory it will take on ``device``.
+
+    ``num_frames`` frames are sampled uniformly and encoded ``encoder_batch`` at a time; ``method`` with
+    ``params`` and ``budget`` turns them into ``num_tokens`` visual tokens. ``placement`` is ``"cpu"``,
+    ``"gpu"`` or ``"gpu+cpu-offload"`` (``lm_bytes_on_device`` of the LM weights on the GPU). ``memory``
+    is the predicted use of ``device``; ``available`` what it had free. ``notes`` say how the plan
+    degraded from the request, in order.
+    """
+
+    device: str
+    placement: str
+    num_frames: int
+    encoder_batch: int
+    method: str
+    params: dict[str, Any]
+    budget: int | None
+    num_tokens: int
+    position: str
+    features_on: str
+    memory: MemoryEstimate
+    available: int
+    lm_bytes_on_device: int
+    max_new_tokens: int
+    prompt_tokens: int
+    model_name: str = "model"
+    video_frames: int | None = None
+    video_duration: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def fits(self) -> bool:
+        return self.memory.required <= self.available
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.notes)
+
+    def compress_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``VideoLM.visual_tokens`` / ``num_visual_tokens``."""
+        return {"method": self.method, "budget": self.budget, **self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "device",
+                "placement",
+                "num_frames",
+                "encoder_batch",
+                "method",
+                "params",
+                "budget",
+                "num_tokens",
+                "position",
+                "features_on",
+                "available",
+                "lm_bytes_on_device",
+                "max_new_tokens",
+                "prompt_tokens",
+                "model_name",
+                "video_frames",
+                "video_duration",
+            )
+        }
+        out["memory"] = self.memory.as_dict()
+        out["notes"] = list(self.notes)
+        return out
+
+    def table(self) -> str:
+        """The plan as a plain-text table (what ``vidpool plan`` prints)."""
+        m = self.memory
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        method = f"{self.method}({params})" if params else self.method
+        video = f"{self.video_frames} frames" if self.video_frames else "unknown length"
+        if self.video_duration:
+            video += f", {self.video_duration:.1f}s"
+        rows: list[tuple[str, str]] = [
+            ("model", self.model_name),
+            ("device", f"{self.device} ({format_bytes(self.available)} free)"),
+            ("placement", self.placement),
+            ("video", video),
+            ("frames to sample", str(self.num_frames)),
+            ("encoder batch", f"{self.encoder_batch} frames"),
+            ("compression", f"{method}, {self.position} projector"),
+            ("token budget", "method default" if self.budget is None else str(self.budget)),
+            ("visual tokens", str(self.num_tokens)),
+            ("features kept on", self.features_on),
+            ("", ""),
+            ("weights", format_bytes(m.weights)),
+            ("encoder activations", format_bytes(m.encoder_activations)),
+            ("visual tokens", format_bytes(m.visual_tokens)),
+            ("KV cache", format_bytes(m.kv_cache)),
+            ("LM activations", format_bytes(m.lm_activations)),
+            ("predicted peak", format_bytes(m.peak)),
+            ("margin", format_bytes(m.margin)),
+            ("required", f"{format_bytes(m.required)} of {format_bytes(self.available)}"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k:<{width}}  {v}" if k else "-" * (width + 24) for k, v in rows]
+        if self.notes:
+            lines.append("")
+            lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _video_facts(video_info: Any) -> tuple[int | None, float | None, tuple[int, int]]:
+    if video_info is None:
+        return None, None, (0, 0)
+    if isinstance(video_info, (str, Path)):
+        from vidpool.video import probe
+
+        video_info = probe(video_info)
+    frames = getattr(video_info, "num_frames", None)
+    duration = getattr(video_info, "duration", None)
+    size = (int(getattr(video_info, "height", 0) or 0), int(getattr(video_info, "width", 0) or 0))
+    return (int(frames) if frames else None), (float(duration) if duration else None), size
+
+
+def _capacity(device: str, max_memory: Any) -> int:
+    if max_memory is None:
+        return device_memory(device).free
+    if isinstance(max_memory, dict):
+        for key in (device, device.split(":")[0], 0 if device.startswith("cuda") else "cpu"):
+            if key in max_memory:
+                return parse_bytes(max_memory[key])
+        raise InvalidArgumentError(f"max_memory has no entry for device {device!r}: {max_memory}")
+    return parse_bytes(max_memory)
+
+
+class _Planner:
+    def __init__(self, spec: ModelSpec, capacity: int, cuda: bool, frame_size, max_new_tokens, prompt_tokens):
+        self.spec = spec
+        self.capacity = capacity
+        self.cuda = cuda
+        self.frame_size = frame_size
+        self.max_new_tokens = max_new_tokens
+        self.prompt_tokens = prompt_tokens
+        self.features_on_device = True
+        self.offload = False
+
+    def prompt_for(self, frames: int) -> int:
+        # chat template plus "The video has N frames sampled at 0.0s, 2.0s, ..." (about 4 tokens per frame)
+        return self.prompt_tokens if self.prompt_tokens is not None else 64 + 4 * frames
+
+    def tokens(self, frames: int, method: str, budget: int | None, params: dict) -> int | None:
+        try:
+            return self.spec.num_visual_tokens(frames, method, budget, params)
+        except BudgetError:
+            return None
+
+    def estimate(self, frames: int, tokens: int, batch: int) -> tuple[MemoryEstimate, int] | None:
+        """The estimate and LM bytes on the device, or None when it does not fit."""
+        lm = self.spec.lm_param_bytes
+        kwargs = dict(
+            num_frames=frames,
+            num_tokens=tokens,
+            encoder_batch=batch,
+            frame_size=self.frame_size,
+            prompt_tokens=self.prompt_for(frames),
+            max_new_tokens=self.max_new_tokens,
+            features_on_device=self.features_on_device,
+            cuda=self.cuda,
+        )
+        full = estimate_memory(self.spec, lm_weight_bytes=lm, **kwargs)
+        if full.required <= self.capacity:
+            return full, lm
+        if not self.offload:
+            return None
+        without = estimate_memory(self.spec, lm_weight_bytes=0, **kwargs)
+        room = int((self.capacity - without.required) / 1.08)
+        # accelerate streams offloaded layers through the GPU one at a time: leave room for two
+        if room < 2 * lm // max(1, self.spec.num_layers):
+            return None
+        return estimate_memory(self.spec, lm_weight_bytes=room, **kwargs), room
+
+    def fit(self, frames: int, method: str, budget: int | None, params: dict):
+        tokens = self.tokens(frames, method, budget, params)
+        if tokens is None:
+            return None
+        batch = min(frames, MAX_ENCODER_BATCH)
+        while batch >= 1:
+            found = self.estimate(frames, tokens, batch)
+            if found is not None:
+                return tokens, batch, found[0], found[1]
+            batch //= 2
+        return None
+
+    def largest_progressive(self, frames: int, below: int):
+        """The progressive fit with the largest budget < ``below`` at ``frames``, or None."""
+        lo_fit = None
+        lo, hi = 1, max(1, below - 1)
+        if self.tokens(frames, DEGRADE_METHOD, 1, {}) is None:
+            try:
+                self.spec.num_visual_tokens(frames, DEGRADE_METHOD, 1, {})
+            except BudgetError as exc:
+                lo = max(1, exc.min_budget or 1)
+        if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}) is None:
+            return None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            got = self.fit(frames, DEGRADE_METHOD, mid, {})
+            if got is None:
+                hi = mid - 1
+            else:
+                lo_fit = (mid, got)
+                lo = mid + 1
+        return lo_fit
+
+
+def plan(
+    video_info: Any,
+    model: Any,
+    device: str = "cpu",
+    *,
+    budget_tokens: int | None = None,
+    max_memory: Any = None,
+    num_frames: int | None = None,
+    method: str | None = None,
+    method_params: dict[str, Any] | None = None,
+    max_new_tokens: int = 256,
+    prompt_tokens: int | None = None,
+) -> Plan:
+    """Plan a run of ``model`` over a video on ``device`` without loading weights or decoding frames.
+
+    Args:
+        video_info: a ``VideoInfo`` (or a path, probed), or None when the length is unknown.
+        model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
+        device: ``"cpu"`` or ``"cuda[:N]"``.
+        budget_tokens: visual-token budget (default: the model config's).
+        max_memory: bytes the run may use on ``device`` (``24GB``, ``16GiB``, an int, or an accelerate-style
+            ``{device: size}`` dict); default: what the device reports free now.
+        num_frames: frames to sample (default: the model config's, at most the video's).
+        method, method_params: compression method override (default: the model config's).
+        max_new_tokens: answer length the KV cache is sized for.
+        prompt_tokens: text tokens of the prompt (default: estimated from the frame count).
+
+    Returns:
+        a :class:`Plan`; ``plan.notes`` explain any degradation from the request.
+
+    Raises:
+        OutOfMemoryError: when even one frame at the smallest budget does not fit.
+    """
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    spec = model_spec(model, dtype_bytes=2 if cuda else 4)
+    video_frames, duration, frame_size = _video_facts(video_info)
+    capacity = _capacity(device, max_memory)
+
+    frames0 = int(num_frames or spec.num_frames)
+    if frames0 < 1:
+        raise InvalidArgumentError(f"num_frames must be >= 1, got {num_frames}")
+    notes: list[str] = []
+    if video_frames is not None and frames0 > video_frames:
+        notes.append(f"the video has only {video_frames} frames; sampling all of them")
+        frames0 = video_frames
+    method0 = method or spec.method
+    params0 = dict(
+        method_params if method_params is not None else (spec.method_params if method0 == spec.method else {})
+    )
+    budget0 = budget_tokens if budget_tokens is not None else spec.budget
+
+    p = _Planner(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens)
+    tokens0 = spec.num_visual_tokens(frames0, method0, budget0, params0)
+    if cuda and spec.weight_bytes * 1.08 >= capacity:
+        p.offload = True
+        notes.append(
+            f"weights ({format_bytes(spec.weight_bytes)}) do not fit in {format_bytes(capacity)}: "
+            "the LM is split between GPU and CPU (slower generation)"
+        )
+
+    def done(frames, method, params, budget, got) -> Plan:
+        tokens, batch, est, lm_on = got
+        placement = "cpu" if not cuda else ("gpu+cpu-offload" if lm_on < spec.lm_param_bytes else "gpu")
+        return Plan(
+            device=str(device),
+            placement=placement,
+            num_frames=frames,
+            encoder_batch=batch,
+            method=method,
+            params=dict(params),
+            budget=budget,
+            num_tokens=tokens,
+            position=spec.compress_position,
+            features_on=str(device) if p.features_on_device else "cpu",
+            memory=est,
+            available=capacity,
+            lm_bytes_on_device=lm_on,
+            max_new_tokens=max_new_tokens,
+            prompt_tokens=p.prompt_for(frames),
+            model_name=spec.name,
+            video_frames=video_frames,
+            video_duration=duration,
+            notes=tuple(notes),
+        )
+
+    got = p.fit(frames0, method0, budget0, params0)
+    if got is not None:
+        return done(frames0, method0, params0, budget0, got)
+    first = estimate_memory(
+        spec,
+        num_frames=frames0,
+        num_tokens=tokens0,
+        encoder_batch=1,
+        frame_size=frame_size,
+        prompt_tokens=p.prompt_for(frames0),
+        max_new_tokens=max_new_tokens,
+        cuda=cuda,
+    )
+    request = f"{frames0} frames with {method0!r} ({tokens0} visual tokens)"
+    if cuda:
+        p.features_on_device = False
+        got = p.fit(frames0, method0, budget0, params0)
+        notes.append(
+            f"{request} needs {format_bytes(first.required)} > {format_bytes(capacity)}: "
+            "vision features are kept on the CPU between encoding and generation"
+        )
+        if got is not None:
+            return done(frames0, method0, params0, budget0, got)
+        request = "that"
+
+    found = p.largest_progressive(frames0, tokens0)
+    if found is not None:
+        budget, got = found
+        notes.append(
+            f"{request} does not fit in {format_bytes(capacity)}: step 1, progressive pooling "
+            f"with budget {budget} ({got[0]} tokens) at {frames0} frames"
+        )
+        return done(frames0, DEGRADE_METHOD, {}, budget, got)
+
+    best = None
+    lo, hi = 1, frames0 - 1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        found = p.largest_progressive(
+            mid, min(tokens0, p.tokens(mid, method0, budget0, params0) or tokens0) + 1
+        )
+        if found is None:
+            hi = mid - 1
+        else:
+            best = (mid, found)
+            lo = mid + 1
+    if best is not None:
+        frames, (budget, got) = best
+        notes.append(
+            f"{request} does not fit in {format_bytes(capacity)} even with progressive pooling: "
+            f"step 2, fewer frames: {frames} instead of {frames0}, progressive budget {budget} ({got[0]} tokens)"
+        )
+        return done(frames, DEGRADE_METHOD, {}, budget, got)
+
+    smallest = estimate_memory(
+        spec,
+        num_frames=1,
+        num_tokens=1,
+        encoder_batch=1,
+        frame_size=frame_size,
+        max_new_tokens=max_new_tokens,
+        cuda=cuda,
+    )
+    raise OutOfMemoryError(
+        f"{spec.name} does not fit in {format_bytes(capacity)} on {device}: even 1 frame with 1 visual "
+        f"token needs {format_bytes(smallest.required)} (weights {format_bytes(smallest.weights)}); "
+        "free memory, use a smaller model or dtype, or pass a larger max_memory"
+    )

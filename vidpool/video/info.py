@@ -1,0 +1,215 @@
+"""Video metadata and the frame index every backend samples from.
+
+The index lists the presentation time of every frame and which frames are keyframes. It comes from
+demuxing packets with PyAV (no decoding; a 5-minute 720p file indexes in tens of milliseconds), so the
+frame count is what the file really holds rather than what its header claims: decord's ``get_batch``
+deadlocks when asked for frames a container over-reports, and every decord request is clamped to this
+index.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vidpool.errors import InvalidArgumentError, VideoDecodeError, VideoNotFoundError, require
+
+__all__ = ["MAX_PIXELS", "FrameIndex", "VideoInfo", "build_index", "check_path", "open_container", "probe"]
+
+# Frames above this many pixels are refused: one decoded frame alone would need gigabytes.
+MAX_PIXELS = 16384 * 16384
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video holds.
+
+    ``width`` and ``height`` are those of upright frames (after applying ``rotation``, the display
+    rotation in degrees counter-clockwise that the file asks for). ``num_frames`` counts frames that
+    are present in the file; ``duration`` (seconds) runs from the first frame to the end of the last.
+    """
+
+    path: str
+    duration: float
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    codec: str
+    rotation: int
+    backend: str
+    variable_frame_rate: bool = False
+    num_keyframes: int = 0
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Per-frame timing of one video stream, in presentation order.
+
+    ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
+    ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
+    """
+
+    pts: np.ndarray
+    times: np.ndarray
+    keyframes: np.ndarray
+    time_base: Fraction
+    frame_duration: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pts.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1] + self.frame_duration) if self.num_frames else 0.0
+
+
+def check_path(path: str | os.PathLike) -> Path:
+    """Fail early, with a clear message, on paths that cannot be a video."""
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgumentError(f"video path must be a str or os.PathLike, got {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise VideoNotFoundError(f"video file not found: {str(p)!r}; check the path")
+    if not p.is_file():
+        raise VideoNotFoundError(f"{str(p)!r} is not a file (a directory?); pass the path of a video file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(f"{str(p)!r} is empty (0 bytes); the download or copy did not finish")
+    return p
+
+
+def open_container(path: Path):
+    """Open ``path`` with PyAV and return ``(container, video_stream)``; map failures to VideoDecodeError."""
+    av = require("av", "video", "Reading videos")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except av.error.FFmpegError as exc:
+        raise VideoDecodeError(
+            f"cannot open {str(path)!r} as a video ({exc.strerror or exc}). The file is not a video container "
+            "or is truncated (an unfinished download stores its index at the end); re-download it or "
+            "re-encode it, e.g. `ffmpeg -i in.mp4 -c:v libx264 out.mp4`"
+        ) from exc
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise VideoDecodeError(
+            f"{str(path)!r} has no video stream (streams: {', '.join(kinds)}); pass a file with video"
+        )
+    stream = container.streams.video[0]
+    return container, stream
+
+
+def _rotation(container, stream) -> int:
+    """Display rotation in degrees counter-clockwise, read from the first decoded frame or stream data."""
+    rotation = 0
+    try:
+        container.seek(0, stream=stream)
+        frame = next(container.decode(stream), None)
+        rotation = int(round(frame.rotation)) if frame is not None else 0
+    except Exception:
+        rotation = 0
+    if not rotation:
+        tag = (stream.metadata or {}).get("rotate")
+        if tag and tag.lstrip("-").isdigit():
+            rotation = -int(tag)  # the legacy tag is clockwise
+    return rotation % 360 // 90 * 90
+
+
+def build_index(container, stream) -> FrameIndex:
+    """Demux the packets of ``stream`` (no decoding) into a :class:`FrameIndex`.
+
+    A truncated or damaged tail ends the index at the last packet that could be read.
+    """
+    av = require("av", "video", "Reading videos")
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    try:
+        container.seek(0, stream=stream)
+    except av.error.FFmpegError:
+        pass
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                continue
+            pts_list.append(int(stamp))
+            key_list.append(bool(packet.is_keyframe))
+    except (av.error.FFmpegError, EOFError, OSError):
+        pass
+    pts = np.asarray(pts_list, dtype=np.int64)
+    keys = np.asarray(key_list, dtype=bool)
+    order = np.argsort(pts, kind="stable")
+    pts, keys = pts[order], keys[order]
+    if pts.size:
+        unique = np.concatenate([[True], np.diff(pts) > 0])
+        pts, keys = pts[unique], keys[unique]
+    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
+    times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
+    keyframes = np.flatnonzero(keys).astype(np.int64)
+    if pts.size and (keyframes.size == 0 or keyframes[0] != 0):
+        keyframes = np.concatenate([[0], keyframes]).astype(np.int64)
+    if pts.size > 1:
+        frame_duration = float(np.median(np.diff(times)))
+    else:
+        rate = stream.average_rate or stream.guessed_rate or 25
+        frame_duration = 1.0 / float(rate)
+    return FrameIndex(pts, times, keyframes, time_base, frame_duration)
+
+
+def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIndex]:
+    """Open, index and describe a video; raise a :class:`~vidpool.errors.VideoError` if it is unusable."""
+    container, stream = open_container(path)
+    try:
+        coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
+        codec = stream.codec_context.name
+        if coded_w * coded_h > MAX_PIXELS:
+            raise VideoDecodeError(
+                f"{str(path)!r} is {coded_w}x{coded_h}, above the {MAX_PIXELS:,}-pixel limit; "
+                "downscale it first, e.g. `ffmpeg -i in.mp4 -vf scale=-2:1080 out.mp4`"
+            )
+        index = build_index(container, stream)
+        if index.num_frames == 0:
+            raise VideoDecodeError(
+                f"{str(path)!r} has a video stream with no decodable frames; the file is empty or damaged"
+            )
+        rotation = _rotation(container, stream)
+    finally:
+        container.close()
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    diffs = np.diff(index.times)
+    vfr = bool(diffs.size > 1 and np.abs(diffs - index.frame_duration).max() > 0.1 * index.frame_duration)
+    duration = index.duration
+    info = VideoInfo(
+        path=str(path),
+        duration=duration,
+        fps=index.num_frames / duration if duration > 0 else 0.0,
+        num_frames=index.num_frames,
+        width=width,
+        height=height,
+        codec=codec,
+        rotation=rotation,
+        backend=backend,
+        variable_frame_rate=vfr,
+        num_keyframes=int(index.keyframes.size),
+    )
+    return info, index
+
+
+def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
+    """Describe the video at ``path`` without decoding it (packets are only counted).
+
+    Raises :class:`~vidpool.errors.VideoNotFoundError`, :class:`~vidpool.errors.VideoDecodeError` or
+    :class:`~vidpool.errors.DecodeTimeoutError` with a message that says what to do.
+    """
+    from vidpool.video.timeout import call_with_timeout
+
+    p = check_path(path)
+    info, _ = call_with_timeout(lambda: read_metadata(p), timeout, f"probing {str(p)!r}")
+    return info
