@@ -12,6 +12,7 @@ import math
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "adaptive_bins",
@@ -22,6 +23,7 @@ __all__ = [
     "max_share",
     "pool_axis",
     "pool_grid",
+    "pool_plane",
     "signed_pow",
 ]
 
@@ -55,26 +57,32 @@ def pool_axis(x: torch.Tensor, dim: int, out: int, reduce: str = "mean") -> torc
     return torch.cat(parts, dim=dim)
 
 
-def pool_grid(
-    x: torch.Tensor, grid: tuple[int, ...], first_dim: int = 1, reduce: str = "mean"
-) -> torch.Tensor:
-    """Adaptive pooling of consecutive axes ``first_dim, first_dim+1, ...`` to ``grid``.
+def pool_plane(x: torch.Tensor, size: tuple[int, int], reduce: str = "mean") -> torch.Tensor:
+    """Adaptive pooling of every frame: ``[..., H, W, C]`` → ``[..., h, w, C]``.
 
-    ``[B, T, H, W, C]`` with ``grid=(t, h, w)`` gives ``[B, t, h, w, C]``. When every axis divides,
-    it is a single reduction over a view; otherwise axes are pooled one at a time, outermost first
-    (it shrinks the data most cheaply: contiguous slabs).
+    The frames go to ``adaptive_avg_pool2d`` / ``adaptive_max_pool2d`` as a channels-last view, whose
+    kernels reduce along contiguous channels: no permuted copy of the input is made.
     """
-    sizes = x.shape[first_dim : first_dim + len(grid)]
-    if all(i % o == 0 for i, o in zip(sizes, grid)):
-        # One reduction over a view [.., o0, k0, o1, k1, ..]: reads the input once, writes only the output.
-        view = x
-        for i, (size, o) in enumerate(zip(sizes, grid)):
-            view = view.unflatten(first_dim + 2 * i, (o, size // o))
-        dims = tuple(first_dim + 2 * i + 1 for i in range(len(grid)))
-        return view.mean(dim=dims) if reduce == "mean" else view.amax(dim=dims)
-    for i, o in enumerate(grid):
-        x = pool_axis(x, first_dim + i, o, reduce)
-    return x
+    *lead, height, width, channels = x.shape
+    if (height, width) == tuple(size):
+        return x
+    frames = x.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
+    fn = F.adaptive_avg_pool2d if reduce == "mean" else F.adaptive_max_pool2d
+    out = fn(frames, tuple(size))
+    return out.permute(0, 2, 3, 1).reshape(*lead, size[0], size[1], channels)
+
+
+def pool_grid(x: torch.Tensor, grid: tuple[int, ...], reduce: str = "mean") -> torch.Tensor:
+    """Adaptive pooling of the axes just before the channels.
+
+    ``grid=(h, w)``: ``[..., H, W, C]`` → ``[..., h, w, C]``; ``grid=(t, h, w)``: ``[..., T, H, W, C]`` →
+    ``[..., t, h, w, C]``. Frames are pooled first (the channels-last 2-D kernels read the input once),
+    then time, on data already shrunk.
+    """
+    out = pool_plane(x, grid[-2:], reduce)
+    if len(grid) == 3:
+        out = pool_axis(out, -4, grid[0], reduce)
+    return out
 
 
 def signed_pow(x: torch.Tensor, p: float) -> torch.Tensor:

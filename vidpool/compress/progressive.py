@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 
@@ -38,7 +39,7 @@ def _budget_layout(shape, budget: int):
     levels = pyramid_levels(h, w)
     if budget >= t * h * w:
         return levels[0], levels[0], t, None
-    for fine, coarse in zip(levels, levels[1:]):
+    for fine, coarse in itertools.pairwise(levels):
         af, ac = math.prod(fine), math.prod(coarse)
         if t * ac <= budget:
             n_fine = min(t, (budget - t * ac) // (af - ac))
@@ -138,13 +139,14 @@ def _pool_frames(x: torch.Tensor, grids: list[tuple[int, int]]) -> Output:
     """Pool frame ``i`` of ``[B, T, H, W, C]`` to ``grids[i]``; tokens ``[B, Σ h_i·w_i, C]`` in time order."""
     b, t, h, w, _ = x.shape
     dev = x.device
-    pieces: list[torch.Tensor | None] = [None] * t
-    for grid in set(grids):
-        frames = [i for i, g in enumerate(grids) if g == grid]
-        pooled = pool_grid(x[:, frames], grid, first_dim=2).flatten(2, 3)
-        for j, f in enumerate(frames):
-            pieces[f] = pooled[:, j]
-    tokens = torch.cat(pieces, dim=1)  # type: ignore[arg-type]
+    pieces = []
+    start = 0
+    # Runs of consecutive frames with the same grid are pooled as one view: no gathered copies.
+    for end in range(1, t + 1):
+        if end == t or grids[end] != grids[start]:
+            pieces.append(pool_grid(x[:, start:end], grids[start]).flatten(1, 3))
+            start = end
+    tokens = torch.cat(pieces, dim=1)
     assign = torch.empty(t, h, w, dtype=torch.long, device=dev)
     weight = torch.empty(t, h, w, device=dev)
     offset = 0

@@ -85,7 +85,9 @@ def window_pool(
         weights = (_windows(scores.float(), kernel, stride) / temperature).softmax(-1)
     acc_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     out = torch.zeros(b, *out_shape, c, dtype=acc_dtype, device=x.device)
-    w_cast = weights.to(acc_dtype)
+    # One contiguous [B, t, h, w, 1] weight slab per offset: a strided weight operand makes addcmul
+    # fall off its vectorised path (measured 10x slower).
+    w_cast = weights.to(acc_dtype).movedim(-1, 0).contiguous().unsqueeze(-1)
     offsets = itertools.product(*(range(k) for k in kernel))
     for n, (a, bb, cc) in enumerate(offsets):
         view = x[
@@ -95,7 +97,7 @@ def window_pool(
             cc : cc + stride[2] * (out_shape[2] - 1) + 1 : stride[2],
         ]
         # In place is autograd-safe: addcmul's backward needs only view and weights, never out.
-        out.addcmul_(view, w_cast[..., n : n + 1])
+        out.addcmul_(view, w_cast[n])
     return out.to(x.dtype), weights
 
 

@@ -76,8 +76,9 @@ class SlowFast(Method):
         b, t, h, w, _ = x.shape
         slow_grid, fast_grid = plan.params["slow_grid"], plan.params["fast_grid"]
         idx = uniform_indices(t, plan.params["slow_frames"])
-        slow = pool_grid(x[:, idx], slow_grid, first_dim=2).flatten(1, 3)
-        fast = pool_grid(x, fast_grid, first_dim=2).flatten(1, 3)
+        # Pool the slow frames one view at a time rather than gathering them into a copy.
+        slow = torch.stack([pool_grid(x[:, f], slow_grid) for f in idx], dim=1).flatten(1, 3)
+        fast = pool_grid(x, fast_grid).flatten(1, 3)
         dev = x.device
 
         def plane(grid):

@@ -19,7 +19,7 @@ from vidpool.compress.pool import (
 from vidpool.compress.registry import Method, Output, Plan, register
 from vidpool.errors import InvalidArgumentError
 
-__all__ = ["Spatial", "bilinear_resize"]
+__all__ = ["Spatial", "bilinear_resize", "stride_pool"]
 
 MODES = ("avg", "max", "bilinear")
 
@@ -33,6 +33,18 @@ def bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     frames = x.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
     out = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
     return out.permute(0, 2, 3, 1).reshape(b, t, size[0], size[1], c)
+
+
+def stride_pool(x: torch.Tensor, stride: tuple[int, int], mode: str) -> torch.Tensor:
+    """``avg_pool2d`` / ``max_pool2d`` with ``kernel_size = stride`` on every frame of ``[B, T, H, W, C]``.
+
+    Returns ``[B, T, ⌊H/s⌋, ⌊W/s⌋, C]``; the frames are passed as a channels-last view (no copy).
+    """
+    b, t, h, w, c = x.shape
+    frames = x.reshape(b * t, h, w, c).permute(0, 3, 1, 2)
+    fn = F.avg_pool2d if mode == "avg" else F.max_pool2d
+    out = fn(frames, kernel_size=stride, stride=stride)
+    return out.permute(0, 2, 3, 1).reshape(b, t, *out.shape[-2:], c)
 
 
 def _bilinear_axis(size: int, out: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,11 +125,10 @@ class Spatial(Method):
             out = bilinear_resize(x, size) if size != (h, w) else x
             per_axis = [_bilinear_axis(n, o, dev) for n, o in zip((h, w), size)]
         elif stride is not None:
-            crop = x[:, :, : size[0] * stride[0], : size[1] * stride[1]]
-            out = pool_grid(crop, size, first_dim=2, reduce="mean" if mode == "avg" else "amax")
+            out = stride_pool(x, stride, mode)
             per_axis = [_cropped_axis(n, o, s, dev) for n, o, s in zip((h, w), size, stride)]
         else:
-            out = pool_grid(x, size, first_dim=2, reduce="mean" if mode == "avg" else "amax")
+            out = pool_grid(x, size, reduce="mean" if mode == "avg" else "amax")
             per_axis = [axis_provenance(n, o, dev) for n, o in zip((h, w), size)]
         time_axis = (torch.arange(t, device=dev), torch.ones(t, device=dev))
         assign, weight = grid_provenance([time_axis, *per_axis], (t, *size))

@@ -12,6 +12,17 @@ from vidpool.errors import InvalidArgumentError
 __all__ = ["SpatialPyramid"]
 
 
+def _pyramid(x: torch.Tensor, levels: tuple[int, ...]) -> list[torch.Tensor]:
+    """Each level ``[B, T, L, L, C]``. When the frame divides into the finest level's bins and every
+    level divides the finest, coarser levels are pooled from the finest (same bins, far less reading)."""
+    h, w = x.shape[2:4]
+    finest = max(levels)
+    if h % finest or w % finest or any(finest % lv for lv in levels):
+        return [pool_grid(x, (lv, lv)) for lv in levels]
+    top = pool_grid(x, (finest, finest))
+    return [pool_grid(top, (lv, lv)) for lv in levels]
+
+
 @register
 class SpatialPyramid(Method):
     """Per frame, adaptive average pooling at each pyramid level (default ``(1, 2, 4)``), concatenated.
@@ -38,7 +49,7 @@ class SpatialPyramid(Method):
         b, t, h, w, _ = x.shape
         levels = plan.params["levels"]
         per_frame = sum(lv * lv for lv in levels)
-        parts = [pool_grid(x, (lv, lv), first_dim=2).flatten(2, 3) for lv in levels]
+        parts = [level.flatten(2, 3) for level in _pyramid(x, levels)]
         tokens = torch.cat(parts, dim=2).flatten(1, 2)
         dev = x.device
         best_a = best_w = None

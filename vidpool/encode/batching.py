@@ -104,12 +104,12 @@ def iter_batches(
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            if batch_size == 1:
+            if stop - start == 1:
                 raise OutOfMemoryError(
                     "out of memory encoding a single frame: use a smaller model, dtype=torch.float16, "
                     "or free memory on the device"
                 ) from exc
-            batch_size = max(1, batch_size // 2)
+            batch_size = max(1, (stop - start) // 2)
             continue
         yield start, stop, result
         start = stop

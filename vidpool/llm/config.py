@@ -13,6 +13,7 @@ Relative paths in the config are resolved against the checkpoint folder, so a fo
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,10 +122,17 @@ class ModelConfig:
 def resolve_path(folder: str | Path, value: str | None) -> str | None:
     """Resolve ``value`` against ``folder`` when it names something inside it; otherwise return it unchanged.
 
-    Hub names such as ``"org/model"`` that do not exist locally are returned as given.
+    ``"pkg:NAME"`` names the folder of an installed Python package (found without importing it), which
+    is how wheels that carry model files are referenced. Hub names such as ``"org/model"`` that do
+    not exist locally are returned as given.
     """
     if value is None:
         return None
+    if value.startswith("pkg:"):
+        spec = importlib.util.find_spec(value[4:])
+        if spec is None or not spec.submodule_search_locations:
+            raise CheckpointError(f"package {value[4:]!r} named by {value!r} is not installed")
+        return str(next(iter(spec.submodule_search_locations)))
     candidate = Path(folder) / value
     if not Path(value).is_absolute() and candidate.exists():
         return str(candidate)

@@ -12,6 +12,7 @@ and the plan asks for ``peak + margin`` to be free. The KV cache term is the sta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -86,7 +87,8 @@ class ModelSpec:
     """Everything the planner needs to know about a model, without its weights.
 
     ``grid`` and ``width`` describe the vision features ``[T, h, w, C]``; ``hidden_size`` is the LM's;
-    ``compress_position`` is ``"before"`` or ``"after"`` the projector.
+    ``compress_position`` is ``"before"`` or ``"after"`` the projector. ``projector_param_bytes``
+    defaults to an ``mlp2x_gelu`` projector's size; 0 when ``vision_param_bytes`` already includes it.
     """
 
     num_layers: int
@@ -101,7 +103,7 @@ class ModelSpec:
     grid: tuple[int, int]
     width: int
     image_size: int
-    projector_param_bytes: int = 0
+    projector_param_bytes: int | None = None
     intermediate_size: int = 0
     num_heads: int = 0
     method: str = "none"
@@ -111,6 +113,7 @@ class ModelSpec:
     budget: int | None = None
     name: str = "model"
     model: Any = field(default=None, repr=False, compare=False)
+    frame_activation: Callable[[tuple[int, int]], int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
@@ -118,8 +121,14 @@ class ModelSpec:
             self.intermediate_size = int(self.hidden_size * 8 / 3)
         if not self.num_heads:
             self.num_heads = max(1, self.hidden_size // max(1, self.head_dim))
-        if not self.projector_param_bytes:
+        if self.projector_param_bytes is None:
             self.projector_param_bytes = (self.width + self.hidden_size) * self.hidden_size * self.dtype_bytes
+
+    def activation_bytes(self, frame_hw: tuple[int, int] = (0, 0)) -> int:
+        """Encoder activation bytes one frame adds to a batch, for decoded frames of ``frame_hw``."""
+        if self.frame_activation is not None and frame_hw[0] and frame_hw[1]:
+            return int(self.frame_activation(frame_hw))
+        return int(self.activation_bytes_per_frame)
 
     @property
     def weight_bytes(self) -> int:
@@ -184,8 +193,8 @@ def estimate_memory(
 ) -> MemoryEstimate:
     """Predict the device memory of a run.
 
-    ``frame_size`` is the decoded ``(height, width)``: decoded frames count only on the CPU, where the
-    decoder writes them. ``lm_weight_bytes`` is the LM share placed on the device (default: all of it).
+    ``frame_size`` is the decoded ``(height, width)`` (preprocessing of full-size frames is part of the
+    encoder's activations). ``lm_weight_bytes`` is the LM share placed on the device (default: all of it).
     ``features_on_device=False`` keeps the vision features ``[T, h, w, C]`` on the CPU between phases.
     """
     b = spec.dtype_bytes
@@ -193,8 +202,7 @@ def estimate_memory(
     weights = spec.vision_param_bytes + spec.projector_param_bytes + lm_weights
 
     patches = spec.grid[0] * spec.grid[1]
-    decoded = 0 if cuda else frame_size[0] * frame_size[1] * 3
-    encoder = encoder_batch * (spec.activation_bytes_per_frame + decoded)
+    encoder = encoder_batch * spec.activation_bytes(frame_size)
 
     kept_frames = num_frames if features_on_device else encoder_batch
     features = kept_frames * patches * spec.width * b

@@ -27,6 +27,7 @@ __all__ = ["DEGRADE_METHOD", "Plan", "plan"]
 
 DEGRADE_METHOD = "progressive"
 MAX_ENCODER_BATCH = 32
+GOOD_ENCODER_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -209,12 +210,12 @@ class _Planner:
             return None
         return estimate_memory(self.spec, lm_weight_bytes=room, **kwargs), room
 
-    def fit(self, frames: int, method: str, budget: int | None, params: dict):
+    def fit(self, frames: int, method: str, budget: int | None, params: dict, min_batch: int = 1):
         tokens = self.tokens(frames, method, budget, params)
         if tokens is None:
             return None
         batch = min(frames, MAX_ENCODER_BATCH)
-        while batch >= 1:
+        while batch >= min(min_batch, frames):
             found = self.estimate(frames, tokens, batch)
             if found is not None:
                 return tokens, batch, found[0], found[1]
@@ -222,7 +223,18 @@ class _Planner:
         return None
 
     def largest_progressive(self, frames: int, below: int):
-        """The progressive fit with the largest budget < ``below`` at ``frames``, or None."""
+        """The progressive fit with the largest budget < ``below`` at ``frames``, or None.
+
+        A budget that would leave room only for a tiny encoder batch is not worth it: the search first
+        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any.
+        """
+        for min_batch in (GOOD_ENCODER_BATCH, 1):
+            found = self._largest_progressive(frames, below, min_batch)
+            if found is not None:
+                return found
+        return None
+
+    def _largest_progressive(self, frames: int, below: int, min_batch: int):
         lo_fit = None
         lo, hi = 1, max(1, below - 1)
         if self.tokens(frames, DEGRADE_METHOD, 1, {}) is None:
@@ -230,11 +242,11 @@ class _Planner:
                 self.spec.num_visual_tokens(frames, DEGRADE_METHOD, 1, {})
             except BudgetError as exc:
                 lo = max(1, exc.min_budget or 1)
-        if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}) is None:
+        if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
             return None
         while lo <= hi:
             mid = (lo + hi) // 2
-            got = self.fit(frames, DEGRADE_METHOD, mid, {})
+            got = self.fit(frames, DEGRADE_METHOD, mid, {}, min_batch)
             if got is None:
                 hi = mid - 1
             else:
@@ -348,19 +360,18 @@ def plan(
         p.features_on_device = False
         got = p.fit(frames0, method0, budget0, params0)
         notes.append(
-            f"{request} needs {format_bytes(first.required)} > {format_bytes(capacity)}: "
+            f"{request} needs {format_bytes(first.required)} of {format_bytes(capacity)}: "
             "vision features are kept on the CPU between encoding and generation"
         )
         if got is not None:
             return done(frames0, method0, params0, budget0, got)
-        request = "that"
 
     found = p.largest_progressive(frames0, tokens0)
     if found is not None:
         budget, got = found
         notes.append(
-            f"{request} does not fit in {format_bytes(capacity)}: step 1, progressive pooling "
-            f"with budget {budget} ({got[0]} tokens) at {frames0} frames"
+            f"step 1 of 2 (progressive pooling): {request} does not fit in {format_bytes(capacity)}; "
+            f"switched to {DEGRADE_METHOD!r} with budget {budget} ({got[0]} visual tokens)"
         )
         return done(frames0, DEGRADE_METHOD, {}, budget, got)
 
@@ -368,9 +379,8 @@ def plan(
     lo, hi = 1, frames0 - 1
     while lo <= hi:
         mid = (lo + hi) // 2
-        found = p.largest_progressive(
-            mid, min(tokens0, p.tokens(mid, method0, budget0, params0) or tokens0) + 1
-        )
+        cap = min(tokens0, p.tokens(mid, method0, budget0, params0) or tokens0)
+        found = p.largest_progressive(mid, cap + 1)
         if found is None:
             hi = mid - 1
         else:
@@ -379,8 +389,12 @@ def plan(
     if best is not None:
         frames, (budget, got) = best
         notes.append(
-            f"{request} does not fit in {format_bytes(capacity)} even with progressive pooling: "
-            f"step 2, fewer frames: {frames} instead of {frames0}, progressive budget {budget} ({got[0]} tokens)"
+            f"step 1 of 2 (progressive pooling): {request} does not fit in {format_bytes(capacity)}, "
+            f"not even with {DEGRADE_METHOD!r} at its smallest budget"
+        )
+        notes.append(
+            f"step 2 of 2 (fewer frames): sampling {frames} frames instead of {frames0}, "
+            f"{DEGRADE_METHOD!r} with budget {budget} ({got[0]} visual tokens)"
         )
         return done(frames, DEGRADE_METHOD, {}, budget, got)
 

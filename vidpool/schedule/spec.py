@@ -65,11 +65,19 @@ def _compress_fields(config: Any) -> dict[str, Any]:
 def _from_loaded(model: Any) -> ModelSpec:
     lm = dict(model.lm_spec)
     vision = dict(model.vision_spec)
-    projector = getattr(model, "projector", None)
-    projector_bytes = 0
-    if projector is not None and hasattr(projector, "parameters"):
-        projector_bytes = sum(p.numel() * p.element_size() for p in projector.parameters())
+    text = _text_config(model)
+    for key, attr in (("intermediate_size", "intermediate_size"), ("num_heads", "num_attention_heads")):
+        if not lm.get(key) and getattr(text, attr, None):
+            lm[key] = int(getattr(text, attr))
+    encoder = getattr(model, "encoder", None)
+    frame_activation = None
+    if callable(getattr(encoder, "activation_bytes_per_frame", None)):
+
+        def frame_activation(hw: tuple[int, int]) -> int:
+            return int(encoder.activation_bytes_per_frame(tuple(hw), joint=False))
+
     return ModelSpec(
+        frame_activation=frame_activation,
         num_layers=int(lm["num_layers"]),
         num_kv_heads=int(lm["num_kv_heads"]),
         head_dim=int(lm["head_dim"]),
@@ -84,11 +92,20 @@ def _from_loaded(model: Any) -> ModelSpec:
         grid=tuple(vision["grid"]),
         width=int(vision["width"]),
         image_size=_side(vision["image_size"]),
-        projector_param_bytes=int(projector_bytes),
+        # a VideoLM's vision_spec param_bytes covers the encoder and the projector
+        projector_param_bytes=0,
         name=str(getattr(model, "name", None) or getattr(model, "kind", "model")),
         model=model,
         **_compress_fields(getattr(model, "config", None)),
     )
+
+
+def _text_config(model: Any) -> Any:
+    lm = getattr(model, "lm", None) or getattr(model, "_generator", None)
+    config = getattr(lm, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        return config.get_text_config()
+    return config
 
 
 def _side(value: Any) -> int:
@@ -127,15 +144,77 @@ def _lm_fields(cfg: dict[str, Any], dtype_bytes: int) -> dict[str, Any]:
     }
 
 
+_GGUF_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
+
+
+def _gguf_read_value(fh: Any, kind: int) -> Any:
+    import struct
+
+    if kind in _GGUF_SCALARS:
+        fmt = _GGUF_SCALARS[kind]
+        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+    if kind == 8:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        return fh.read(length).decode("utf-8", "replace")
+    if kind == 9:
+        item, count = struct.unpack("<IQ", fh.read(12))
+        if item in _GGUF_SCALARS:
+            fh.seek(count * struct.calcsize(_GGUF_SCALARS[item]), 1)
+        else:
+            for _ in range(count):
+                _gguf_read_value(fh, item)
+        return count  # arrays are summarised by their length
+    raise CheckpointError(f"unknown GGUF value type {kind}")
+
+
 def _gguf_config(path: Path) -> dict[str, Any]:
-    """A transformers-style config dict from a GGUF file's header (no tensors are read)."""
-    from transformers import AutoConfig
+    """A transformers-style LLaMA config dict from a GGUF file's header (no tensor data is read)."""
+    import struct
 
     try:
-        cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    except Exception as exc:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise CheckpointError(f"{path} is not a GGUF file")
+            _version, n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+            meta: dict[str, Any] = {}
+            for _ in range(n_kv):
+                (length,) = struct.unpack("<Q", fh.read(8))
+                key = fh.read(length).decode("utf-8", "replace")
+                (kind,) = struct.unpack("<I", fh.read(4))
+                meta[key] = _gguf_read_value(fh, kind)
+            names = set()
+            for _ in range(n_tensors):
+                (length,) = struct.unpack("<Q", fh.read(8))
+                names.add(fh.read(length).decode("utf-8", "replace"))
+                (dims,) = struct.unpack("<I", fh.read(4))
+                fh.seek(8 * dims + 4 + 8, 1)
+    except (OSError, struct.error) as exc:
         raise CheckpointError(f"cannot read the GGUF header of {path}: {exc}") from exc
-    return cfg.to_dict()
+    arch = meta.get("general.architecture", "llama")
+    heads = int(meta[f"{arch}.attention.head_count"])
+    hidden = int(meta[f"{arch}.embedding_length"])
+    return {
+        "hidden_size": hidden,
+        "num_hidden_layers": int(meta[f"{arch}.block_count"]),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(meta.get(f"{arch}.attention.head_count_kv", heads)),
+        "intermediate_size": int(meta[f"{arch}.feed_forward_length"]),
+        "vocab_size": int(meta.get(f"{arch}.vocab_size") or meta["tokenizer.ggml.tokens"]),
+        "head_dim": int(meta.get(f"{arch}.attention.key_length") or hidden // heads),
+        "tie_word_embeddings": "output.weight" not in names,
+    }
 
 
 def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +236,18 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
     return _read_json(config)
 
 
+def _clip_text_param_count(clip: Any) -> int:
+    """Parameters of an open_clip text tower plus the two joint-space projections and logit scale."""
+    w = clip.text_width
+    block = 12 * w * w + 13 * w
+    text = clip.vocab_size * w + clip.context_length * w + clip.text_layers * block + 2 * w
+    return text + w * clip.embed_dim + clip.width * clip.embed_dim + 1
+
+
 def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> ModelSpec:
+    import torch
+
+    from vidpool.encode.batching import activation_bytes_per_frame
     from vidpool.encode.config import load_config
     from vidpool.encode.config import model_spec as clip_spec
 
@@ -168,12 +258,20 @@ def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> M
     lm = _lm_fields(_lm_config(folder, dict(config.lm or {})), dtype_bytes)
     side = vision.image_size[0]
     patch = vision.patch_size[0]
+    dtype = {2: torch.bfloat16, 4: torch.float32}.get(dtype_bytes, torch.float32)
+
+    def frame_activation(hw: tuple[int, int]) -> int:
+        return activation_bytes_per_frame(vision, dtype, frame_hw=tuple(hw), joint=False)
+
+    vit = vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
+    hidden = lm["hidden_size"]
+    width = int(getattr(config, "vision_width", None) or vision.width)
+    projector = width * hidden + hidden + (hidden * hidden + hidden if config.projector != "linear" else 0)
     return ModelSpec(
-        vision_param_bytes=vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
-        * dtype_bytes,
-        activation_bytes_per_frame=vit_activation_bytes_per_frame(
-            vision.width, side, patch, vision.heads, dtype_bytes, mlp_ratio=vision.mlp_ratio
-        ),
+        vision_param_bytes=(vit + _clip_text_param_count(vision)) * dtype_bytes,
+        projector_param_bytes=projector * dtype_bytes,
+        activation_bytes_per_frame=frame_activation((720, 1280)),
+        frame_activation=frame_activation,
         grid=vision.grid,
         width=vision.width,
         image_size=side,

@@ -98,7 +98,8 @@ def open_container(path: Path):
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
         raise VideoDecodeError(
-            f"{str(path)!r} has no video stream (streams: {', '.join(kinds)}); pass a file with video"
+            f"{str(path)!r} has no video stream holding frames (streams found: {', '.join(kinds)}); "
+            "pass a file with video (an audio-only file or an empty recording cannot be sampled)"
         )
     stream = container.streams.video[0]
     return container, stream

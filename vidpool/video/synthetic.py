@@ -109,8 +109,9 @@ def make_test_video(
         size: ``(width, height)`` in pixels (even numbers for H.264).
         codec: ``"h264"`` (libx264) or ``"mpeg4"``.
         keyframe_interval: frames between keyframes (GOP size); ``None`` leaves the encoder default.
-        rotation: display rotation in degrees counter-clockwise (0, 90, 180, 270), stored as metadata;
-            readers that honour it show the frame rotated.
+        rotation: display rotation in degrees counter-clockwise (0, 90, 180, 270), stored as metadata
+            as phones do: frames are stored turned so that only readers honouring it show them upright,
+            at ``size``.
         frame_times: per-frame presentation times in seconds (strictly increasing) for a variable frame rate.
         preset: x264 preset (speed/size trade-off).
         bframes: allow B-frames (H.264), so that decode order differs from presentation order.
@@ -122,6 +123,8 @@ def make_test_video(
     width, height = int(size[0]), int(size[1])
     if num_frames < 0 or width < 16 or height < 16:
         raise InvalidArgumentError("make_test_video needs num_frames >= 0 and a size of at least 16x16")
+    if rotation % 90:
+        raise InvalidArgumentError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     if frame_times is not None and len(frame_times) != num_frames:
         raise InvalidArgumentError("frame_times must give one time per frame")
     path = Path(path)
@@ -130,7 +133,9 @@ def make_test_video(
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
         stream = container.add_stream(_CODECS[codec], rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        turns = (rotation % 360) // 90
+        stream.width, stream.height = (height, width) if turns % 2 else (width, height)
+        stream.pix_fmt = "yuv420p"
         codec_opts: dict[str, str] = {}
         if codec == "h264":
             codec_opts["preset"] = preset
@@ -152,7 +157,10 @@ def make_test_video(
             stream.set_display_rotation(rotation % 360)
         background = _background(height, width)
         for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(render_frame(i, width, height, background), format="rgb24")
+            image = render_frame(i, width, height, background)
+            if turns:  # store it so that the display rotation brings it back upright
+                image = np.ascontiguousarray(np.rot90(image, -turns))
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             if frame_times is not None:
                 frame.pts = round(float(frame_times[i]) * 90_000)
                 frame.time_base = Fraction(1, 90_000)
@@ -160,6 +168,8 @@ def make_test_video(
                 frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)
+        if num_frames == 0:
+            container.start_encoding()  # a valid file whose video stream holds no frames
         for packet in stream.encode():
             container.mux(packet)
     return path

@@ -1,0 +1,92 @@
+"""Time every compression method on CLIP-L/14-336-sized inputs, against the straightforward way.
+
+    python scripts/bench_compress.py [--frames 32 256] [--repeats 7] [--dtype float32]
+
+For each input ``[1, T, 24, 24, 1024]`` it prints: method, output tokens, median ms, GB/s over the
+input bytes, and for ``adaptive`` and ``prompt_guided`` the time of the straightforward implementation
+(permute + ``adaptive_avg_pool3d``; ``unfold`` windows + softmax + weighted sum), the speed-up and the
+largest relative difference between the two results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import vidpool
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def permute_adaptive(x: torch.Tensor, grid) -> torch.Tensor:
+    """The usual way: channels-first copy, adaptive_avg_pool3d, back to tokens."""
+    pooled = F.adaptive_avg_pool3d(x.permute(0, 4, 1, 2, 3).contiguous(), grid)
+    return pooled.permute(0, 2, 3, 4, 1).flatten(1, 3)
+
+
+def unfold_prompt_guided(x: torch.Tensor, scores: torch.Tensor, kernel, stride, temperature=0.01) -> torch.Tensor:
+    """The usual way: unfold windows of the channels-first features, softmax the scores, weighted sum."""
+    b, _, _, _, c = x.shape
+    feats = x.permute(0, 4, 1, 2, 3)
+    s = scores.unsqueeze(1)
+    for dim, (k, st) in enumerate(zip(kernel, stride), start=2):
+        feats = feats.unfold(dim, k, st)
+        s = s.unfold(dim, k, st)
+    feats = feats.reshape(*feats.shape[:5], -1)
+    w = (s.reshape(*s.shape[:5], -1) / temperature).softmax(-1)
+    out = (feats * w).sum(-1)
+    return out.permute(0, 2, 3, 4, 1).reshape(b, -1, c)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, nargs="+", default=[32, 256])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    print(f"vidpool {vidpool.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}")
+    for frames in args.frames:
+        x = torch.randn(1, frames, 24, 24, 1024, dtype=dtype)
+        scores = vidpool.prompt_scores(torch.randn(1, frames, 24, 24, 64), torch.randn(1, 64))
+        gb = x.numel() * x.element_size() / 1e9
+        print(f"\ninput [1, {frames}, 24, 24, 1024] ({gb:.2f} GB)")
+        print(f"{'method':<16}{'tokens':>8}{'ms':>10}{'GB/s':>8}   straightforward way")
+        for name in vidpool.list_methods():
+            kw = {"scores": scores} if vidpool.get_method(name).uses_scores else {}
+            reps = args.repeats if name not in ("temporal_merge",) else max(3, args.repeats // 2)
+            sec, out = timed(lambda n=name, k=kw: vidpool.compress(x, n, **k), reps)
+            line = f"{name:<16}{out.num_tokens:>8}{sec * 1e3:>10.1f}{gb / sec:>8.1f}"
+            if name == "adaptive":
+                grid = out.params["grid"]
+                base_sec, base = timed(lambda g=grid: permute_adaptive(x, g), reps)
+                line += f"   permute+adaptive_avg_pool3d {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
+            if name == "prompt_guided":
+                k, s = out.params["kernel"], out.params["stride"]
+                base_sec, base = timed(lambda k=k, s=s: unfold_prompt_guided(x, scores, k, s), reps)
+                line += f"   unfold+softmax+sum {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()

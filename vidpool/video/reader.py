@@ -1,0 +1,296 @@
+"""``VideoReader``: sampled, resized, upright frames with their true timestamps.
+
+The frame index (every frame's presentation time and the keyframes) is built once per reader; sampling
+turns times into frame indices on it, so every backend decodes the same frames for the same request and
+variable-frame-rate files are sampled by real time. Decoding runs in a worker thread with a stall
+timeout; with ``backend="auto"`` a decord failure or stall falls back to PyAV for the rest of the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from vidpool.errors import DecodeTimeoutError, InvalidArgumentError, VideoDecodeError, VidpoolError
+from vidpool.video.backends import Backend, create_backend, list_backends
+from vidpool.video.info import FrameIndex, VideoInfo, check_path, read_metadata
+from vidpool.video.sampling import decode_size, sample_times, snap_to_keyframes, times_to_indices
+from vidpool.video.timeout import call_with_timeout, iterate_with_timeout
+
+__all__ = ["DEFAULT_MAX_SIDE", "Frames", "VideoReader"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_SIDE = 4096
+
+
+@dataclass
+class Frames:
+    """Decoded frames: ``frames`` uint8 ``[T, H, W, 3]`` (RGB, upright), ``timestamps`` float64 ``[T]``
+    (seconds from the first frame, of the frames actually decoded) and their frame ``indices``."""
+
+    frames: torch.Tensor
+    timestamps: torch.Tensor
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class VideoReader:
+    """Sample frames from one video file.
+
+    Args:
+        path: the video file.
+        backend: ``"auto"`` (decord if installed and it agrees with the file's frame count, PyAV
+            otherwise and whenever decord fails), ``"decord"`` or ``"pyav"``.
+        timeout: seconds any decode may go without producing a frame before
+            :class:`~vidpool.errors.DecodeTimeoutError`; ``None`` waits forever.
+        max_side: longest side of output frames; larger frames are downscaled on decode.
+
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        backend: str = "auto",
+        timeout: float | None = 30.0,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+    ):
+        if backend != "auto" and backend not in list_backends():
+            raise InvalidArgumentError(
+                f"unknown video backend {backend!r}; choose 'auto' or one of {list_backends()}"
+            )
+        if timeout is not None and not timeout > 0:
+            raise InvalidArgumentError(f"timeout must be > 0 seconds or None, got {timeout}")
+        self.path = check_path(path)
+        self.timeout = timeout
+        self.max_side = max_side
+        self._requested = backend
+        self._active = 0
+        self._backend: Backend | None = None
+        info, self._index = call_with_timeout(
+            lambda: read_metadata(self.path), timeout, f"reading {str(self.path)!r}"
+        )
+        self._info = info
+        self._backend = call_with_timeout(self._open_backend, timeout, f"opening {str(self.path)!r}")
+        self._info = replace(info, backend=self._backend.name)
+
+    @property
+    def info(self) -> VideoInfo:
+        """Metadata of the video (``backend`` names the backend decoding it now)."""
+        return self._info
+
+    @property
+    def index(self) -> FrameIndex:
+        """Per-frame presentation times and keyframes."""
+        return self._index
+
+    def _open_backend(self) -> Backend:
+        names = list_backends() if self._requested == "auto" else [self._requested]
+        if self._requested == "auto" and self._info.rotation:
+            names = ["pyav"]  # decord cannot resize rotated frames on decode
+        errors = []
+        for name in names:
+            try:
+                backend = create_backend(name, self.path, self._index, self._info)
+            except VidpoolError as exc:
+                if self._requested != "auto":
+                    raise
+                errors.append(f"{name}: {exc}")
+                continue
+            count = getattr(backend, "frame_count", self._index.num_frames)
+            if count != self._index.num_frames:
+                msg = f"{name} counts {count} frames in {self.path} but the file holds {self._index.num_frames}"
+                if self._requested != "auto":
+                    logger.warning("%s; frames are clamped to the real count", msg)
+                    return backend
+                backend.close()
+                errors.append(msg)
+                continue
+            return backend
+        raise VideoDecodeError(f"no backend can decode {str(self.path)!r}: " + "; ".join(errors))
+
+    def _current_backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = call_with_timeout(self._open_backend, self.timeout, f"opening {self.path}")
+            self._info = replace(self._info, backend=self._backend.name)
+        return self._backend
+
+    def _drop(self, backend: Backend) -> None:
+        # A worker may still be inside this decoder: let it go without closing it under the worker.
+        if self._backend is backend:
+            self._backend = None
+
+    def close(self) -> None:
+        """Release the decoder."""
+        if self._backend is not None and not self._active:
+            self._backend.close()
+        self._backend = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def plan(
+        self,
+        num_frames: int | None = None,
+        *,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        exact: bool = True,
+    ) -> np.ndarray:
+        """Frame indices int64 ``[T]`` that :meth:`sample` with these arguments decodes (nothing is decoded)."""
+        times = sample_times(self._index.duration, num_frames, fps, max_frames, start, end)
+        if exact:
+            indices = times_to_indices(times, self._index.times)
+        else:
+            indices = snap_to_keyframes(times, self._index.times, self._index.keyframes)
+        # A rate above the video's own would only repeat frames.
+        return np.unique(indices) if fps is not None else indices
+
+    def _decode_unique(
+        self, unique: np.ndarray, size: tuple[int, int], keyframes_only: bool, prefetch: int
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        remaining = unique
+        while remaining.size:
+            backend = self._current_backend()
+            done = -1
+
+            def make_iter(backend=backend, remaining=remaining):
+                return backend.decode(remaining, size, keyframes_only)
+
+            try:
+                for item in iterate_with_timeout(
+                    make_iter,
+                    self.timeout,
+                    f"decoding {str(self.path)!r} with {backend.name}",
+                    prefetch,
+                    on_abandon=lambda backend=backend: self._drop(backend),
+                ):
+                    done = item[0]
+                    yield item
+                return
+            except (VideoDecodeError, DecodeTimeoutError) as exc:
+                if self._requested != "auto" or backend.name == "pyav":
+                    raise
+                logger.warning("decord failed on %s (%s); continuing with PyAV", self.path, exc)
+                self._drop(backend)
+                self._fall_back_to_pyav()
+                remaining = remaining[remaining > done]
+
+    def _fall_back_to_pyav(self) -> None:
+        self._backend = create_backend("pyav", self.path, self._index, self._info)
+        self._info = replace(self._info, backend="pyav")
+
+    def _iter_frames(
+        self, requested: np.ndarray, size: tuple[int, int], keyframes_only: bool, prefetch: int
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(position, decoded_index, frame)`` for every position of sorted ``requested``, in order."""
+        n = requested.shape[0]
+        p = 0
+        last: tuple[int, np.ndarray] | None = None
+        pending: list[int] = []
+        self._active += 1
+        try:
+            for target, actual, arr in self._decode_unique(np.unique(requested), size, keyframes_only, prefetch):
+                while p < n and requested[p] < target:  # frames the decoder could not produce
+                    if last is None:
+                        pending.append(p)
+                    else:
+                        yield p, last[0], last[1]
+                    p += 1
+                for q in pending:
+                    yield q, actual, arr
+                pending = []
+                while p < n and requested[p] == target:
+                    yield p, actual, arr
+                    p += 1
+                last = (actual, arr)
+        finally:
+            self._active -= 1
+        if last is None:
+            raise VideoDecodeError(
+                f"no frame of {str(self.path)!r} could be decoded; the file is damaged. "
+                "Re-encode it, e.g. `ffmpeg -i in.mp4 -c:v libx264 out.mp4`"
+            )
+        for q in range(p, n):
+            yield q, last[0], last[1]
+
+    def _request(self, resize, num_frames, fps, max_frames, start, end, exact):
+        indices = self.plan(num_frames, fps=fps, max_frames=max_frames, start=start, end=end, exact=exact)
+        size = decode_size(self._info.width, self._info.height, resize, self.max_side)
+        return indices, size
+
+    def _frames(self, out: torch.Tensor, actual: list[int]) -> Frames:
+        times = torch.from_numpy(self._index.times[np.asarray(actual, dtype=np.int64)].copy())
+        return Frames(frames=out, timestamps=times.to(torch.float64), indices=list(actual))
+
+    def sample(
+        self,
+        num_frames: int | None = None,
+        *,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        exact: bool = True,
+        resize: int | tuple[int, int] | None = None,
+    ) -> Frames:
+        """Decode sampled frames into ``Frames`` (``frames`` uint8 ``[T, H, W, 3]``).
+
+        ``num_frames=N``: N segment-centred frames over ``[start, end]`` (the whole video by default); the
+        result always has N frames, repeating frames of videos shorter than N. ``fps=F``: frames ``1/F`` s
+        apart, at most ``max_frames`` (uniform ``max_frames`` beyond that), never repeating a frame. ``exact=False`` takes the
+        keyframe nearest each sampling time instead (much faster on long videos; timestamps are those of
+        the keyframes). ``resize``: short side in pixels (int) or ``(H, W)``.
+        """
+        indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
+        out = torch.empty((indices.shape[0], h, w, 3), dtype=torch.uint8)
+        actual = [0] * indices.shape[0]
+        for p, i, arr in self._iter_frames(indices, (h, w), not exact, prefetch=8):
+            out[p] = torch.from_numpy(arr)
+            actual[p] = i
+        return self._frames(out, actual)
+
+    def chunks(
+        self,
+        chunk_size: int = 32,
+        num_frames: int | None = None,
+        *,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        exact: bool = True,
+        resize: int | tuple[int, int] | None = None,
+    ) -> Iterator[Frames]:
+        """The frames :meth:`sample` returns for the same arguments, as ``Frames`` of ``chunk_size`` frames
+        (the last may be shorter). At most about two chunks are in memory at once; the next chunk is
+        decoded while the caller works on the current one."""
+        if chunk_size < 1:
+            raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
+        indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
+        total = indices.shape[0]
+        out: torch.Tensor | None = None
+        actual: list[int] = []
+        base = 0
+        for p, i, arr in self._iter_frames(indices, (h, w), not exact, prefetch=chunk_size):
+            if out is None:
+                out = torch.empty((min(chunk_size, total - base), h, w, 3), dtype=torch.uint8)
+            out[p - base] = torch.from_numpy(arr)
+            actual.append(i)
+            if len(actual) == out.shape[0]:
+                yield self._frames(out, actual)
+                base += out.shape[0]
+                out, actual = None, []
