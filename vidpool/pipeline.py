@@ -70,7 +70,7 @@ def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
         from vidpool.video import VideoReader
 
         with VideoReader(video) as reader:
-            yield from reader.chunks(plan_.encoder_batch, num_frames=plan_.num_frames)
+            yield from reader.chunks(plan_.encoder_batch, **plan_.sample_kwargs())
         return
     frames = getattr(video, "frames", video)
     if isinstance(frames, torch.Tensor):

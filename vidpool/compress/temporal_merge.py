@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from vidpool.compress.budget import check_budget
 from vidpool.compress.registry import Method, Output, Plan, register
@@ -14,26 +13,43 @@ __all__ = ["TemporalMerge", "merge_runs"]
 _CHUNK = 8  # frames handled at a time, so no temporary is as large as the input
 
 
+def _norms(x: torch.Tensor) -> torch.Tensor:
+    """L2 norm of every token: ``[B, T, H, W]`` float32, computed a few frames at a time."""
+    return torch.cat(
+        [
+            torch.linalg.vector_norm(x[:, s : s + _CHUNK].float(), dim=-1)
+            for s in range(0, x.shape[1], _CHUNK)
+        ],
+        dim=1,
+    )
+
+
 def _adjacent_similarity(x: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of each patch to the same patch one frame earlier: ``[B, T-1, H, W]`` float32."""
+    norms = _norms(x)
     last = x.shape[1] - 1
-    sims = []
+    dots = []
     for s in range(0, last, _CHUNK):
         e = min(s + _CHUNK, last)
-        sims.append(F.cosine_similarity(x[:, s + 1 : e + 1].float(), x[:, s:e].float(), dim=-1))
-    return torch.cat(sims, dim=1)
+        dots.append(torch.linalg.vecdot(x[:, s + 1 : e + 1].float(), x[:, s:e].float(), dim=-1))
+    return torch.cat(dots, dim=1) / (norms[:, 1:] * norms[:, :-1]).clamp_min(1e-12)
 
 
 def _anchored_keep(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """Keep mask ``[B, T, H, W]``: a patch is merged when its cosine similarity to the same patch of the
     last kept frame (the anchor) is above ``threshold``."""
+    norms = _norms(x)
     keep = torch.ones(x.shape[:4], dtype=torch.bool, device=x.device)
-    anchor = x[:, 0].float()
+    anchor, anchor_norm = x[:, 0].float(), norms[:, 0]
     for t in range(1, x.shape[1]):
         frame = x[:, t].float()
-        merge = F.cosine_similarity(frame, anchor, dim=-1) > threshold
-        keep[:, t] = ~merge
-        anchor = torch.where(merge.unsqueeze(-1), anchor, frame)
+        cos = torch.linalg.vecdot(frame, anchor, dim=-1) / (norms[:, t] * anchor_norm).clamp_min(1e-12)
+        new = cos <= threshold
+        keep[:, t] = new
+        # lerp with a 0/1 weight is exact and stays on the vectorised path (where() with a mask
+        # broadcast over channels does not).
+        anchor = torch.lerp(anchor, frame, new.unsqueeze(-1).float())
+        anchor_norm = torch.where(new, norms[:, t], anchor_norm)
     return keep
 
 
@@ -47,6 +63,9 @@ def merge_runs(x: torch.Tensor, keep: torch.Tensor) -> Output:
     Returns:
         ``Output`` with tokens ``[B, N, C]`` ordered by (start frame, row, column), ``N`` the largest
         count in the batch; shorter items are zero-padded and ``mask`` marks real tokens.
+
+    Runs are summed frame by frame in a ``[B, H, W, C]`` accumulator; a run's sum is emitted when it
+    ends, so nothing larger than one frame and the output is ever allocated.
     """
     b, t, h, w, c = x.shape
     counts = keep.flatten(1).sum(1)
@@ -56,13 +75,18 @@ def merge_runs(x: torch.Tensor, keep: torch.Tensor) -> Output:
     ids = torch.where(keep, ids, torch.full_like(ids, -1)).cummax(dim=1).values
     flat = ids + (torch.arange(b, device=x.device) * n).view(b, 1, 1, 1)
     acc_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    sums = torch.zeros(b * n, c, dtype=acc_dtype, device=x.device)
-    for s in range(0, t, _CHUNK):
-        sums = sums.index_add(
-            0, flat[:, s : s + _CHUNK].reshape(-1), x[:, s : s + _CHUNK].reshape(-1, c).to(acc_dtype)
-        )
+    rows, sums = [], []
+    acc = None
+    for i in range(t):
+        frame = x[:, i].to(acc_dtype)
+        acc = frame if acc is None else torch.lerp(acc + frame, frame, keep[:, i].unsqueeze(-1).to(acc_dtype))
+        ends = keep[:, i + 1] if i + 1 < t else torch.ones_like(keep[:, i])
+        rows.append(flat[:, i][ends])
+        sums.append(acc[ends])
     sizes = torch.bincount(flat.reshape(-1), minlength=b * n).clamp_min(1)
-    tokens = (sums / sizes.unsqueeze(1)).to(x.dtype).view(b, n, c)
+    row = torch.cat(rows)
+    total = torch.zeros(b * n, c, dtype=acc_dtype, device=x.device).index_copy(0, row, torch.cat(sums))
+    tokens = (total / sizes.unsqueeze(1).to(acc_dtype)).to(x.dtype).view(b, n, c)
     weight = (1.0 / sizes.float())[flat]
     mask = None
     if bool((counts != n).any()):

@@ -90,9 +90,13 @@ class FeatureCache:
         ``exact`` ...); values must be JSON-serialisable (others are turned into strings).
         """
         if not isinstance(sampling, dict):
-            raise InvalidArgumentError(f"sampling must be a dict of parameters, got {type(sampling).__name__}")
+            raise InvalidArgumentError(
+                f"sampling must be a dict of parameters, got {type(sampling).__name__}"
+            )
         payload = json.dumps(
-            {"video": video_identity, "sampling": sampling, "encoder": encoder_id}, sort_keys=True, default=str
+            {"video": video_identity, "sampling": sampling, "encoder": encoder_id},
+            sort_keys=True,
+            default=str,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -153,7 +157,9 @@ class FeatureCache:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
 
-    def get_or_compute(self, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def get_or_compute(
+        self, key: str, compute: Callable[[], dict[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """``get(key)``, or run ``compute()``, ``put`` its result and return it."""
         cached = self.get(key)
         if cached is not None:

@@ -92,7 +92,9 @@ def load_config(model: str | Path | dict[str, Any]) -> ResolvedConfig:
         raise InvalidArgumentError(f"model must be a name, a JSON path or a dict, got {type(model).__name__}")
     for key in ("embed_dim", "vision_cfg", "text_cfg"):
         if key not in resolved.model_cfg:
-            raise EncoderError(f"model config {resolved.name!r} lacks {key!r}; it must be an open_clip config")
+            raise EncoderError(
+                f"model config {resolved.name!r} lacks {key!r}; it must be an open_clip config"
+            )
     return resolved
 
 

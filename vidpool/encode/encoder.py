@@ -14,7 +14,12 @@ from typing import Any
 
 import torch
 
-from vidpool.encode.batching import activation_bytes_per_frame, batch_size_for, default_memory_budget, iter_batches
+from vidpool.encode.batching import (
+    activation_bytes_per_frame,
+    batch_size_for,
+    default_memory_budget,
+    iter_batches,
+)
 from vidpool.encode.config import DEFAULT_MODEL, ModelSpec, ResolvedConfig, load_config, model_spec
 from vidpool.encode.preprocess import check_frames, preprocess_frames
 from vidpool.encode.text import encode_prompts, make_tokenizer
@@ -98,7 +103,9 @@ def _load_weights(model: torch.nn.Module, path: Path, allow_pickle: bool) -> Non
             "or pass allow_pickle=True if you trust its source"
         )
     if path.suffix not in (".safetensors", *_PICKLE_SUFFIXES):
-        raise CheckpointError(f"unsupported weights file {path}: use .safetensors (or .bin/.pt with allow_pickle)")
+        raise CheckpointError(
+            f"unsupported weights file {path}: use .safetensors (or .bin/.pt with allow_pickle)"
+        )
     try:
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=not allow_pickle)
     except Exception as exc:
@@ -152,7 +159,9 @@ class CLIPEncoder:
             raise InvalidArgumentError(f"dtype must be one of {_DTYPES}, got {dtype}")
         self._dtype = dtype
         if memory_budget is not None and memory_budget <= 0:
-            raise InvalidArgumentError(f"memory_budget must be a positive number of bytes, got {memory_budget}")
+            raise InvalidArgumentError(
+                f"memory_budget must be a positive number of bytes, got {memory_budget}"
+            )
         self.memory_budget = memory_budget
 
         self.model, preprocess_overrides, weights_id = self._create(model, weights, allow_pickle)
@@ -184,7 +193,12 @@ class CLIPEncoder:
             built = _build_model(self._config)
             _load_weights(built, path, allow_pickle)
             return built, {}, _file_identity(path)
-        if isinstance(weights, str) and isinstance(model, str) and os.sep not in weights and "." not in weights:
+        if (
+            isinstance(weights, str)
+            and isinstance(model, str)
+            and os.sep not in weights
+            and "." not in weights
+        ):
             return self._create_pretrained(model, weights)
         raise CheckpointError(
             f"weights file not found: {weights}; pass a local .safetensors path, an open_clip pretrained tag "
@@ -256,7 +270,9 @@ class CLIPEncoder:
         tensors = [*self.model.parameters(), *self.model.buffers()]
         return int(sum(t.numel() * t.element_size() for t in tensors))
 
-    def activation_bytes_per_frame(self, frame_hw: tuple[int, int] | None = None, *, joint: bool = True) -> int:
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = True
+    ) -> int:
         """Estimated peak activation memory each frame of a batch adds (bytes), for ``frame_hw`` frames."""
         return activation_bytes_per_frame(self.spec, self._dtype, frame_hw=frame_hw, joint=joint)
 

@@ -39,7 +39,9 @@ def check_frames(frames: Any) -> torch.Tensor:
             f"frames must be [T, H, W, 3], got one image of shape {tuple(frames.shape)}; use frames[None]"
         )
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InvalidArgumentError(f"frames must be [T, H, W, 3] (RGB, channels last), got {tuple(frames.shape)}")
+        raise InvalidArgumentError(
+            f"frames must be [T, H, W, 3] (RGB, channels last), got {tuple(frames.shape)}"
+        )
     if frames.dtype != torch.uint8:
         raise InvalidArgumentError(
             f"frames must be uint8 (0..255), got {frames.dtype}; convert with (x * 255).round().to(torch.uint8)"
@@ -108,7 +110,9 @@ def preprocess_frames(
     if mode not in ("shortest", "longest", "squash"):
         raise InvalidArgumentError(f"resize_mode must be shortest, longest or squash, got {mode!r}")
     # open_clip only distinguishes bilinear; anything else (bicubic, random) runs bicubic at inference.
-    interp = InterpolationMode.BILINEAR if cfg.get("interpolation") == "bilinear" else InterpolationMode.BICUBIC
+    interp = (
+        InterpolationMode.BILINEAR if cfg.get("interpolation") == "bilinear" else InterpolationMode.BICUBIC
+    )
     if mode == "shortest" and size[0] != size[1]:
         interp = InterpolationMode.BICUBIC  # open_clip's ResizeKeepRatio there keeps its bicubic default
 

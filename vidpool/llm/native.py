@@ -10,12 +10,29 @@ import torch
 from vidpool.errors import CheckpointError, require
 from vidpool.llm.base import VideoLM, as_frames_tensor, module_param_bytes
 from vidpool.llm.config import ModelConfig, resolve_path
-from vidpool.llm.loading import check_weight_files, load_causal_lm, resolve_dtype
+from vidpool.llm.loading import load_causal_lm, resolve_dtype
 from vidpool.llm.projector import build_projector
 
 __all__ = ["PROJECTOR_FILE", "NativeVideoLM"]
 
 PROJECTOR_FILE = "projector.safetensors"
+PICKLE_PROJECTOR_FILE = "projector.bin"
+
+
+def _projector_state(folder: Path, allow_pickle: bool, safetensors_torch: Any) -> tuple[dict, Path]:
+    """The projector's state dict: from safetensors, or from ``projector.bin`` only with ``allow_pickle``."""
+    safe = folder / PROJECTOR_FILE
+    if safe.is_file():
+        return safetensors_torch.load_file(str(safe)), safe
+    pickled = folder / PICKLE_PROJECTOR_FILE
+    if pickled.is_file():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{pickled} is a pickle file, which can run code when loaded: convert it to {PROJECTOR_FILE}, "
+                "or pass allow_pickle=True if you trust the source"
+            )
+        return torch.load(pickled, map_location="cpu", weights_only=True), pickled
+    raise CheckpointError(f"{safe} not found: a native checkpoint needs its projector weights")
 
 
 class NativeVideoLM(VideoLM):
@@ -57,7 +74,6 @@ class NativeVideoLM(VideoLM):
         safetensors_torch = require("safetensors.torch", "llm", "Loading projector weights")
         folder = Path(path)
         config = ModelConfig.load(folder)
-        check_weight_files(folder, allow_pickle=allow_pickle)
         dtype = resolve_dtype(dtype, device)
         lm_spec = dict(config.lm)
         lm_spec["path"] = resolve_path(folder, lm_spec.get("path"))
@@ -93,10 +109,7 @@ class NativeVideoLM(VideoLM):
         hidden = int(lm.config.get_text_config().hidden_size)
         width = config.vision_width or encoder.width
         projector = build_projector(config.projector, width, hidden)
-        weights_file = folder / PROJECTOR_FILE
-        if not weights_file.is_file():
-            raise CheckpointError(f"{weights_file} not found: a native checkpoint needs its projector weights")
-        state = safetensors_torch.load_file(str(weights_file))
+        state, weights_file = _projector_state(folder, allow_pickle, safetensors_torch)
         try:
             projector.load_state_dict(state, strict=True)
         except RuntimeError as exc:

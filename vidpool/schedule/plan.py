@@ -57,6 +57,8 @@ class Plan:
     max_new_tokens: int
     prompt_tokens: int
     model_name: str = "model"
+    resize: int | None = None
+    frame_size: tuple[int, int] = (0, 0)
     video_frames: int | None = None
     video_duration: float | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -68,6 +70,10 @@ class Plan:
     @property
     def degraded(self) -> bool:
         return bool(self.notes)
+
+    def sample_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``VideoReader.sample`` / ``chunks`` that decode what this plan encodes."""
+        return {"num_frames": self.num_frames, "resize": self.resize}
 
     def compress_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``VideoLM.visual_tokens`` / ``num_visual_tokens``."""
@@ -92,6 +98,8 @@ class Plan:
                 "max_new_tokens",
                 "prompt_tokens",
                 "model_name",
+                "resize",
+                "frame_size",
                 "video_frames",
                 "video_duration",
             )
@@ -108,6 +116,8 @@ class Plan:
         video = f"{self.video_frames} frames" if self.video_frames else "unknown length"
         if self.video_duration:
             video += f", {self.video_duration:.1f}s"
+        if self.frame_size[0]:
+            video += f", decoded at {self.frame_size[1]}x{self.frame_size[0]}"
         rows: list[tuple[str, str]] = [
             ("model", self.model_name),
             ("device", f"{self.device} ({format_bytes(self.available)} free)"),
@@ -293,6 +303,12 @@ def plan(
     cuda = torch.device(device).type == "cuda"
     spec = model_spec(model, dtype_bytes=2 if cuda else 4)
     video_frames, duration, frame_size = _video_facts(video_info)
+    resize = None
+    if min(frame_size) > spec.image_size:
+        # decode straight to the encoder's input scale: the encoder would shrink the frames anyway
+        resize = spec.image_size
+        scale = spec.image_size / min(frame_size)
+        frame_size = (round(frame_size[0] * scale), round(frame_size[1] * scale))
     capacity = _capacity(device, max_memory)
 
     frames0 = int(num_frames or spec.num_frames)
@@ -337,6 +353,8 @@ def plan(
             max_new_tokens=max_new_tokens,
             prompt_tokens=p.prompt_for(frames),
             model_name=spec.name,
+            resize=resize,
+            frame_size=frame_size,
             video_frames=video_frames,
             video_duration=duration,
             notes=tuple(notes),

@@ -75,6 +75,7 @@ class VideoReader:
         self._requested = backend
         self._active = 0
         self._backend: Backend | None = None
+        self._keys: Backend | None = None
         info, self._index = call_with_timeout(
             lambda: read_metadata(self.path), timeout, f"reading {str(self.path)!r}"
         )
@@ -123,16 +124,28 @@ class VideoReader:
             self._info = replace(self._info, backend=self._backend.name)
         return self._backend
 
+    def _keyframe_decoder(self) -> Backend:
+        # Single keyframes decode fastest with PyAV seeking and no frame threading (decord's get_batch
+        # is several times slower on them), whatever backend decodes exact frames.
+        if self._keys is None:
+            from vidpool.video.backends.pyav_backend import PyAVBackend
+
+            self._keys = PyAVBackend(self.path, self._index, self._info, thread_type="SLICE")
+        return self._keys
+
     def _drop(self, backend: Backend) -> None:
         # A worker may still be inside this decoder: let it go without closing it under the worker.
         if self._backend is backend:
             self._backend = None
+        if self._keys is backend:
+            self._keys = None
 
     def close(self) -> None:
-        """Release the decoder."""
-        if self._backend is not None and not self._active:
-            self._backend.close()
-        self._backend = None
+        """Release the decoders."""
+        for backend in (self._backend, self._keys):
+            if backend is not None and not self._active:
+                backend.close()
+        self._backend = self._keys = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -164,7 +177,7 @@ class VideoReader:
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         remaining = unique
         while remaining.size:
-            backend = self._current_backend()
+            backend = self._keyframe_decoder() if keyframes_only else self._current_backend()
             done = -1
 
             def make_iter(backend=backend, remaining=remaining):
@@ -182,7 +195,7 @@ class VideoReader:
                     yield item
                 return
             except (VideoDecodeError, DecodeTimeoutError) as exc:
-                if self._requested != "auto" or backend.name == "pyav":
+                if keyframes_only or self._requested != "auto" or backend.name == "pyav":
                     raise
                 logger.warning("decord failed on %s (%s); continuing with PyAV", self.path, exc)
                 self._drop(backend)
