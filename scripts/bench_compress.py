@@ -36,7 +36,9 @@ def permute_adaptive(x: torch.Tensor, grid) -> torch.Tensor:
     return pooled.permute(0, 2, 3, 4, 1).flatten(1, 3)
 
 
-def unfold_prompt_guided(x: torch.Tensor, scores: torch.Tensor, kernel, stride, temperature=0.01) -> torch.Tensor:
+def unfold_prompt_guided(
+    x: torch.Tensor, scores: torch.Tensor, kernel, stride, temperature=0.01
+) -> torch.Tensor:
     """The usual way: unfold windows of the channels-first features, softmax the scores, weighted sum."""
     b, _, _, _, c = x.shape
     feats = x.permute(0, 4, 1, 2, 3)
@@ -65,7 +67,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    print(f"vidpool {vidpool.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}")
+    print(
+        f"vidpool {vidpool.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}"
+    )
     for frames in args.frames:
         x = torch.randn(1, frames, 24, 24, 1024, dtype=dtype)
         scores = vidpool.prompt_scores(torch.randn(1, frames, 24, 24, 64), torch.randn(1, 64))
@@ -75,15 +79,15 @@ def main() -> None:
         for name in vidpool.list_methods():
             kw = {"scores": scores} if vidpool.get_method(name).uses_scores else {}
             reps = args.repeats if name not in ("temporal_merge",) else max(3, args.repeats // 2)
-            sec, out = timed(lambda n=name, k=kw: vidpool.compress(x, n, **k), reps)
+            sec, out = timed(lambda n=name, k=kw, x=x: vidpool.compress(x, n, **k), reps)
             line = f"{name:<16}{out.num_tokens:>8}{sec * 1e3:>10.1f}{gb / sec:>8.1f}"
             if name == "adaptive":
                 grid = out.params["grid"]
-                base_sec, base = timed(lambda g=grid: permute_adaptive(x, g), reps)
+                base_sec, base = timed(lambda g=grid, x=x: permute_adaptive(x, g), reps)
                 line += f"   permute+adaptive_avg_pool3d {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
             if name == "prompt_guided":
                 k, s = out.params["kernel"], out.params["stride"]
-                base_sec, base = timed(lambda k=k, s=s: unfold_prompt_guided(x, scores, k, s), reps)
+                base_sec, base = timed(lambda k=k, s=s, x=x, sc=scores: unfold_prompt_guided(x, sc, k, s), reps)
                 line += f"   unfold+softmax+sum {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
             print(line, flush=True)
 

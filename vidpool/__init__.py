@@ -18,6 +18,7 @@ from vidpool.compress import (
     list_methods,
     num_output_tokens,
     prompt_scores,
+    resolve,
 )
 from vidpool.errors import (
     BudgetError,
@@ -68,6 +69,7 @@ __all__ = [
     "list_methods",
     "num_output_tokens",
     "prompt_scores",
+    "resolve",
     *sorted(_LAZY),
 ]
 

@@ -7,6 +7,7 @@ per-axis pooling factor), so a budget is spent on a near-isotropic grid rather t
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from vidpool.errors import BudgetError
@@ -63,9 +64,22 @@ def plane_for_budget(height: int, width: int, area: int) -> tuple[int, int] | No
     return _pick(cands)  # type: ignore[return-value]
 
 
+def window_overlap(size: int, out: int) -> float:
+    """How many windows cover an input index on average when ``out`` windows are laid over ``size``
+    with ``stride = size // out`` and ``kernel = size - (out - 1) * stride`` (1.0: no overlap)."""
+    stride = size // out
+    return (size - (out - 1) * stride) / stride
+
+
 @lru_cache(maxsize=8192)
-def grid_for_budget(shape: tuple[int, int, int], budget: int) -> tuple[int, int, int] | None:
-    """Output grid ``(t, h, w)`` within ``shape`` with at most ``budget`` cells; ``None`` if ``budget < 1``."""
+def grid_for_budget(shape: tuple[int, int, int], budget: int, windows: bool = False) -> tuple[int, int, int] | None:
+    """Output grid ``(t, h, w)`` within ``shape`` with at most ``budget`` cells; ``None`` if ``budget < 1``.
+
+    With ``windows=True`` the grid drives strided windows (``prompt_guided``: ``stride = I // O``,
+    ``kernel = I - (O - 1)·stride``), whose cost grows with their overlap: among grids that use at least
+    90% of the budget (or are within 5% of the fullest), the one with the smallest product of pooling
+    unevenness and window overlap is taken, so a budget never turns into windows ten patches wide.
+    """
     t_in, h_in, w_in = shape
     if budget < 1:
         return None
@@ -78,4 +92,13 @@ def grid_for_budget(shape: tuple[int, int, int], budget: int) -> tuple[int, int,
             if w < 1:
                 break
             cands.append((max(t_in / t, h_in / h, w_in / w), t * h * w, (t, h, w)))
-    return _pick(cands)  # type: ignore[return-value]
+    if not windows:
+        return _pick(cands)  # type: ignore[return-value]
+    best = max(c[1] for c in cands)
+    floor = min(0.9 * budget, USE_FRACTION * best)
+    full = [c for c in cands if c[1] >= floor]
+
+    def overlap(grid: tuple[int, ...]) -> float:
+        return math.prod(window_overlap(i, o) for i, o in zip(shape, grid))
+
+    return min(full, key=lambda c: (c[0] * overlap(c[2]), -c[1]))[2]  # type: ignore[return-value]

@@ -147,7 +147,7 @@ class PromptGuided(Method):
                 raise InvalidArgumentError("give prompt_guided one of kernel/stride, grid= or budget=")
             if budget is not None:
                 check_budget(self.name, budget, 1, shape)
-                grid = grid_for_budget(shape, budget)
+                grid = grid_for_budget(shape, budget, windows=True)
             grid = grid_arg(grid, 3, "grid")
             if any(o > i for o, i in zip(grid, shape)):
                 raise InvalidArgumentError(f"grid {grid} is larger than the input {shape} on some axis")

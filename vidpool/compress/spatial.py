@@ -105,7 +105,8 @@ class Spatial(Method):
             if size[0] > h or size[1] > w:
                 raise InvalidArgumentError(f"size {size} is larger than the {h}x{w} frame")
         else:
-            stride = grid_arg(2 if stride is None else stride, 2, "stride")
+            # The default stride is cut to frames smaller than it; a stride the user gave is not.
+            stride = (min(2, h), min(2, w)) if stride is None else grid_arg(stride, 2, "stride")
             if mode == "bilinear":
                 size = (-(-h // stride[0]), -(-w // stride[1]))
             else:

@@ -20,7 +20,13 @@ __all__ = ["check_frames", "preprocess_frames", "resized_size"]
 
 
 def check_frames(frames: Any) -> torch.Tensor:
-    """Validate a frame batch and return it as a uint8 tensor ``[T, H, W, 3]`` (numpy arrays are wrapped)."""
+    """Validate a frame batch and return it as a uint8 tensor ``[T, H, W, 3]``.
+
+    Numpy arrays are wrapped, and objects holding their frames in ``.frames`` (``vidpool.video.Frames``)
+    are unpacked.
+    """
+    if not isinstance(frames, torch.Tensor) and isinstance(getattr(frames, "frames", None), torch.Tensor):
+        frames = frames.frames
     if not isinstance(frames, torch.Tensor):
         try:
             import numpy as np

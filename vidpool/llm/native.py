@@ -74,6 +74,8 @@ class NativeVideoLM(VideoLM):
         safetensors_torch = require("safetensors.torch", "llm", "Loading projector weights")
         folder = Path(path)
         config = ModelConfig.load(folder)
+        # Read the small projector first so that a refused or missing file fails before the LM loads.
+        state, weights_file = _projector_state(folder, allow_pickle, safetensors_torch)
         dtype = resolve_dtype(dtype, device)
         lm_spec = dict(config.lm)
         lm_spec["path"] = resolve_path(folder, lm_spec.get("path"))
@@ -109,7 +111,6 @@ class NativeVideoLM(VideoLM):
         hidden = int(lm.config.get_text_config().hidden_size)
         width = config.vision_width or encoder.width
         projector = build_projector(config.projector, width, hidden)
-        state, weights_file = _projector_state(folder, allow_pickle, safetensors_torch)
         try:
             projector.load_state_dict(state, strict=True)
         except RuntimeError as exc:

@@ -9,6 +9,7 @@ index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -111,7 +112,7 @@ def _rotation(container, stream) -> int:
     try:
         container.seek(0, stream=stream)
         frame = next(container.decode(stream), None)
-        rotation = int(round(frame.rotation)) if frame is not None else 0
+        rotation = round(frame.rotation) if frame is not None else 0
     except Exception:
         rotation = 0
     if not rotation:
@@ -129,10 +130,8 @@ def build_index(container, stream) -> FrameIndex:
     av = require("av", "video", "Reading videos")
     pts_list: list[int] = []
     key_list: list[bool] = []
-    try:
+    with contextlib.suppress(av.error.FFmpegError):
         container.seek(0, stream=stream)
-    except av.error.FFmpegError:
-        pass
     try:
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -204,7 +203,7 @@ def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIn
 
 
 def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
-    """Describe the video at ``path`` without decoding it (packets are only counted).
+    """Describe the video at ``path``: packets are counted, and only the first frame is decoded.
 
     Raises :class:`~vidpool.errors.VideoNotFoundError`, :class:`~vidpool.errors.VideoDecodeError` or
     :class:`~vidpool.errors.DecodeTimeoutError` with a message that says what to do.

@@ -108,7 +108,9 @@ class VideoReader:
                 continue
             count = getattr(backend, "frame_count", self._index.num_frames)
             if count != self._index.num_frames:
-                msg = f"{name} counts {count} frames in {self.path} but the file holds {self._index.num_frames}"
+                msg = (
+                    f"{name} counts {count} frames in {self.path} but the file holds {self._index.num_frames}"
+                )
                 if self._requested != "auto":
                     logger.warning("%s; frames are clamped to the real count", msg)
                     return backend
@@ -216,7 +218,9 @@ class VideoReader:
         pending: list[int] = []
         self._active += 1
         try:
-            for target, actual, arr in self._decode_unique(np.unique(requested), size, keyframes_only, prefetch):
+            for target, actual, arr in self._decode_unique(
+                np.unique(requested), size, keyframes_only, prefetch
+            ):
                 while p < n and requested[p] < target:  # frames the decoder could not produce
                     if last is None:
                         pending.append(p)

@@ -115,7 +115,9 @@ def decode_size(
             try:
                 rh, rw = (int(v) for v in resize)
             except (TypeError, ValueError):
-                raise InvalidArgumentError(f"resize must be an int or a (H, W) pair, got {resize!r}") from None
+                raise InvalidArgumentError(
+                    f"resize must be an int or a (H, W) pair, got {resize!r}"
+                ) from None
             if rh < 1 or rw < 1:
                 raise InvalidArgumentError(f"resize sizes must be >= 1, got {resize!r}")
             h, w = float(rh), float(rw)

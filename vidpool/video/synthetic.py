@@ -41,9 +41,30 @@ def _background(height: int, width: int) -> np.ndarray:
     return bg
 
 
-def render_frame(index: int, width: int, height: int, background: np.ndarray | None = None) -> np.ndarray:
-    """Render frame ``index`` of the test pattern as ``[H, W, 3]`` uint8 RGB."""
+def _texture(height: int, width: int, margin: int) -> np.ndarray:
+    """Fixed fine-grained noise ``[H + margin, W + margin, 3]`` int16 in [-24, 24]."""
+    rng = np.random.default_rng(0)
+    return rng.integers(-24, 25, size=(height + margin, width + margin, 3), dtype=np.int16)
+
+
+def render_frame(
+    index: int,
+    width: int,
+    height: int,
+    background: np.ndarray | None = None,
+    texture: np.ndarray | None = None,
+) -> np.ndarray:
+    """Render frame ``index`` of the test pattern as ``[H, W, 3]`` uint8 RGB.
+
+    ``texture`` (from ``_texture``) adds noise that pans one pixel per frame, so that every frame
+    carries detail and motion to code, as camera footage does.
+    """
     frame = (_background(height, width) if background is None else background).copy()
+    if texture is not None:
+        margin = texture.shape[0] - height
+        shift = index % max(1, margin)
+        noisy = frame.astype(np.int16) + texture[shift : shift + height, shift : shift + width]
+        frame = np.clip(noisy, 0, 255).astype(np.uint8)
     bh, bw = _counter_box(height, width)
     side = max(4, min(height, width) // 5)
     usable_h = max(1, height - _ROWS * bh - side)
@@ -99,6 +120,7 @@ def make_test_video(
     preset: str = "ultrafast",
     bframes: bool = True,
     faststart: bool = False,
+    texture: bool = False,
 ) -> Path:
     """Write a test video with moving shapes and a readable frame counter; return its path.
 
@@ -116,6 +138,8 @@ def make_test_video(
         preset: x264 preset (speed/size trade-off).
         bframes: allow B-frames (H.264), so that decode order differs from presentation order.
         faststart: put the index (moov) at the front of MP4 files, as streaming sites do.
+        texture: add panning fine noise so that the file codes and decodes about as expensively as
+            camera footage (slower to write; off by default).
     """
     av = require("av", "video", "Writing test videos")
     if codec not in _CODECS:
@@ -156,8 +180,9 @@ def make_test_video(
         if rotation % 360:
             stream.set_display_rotation(rotation % 360)
         background = _background(height, width)
+        noise = _texture(height, width, 64) if texture else None
         for i in range(num_frames):
-            image = render_frame(i, width, height, background)
+            image = render_frame(i, width, height, background, noise)
             if turns:  # store it so that the display rotation brings it back upright
                 image = np.ascontiguousarray(np.rot90(image, -turns))
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

@@ -56,5 +56,7 @@ def create_backend(name: str, path: Path, index: FrameIndex, info: VideoInfo) ->
     """Open ``path`` with the backend called ``name`` (errors from the backend propagate)."""
     factory = BACKENDS.get(name)
     if factory is None:
-        raise InvalidArgumentError(f"unknown video backend {name!r}; choose 'auto' or one of {list(BACKENDS)}")
+        raise InvalidArgumentError(
+            f"unknown video backend {name!r}; choose 'auto' or one of {list(BACKENDS)}"
+        )
     return factory(path, index, info)

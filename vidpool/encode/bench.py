@@ -1,0 +1,174 @@
+"""Measure the encoder: preprocessing fidelity and speed against open_clip's PIL transform, encoding
+throughput, and the activation-memory estimate against the measured peak.
+
+    python -m vidpool.encode.bench                              # tiny model, fast
+    python -m vidpool.encode.bench --model ViT-L-14-336 --frames 8 --memory 1 4
+
+Random weights throughout (nothing is downloaded); speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import torch
+
+from vidpool.encode.config import load_config, model_spec
+from vidpool.encode.encoder import CLIPEncoder
+from vidpool.encode.preprocess import preprocess_frames
+
+__all__ = ["main"]
+
+
+def _smooth(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, height // 16 + 2, width // 16 + 2, generator=gen)
+    img = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear")
+    return (img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def fidelity(size: int = 336) -> list[dict]:
+    """Max / mean difference to open_clip's transform on PIL images, in 0..255 pixel levels."""
+    import open_clip
+    from PIL import Image
+
+    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    cfg = spec.preprocess()
+    reference = open_clip.image_transform(size, is_train=False)
+    std = torch.tensor(cfg["std"]).view(3, 1, 1)
+    rows = []
+    for hw in [(240, 320), (480, 640), (720, 1280), (1080, 1920), (100, 90)]:
+        gen = torch.Generator().manual_seed(1)
+        images = {
+            "smooth": _smooth(1, *hw)[0],
+            "noise": torch.randint(0, 256, (*hw, 3), generator=gen).byte(),
+        }
+        for kind, img in images.items():
+            ref = reference(Image.fromarray(img.numpy()))
+            levels = (preprocess_frames(img[None], cfg)[0] - ref).abs() * std * 255
+            rows.append(
+                {
+                    "hw": hw,
+                    "image": kind,
+                    "max_levels": levels.max().item(),
+                    "mean_levels": levels.mean().item(),
+                }
+            )
+    return rows
+
+
+def preprocess_speed(count: int, hw: tuple[int, int], size: int = 336) -> dict:
+    """Frames/s of batched tensor preprocessing vs open_clip's per-frame PIL transform."""
+    import open_clip
+    from PIL import Image
+
+    frames = _smooth(count, *hw)
+    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    cfg = spec.preprocess()
+    reference = open_clip.image_transform(size, is_train=False)
+    start = time.perf_counter()
+    preprocess_frames(frames, cfg)
+    tensor_s = time.perf_counter() - start
+    start = time.perf_counter()
+    torch.stack([reference(Image.fromarray(f.numpy())) for f in frames])
+    pil_s = time.perf_counter() - start
+    return {"frames": count, "hw": hw, "tensor_fps": count / tensor_s, "pil_fps": count / pil_s}
+
+
+def encode_speed(model: str, count: int, hw: tuple[int, int], budget: int | None) -> dict:
+    """Frames/s of ``encode_frames(joint=True)`` with batches sized from ``budget``."""
+    torch.manual_seed(0)
+    enc = CLIPEncoder(model, memory_budget=budget)
+    frames = _smooth(count, *hw)
+    enc.encode_frames(frames[:1])
+    start = time.perf_counter()
+    enc.encode_frames(frames, joint=True)
+    seconds = time.perf_counter() - start
+    return {"model": model, "frames": count, "batch": enc.last_batch_size, "fps": count / seconds}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _peak_rss_child(model: str, batch: int, hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    enc = CLIPEncoder(model, memory_budget=1 << 40)
+    frames = _smooth(batch, *hw)
+    # Linux: writing 5 to clear_refs resets the peak-RSS mark (VmHWM) to the current RSS.
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _status_kib("VmRSS") * 1024
+    enc.encode_frames(frames, joint=True)
+    peak = _status_kib("VmHWM") * 1024
+    estimate = enc.activation_bytes_per_frame(hw, joint=True)
+    print(json.dumps({"batch": batch, "peak_delta": peak - before, "estimate_per_frame": estimate}))
+
+
+def memory(model: str, batches: list[int], hw: tuple[int, int]) -> list[dict]:
+    """Measured peak RSS growth of one ``encode_frames`` call per batch size (fresh process each; Linux)."""
+    rows = []
+    for batch in batches:
+        cmd = [sys.executable, "-m", "vidpool.encode.bench", "--_rss", model, str(batch), f"{hw[0]}x{hw[1]}"]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        rows.append(json.loads(out))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="tiny-clip-48", help="model name or config for the encode timings")
+    parser.add_argument("--frames", type=int, default=64)
+    parser.add_argument("--hw", default="720x1280", help="decoded frame size HxW")
+    parser.add_argument("--budget", type=int, default=None, help="activation memory budget in bytes")
+    parser.add_argument("--memory", type=int, nargs="*", help="batch sizes for the peak-memory check")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--_rss", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._rss:
+        model, batch, hw = args._rss
+        _peak_rss_child(model, int(batch), tuple(int(v) for v in hw.split("x")))
+        return
+    hw = tuple(int(v) for v in args.hw.split("x"))
+    print(f"torch threads: {torch.get_num_threads()}")
+    print("preprocessing vs open_clip's PIL transform (336 px), pixel levels 0..255:")
+    for row in fidelity():
+        print(
+            f"  {row['hw']!s:>13} {row['image']:>6}: max {row['max_levels']:.2f}  mean {row['mean_levels']:.4f}"
+        )
+    speed = preprocess_speed(args.frames, hw)
+    print(
+        f"preprocess {args.frames} frames {hw} -> 336: tensor {speed['tensor_fps']:.1f} frames/s, "
+        f"PIL {speed['pil_fps']:.1f} frames/s"
+    )
+    enc = encode_speed(args.model, args.frames, hw, args.budget)
+    print(f"encode {args.model}: {enc['frames']} frames, batch {enc['batch']}, {enc['fps']:.1f} frames/s")
+    if args.memory:
+        rows = memory(args.model, args.memory, hw)
+        for row in rows:
+            print(
+                f"  batch {row['batch']}: peak +{row['peak_delta'] / 2**20:.0f} MiB, estimate "
+                f"{row['batch'] * row['estimate_per_frame'] / 2**20:.0f} MiB"
+            )
+        if len(rows) >= 2:
+            slope = (rows[-1]["peak_delta"] - rows[0]["peak_delta"]) / (rows[-1]["batch"] - rows[0]["batch"])
+            print(
+                f"  measured per frame {slope / 2**20:.1f} MiB, estimate "
+                f"{rows[0]['estimate_per_frame'] / 2**20:.1f} MiB"
+            )
+
+
+if __name__ == "__main__":
+    main()
