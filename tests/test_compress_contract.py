@@ -214,14 +214,31 @@ def test_temporal_merge_threshold_batch_is_padded_with_a_mask():
     assert (out.tokens[0, 16:] == 0).all()
 
 
-def test_compress_does_not_hold_a_copy_of_large_inputs():
-    """Pooling a 150 MB input allocates far less than the input (tracked via the CPU allocator)."""
-    import tracemalloc
+_PEAK_SCRIPT = """
+import resource, sys, torch, vidpool
+torch.set_num_threads(1)
+x = torch.randn(1, 64, 24, 24, 1024)
+vidpool.compress(x[:, :2], sys.argv[1])  # warm up kernels and caches on a small input
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = vidpool.compress(x, sys.argv[1])
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) * 1024 / (x.numel() * 4), out.tokens.numel() / x.numel())
+"""
 
-    x = torch.randn(1, 64, 24, 24, 1024)
-    for name in ("adaptive", "spatial", "prompt_guided", "slowfast", "spp"):
-        tracemalloc.start()
-        vidpool.compress(x, name)
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        assert peak < 0.1 * x.numel() * 4, name
+
+@pytest.mark.parametrize(
+    "name", ["adaptive", "spatial", "prompt_guided", "slowfast", "spp", "temporal_merge"]
+)
+def test_compress_never_copies_the_input(name):
+    """Peak resident memory while compressing a 150 MB input grows by far less than the input."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, name], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    extra, out_share = map(float, res.stdout.split())
+    assert extra < out_share + 0.35, (
+        f"{name}: peak grew by {extra:.2f}x the input for an output of {out_share:.2f}x"
+    )

@@ -72,7 +72,9 @@ def window_overlap(size: int, out: int) -> float:
 
 
 @lru_cache(maxsize=8192)
-def grid_for_budget(shape: tuple[int, int, int], budget: int, windows: bool = False) -> tuple[int, int, int] | None:
+def grid_for_budget(
+    shape: tuple[int, int, int], budget: int, windows: bool = False
+) -> tuple[int, int, int] | None:
     """Output grid ``(t, h, w)`` within ``shape`` with at most ``budget`` cells; ``None`` if ``budget < 1``.
 
     With ``windows=True`` the grid drives strided windows (``prompt_guided``: ``stride = I // O``,

@@ -75,18 +75,16 @@ def merge_runs(x: torch.Tensor, keep: torch.Tensor) -> Output:
     ids = torch.where(keep, ids, torch.full_like(ids, -1)).cummax(dim=1).values
     flat = ids + (torch.arange(b, device=x.device) * n).view(b, 1, 1, 1)
     acc_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    rows, sums = [], []
+    sizes = torch.bincount(flat.reshape(-1), minlength=b * n).clamp_min(1)
+    total = torch.zeros(b * n, c, dtype=acc_dtype, device=x.device)
     acc = None
     for i in range(t):
         frame = x[:, i].to(acc_dtype)
         acc = frame if acc is None else torch.lerp(acc + frame, frame, keep[:, i].unsqueeze(-1).to(acc_dtype))
         ends = keep[:, i + 1] if i + 1 < t else torch.ones_like(keep[:, i])
-        rows.append(flat[:, i][ends])
-        sums.append(acc[ends])
-    sizes = torch.bincount(flat.reshape(-1), minlength=b * n).clamp_min(1)
-    row = torch.cat(rows)
-    total = torch.zeros(b * n, c, dtype=acc_dtype, device=x.device).index_copy(0, row, torch.cat(sums))
-    tokens = (total / sizes.unsqueeze(1).to(acc_dtype)).to(x.dtype).view(b, n, c)
+        # In place is autograd-safe here: index_copy_'s backward needs only the indices.
+        total.index_copy_(0, flat[:, i][ends], acc[ends])
+    tokens = total.div_(sizes.unsqueeze(1).to(acc_dtype)).to(x.dtype).view(b, n, c)
     weight = (1.0 / sizes.float())[flat]
     mask = None
     if bool((counts != n).any()):
