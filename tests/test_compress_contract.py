@@ -242,3 +242,15 @@ def test_compress_never_copies_the_input(name):
     assert extra < out_share + 0.35, (
         f"{name}: peak grew by {extra:.2f}x the input for an output of {out_share:.2f}x"
     )
+
+
+def test_token_compressor_module_trains_through(x):
+    pool = vidpool.TokenCompressor("adaptive", grid=(2, 3, 5))
+    proj = torch.nn.Linear(6, 4)
+    out = pool(proj(x))
+    assert out.shape == (2, pool.num_output_tokens((8, 12, 10)), 4) == (2, 30, 4)
+    out.sum().backward()
+    assert proj.weight.grad is not None and proj.weight.grad.abs().sum() > 0
+    assert "adaptive" in repr(pool)
+    with pytest.raises(InvalidArgumentError, match="accepts"):
+        vidpool.TokenCompressor("adaptive", size=3)

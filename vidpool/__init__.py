@@ -13,6 +13,7 @@ from typing import Any
 from vidpool._version import __version__
 from vidpool.compress import (
     Compressed,
+    TokenCompressor,
     compress,
     get_method,
     list_methods,
@@ -58,6 +59,7 @@ __all__ = [
     "InvalidArgumentError",
     "MissingDependencyError",
     "OutOfMemoryError",
+    "TokenCompressor",
     "UnknownMethodError",
     "VideoDecodeError",
     "VideoError",

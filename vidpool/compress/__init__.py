@@ -19,6 +19,7 @@ from vidpool.compress import (  # noqa: F401
 )
 from vidpool.compress.api import compress, num_output_tokens, resolve
 from vidpool.compress.budget import grid_for_budget, plane_for_budget
+from vidpool.compress.module import TokenCompressor
 from vidpool.compress.prompt_guided import prompt_scores
 from vidpool.compress.registry import Method, Plan, get_method, list_methods, register
 from vidpool.compress.result import Compressed
@@ -27,6 +28,7 @@ __all__ = [
     "Compressed",
     "Method",
     "Plan",
+    "TokenCompressor",
     "compress",
     "get_method",
     "grid_for_budget",

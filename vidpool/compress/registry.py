@@ -66,14 +66,18 @@ class Method:
         sig = inspect.signature(self.plan)
         return [p for p in sig.parameters if p not in ("shape", "budget")]
 
-    def checked_plan(self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]) -> Plan:
-        """``plan`` with argument checking that names what the method accepts."""
+    def check_names(self, params: dict[str, Any]) -> None:
+        """Raise :class:`InvalidArgumentError` for parameter names the method does not take."""
         unknown = sorted(set(params) - set(self.parameters()))
         if unknown:
             accepted = ", ".join(self.parameters()) or "no parameters besides budget"
             raise InvalidArgumentError(
                 f"method {self.name!r} got unknown parameter(s) {', '.join(unknown)}; it accepts: {accepted}"
             )
+
+    def checked_plan(self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]) -> Plan:
+        """``plan`` with argument checking that names what the method accepts."""
+        self.check_names(params)
         if len(shape) != 3 or any(int(s) < 1 for s in shape):
             raise InvalidArgumentError(f"shape must be (T, H, W) with positive sizes, got {tuple(shape)}")
         if budget is not None and (isinstance(budget, bool) or int(budget) != budget):

@@ -1,0 +1,46 @@
+"""``TokenCompressor``: the module form of :func:`vidpool.compress`, for use inside a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidpool.compress.api import compress, num_output_tokens
+from vidpool.compress.registry import get_method
+
+__all__ = ["TokenCompressor"]
+
+
+class TokenCompressor(nn.Module):
+    """A named, budgeted compression method as an ``nn.Module`` (no parameters of its own).
+
+    ``forward(tokens [B, T, H, W, C], scores=None) -> [B, N, C]``; gradients flow to ``tokens``, so a
+    projector before it can be trained through it. The method and its parameters are checked when the
+    module is built (names here, values on the first call).
+
+    Example::
+
+        pool = TokenCompressor("adaptive", grid=(16, 12, 12))
+        visual = pool(features)            # [B, 2304, C]
+        pool.num_output_tokens((16, 24, 24))
+    """
+
+    def __init__(self, method: str, *, budget: int | None = None, **params: Any):
+        super().__init__()
+        get_method(method).check_names(params)
+        self.method = method
+        self.budget = budget
+        self.params = params
+
+    def forward(self, tokens: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+        return compress(tokens, self.method, budget=self.budget, scores=scores, **self.params).tokens
+
+    def num_output_tokens(self, shape: tuple[int, int, int]) -> int:
+        return num_output_tokens(self.method, shape, budget=self.budget, **self.params)
+
+    def extra_repr(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        budget = f", budget={self.budget}" if self.budget is not None else ""
+        return f"{self.method!r}{budget}{extra}"
