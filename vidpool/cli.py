@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     raw = argparse.RawDescriptionHelpFormatter
 
-    sub.add_parser(
+    methods_p = sub.add_parser(
         "methods", help="list the compression methods", epilog=_METHODS_EPILOG, formatter_class=raw
     )
 
@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat_p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     chat_p.add_argument("--show-plan", action="store_true", help="print the plan table to stderr first")
+    for p in (methods_p, plan_p, chat_p):
+        p.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show the full traceback on errors",
+        )
     return parser
 
 

@@ -52,14 +52,21 @@ def _default_compress(kind: str, hf_config: Any) -> dict[str, Any]:
     return {"method": "spatial", "params": {"stride": stride, "mode": mode}, "position": "before"}
 
 
-def _normalisation(folder: Path, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _preprocessing(folder: Path, kind: str) -> tuple[tuple[float, ...], tuple[float, ...], bool]:
+    """``(mean, std, center_crop)`` from the folder's preprocessor config, else the model family's defaults.
+
+    OneVision squashes frames to the square input; NeXT-Video resizes the short side and crops the centre.
+    """
+    mean, std = _DEFAULT_NORM[kind]
+    crop = kind == "llava_next_video"
     for name in _PREPROCESSOR_FILES:
         path = folder / name
         if path.is_file():
             data = json.loads(path.read_text())
-            if "image_mean" in data and "image_std" in data:
-                return tuple(data["image_mean"]), tuple(data["image_std"])
-    return _DEFAULT_NORM[kind]
+            mean, std = tuple(data.get("image_mean", mean)), tuple(data.get("image_std", std))
+            crop = bool(data.get("do_center_crop", crop))
+            break
+    return mean, std, crop
 
 
 def _processor_chat_template(folder: Path) -> str | None:
@@ -85,6 +92,7 @@ class LlavaVideoLM(VideoLM):
         config: ModelConfig | None = None,
         mean: tuple[float, ...] = (0.5, 0.5, 0.5),
         std: tuple[float, ...] = (0.5, 0.5, 0.5),
+        center_crop: bool = False,
         chat_template: str | None = None,
     ):
         if kind not in _CLASSES:
@@ -93,11 +101,14 @@ class LlavaVideoLM(VideoLM):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.hf_config = model.config
-        self.config = config or ModelConfig(kind=kind, projector="hf", compress=_default_compress(kind, model.config))
+        self.config = config or ModelConfig(
+            kind=kind, projector="hf", compress=_default_compress(kind, model.config)
+        )
         self._parts = llava_parts(model)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         self._chat_template = chat_template
+        self._center_crop = center_crop
         vision = self.hf_config.vision_config
         self._image_size = int(vision.image_size)
         side = self._image_size // int(vision.patch_size)
@@ -134,13 +145,30 @@ class LlavaVideoLM(VideoLM):
         model_cls = getattr(transformers, _CLASSES[kind])
         try:
             model = model_cls.from_pretrained(folder, **kwargs)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                folder, trust_remote_code=trust_remote_code
+            )
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
         if device_map is None:
             model.to(device)
-        mean, std = _normalisation(folder, kind)
-        return cls(model, tokenizer, kind=kind, mean=mean, std=std, chat_template=_processor_chat_template(folder))
+        mean, std, crop = _preprocessing(folder, kind)
+        config = ModelConfig(
+            kind=kind,
+            projector="hf",
+            lm={"path": str(folder)},
+            compress=_default_compress(kind, model.config),
+        )
+        return cls(
+            model,
+            tokenizer,
+            kind=kind,
+            config=config,
+            mean=mean,
+            std=std,
+            center_crop=crop,
+            chat_template=_processor_chat_template(folder),
+        )
 
     # -- vision ---------------------------------------------------------------------------
     @property
@@ -150,10 +178,20 @@ class LlavaVideoLM(VideoLM):
     def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 ``[T, H, W, 3]`` -> normalised float ``[T, 3, S, S]`` at the tower's input size."""
         x = frames.permute(0, 3, 1, 2).float() / 255.0
-        size = (self._image_size, self._image_size)
-        if tuple(x.shape[-2:]) != size:
-            x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+        side = self._image_size
+        height, width = x.shape[-2:]
+        if self._center_crop:
+            scale = side / min(height, width)
+            size = (max(side, round(height * scale)), max(side, round(width * scale)))
+        else:
+            size = (side, side)
+        if (height, width) != size:
+            x = torch.nn.functional.interpolate(
+                x, size=size, mode="bicubic", align_corners=False, antialias=True
+            )
             x = x.clamp(0.0, 1.0)
+        top, left = (size[0] - side) // 2, (size[1] - side) // 2
+        x = x[..., top : top + side, left : left + side]
         return (x - self._mean) / self._std
 
     def encode_frames(self, frames: Any) -> torch.Tensor:
@@ -173,7 +211,9 @@ class LlavaVideoLM(VideoLM):
             selected = selected[:, 1:]
         h, w = self._grid
         if selected.shape[1] != h * w:
-            raise CheckpointError(f"vision tower gave {selected.shape[1]} patches per frame, expected {h}x{w}")
+            raise CheckpointError(
+                f"vision tower gave {selected.shape[1]} patches per frame, expected {h}x{w}"
+            )
         return selected.reshape(frames.shape[0], h, w, selected.shape[-1])
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,11 +274,15 @@ class LlavaVideoLM(VideoLM):
         width = int(vision.hidden_size)
         bytes_ = next(tower.parameters()).element_size()
         # Every layer's hidden state is kept for layer selection, plus one block's working set.
-        per_frame = bytes_ * tokens * (
-            (int(vision.num_hidden_layers) + 1) * width
-            + 4 * width
-            + int(vision.intermediate_size)
-            + int(vision.num_attention_heads) * tokens
+        per_frame = (
+            bytes_
+            * tokens
+            * (
+                (int(vision.num_hidden_layers) + 1) * width
+                + 4 * width
+                + int(vision.intermediate_size)
+                + int(vision.num_attention_heads) * tokens
+            )
         )
         features = self.encode_width
         return {

@@ -16,7 +16,13 @@ import torch
 from vidpool.errors import InvalidArgumentError
 from vidpool.llm.config import ModelConfig
 from vidpool.llm.generate import generate_text
-from vidpool.llm.prompt import VIDEO_MARKER, build_messages, render_prompt, splice_embeddings, tokenize_around_marker
+from vidpool.llm.prompt import (
+    VIDEO_MARKER,
+    build_messages,
+    render_prompt,
+    splice_embeddings,
+    tokenize_around_marker,
+)
 
 __all__ = ["VideoLM", "as_frames_tensor", "module_param_bytes"]
 
@@ -148,7 +154,9 @@ class VideoLM:
         method, budget, params = self._method(method, budget, params)
         if getattr(get_method(method), "uses_scores", False) and scores is None:
             if prompt is None:
-                raise InvalidArgumentError(f"method {method!r} ranks patches by a prompt: pass prompt= or scores=")
+                raise InvalidArgumentError(
+                    f"method {method!r} ranks patches by a prompt: pass prompt= or scores="
+                )
             scores = self._prompt_scores(features, prompt)
         extra = {"scores": scores} if scores is not None else {}
         with torch.inference_mode():

@@ -6,13 +6,16 @@ Tested with transformers 5.x. The 4.x spellings kept here (``torch_dtype``, ``mo
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
 __all__ = [
     "dtype_kwargs",
+    "faster_gguf_loading",
     "feature_tensor",
     "language_model",
     "llava_parts",
@@ -27,7 +30,9 @@ def transformers_version() -> tuple[int, int]:
     """``(major, minor)`` of the installed transformers."""
     import transformers
 
-    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in transformers.__version__.split(".")[:2])
+    major, minor = (
+        int("".join(c for c in part if c.isdigit()) or 0) for part in transformers.__version__.split(".")[:2]
+    )
     return major, minor
 
 
@@ -90,3 +95,26 @@ def vision_hidden_states(vision_tower: Any, pixel_values: torch.Tensor) -> tuple
     if states is None:
         raise TypeError(f"{type(vision_tower).__name__} returned no hidden states")
     return tuple(states)
+
+
+@contextlib.contextmanager
+def faster_gguf_loading() -> Iterator[None]:
+    """Memoise ``gguf.get_tensor_name_map`` while a GGUF checkpoint loads.
+
+    transformers (5.x) rebuilds the same read-only name map once per module while matching GGUF tensor
+    names, which dominates load time for small models; the map depends only on its arguments.
+    """
+    try:
+        import gguf
+    except ImportError:
+        yield
+        return
+    original = getattr(gguf, "get_tensor_name_map", None)
+    if original is None:
+        yield
+        return
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = original

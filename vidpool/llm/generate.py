@@ -38,7 +38,9 @@ def _stopping_criteria(tokenizer: Any, stop: list[str]):
 
     class _StopOnStrings(StoppingCriteria):
         # With inputs_embeds only, ``input_ids`` holds just the generated tokens.
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        def __call__(
+            self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+        ) -> torch.BoolTensor:
             text = tokenizer.decode(input_ids[0], skip_special_tokens=True)
             done = truncate_at_stop(text, stop)[1]
             return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
@@ -107,7 +109,12 @@ def generate_text(
     """
     stops = _stop_list(stop)
     kwargs = _generation_kwargs(
-        tokenizer, inputs_embeds, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops
+        tokenizer,
+        inputs_embeds,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        stop=stops,
     )
     if not stream:
         if seed is not None:
@@ -119,11 +126,24 @@ def generate_text(
     return _stream(lm, tokenizer, kwargs, seed, stops)
 
 
-def _stream(lm: Any, tokenizer: Any, kwargs: dict[str, Any], seed: int | None, stops: list[str]) -> Iterator[str]:
-    from transformers import TextIteratorStreamer
+def _stream(
+    lm: Any, tokenizer: Any, kwargs: dict[str, Any], seed: int | None, stops: list[str]
+) -> Iterator[str]:
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     failure: list[BaseException] = []
+    cancelled = threading.Event()
+
+    class _StopWhenClosed(StoppingCriteria):
+        # A caller that stops reading early (or closes the iterator) ends decoding at the next token.
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw) -> torch.BoolTensor:
+            return torch.full(
+                (input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool, device=input_ids.device
+            )
+
+    criteria = StoppingCriteriaList([*kwargs.pop("stopping_criteria", []), _StopWhenClosed()])
+    kwargs = {**kwargs, "stopping_criteria": criteria}
 
     def run() -> None:
         try:
@@ -156,6 +176,7 @@ def _stream(lm: Any, tokenizer: Any, kwargs: dict[str, Any], seed: int | None, s
             if pending:
                 yield pending
     finally:
+        cancelled.set()
         thread.join()
     if failure:
         raise failure[0]

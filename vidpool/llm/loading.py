@@ -6,6 +6,7 @@ transformers ``config.json`` of a LLaVA-family ``model_type`` means the transfor
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
-from vidpool.llm.compat import dtype_kwargs
+from vidpool.llm.compat import dtype_kwargs, faster_gguf_loading
 from vidpool.llm.config import CONFIG_NAME
 
 __all__ = [
@@ -149,10 +150,11 @@ def load_causal_lm(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for an LM spec ``{"path": ..., "gguf_file": ..., "tokenizer": ...}``.
+    """Load ``(model, tokenizer)`` for an LM spec ``{"path", "gguf_file", "tokenizer", "config"}``.
 
     ``path`` is a local folder or a hub name (hub names load only from the local cache unless the
     environment allows downloads). With ``gguf_file`` the quantized file is dequantized to ``dtype``.
+    ``tokenizer`` and ``config`` optionally name folders holding those saved separately.
     """
     transformers = require("transformers", "llm", "Loading a language model")
     path = spec.get("path")
@@ -177,7 +179,11 @@ def load_causal_lm(
     )
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs, **extra)
+        if spec.get("config"):
+            # A saved config spares transformers one full parse of a GGUF file's metadata.
+            kwargs["config"] = transformers.AutoConfig.from_pretrained(spec["config"])
+        with faster_gguf_loading() if gguf_file else contextlib.nullcontext():
+            model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs, **extra)
         tok_path = spec.get("tokenizer")
         tok_extra = {} if tok_path else extra
         tokenizer = transformers.AutoTokenizer.from_pretrained(

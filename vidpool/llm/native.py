@@ -48,7 +48,9 @@ class NativeVideoLM(VideoLM):
 
     kind = "native"
 
-    def __init__(self, config: ModelConfig, encoder: Any, projector: torch.nn.Module, lm: Any, tokenizer: Any):
+    def __init__(
+        self, config: ModelConfig, encoder: Any, projector: torch.nn.Module, lm: Any, tokenizer: Any
+    ):
         self.config = config
         self.encoder = encoder
         self.projector = projector.eval()
@@ -79,7 +81,8 @@ class NativeVideoLM(VideoLM):
         dtype = resolve_dtype(dtype, device)
         lm_spec = dict(config.lm)
         lm_spec["path"] = resolve_path(folder, lm_spec.get("path"))
-        lm_spec["tokenizer"] = resolve_path(folder, lm_spec.get("tokenizer"))
+        for key in ("tokenizer", "config"):
+            lm_spec[key] = resolve_path(folder, lm_spec.get(key))
         lm, tokenizer = load_causal_lm(
             lm_spec,
             device=device,
@@ -91,11 +94,15 @@ class NativeVideoLM(VideoLM):
             trust_remote_code=trust_remote_code,
         )
         # With an accelerate device map the vision side goes where the LM's embeddings went.
-        vision_device = lm.get_input_embeddings().weight.device if device_map is not None else torch.device(device)
+        vision_device = (
+            lm.get_input_embeddings().weight.device if device_map is not None else torch.device(device)
+        )
         spec = dict(config.encoder)
         model = spec.pop("model", None)
         if model is None:
-            raise CheckpointError(f"{folder}/vidpool.json: encoder needs a 'model' (an open_clip name or config)")
+            raise CheckpointError(
+                f"{folder}/vidpool.json: encoder needs a 'model' (an open_clip name or config)"
+            )
         if isinstance(model, str):
             model = resolve_path(folder, model)
         weights = resolve_path(folder, spec.pop("weights", None))

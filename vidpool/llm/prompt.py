@@ -91,17 +91,25 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
-def tokenize_around_marker(tokenizer: Any, text: str, marker: str = VIDEO_MARKER) -> tuple[list[int], list[int]]:
+def tokenize_around_marker(
+    tokenizer: Any, text: str, marker: str = VIDEO_MARKER
+) -> tuple[list[int], list[int]]:
     """Token ids of the text before and after the single ``marker`` in ``text``."""
     count = text.count(marker)
     if count != 1:
-        raise InvalidArgumentError(f"the rendered prompt must hold the video marker once, found it {count} times")
+        raise InvalidArgumentError(
+            f"the rendered prompt must hold the video marker once, found it {count} times"
+        )
     before, after = text.split(marker)
     ids_before = tokenizer(before, add_special_tokens=False)["input_ids"]
     ids_after = tokenizer(after, add_special_tokens=False)["input_ids"]
     bos = getattr(tokenizer, "bos_token_id", None)
     # Templates that do not write the BOS token rely on the tokenizer adding it.
-    if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not ids_before or ids_before[0] != bos):
+    if (
+        bos is not None
+        and getattr(tokenizer, "add_bos_token", False)
+        and (not ids_before or ids_before[0] != bos)
+    ):
         ids_before = [bos, *ids_before]
     return list(ids_before), list(ids_after)
 

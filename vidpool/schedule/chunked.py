@@ -32,10 +32,11 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def _free_cached_memory() -> None:
-    gc.collect()
     import torch
 
+    # the CPU allocator returns freed blocks at once; the CUDA caching allocator keeps them
     if torch.cuda.is_available():
+        gc.collect()
         torch.cuda.empty_cache()
 
 

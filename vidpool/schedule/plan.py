@@ -175,19 +175,26 @@ def _capacity(device: str, max_memory: Any) -> int:
 
 
 class _Planner:
-    def __init__(self, spec: ModelSpec, capacity: int, cuda: bool, frame_size, max_new_tokens, prompt_tokens):
+    def __init__(
+        self, spec: ModelSpec, capacity: int, cuda: bool, frame_size, max_new_tokens, prompt_tokens, duration
+    ):
         self.spec = spec
         self.capacity = capacity
         self.cuda = cuda
         self.frame_size = frame_size
         self.max_new_tokens = max_new_tokens
         self.prompt_tokens = prompt_tokens
+        self.duration = duration
+        self._prompt_cache: dict[int, int] = {}
         self.features_on_device = True
         self.offload = False
 
     def prompt_for(self, frames: int) -> int:
-        # chat template plus "The video has N frames sampled at 0.0s, 2.0s, ..." (about 4 tokens per frame)
-        return self.prompt_tokens if self.prompt_tokens is not None else 64 + 4 * frames
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
+        if frames not in self._prompt_cache:
+            self._prompt_cache[frames] = self.spec.prompt_tokens(frames, self.duration)
+        return self._prompt_cache[frames]
 
     def tokens(self, frames: int, method: str, budget: int | None, params: dict) -> int | None:
         try:
@@ -324,7 +331,7 @@ def plan(
     )
     budget0 = budget_tokens if budget_tokens is not None else spec.budget
 
-    p = _Planner(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens)
+    p = _Planner(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
     tokens0 = spec.num_visual_tokens(frames0, method0, budget0, params0)
     if cuda and spec.weight_bytes * 1.08 >= capacity:
         p.offload = True

@@ -8,6 +8,7 @@ computed from the shapes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +70,14 @@ def _from_loaded(model: Any) -> ModelSpec:
     for key, attr in (("intermediate_size", "intermediate_size"), ("num_heads", "num_attention_heads")):
         if not lm.get(key) and getattr(text, attr, None):
             lm[key] = int(getattr(text, attr))
-    encoder = getattr(model, "encoder", None)
+    clip = getattr(getattr(model, "encoder", None), "spec", None)
     frame_activation = None
-    if callable(getattr(encoder, "activation_bytes_per_frame", None)):
-
-        def frame_activation(hw: tuple[int, int]) -> int:
-            return int(encoder.activation_bytes_per_frame(tuple(hw), joint=False))
+    if clip is not None and hasattr(clip, "mlp_ratio"):
+        frame_activation = _clip_frame_activation(clip, int(lm["dtype_bytes"]))
 
     return ModelSpec(
         frame_activation=frame_activation,
+        prompt_counter=_prompt_counter(model),
         num_layers=int(lm["num_layers"]),
         num_kv_heads=int(lm["num_kv_heads"]),
         head_dim=int(lm["head_dim"]),
@@ -98,6 +98,31 @@ def _from_loaded(model: Any) -> ModelSpec:
         model=model,
         **_compress_fields(getattr(model, "config", None)),
     )
+
+
+QUESTION_TOKENS = 32
+
+
+def _prompt_counter(model: Any) -> Callable[[int, float | None], int] | None:
+    """Count the prompt's text tokens with the model's own tokenizer and chat template."""
+    tokenizer = getattr(model, "tokenizer", None)
+    render = getattr(model, "_render", None)
+    if tokenizer is None or render is None:
+        return None
+
+    def count(num_frames: int, duration: float | None) -> int:
+        import numpy as np
+
+        from vidpool.llm.prompt import VIDEO_MARKER, build_messages
+
+        span = duration if duration else 2.0 * num_frames
+        stamps = (np.arange(num_frames) + 0.5) * span / num_frames
+        config = getattr(model, "config", None)
+        messages = build_messages("", timestamps=stamps, system_prompt=getattr(config, "system_prompt", None))
+        text = render(messages).replace(VIDEO_MARKER, "")
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + QUESTION_TOKENS
+
+    return count
 
 
 def _text_config(model: Any) -> Any:
@@ -236,6 +261,23 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
     return _read_json(config)
 
 
+def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, int]], int]:
+    """Encoder activations per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size."""
+
+    def per_frame(frame_hw: tuple[int, int]) -> int:
+        return vit_activation_bytes_per_frame(
+            clip.width,
+            clip.image_size[0],
+            clip.patch_size[0],
+            clip.heads,
+            dtype_bytes,
+            mlp_ratio=clip.mlp_ratio,
+            frame_hw=tuple(frame_hw),
+        )
+
+    return per_frame
+
+
 def _clip_text_param_count(clip: Any) -> int:
     """Parameters of an open_clip text tower plus the two joint-space projections and logit scale."""
     w = clip.text_width
@@ -245,9 +287,6 @@ def _clip_text_param_count(clip: Any) -> int:
 
 
 def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> ModelSpec:
-    import torch
-
-    from vidpool.encode.batching import activation_bytes_per_frame
     from vidpool.encode.config import load_config
     from vidpool.encode.config import model_spec as clip_spec
 
@@ -258,11 +297,7 @@ def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> M
     lm = _lm_fields(_lm_config(folder, dict(config.lm or {})), dtype_bytes)
     side = vision.image_size[0]
     patch = vision.patch_size[0]
-    dtype = {2: torch.bfloat16, 4: torch.float32}.get(dtype_bytes, torch.float32)
-
-    def frame_activation(hw: tuple[int, int]) -> int:
-        return activation_bytes_per_frame(vision, dtype, frame_hw=tuple(hw), joint=False)
-
+    frame_activation = _clip_frame_activation(vision, dtype_bytes)
     vit = vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
     hidden = lm["hidden_size"]
     width = int(getattr(config, "vision_width", None) or vision.width)

@@ -4,6 +4,7 @@ The frame index (every frame's presentation time and the keyframes) is built onc
 turns times into frame indices on it, so every backend decodes the same frames for the same request and
 variable-frame-rate files are sampled by real time. Decoding runs in a worker thread with a stall
 timeout; with ``backend="auto"`` a decord failure or stall falls back to PyAV for the rest of the request.
+Keyframe sampling (``exact=False``) always seeks with PyAV, the fastest way to get single keyframes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ __all__ = ["DEFAULT_MAX_SIDE", "Frames", "VideoReader"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 4096
+# Requests averaging this many frames per keyframe interval are decoded straight through with PyAV.
+_DENSE_PER_GOP = 3
 
 
 @dataclass
@@ -48,7 +51,8 @@ class VideoReader:
     Args:
         path: the video file.
         backend: ``"auto"`` (decord if installed and it agrees with the file's frame count, PyAV
-            otherwise and whenever decord fails), ``"decord"`` or ``"pyav"``.
+            otherwise and whenever decord fails; requests of several frames per keyframe interval are
+            decoded straight through by PyAV, which is faster there), ``"decord"`` or ``"pyav"``.
         timeout: seconds any decode may go without producing a frame before
             :class:`~vidpool.errors.DecodeTimeoutError`; ``None`` waits forever.
         max_side: longest side of output frames; larger frames are downscaled on decode.
@@ -76,6 +80,7 @@ class VideoReader:
         self._active = 0
         self._backend: Backend | None = None
         self._keys: Backend | None = None
+        self._dense: Backend | None = None
         info, self._index = call_with_timeout(
             lambda: read_metadata(self.path), timeout, f"reading {str(self.path)!r}"
         )
@@ -126,13 +131,28 @@ class VideoReader:
             self._info = replace(self._info, backend=self._backend.name)
         return self._backend
 
+    def _is_dense(self, indices: np.ndarray) -> bool:
+        # Several frames per keyframe interval: the whole stretch gets decoded anyway, and PyAV decoding
+        # straight through runs at the full decode rate, faster than decord's get_batch (see the README).
+        gops = np.searchsorted(self._index.keyframes, indices, side="right")
+        return indices.size >= _DENSE_PER_GOP * np.unique(gops).size
+
+    def _sequential_decoder(self) -> Backend:
+        if self._backend is not None and self._backend.name == "pyav":
+            return self._backend
+        if self._dense is None:
+            from vidpool.video.backends.pyav_backend import PyAVBackend
+
+            self._dense = PyAVBackend(self.path, self._index, self._info)
+        return self._dense
+
     def _keyframe_decoder(self) -> Backend:
         # Single keyframes decode fastest with PyAV seeking and no frame threading (decord's get_batch
         # is several times slower on them), whatever backend decodes exact frames.
         if self._keys is None:
             from vidpool.video.backends.pyav_backend import PyAVBackend
 
-            self._keys = PyAVBackend(self.path, self._index, self._info, thread_type="SLICE")
+            self._keys = PyAVBackend(self.path, self._index, self._info, thread_type="NONE")
         return self._keys
 
     def _drop(self, backend: Backend) -> None:
@@ -141,13 +161,15 @@ class VideoReader:
             self._backend = None
         if self._keys is backend:
             self._keys = None
+        if self._dense is backend:
+            self._dense = None
 
     def close(self) -> None:
         """Release the decoders."""
-        for backend in (self._backend, self._keys):
+        for backend in (self._backend, self._keys, self._dense):
             if backend is not None and not self._active:
                 backend.close()
-        self._backend = self._keys = None
+        self._backend = self._keys = self._dense = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -179,7 +201,12 @@ class VideoReader:
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         remaining = unique
         while remaining.size:
-            backend = self._keyframe_decoder() if keyframes_only else self._current_backend()
+            if keyframes_only:
+                backend = self._keyframe_decoder()
+            elif self._requested == "auto" and self._is_dense(remaining):
+                backend = self._sequential_decoder()
+            else:
+                backend = self._current_backend()
             done = -1
 
             def make_iter(backend=backend, remaining=remaining):
@@ -197,7 +224,7 @@ class VideoReader:
                     yield item
                 return
             except (VideoDecodeError, DecodeTimeoutError) as exc:
-                if keyframes_only or self._requested != "auto" or backend.name == "pyav":
+                if self._requested != "auto" or backend.name == "pyav":
                     raise
                 logger.warning("decord failed on %s (%s); continuing with PyAV", self.path, exc)
                 self._drop(backend)
@@ -249,9 +276,9 @@ class VideoReader:
         size = decode_size(self._info.width, self._info.height, resize, self.max_side)
         return indices, size
 
-    def _frames(self, out: torch.Tensor, actual: list[int]) -> Frames:
+    def _frames(self, out: np.ndarray, actual: list[int]) -> Frames:
         times = torch.from_numpy(self._index.times[np.asarray(actual, dtype=np.int64)].copy())
-        return Frames(frames=out, timestamps=times.to(torch.float64), indices=list(actual))
+        return Frames(frames=torch.from_numpy(out), timestamps=times.to(torch.float64), indices=list(actual))
 
     def sample(
         self,
@@ -273,10 +300,12 @@ class VideoReader:
         the keyframes). ``resize``: short side in pixels (int) or ``(H, W)``.
         """
         indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
-        out = torch.empty((indices.shape[0], h, w, 3), dtype=torch.uint8)
+        # Filled with numpy: torch's copy kernels wake its worker threads, which then spin on the
+        # cores the decoder threads need.
+        out = np.empty((indices.shape[0], h, w, 3), dtype=np.uint8)
         actual = [0] * indices.shape[0]
         for p, i, arr in self._iter_frames(indices, (h, w), not exact, prefetch=8):
-            out[p] = torch.from_numpy(arr)
+            out[p] = arr
             actual[p] = i
         return self._frames(out, actual)
 
@@ -299,13 +328,13 @@ class VideoReader:
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
         indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
         total = indices.shape[0]
-        out: torch.Tensor | None = None
+        out: np.ndarray | None = None
         actual: list[int] = []
         base = 0
         for p, i, arr in self._iter_frames(indices, (h, w), not exact, prefetch=chunk_size):
             if out is None:
-                out = torch.empty((min(chunk_size, total - base), h, w, 3), dtype=torch.uint8)
-            out[p - base] = torch.from_numpy(arr)
+                out = np.empty((min(chunk_size, total - base), h, w, 3), dtype=np.uint8)
+            out[p - base] = arr
             actual.append(i)
             if len(actual) == out.shape[0]:
                 yield self._frames(out, actual)

