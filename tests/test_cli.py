@@ -104,5 +104,3 @@ def test_console_entry_point_exit_status(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("vidpool: error:")
-    proc = subprocess.run([*cmd[:3], "plan"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
-    assert proc.returncode == 2

@@ -14,7 +14,7 @@ from vidpool.errors import CheckpointError
 from vidpool.integrations import LlavaVideoLM
 from vidpool.llm import load_model
 from vidpool.llm.compat import feature_tensor, llava_parts, token_id
-from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_around_marker
+from vidpool.llm.prompt import VIDEO_MARKER, tokenize_around_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What is going on?"
@@ -55,7 +55,8 @@ def _hf_pixels(model: LlavaVideoLM, frames: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_loads_with_its_own_pooling_as_the_default_method(models, kind):
     model = models[kind]
-    assert isinstance(model, LlavaVideoLM) and model.kind == kind
+    assert isinstance(model, LlavaVideoLM) and model.kind == kind and model.name == KINDS[kind]
+    assert model.device == torch.device("cpu")
     assert model.config.method == "spatial"
     assert model.config.position == ("after" if kind == "llava_onevision" else "before")
     assert model.grid == (4, 4)
@@ -74,7 +75,7 @@ def test_next_video_default_reproduces_transformers_features_and_logits(models, 
     assert torch.allclose(tokens, theirs, atol=1e-5)
 
     embeds = model.build_inputs_embeds(tokens, QUESTION, timestamps=[0, 1, 2, 3])
-    text = model._render(build_messages(QUESTION, timestamps=[0, 1, 2, 3]))
+    text = model.prompt_text(QUESTION, timestamps=[0, 1, 2, 3])
     before, after = tokenize_around_marker(model.tokenizer, text)
     video_id = token_id(model.hf_config, "video")
     ids = torch.tensor([[*before, *([video_id] * tokens.shape[0]), *after]])
@@ -108,7 +109,7 @@ def test_any_method_sets_the_placeholder_count(models, frames, kind, method, par
     tokens = model.visual_tokens(features, method=method, **params)
     expected = vidpool.num_output_tokens(method, (4, 4, 4), **params)
     assert tokens.shape == (expected, 32) and model.num_visual_tokens(4, method=method, **params) == expected
-    text = model._render(build_messages(QUESTION))
+    text = model.prompt_text(QUESTION)
     assert text.count(VIDEO_MARKER) == 1
     before, after = tokenize_around_marker(model.tokenizer, text)
     embeds = model.build_inputs_embeds(tokens, QUESTION)

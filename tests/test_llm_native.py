@@ -14,7 +14,7 @@ import vidpool
 from vidpool.errors import CheckpointError, InvalidArgumentError
 from vidpool.llm import VideoLM, load_model
 from vidpool.llm.native import NativeVideoLM
-from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_around_marker
+from vidpool.llm.prompt import VIDEO_MARKER, tokenize_around_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What happens in the video?"
@@ -50,7 +50,8 @@ def features(model) -> torch.Tensor:
 
 def test_loads_as_a_native_video_lm(model):
     assert isinstance(model, VideoLM)
-    assert model.kind == "native"
+    assert model.kind == "native" and model.name == "tiny-native"
+    assert model.device == torch.device("cpu")
     assert model.config.method == "spatial" and model.config.position == "before"
     assert model.lm_spec == {
         "num_layers": 2,
@@ -95,7 +96,7 @@ def test_placeholder_count_is_num_output_tokens(model, features, method, params)
     assert tokens.shape == (expected, 32)
     assert model.num_visual_tokens(4, method=method, **params) == expected
     embeds = model.build_inputs_embeds(tokens, QUESTION, timestamps=STAMPS)
-    text = model._render(build_messages(QUESTION, timestamps=STAMPS))
+    text = model.prompt_text(QUESTION, timestamps=STAMPS)
     before, after = tokenize_around_marker(model.tokenizer, text)
     assert embeds.shape == (1, len(before) + expected + len(after), 32)
     assert torch.equal(embeds[0, len(before) : len(before) + expected], tokens)
@@ -117,8 +118,8 @@ def test_position_after_projects_then_compresses(model, features):
 
 
 def test_prompt_follows_the_chat_template_with_timestamps_and_history(model):
-    messages = build_messages(QUESTION, timestamps=STAMPS, history=[("Hi?", "Hello.")])
-    before, after = tokenize_around_marker(model.tokenizer, model._render(messages))
+    text = model.prompt_text(QUESTION, timestamps=STAMPS, history=[("Hi?", "Hello.")])
+    before, after = tokenize_around_marker(model.tokenizer, text)
     assert model.tokenizer.decode(before) == "<|im_start|>user\n"
     tail = model.tokenizer.decode(after)
     assert tail.startswith("\nThe video has 4 frames sampled at 0.0s, 0.5s, 1.0s, 1.5s.\nHi?<|im_end|>")
@@ -190,7 +191,9 @@ def test_accelerate_device_map_and_eager_attention_give_the_same_answer(folder, 
     assert placed.lm.config._attn_implementation == "eager"
     assert model.lm.config._attn_implementation == "sdpa"
     tokens = model.visual_tokens(features)
-    assert placed.generate(tokens, QUESTION, max_new_tokens=8) == model.generate(tokens, QUESTION, max_new_tokens=8)
+    assert placed.generate(tokens, QUESTION, max_new_tokens=8) == model.generate(
+        tokens, QUESTION, max_new_tokens=8
+    )
     with pytest.raises(InvalidArgumentError, match="device_map"):
         load_model(folder, max_memory={"cpu": "1GB"})
 
@@ -204,3 +207,11 @@ def test_closing_a_stream_early_leaves_no_generation_thread(model, features):
     stream.close()
     assert first and model.generate(tokens, QUESTION, max_new_tokens=64).startswith(first)
     assert not any(t.name == "vidpool-generate" for t in threading.enumerate())
+
+
+def test_configured_method_parameters_apply_unless_overridden(model, features):
+    assert model.num_visual_tokens(4) == model.num_visual_tokens(4, method="spatial") == 16
+    assert model.visual_tokens(features, method="spatial", stride=4).shape[0] == 4
+    assert model.num_visual_tokens(4, method="spatial", stride=4) == 4
+    budgeted = model.visual_tokens(features, budget=6)
+    assert budgeted.shape[0] == model.num_visual_tokens(4, budget=6) <= 6

@@ -62,7 +62,9 @@ def test_fits_as_requested_without_notes():
     assert p.placement == "gpu" and p.fits
     m = p.memory
     assert m.kv_cache == kv_cache_bytes(32, 32, 128, 2, p.num_tokens + p.prompt_tokens + p.max_new_tokens)
-    assert m.peak == m.weights + m.visual_tokens + max(m.encoder_activations, m.kv_cache + m.lm_activations)
+    assert m.features_kept == 16 * 576 * 1024 * 2  # [T, 24, 24, 1024] bf16 stay on the GPU
+    phases = (m.encoder_activations, m.visual_tokens - m.features_kept, m.kv_cache + m.lm_activations)
+    assert m.peak == m.weights + m.features_kept + max(phases)
     assert m.required == m.peak + m.margin <= p.available == 80 * GB
 
 

@@ -174,8 +174,8 @@ def test_falls_back_to_pyav_when_decord_missing(videos, monkeypatch):
 
     monkeypatch.setitem(backends_mod.BACKENDS, "decord", missing)
     with VideoReader(videos["h264"]) as reader:
-        assert reader.info.backend == "pyav"
         assert counters(reader.sample(num_frames=3)) == [12, 36, 60]
+        assert reader.info.backend == "pyav"
     with pytest.raises(MissingDependencyError):
         VideoReader(videos["h264"], backend="decord")
 
@@ -191,6 +191,7 @@ def test_auto_prefers_pyav_when_decord_miscounts(videos, monkeypatch):
 
     monkeypatch.setattr(DecordBackend, "__init__", overcount)
     with VideoReader(videos["h264"]) as reader:
+        assert counters(reader.sample(num_frames=2)) == [18, 54]
         assert reader.info.backend == "pyav"
     with VideoReader(videos["h264"], backend="decord") as reader:
         frames = reader.sample(fps=24.0, start=2.5)

@@ -44,6 +44,8 @@ _LAZY = {
     "probe": "vidpool.video",
     "CLIPEncoder": "vidpool.encode",
     "FeatureCache": "vidpool.encode",
+    "load_model": "vidpool.llm",
+    "VideoLM": "vidpool.llm",
     "plan": "vidpool.schedule",
     "Plan": "vidpool.schedule",
     "VideoChat": "vidpool.pipeline",

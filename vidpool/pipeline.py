@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -197,7 +198,7 @@ class VideoChat:
         if isinstance(self.video, (str, os.PathLike)):
             vid = video_identity(self.video)
         else:
-            vid = f"frames-{id(self.video)}"
+            vid = _frames_identity(self.video)
         encoder = (
             getattr(getattr(self.model, "encoder", None), "identity", None)
             or f"{type(self.model).__name__}-{id(self.model)}"
@@ -230,8 +231,6 @@ class VideoChat:
             features, prompt=question, budget=self.plan.budget, method=self.plan.method, **self.plan.params
         )
         del features
-        if self.plan.features_on == "cpu":
-            tokens = tokens.to(self.device)
         if not _uses_scores(self.plan.method):
             self._tokens = tokens
         return tokens
@@ -282,12 +281,18 @@ def _video_info(video: Any) -> Any:
         raise InvalidArgumentError(
             f"video must be a path or uint8 frames [T, H, W, 3], got {type(video).__name__}"
         )
+    return SimpleNamespace(num_frames=int(shape[0]), height=int(shape[1]), width=int(shape[2]), duration=None)
 
-    class _Info:
-        num_frames, height, width = int(shape[0]), int(shape[1]), int(shape[2])
-        duration = None
 
-    return _Info()
+def _frames_identity(video: Any) -> str:
+    """A content hash of in-memory frames (an ``id`` could be reused by a later array)."""
+    import hashlib
+
+    frames = getattr(video, "frames", video)
+    array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    digest = hashlib.sha1(np.ascontiguousarray(array).data)
+    digest.update(str(array.shape).encode())
+    return "frames-" + digest.hexdigest()[:16]
 
 
 def _make_plan(

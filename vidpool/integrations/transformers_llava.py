@@ -135,7 +135,7 @@ class LlavaVideoLM(VideoLM):
         kind = detect_kind(folder)
         check_weight_files(folder, allow_pickle=allow_pickle)
         kwargs = pretrained_kwargs(
-            dtype=resolve_dtype(dtype, device),
+            dtype=resolve_dtype(dtype, device_map or device),
             attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),
             device_map=device_map,
             max_memory=max_memory,
@@ -159,7 +159,7 @@ class LlavaVideoLM(VideoLM):
             lm={"path": str(folder)},
             compress=_default_compress(kind, model.config),
         )
-        return cls(
+        loaded = cls(
             model,
             tokenizer,
             kind=kind,
@@ -169,6 +169,8 @@ class LlavaVideoLM(VideoLM):
             center_crop=crop,
             chat_template=_processor_chat_template(folder),
         )
+        loaded.name = folder.resolve().name
+        return loaded
 
     # -- vision ---------------------------------------------------------------------------
     @property

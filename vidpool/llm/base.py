@@ -64,6 +64,7 @@ class VideoLM:
     kind: str
     config: ModelConfig
     tokenizer: Any
+    name: str = "model"
 
     # -- supplied by subclasses -------------------------------------------------------------
     @property
@@ -101,6 +102,11 @@ class VideoLM:
         return self._generator.get_input_embeddings()
 
     @property
+    def device(self) -> torch.device:
+        """Where the LM's input embeddings live (visual tokens are moved there for the splice)."""
+        return self._embedding.weight.device
+
+    @property
     def lm_spec(self) -> dict[str, int]:
         raise NotImplementedError
 
@@ -110,9 +116,12 @@ class VideoLM:
 
     # -- shared ---------------------------------------------------------------------------
     def _method(self, method: str | None, budget: int | None, params: dict[str, Any]):
-        if method is None:
+        # The configured method keeps its configured parameters unless the call overrides them; a budget
+        # given in the call sizes the output instead, so the configured sizing parameters are left out.
+        if method is None or method == self.config.method:
             method = self.config.method
-            params = {**self.config.method_params, **params}
+            if budget is None:
+                params = {**self.config.method_params, **params}
         if budget is None:
             budget = self.config.budget
         return method, budget, params
@@ -175,12 +184,22 @@ class VideoLM:
         history: Sequence[tuple[str, str]] | None = None,
     ) -> torch.Tensor:
         """``[1, L, hidden]`` prompt embeddings: chat template around the spliced visual tokens."""
+        text = self.prompt_text(prompt, timestamps=timestamps, history=history)
+        before, after = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
+        return splice_embeddings(self._embedding, before, visual_tokens, after)
+
+    def prompt_text(
+        self,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> str:
+        """The chat-template text the LM sees, with ``VIDEO_MARKER`` where the visual tokens go."""
         messages = build_messages(
             prompt, timestamps=timestamps, history=history, system_prompt=self.config.system_prompt
         )
-        text = self._render(messages)
-        before, after = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
-        return splice_embeddings(self._embedding, before, visual_tokens, after)
+        return self._render(messages)
 
     def _render(self, messages: list[dict[str, str]]) -> str:
         return render_prompt(self.tokenizer, messages)

@@ -82,6 +82,18 @@ def check_weight_files(folder: str | Path, *, allow_pickle: bool = False) -> Non
         )
 
 
+def _targets_cuda(device: Any) -> bool:
+    """Whether a device or an accelerate device map puts weights on a CUDA device."""
+    if isinstance(device, dict):
+        return any(_targets_cuda(v if not isinstance(v, int) else "cuda") for v in device.values())
+    if isinstance(device, int):
+        device = "cuda"
+    text = str(device)
+    if text in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return torch.cuda.is_available()
+    return text.startswith("cuda") and torch.cuda.is_available()
+
+
 def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device | None) -> torch.dtype:
     """The dtype to load weights in: ``dtype`` if given, else bfloat16 on CUDA (float16 if unsupported), float32 elsewhere."""
     if isinstance(dtype, torch.dtype):
@@ -92,7 +104,7 @@ def resolve_dtype(dtype: torch.dtype | str | None, device: str | torch.device | 
         return _DTYPES[dtype]
     if dtype is not None:
         raise InvalidArgumentError(f"dtype must be a torch.dtype or a name, got {type(dtype).__name__}")
-    if str(device).startswith("cuda") and torch.cuda.is_available():
+    if _targets_cuda(device):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32
 
@@ -105,8 +117,7 @@ def resolve_attn_implementation(attn_implementation: str | None, device: str | t
                 "attn_implementation='flash_attention_2' needs flash-attn: pip install 'vidpool[gpu]'"
             )
         return attn_implementation
-    on_cuda = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_cuda and importlib.util.find_spec("flash_attn") is not None:
+    if _targets_cuda(device) and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
     return "sdpa"
 
@@ -167,7 +178,7 @@ def load_causal_lm(
             raise CheckpointError(f"GGUF file {gguf_file} not found in {path}")
     else:
         check_weight_files(path, allow_pickle=allow_pickle)
-    dtype = resolve_dtype(dtype, device)
+    dtype = resolve_dtype(dtype, device_map or device)
     kwargs = pretrained_kwargs(
         dtype=dtype,
         attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),

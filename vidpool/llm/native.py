@@ -78,7 +78,7 @@ class NativeVideoLM(VideoLM):
         config = ModelConfig.load(folder)
         # Read the small projector first so that a refused or missing file fails before the LM loads.
         state, weights_file = _projector_state(folder, allow_pickle, safetensors_torch)
-        dtype = resolve_dtype(dtype, device)
+        dtype = resolve_dtype(dtype, device_map or device)
         lm_spec = dict(config.lm)
         lm_spec["path"] = resolve_path(folder, lm_spec.get("path"))
         for key in ("tokenizer", "config"):
@@ -125,7 +125,9 @@ class NativeVideoLM(VideoLM):
                 f"{weights_file} does not fit a {config.projector!r} projector {width} -> {hidden}: {exc}"
             ) from exc
         projector.to(device=vision_device, dtype=dtype)
-        return cls(config, encoder, projector, lm, tokenizer)
+        model = cls(config, encoder, projector, lm, tokenizer)
+        model.name = folder.resolve().name
+        return model
 
     # -- vision ---------------------------------------------------------------------------
     @property

@@ -1,10 +1,19 @@
 """Memory terms of one run, computed from shapes alone (no weights are touched).
 
-A run has two phases that never overlap: encoding (decoded frames and vision-tower activations for one
-encoder batch) and generation (the LM's KV cache and prefill workspace). What lives through both is the
-weights and the visual features/tokens. So the predicted peak is::
+A run has three phases that never overlap:
 
-    peak = weights + visual_tokens + max(encoder_activations, kv_cache + lm_activations)
+* encoding: decoded frames and vision-tower activations of one encoder batch (``encoder_activations``);
+* compression: all vision features ``[T, h, w, C]``, the projected/pooled intermediates and the visual
+  tokens (``visual_tokens``);
+* generation: the KV cache and the prefill workspace with its input embeddings (``kv_cache`` +
+  ``lm_activations``).
+
+The weights live through all three, and so do the features when they are kept on the device
+(``features_kept``; 0 when they wait on the CPU). So the predicted peak is::
+
+    peak = weights + max(features_kept + encoder_activations,
+                         visual_tokens,
+                         features_kept + kv_cache + lm_activations)
 
 and the plan asks for ``peak + margin`` to be free. The KV cache term is the standard
 ``2 (K and V) x layers x kv_heads x head_dim x bytes x tokens``.
@@ -13,7 +22,7 @@ and the plan asks for ``peak + margin`` to be free. The KV cache term is the sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 __all__ = [
@@ -174,13 +183,13 @@ class MemoryEstimate:
     kv_cache: int
     lm_activations: int
     margin: int
+    features_kept: int = 0
 
     @property
     def peak(self) -> int:
-        return (
-            self.weights
-            + self.visual_tokens
-            + max(self.encoder_activations, self.kv_cache + self.lm_activations)
+        kept = self.features_kept
+        return self.weights + max(
+            kept + self.encoder_activations, self.visual_tokens, kept + self.kv_cache + self.lm_activations
         )
 
     @property
@@ -188,7 +197,15 @@ class MemoryEstimate:
         return self.peak + self.margin
 
     def as_dict(self) -> dict[str, int]:
-        names = ("weights", "encoder_activations", "visual_tokens", "kv_cache", "lm_activations", "margin")
+        names = (
+            "weights",
+            "encoder_activations",
+            "visual_tokens",
+            "kv_cache",
+            "lm_activations",
+            "margin",
+            "features_kept",
+        )
         return {n: getattr(self, n) for n in names} | {"peak": self.peak, "required": self.required}
 
 
@@ -218,28 +235,31 @@ def estimate_memory(
     patches = spec.grid[0] * spec.grid[1]
     encoder = encoder_batch * spec.activation_bytes(frame_size)
 
-    kept_frames = num_frames if features_on_device else encoder_batch
-    features = kept_frames * patches * spec.width * b
+    features = num_frames * patches * spec.width * b
+    tokens = num_tokens * spec.hidden_size * b
     if spec.compress_position == "after":
-        # every patch is projected before pooling, then the pooled tokens are kept
+        # every patch is projected before pooling
         transient = num_frames * patches * spec.hidden_size * b
     else:
         transient = num_tokens * spec.width * b
-    visual = features + transient + num_tokens * spec.hidden_size * b
+    visual = features + transient + tokens
 
     context = num_tokens + prompt_tokens + max_new_tokens
     kv = kv_cache_bytes(spec.num_layers, spec.num_kv_heads, spec.head_dim, b, context)
     prefill = num_tokens + prompt_tokens
-    # one decoder layer's transients during prefill (hidden, norm, q/k/v/o, gated MLP) + last logits
-    lm_act = prefill * (6 * spec.hidden_size + 3 * spec.intermediate_size) * b + spec.vocab_size * 4
+    # the kept visual tokens, then during prefill the spliced input embeddings and one decoder layer's
+    # transients (hidden, norm, q/k/v/o, gated MLP), and the last position's float32 logits
+    lm_act = tokens + prefill * (6 * spec.hidden_size + 3 * spec.intermediate_size) * b + spec.vocab_size * 4
 
-    peak = weights + visual + max(encoder, kv + lm_act)
-    margin = int(0.08 * peak) + (256 * 2**20 if cuda else 0)
-    return MemoryEstimate(
+    kept = features if features_on_device else 0
+    estimate = MemoryEstimate(
         weights=int(weights),
         encoder_activations=int(encoder),
         visual_tokens=int(visual),
         kv_cache=int(kv),
         lm_activations=int(lm_act),
-        margin=int(margin),
+        margin=0,
+        features_kept=int(kept),
     )
+    margin = int(0.08 * estimate.peak) + (256 * 2**20 if cuda else 0)
+    return replace(estimate, margin=margin)

@@ -9,6 +9,7 @@ Keyframe sampling (``exact=False``) always seeks with PyAV, the fastest way to g
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from collections.abc import Iterator
@@ -85,12 +86,21 @@ class VideoReader:
             lambda: read_metadata(self.path), timeout, f"reading {str(self.path)!r}"
         )
         self._info = info
-        self._backend = call_with_timeout(self._open_backend, timeout, f"opening {str(self.path)!r}")
-        self._info = replace(info, backend=self._backend.name)
+        if backend == "auto":
+            # Opened on first use: keyframe and dense sampling never need it.
+            self._info = replace(info, backend=self._likely_backend())
+        else:
+            self._current_backend()
+
+    def _likely_backend(self) -> str:
+        if self._info.rotation or importlib.util.find_spec("decord") is None:
+            return "pyav"
+        return "decord"
 
     @property
     def info(self) -> VideoInfo:
-        """Metadata of the video (``backend`` names the backend decoding it now)."""
+        """Metadata of the video; ``backend`` names the backend for sparse exact sampling (with
+        ``"auto"``, the one it will try first until the first such decode settles it)."""
         return self._info
 
     @property
@@ -127,7 +137,13 @@ class VideoReader:
 
     def _current_backend(self) -> Backend:
         if self._backend is None:
-            self._backend = call_with_timeout(self._open_backend, self.timeout, f"opening {self.path}")
+            try:
+                self._backend = call_with_timeout(self._open_backend, self.timeout, f"opening {self.path}")
+            except DecodeTimeoutError:
+                if self._requested != "auto":
+                    raise
+                logger.warning("opening %s with decord stalled; using PyAV", self.path)
+                self._backend = create_backend("pyav", self.path, self._index, self._info)
             self._info = replace(self._info, backend=self._backend.name)
         return self._backend
 

@@ -1,0 +1,239 @@
+"""Predicted vs measured peak memory and time to first token for a 7B-shaped video LM (random weights).
+
+    scripts/gpu_check.sh                                  # on a CUDA machine (under 8 minutes on one H100)
+    python scripts/gpu_check.py --device cpu --tiny       # the same code path, tiny shapes, on a CPU
+
+The model is built from configs, nothing is downloaded: a LLaMA-7B-shaped decoder (hidden 4096, 32
+layers, 32 heads, intermediate 11008, vocab 32000) in bfloat16 and a ViT-L-14-336-shaped open_clip
+encoder, both with random weights, joined by an mlp2x_gelu projector. For 16, 64 and 256 frames it
+runs one question twice: with the model's own pooling (spatial, stride 2: 144 tokens a frame) and
+with progressive pooling to a fixed budget. Each row prints the plan's predicted peak, the measured
+peak (CUDA: ``torch.cuda.max_memory_allocated``, absolute, weights included; CPU: tensor storage
+from the profiler plus the weights) and the time from the question to the first streamed token
+(encoding, compression and prefill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+GIB = 2**30
+LLAMA_7B = {
+    "hidden_size": 4096,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "intermediate_size": 11008,
+    "vocab_size": 32000,
+}
+TINY_LM = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 512,
+}
+
+
+def _tokenizer():
+    """The byte-level ChatML tokenizer of scripts/make_tiny_checkpoint.py (ids < 262, fits any vocab)."""
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
+    )
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules["make_tiny_checkpoint"] = builder
+    spec.loader.exec_module(builder)
+    return builder.tiny_tokenizer(), builder.EOS_TOKEN_ID, builder.PAD_TOKEN_ID
+
+
+def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
+    """A native VideoLM with random weights, built straight on ``device`` from configs."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vidpool.encode import CLIPEncoder
+    from vidpool.llm import ModelConfig, build_projector
+    from vidpool.llm.native import NativeVideoLM
+
+    torch.manual_seed(0)
+    clip = "tiny-clip-32" if tiny else "ViT-L-14-336"
+    encoder = CLIPEncoder(clip, None, layer=-2, device=device, dtype=dtype)
+    tokenizer, eos, pad = _tokenizer()
+    shape = TINY_LM if tiny else LLAMA_7B
+    config = LlamaConfig(
+        **shape, max_position_embeddings=131072, eos_token_id=eos, pad_token_id=pad, bos_token_id=None
+    )
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # initialise in the target dtype: a float32 7B would need 27 GB first
+    try:
+        with torch.device(device):
+            lm = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+    lm.generation_config.eos_token_id = eos
+    lm.generation_config.pad_token_id = pad
+    projector = build_projector("mlp2x_gelu", encoder.width, shape["hidden_size"]).to(
+        device=device, dtype=dtype
+    )
+    model_config = ModelConfig(
+        kind="native",
+        encoder={"model": clip, "layer": -2},
+        projector="mlp2x_gelu",
+        vision_width=encoder.width,
+        lm={"path": "random-llama-7b-shape"},
+        compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
+        num_frames=16,
+    )
+    model = NativeVideoLM(model_config, encoder, projector, lm, tokenizer)
+    return model
+
+
+def _measure(chat, question: str, device: str, weights: int, max_new_tokens: int) -> tuple[float, int, str]:
+    """(seconds to the first token, measured peak bytes, answer)."""
+    from vidpool.schedule import measure_peak
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        pieces = chat.ask(question, stream=True, max_new_tokens=max_new_tokens)
+        first = next(pieces, "")
+        ttft = time.perf_counter() - start
+        answer = first + "".join(pieces)
+        torch.cuda.synchronize()
+        return ttft, int(torch.cuda.max_memory_allocated()), answer
+
+    # CPU: the profiler sees this thread only, so generate without the streaming thread, one token
+    def first_token():
+        start = time.perf_counter()
+        answer = chat.ask(question, max_new_tokens=1)
+        return time.perf_counter() - start, answer
+
+    (ttft, answer), peak = measure_peak(first_token)
+    return ttft, peak + weights, answer
+
+
+def run_checks(
+    device: str,
+    frames: list[int],
+    *,
+    tiny: bool,
+    budget: int,
+    max_new_tokens: int,
+    dtype: torch.dtype,
+    checkpoint: str | None = None,
+) -> list[dict]:
+    from vidpool.encode import FeatureCache
+    from vidpool.pipeline import VideoChat
+    from vidpool.schedule import format_bytes, plan
+
+    start = time.perf_counter()
+    model = build_model(device, dtype, tiny=tiny)
+    print(
+        f"built {'tiny' if tiny else '7B-shaped'} model on {device} in {time.perf_counter() - start:.1f}s",
+        flush=True,
+    )
+
+    height, width = (48, 64) if tiny else (336, 448)
+    video = torch.randint(0, 256, (max(frames), height, width, 3), dtype=torch.uint8).numpy()
+    info = SimpleNamespace(num_frames=len(video), duration=None, width=width, height=height)
+    question = "What happens in this video?"
+    rows = []
+    header = f"{'frames':>6}  {'method':<12} {'tokens':>7}  {'predicted':>10}  {'measured':>10}  {'ratio':>5}  {'TTFT':>7}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    for num_frames in frames:
+        for label, method, params, wanted_budget in (
+            ("spatial", "spatial", {"stride": 2}, None),
+            ("progressive", "progressive", {}, budget),
+        ):
+            row = {"frames": num_frames, "requested": label}
+            try:
+                p = plan(
+                    info,
+                    model,
+                    device,
+                    num_frames=num_frames,
+                    method=method,
+                    method_params=params,
+                    budget_tokens=wanted_budget,
+                    max_new_tokens=max_new_tokens,
+                )
+                chat = VideoChat(video, model, device=device, plan=p, cache=FeatureCache(max_items=1))
+                ttft, measured, _ = _measure(chat, question, device, p.memory.weights, max_new_tokens)
+                row.update(
+                    method=p.method,
+                    planned_frames=p.num_frames,
+                    tokens=p.num_tokens,
+                    predicted_peak=p.memory.peak,
+                    measured_peak=measured,
+                    ratio=measured / p.memory.peak,
+                    ttft_s=ttft,
+                    notes=list(p.notes),
+                )
+                print(
+                    f"{num_frames:>6}  {p.method:<12} {p.num_tokens:>7}  {format_bytes(p.memory.peak):>10}  "
+                    f"{format_bytes(measured):>10}  {measured / p.memory.peak:>5.2f}  {ttft:>6.2f}s",
+                    flush=True,
+                )
+                for note in p.notes:
+                    print(f"        note: {note}")
+                del chat
+            except Exception as exc:  # one failing row must not hide the others
+                row["error"] = f"{type(exc).__name__}: {exc}"
+                print(f"{num_frames:>6}  {label:<12} error: {row['error']}", flush=True)
+            gc.collect()
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes instead of 7B / ViT-L (a dry run)")
+    parser.add_argument("--model", help="a checkpoint folder to measure instead of the built model")
+    parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--budget", type=int, default=2048, help="progressive pooling budget (default 2048)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument(
+        "--dtype", choices=["bfloat16", "float16", "float32"], help="default: bfloat16 on CUDA"
+    )
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_check: CUDA is not available here; use --device cpu --tiny for a dry run", file=sys.stderr)
+        return 1
+    if args.device.startswith("cuda"):
+        print(f"device: {torch.cuda.get_device_name()}, {torch.cuda.mem_get_info()[1] / GIB:.1f} GiB")
+    rows = run_checks(
+        args.device,
+        args.frames,
+        tiny=args.tiny,
+        budget=args.budget,
+        max_new_tokens=args.max_new_tokens,
+        dtype=dtype,
+        checkpoint=args.model,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
