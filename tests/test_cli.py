@@ -43,7 +43,7 @@ def test_plan_prints_the_table(video, tiny, capsys):
     assert main(["plan", video, "--model", tiny, "--gpu-memory", "24GB", "--frames", "16"]) == 0
     out = capsys.readouterr().out
     assert "frames to sample" in out and "16" in out
-    assert "cuda" in out and "22.35 GiB free" in out  # 24 GB = 22.35 GiB
+    assert "cuda" in out and "22.35 GiB available" in out  # 24 GB = 22.35 GiB
     for term in ("weights", "encoder activations", "visual tokens", "KV cache", "margin", "required"):
         assert term in out
 
@@ -63,6 +63,7 @@ def test_plan_json(video, tiny, capsys):
         ["plan", "v.mp4"],  # --model missing
         ["plan", "v.mp4", "--model", "m", "--gpu-memory", "lots"],
         ["plan", "v.mp4", "--model", "m", "--frames", "0"],
+        ["plan", "v.mp4", "--model", "m", "--method", "squash"],
         ["nonsense"],
     ],
 )
@@ -104,3 +105,16 @@ def test_console_entry_point_exit_status(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith("vidpool: error:")
+
+
+def test_offload_plans_load_with_an_accelerate_split():
+    from types import SimpleNamespace
+
+    from vidpool.pipeline import load_kwargs
+
+    assert load_kwargs(SimpleNamespace(placement="gpu", device="cuda")) == {}
+    offload = load_kwargs(
+        SimpleNamespace(placement="gpu+cpu-offload", device="cuda:1", lm_bytes_on_device=5 * 2**30)
+    )
+    assert offload["device_map"] == "auto"
+    assert offload["max_memory"][1] == 5 * 2**30 and offload["max_memory"]["cpu"] > 0

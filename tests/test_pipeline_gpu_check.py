@@ -49,3 +49,11 @@ def test_7b_shape_on_cuda(tmp_path):
     assert gpu_check().main(["--device", "cuda", "--frames", "16", "64", "--json", str(out)]) == 0
     for row in json.loads(out.read_text()):
         assert 0.8 <= row["ratio"] <= 1.2, row
+
+
+def test_plan_only_prints_the_7b_plans(capsys):
+    assert gpu_check().main(["--plan-only", "80GB", "--frames", "16", "256"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert len(lines) == 4
+    spatial_256 = lines[2].split()
+    assert spatial_256[:3] == ["256", "spatial", str(256 * 144)]

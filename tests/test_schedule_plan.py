@@ -175,3 +175,19 @@ def test_plan_from_folder_reads_no_weights(tmp_path, monkeypatch):
     p = plan(None, checkpoint("tiny-native"), "cuda", num_frames=8, max_memory="1GB")
     assert p.num_frames == 8 and p.method == "spatial" and p.params == {"stride": 2}
     assert p.num_tokens == vidpool.num_output_tokens("spatial", (8, 4, 4), stride=2)
+
+
+def test_weights_of_a_loaded_model_count_as_available(monkeypatch):
+    import importlib
+
+    from vidpool.schedule import DeviceMemory
+
+    plan_module = importlib.import_module("vidpool.schedule.plan")  # the attribute is the function
+
+    monkeypatch.setattr(plan_module, "device_memory", lambda device: DeviceMemory("cpu", 4 * GB, GB))
+    model = loaded("tiny-native")
+    p = plan(None, model, "cpu", num_frames=4)
+    assert p.available == pytest.approx(GB + model_spec(model).weight_bytes, rel=1e-3)
+    assert (
+        plan(None, checkpoint("tiny-native"), "cpu", num_frames=4).available == GB
+    )  # not loaded: nothing resident

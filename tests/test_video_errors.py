@@ -114,3 +114,11 @@ def test_bad_sample_arguments(good):
 def test_errors_are_builtin_compatible(tmp_path):
     with pytest.raises(FileNotFoundError):
         probe(tmp_path / "nope.mp4")
+
+
+def test_resolution_above_the_limit_is_refused(good, monkeypatch):
+    from vidpool.video import info as info_mod
+
+    monkeypatch.setattr(info_mod, "MAX_PIXELS", 100 * 100)
+    with pytest.raises(VideoDecodeError, match="pixel limit"):
+        VideoReader(good["plain"])

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from vidpool.errors import DecodeTimeoutError, MissingDependencyError, VideoDecodeError
-from vidpool.video import Frames, VideoInfo, VideoReader, make_test_video, probe, read_frame_counter
+from vidpool.video import (
+    Frames,
+    VideoInfo,
+    VideoReader,
+    make_test_video,
+    probe,
+    read_frame_counter,
+    sample_times,
+)
 from vidpool.video import backends as backends_mod
 
 BACKENDS = ["decord", "pyav"]
@@ -112,14 +120,19 @@ def test_abandoned_chunks_leave_reader_usable(videos):
     assert counters(frames) == frames.indices
 
 
-def test_keyframe_sampling_reports_true_timestamps(videos):
-    with VideoReader(videos["h264"]) as reader:
-        fast = reader.sample(num_frames=6, exact=False)
+@pytest.mark.parametrize(("name", "gop", "fps"), [("h264", 12, 24.0), ("mpeg4", 10, 10.0)])
+def test_keyframe_sampling_reports_true_timestamps(videos, name, gop, fps):
+    with VideoReader(videos[name]) as reader:
+        fast = reader.sample(num_frames=6, exact=False, resize=60)
         plan = reader.plan(num_frames=6, exact=False)
+        key_times = reader.index.times[reader.index.keyframes]
+        wanted = sample_times(reader.info.duration, num_frames=6)
     assert fast.indices == plan.tolist()
-    assert all(i % 12 == 0 for i in fast.indices)
+    assert all(i % gop == 0 for i in fast.indices)
     assert counters(fast) == fast.indices
-    np.testing.assert_allclose(fast.timestamps.numpy(), np.array(fast.indices) / 24.0, atol=1e-6)
+    np.testing.assert_allclose(fast.timestamps.numpy(), np.array(fast.indices) / fps, atol=1e-6)
+    nearest = np.abs(wanted[:, None] - key_times[None, :]).min(axis=1)
+    np.testing.assert_allclose(np.abs(fast.timestamps.numpy() - wanted), nearest, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["rot90", "rot270"])
@@ -274,3 +287,17 @@ def test_auto_decodes_dense_requests_with_pyav(videos, monkeypatch):
         fast = reader.sample(num_frames=4, exact=False)
     assert counters(frames) == frames.indices == list(range(1, 72, 2))
     assert counters(fast) == fast.indices
+
+
+def test_keyframe_decoder_handles_any_frame_in_order(videos):
+    from vidpool.video.backends.keyframes import KeyframeDecoder
+
+    with VideoReader(videos["h264"], backend="pyav") as reader:
+        decoder = KeyframeDecoder(reader.path, reader.index, reader.info, workers=2)
+        try:
+            out = list(decoder.decode(np.array([0, 5, 12, 31, 48, 70]), (60, 80)))
+        finally:
+            decoder.close()
+    assert [t for t, _, _ in out] == [0, 5, 12, 31, 48, 70]
+    assert [a for _, a, _ in out] == [0, 5, 12, 31, 48, 70]
+    assert [read_frame_counter(f) for _, _, f in out] == [0, 5, 12, 31, 48, 70]

@@ -45,6 +45,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _method(text: str) -> str:
+    import vidpool
+
+    if text not in vidpool.list_methods():
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r}; choose from {', '.join(vidpool.list_methods())}"
+        )
+    return text
+
+
 def _memory(text: str) -> int:
     from vidpool.schedule.device import parse_bytes
 
@@ -78,7 +88,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_required: bool) -> Non
     p.add_argument(
         "--budget", type=_positive_int, metavar="N", help="visual-token budget (default: the model's)"
     )
-    p.add_argument("--method", help="compression method (see 'vidpool methods'; default: the model's)")
+    p.add_argument(
+        "--method", type=_method, help="compression method (see 'vidpool methods'; default: the model's)"
+    )
     p.add_argument(
         "--max-new-tokens", type=_positive_int, default=256, metavar="N", help="answer length (default 256)"
     )
@@ -185,10 +197,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from vidpool.pipeline import VideoChat, load
+    from vidpool.pipeline import VideoChat, load, load_kwargs
 
     device = _device(args)
-    model = load(args.model, device=device)
+    # plan from the config files first: the placement decides how the weights are loaded
+    model = load(args.model, device=device, **load_kwargs(_plan(args, args.model)))
     chat = VideoChat(args.video, model, device=device, plan=_plan(args, model))
     if args.show_plan:
         print(chat.plan.table(), file=sys.stderr)

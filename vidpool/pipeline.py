@@ -28,7 +28,9 @@ __all__ = [
     "VideoChat",
     "encode_video",
     "load",
+    "load_kwargs",
     "run",
+    "spread_scores",
 ]
 
 CAPTION_PROMPT = "Describe this video in detail."
@@ -45,6 +47,19 @@ def load(model: Any, *, device: str = "cpu", **kwargs: Any) -> Any:
             f"model must be a checkpoint folder or a loaded VideoLM, got {type(model).__name__}"
         )
     return model
+
+
+def load_kwargs(plan_: Plan) -> dict[str, Any]:
+    """``load_model`` options that realise ``plan_.placement`` (an accelerate split for CPU offload)."""
+    if plan_.placement != "gpu+cpu-offload":
+        return {}
+    from vidpool.schedule import device_memory
+
+    index = int(plan_.device.split(":")[1]) if ":" in plan_.device else 0
+    return {
+        "device_map": "auto",
+        "max_memory": {index: int(plan_.lm_bytes_on_device), "cpu": int(device_memory("cpu").free * 0.9)},
+    }
 
 
 def _model_device(model: Any, default: str) -> str:
@@ -122,6 +137,30 @@ def encode_video(
     return EncodedVideo(features[:filled], np.concatenate(stamps), runner.tried)
 
 
+def spread_scores(shape: tuple[int, int, int]) -> torch.Tensor:
+    """Question-free scores ``[T, h, w]`` whose top-k frames are spread over the video for every k.
+
+    Frames are ranked in van der Corput order (0, 1/2, 1/4, 3/4, ... of the video), so a method that
+    keeps the k best-scored frames finer keeps k evenly spread ones.
+    """
+    t, h, w = (int(s) for s in shape)
+    order: list[int] = []
+    k = 0
+    while len(order) < t:
+        v, denom, n = 0.0, 1.0, k
+        while n:
+            denom *= 2
+            v += (n % 2) / denom
+            n //= 2
+        frame = min(t - 1, int(v * t))
+        if frame not in order:
+            order.append(frame)
+        k += 1
+    rank = torch.empty(t)
+    rank[torch.tensor(order)] = torch.arange(t, 0, -1, dtype=torch.float32) / t
+    return rank.view(t, 1, 1).expand(t, h, w).contiguous()
+
+
 def _uses_scores(method: str) -> bool:
     from vidpool.compress import get_method
 
@@ -159,7 +198,22 @@ class VideoChat:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> None:
-        self.model = load(model, device=device)
+        if isinstance(model, (str, os.PathLike)) and plan is None and device.startswith("cuda"):
+            # plan from the config files first: an offload placement changes how the weights load
+            first = _make_plan(
+                _video_info(video),
+                model,
+                device,
+                budget_tokens,
+                max_memory,
+                num_frames,
+                method,
+                method_params,
+                max_new_tokens,
+            )
+            self.model = load(model, device=device, **load_kwargs(first))
+        else:
+            self.model = load(model, device=device)
         self.device = _model_device(self.model, device)
         self.video = video
         if plan is None:
@@ -203,7 +257,7 @@ class VideoChat:
             getattr(getattr(self.model, "encoder", None), "identity", None)
             or f"{type(self.model).__name__}-{id(self.model)}"
         )
-        return FeatureCache.key(vid, {"num_frames": self.plan.num_frames}, str(encoder))
+        return FeatureCache.key(vid, self.plan.sample_kwargs(), str(encoder))
 
     def _encoded(self) -> dict[str, torch.Tensor]:
         def compute() -> dict[str, torch.Tensor]:
@@ -227,9 +281,14 @@ class VideoChat:
         encoded = self._encoded()
         self._timestamps = encoded["timestamps"].numpy()
         features = encoded["features"].to(self.device)
-        tokens = self.model.visual_tokens(
-            features, prompt=question, budget=self.plan.budget, method=self.plan.method, **self.plan.params
-        )
+        kwargs = {"budget": self.plan.budget, "method": self.plan.method, **self.plan.params}
+        try:
+            tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
+        except InvalidArgumentError:
+            # a model without a text tower cannot rank patches by the question (transformers LLaVA)
+            if not _uses_scores(self.plan.method):
+                raise
+            tokens = self.model.visual_tokens(features, scores=spread_scores(features.shape[:3]), **kwargs)
         del features
         if not _uses_scores(self.plan.method):
             self._tokens = tokens

@@ -95,7 +95,10 @@ def _cpu_memory() -> tuple[int, int]:
 
 
 def device_memory(device: str = "cpu") -> DeviceMemory:
-    """Total and free bytes of ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) as the device reports them."""
+    """Total and free bytes of ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``) as the device reports them.
+
+    On CUDA, memory torch has cached but not allocated counts as free.
+    """
     import torch
 
     dev = torch.device(device)
@@ -107,7 +110,9 @@ def device_memory(device: str = "cpu") -> DeviceMemory:
             )
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
-        return DeviceMemory(f"cuda:{index}", int(total), int(free))
+        # blocks torch's caching allocator holds but does not use are free for this process
+        cached = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
+        return DeviceMemory(f"cuda:{index}", int(total), int(free + max(0, cached)))
     if dev.type == "cpu":
         total, free = _cpu_memory()
         return DeviceMemory("cpu", total, free)

@@ -18,16 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidpool.errors import BudgetError, InvalidArgumentError, OutOfMemoryError
+from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
 from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory
+from vidpool.schedule.search import DEGRADE_METHOD, PlanSearch
 from vidpool.schedule.spec import model_spec
 
 __all__ = ["DEGRADE_METHOD", "Plan", "plan"]
-
-DEGRADE_METHOD = "progressive"
-MAX_ENCODER_BATCH = 32
-GOOD_ENCODER_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -120,14 +117,14 @@ class Plan:
             video += f", decoded at {self.frame_size[1]}x{self.frame_size[0]}"
         rows: list[tuple[str, str]] = [
             ("model", self.model_name),
-            ("device", f"{self.device} ({format_bytes(self.available)} free)"),
+            ("device", f"{self.device} ({format_bytes(self.available)} available)"),
             ("placement", self.placement),
             ("video", video),
             ("frames to sample", str(self.num_frames)),
             ("encoder batch", f"{self.encoder_batch} frames"),
             ("compression", f"{method}, {self.position} projector"),
             ("token budget", "method default" if self.budget is None else str(self.budget)),
-            ("visual tokens", str(self.num_tokens)),
+            ("visual token count", str(self.num_tokens)),
             ("features kept on", self.features_on),
             ("", ""),
             ("weights", format_bytes(m.weights)),
@@ -163,113 +160,42 @@ def _video_facts(video_info: Any) -> tuple[int | None, float | None, tuple[int, 
     return (int(frames) if frames else None), (float(duration) if duration else None), size
 
 
-def _capacity(device: str, max_memory: Any) -> int:
+def _resident_bytes(spec: ModelSpec, device: str) -> int:
+    """Weight bytes of a loaded model already on ``device`` (free memory no longer shows them)."""
+    model = spec.model
+    if model is None:
+        return 0
+    import torch
+
+    wanted = torch.device(device)
+    parts = [
+        getattr(model, "lm", None) or getattr(model, "_generator", None),
+        getattr(getattr(model, "encoder", None), "model", None),
+        getattr(model, "projector", None),
+    ]
+    seen: set[int] = set()
+    total = 0
+    for part in parts:
+        if not hasattr(part, "parameters"):
+            continue
+        for tensor in [*part.parameters(), *part.buffers()]:
+            where = tensor.device
+            same = where.type == wanted.type and (wanted.index is None or where.index == wanted.index)
+            if same and id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def _capacity(device: str, max_memory: Any, spec: ModelSpec) -> int:
     if max_memory is None:
-        return device_memory(device).free
+        return device_memory(device).free + _resident_bytes(spec, device)
     if isinstance(max_memory, dict):
         for key in (device, device.split(":")[0], 0 if device.startswith("cuda") else "cpu"):
             if key in max_memory:
                 return parse_bytes(max_memory[key])
         raise InvalidArgumentError(f"max_memory has no entry for device {device!r}: {max_memory}")
     return parse_bytes(max_memory)
-
-
-class _Planner:
-    def __init__(
-        self, spec: ModelSpec, capacity: int, cuda: bool, frame_size, max_new_tokens, prompt_tokens, duration
-    ):
-        self.spec = spec
-        self.capacity = capacity
-        self.cuda = cuda
-        self.frame_size = frame_size
-        self.max_new_tokens = max_new_tokens
-        self.prompt_tokens = prompt_tokens
-        self.duration = duration
-        self._prompt_cache: dict[int, int] = {}
-        self.features_on_device = True
-        self.offload = False
-
-    def prompt_for(self, frames: int) -> int:
-        if self.prompt_tokens is not None:
-            return self.prompt_tokens
-        if frames not in self._prompt_cache:
-            self._prompt_cache[frames] = self.spec.prompt_tokens(frames, self.duration)
-        return self._prompt_cache[frames]
-
-    def tokens(self, frames: int, method: str, budget: int | None, params: dict) -> int | None:
-        try:
-            return self.spec.num_visual_tokens(frames, method, budget, params)
-        except BudgetError:
-            return None
-
-    def estimate(self, frames: int, tokens: int, batch: int) -> tuple[MemoryEstimate, int] | None:
-        """The estimate and LM bytes on the device, or None when it does not fit."""
-        lm = self.spec.lm_param_bytes
-        kwargs = dict(
-            num_frames=frames,
-            num_tokens=tokens,
-            encoder_batch=batch,
-            frame_size=self.frame_size,
-            prompt_tokens=self.prompt_for(frames),
-            max_new_tokens=self.max_new_tokens,
-            features_on_device=self.features_on_device,
-            cuda=self.cuda,
-        )
-        full = estimate_memory(self.spec, lm_weight_bytes=lm, **kwargs)
-        if full.required <= self.capacity:
-            return full, lm
-        if not self.offload:
-            return None
-        without = estimate_memory(self.spec, lm_weight_bytes=0, **kwargs)
-        room = int((self.capacity - without.required) / 1.08)
-        # accelerate streams offloaded layers through the GPU one at a time: leave room for two
-        if room < 2 * lm // max(1, self.spec.num_layers):
-            return None
-        return estimate_memory(self.spec, lm_weight_bytes=room, **kwargs), room
-
-    def fit(self, frames: int, method: str, budget: int | None, params: dict, min_batch: int = 1):
-        tokens = self.tokens(frames, method, budget, params)
-        if tokens is None:
-            return None
-        batch = min(frames, MAX_ENCODER_BATCH)
-        while batch >= min(min_batch, frames):
-            found = self.estimate(frames, tokens, batch)
-            if found is not None:
-                return tokens, batch, found[0], found[1]
-            batch //= 2
-        return None
-
-    def largest_progressive(self, frames: int, below: int):
-        """The progressive fit with the largest budget < ``below`` at ``frames``, or None.
-
-        A budget that would leave room only for a tiny encoder batch is not worth it: the search first
-        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any.
-        """
-        for min_batch in (GOOD_ENCODER_BATCH, 1):
-            found = self._largest_progressive(frames, below, min_batch)
-            if found is not None:
-                return found
-        return None
-
-    def _largest_progressive(self, frames: int, below: int, min_batch: int):
-        lo_fit = None
-        lo, hi = 1, max(1, below - 1)
-        if self.tokens(frames, DEGRADE_METHOD, 1, {}) is None:
-            try:
-                self.spec.num_visual_tokens(frames, DEGRADE_METHOD, 1, {})
-            except BudgetError as exc:
-                lo = max(1, exc.min_budget or 1)
-        if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
-            return None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            got = self.fit(frames, DEGRADE_METHOD, mid, {}, min_batch)
-            if got is None:
-                hi = mid - 1
-            else:
-                lo_fit = (mid, got)
-                lo = mid + 1
-        return lo_fit
 
 
 def plan(
@@ -292,8 +218,9 @@ def plan(
         model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
         device: ``"cpu"`` or ``"cuda[:N]"``.
         budget_tokens: visual-token budget (default: the model config's).
-        max_memory: bytes the run may use on ``device`` (``24GB``, ``16GiB``, an int, or an accelerate-style
-            ``{device: size}`` dict); default: what the device reports free now.
+        max_memory: bytes the run may use on ``device``, weights included (``24GB``, ``16GiB``, an int, or an
+            accelerate-style ``{device: size}`` dict); default: what the device reports free now, plus the
+            weights of ``model`` when it is loaded there already.
         num_frames: frames to sample (default: the model config's, at most the video's).
         method, method_params: compression method override (default: the model config's).
         max_new_tokens: answer length the KV cache is sized for.
@@ -316,7 +243,7 @@ def plan(
         resize = spec.image_size
         scale = spec.image_size / min(frame_size)
         frame_size = (round(frame_size[0] * scale), round(frame_size[1] * scale))
-    capacity = _capacity(device, max_memory)
+    capacity = _capacity(device, max_memory, spec)
 
     frames0 = int(num_frames or spec.num_frames)
     if frames0 < 1:
@@ -331,7 +258,7 @@ def plan(
     )
     budget0 = budget_tokens if budget_tokens is not None else spec.budget
 
-    p = _Planner(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
+    p = PlanSearch(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
     tokens0 = spec.num_visual_tokens(frames0, method0, budget0, params0)
     if cuda and spec.weight_bytes * 1.08 >= capacity:
         p.offload = True

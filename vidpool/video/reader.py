@@ -163,12 +163,12 @@ class VideoReader:
         return self._dense
 
     def _keyframe_decoder(self) -> Backend:
-        # Single keyframes decode fastest with PyAV seeking and no frame threading (decord's get_batch
-        # is several times slower on them), whatever backend decodes exact frames.
+        # Keyframes decode fastest with PyAV seeking, several at once (decord's get_batch is several
+        # times slower on them), whatever backend decodes exact frames.
         if self._keys is None:
-            from vidpool.video.backends.pyav_backend import PyAVBackend
+            from vidpool.video.backends.keyframes import KeyframeDecoder
 
-            self._keys = PyAVBackend(self.path, self._index, self._info, thread_type="NONE")
+            self._keys = KeyframeDecoder(self.path, self._index, self._info)
         return self._keys
 
     def _drop(self, backend: Backend) -> None:

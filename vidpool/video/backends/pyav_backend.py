@@ -56,6 +56,27 @@ class PyAVBackend:
             i -= 1
         return i
 
+    def _keyframe(self, target: int, size: tuple[int, int]) -> np.ndarray | None:
+        """Decode keyframe ``target`` alone: its packet, then a drain, so that the decoder does not go
+        on to the frames after it to fill its reordering delay."""
+        container, stream = self._container, self._stream
+        want = int(self.index.pts[target])
+        container.seek(want, stream=stream, backward=True, any_frame=False)
+        codec = stream.codec_context
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            frames = codec.decode(packet)
+            if stamp == want:
+                frames += codec.decode(None)
+            for frame in frames:
+                if frame.pts == want:
+                    return self._to_array(frame, size)
+            if stamp is not None and stamp >= want:
+                return None
+        return None
+
     def decode(
         self, indices: np.ndarray, size: tuple[int, int], keyframes_only: bool = False
     ) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -63,6 +84,18 @@ class PyAVBackend:
         if self._container is None:
             raise VideoDecodeError(f"the PyAV decoder of {self.path} is closed")
         av, stream, container = self._av, self._stream, self._container
+        if keyframes_only:
+            done = 0
+            for target in (int(t) for t in indices):
+                try:
+                    arr = self._keyframe(target, size)
+                except (av.error.FFmpegError, EOFError):
+                    arr = None
+                if arr is None:
+                    break  # not a clean keyframe after all: the general path below takes over
+                yield target, target, arr
+                done += 1
+            indices = indices[done:]
         keyframes = self.index.keyframes
         frames = None
         pos = -1
