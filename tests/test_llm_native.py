@@ -166,8 +166,9 @@ def test_history_and_timestamps_change_the_prompt(model, features):
 
 def test_bad_arguments_say_what_to_do(model, features):
     tokens = model.visual_tokens(features)
-    with pytest.raises(InvalidArgumentError, match="prompt= or scores="):
-        model.visual_tokens(features, method="prompt_guided", budget=4)
+    # Without a prompt, score-using methods run unguided: prompt_guided is then plain average pooling.
+    unguided = model.visual_tokens(features, method="prompt_guided", budget=4)
+    assert unguided.shape[0] == model.num_visual_tokens(features.shape[0], method="prompt_guided", budget=4)
     with pytest.raises(InvalidArgumentError, match="max_new_tokens"):
         model.generate(tokens, QUESTION, max_new_tokens=0)
     with pytest.raises(InvalidArgumentError, match=r"\[T, h, w, C\]"):

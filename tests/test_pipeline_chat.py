@@ -109,13 +109,3 @@ def test_progressive_on_a_model_without_text_tower(video):
     chat = VideoChat(video, hf, num_frames=8, method="progressive", budget_tokens=40, max_new_tokens=3)
     assert isinstance(chat.ask("what?"), str)
     assert chat.visual_tokens("what?").shape[0] == chat.plan.num_tokens <= 40
-
-
-def test_spread_scores_rank_frames_evenly():
-    from vidpool.pipeline import spread_scores
-
-    scores = spread_scores((8, 2, 3))
-    assert scores.shape == (8, 2, 3)
-    ranked = sorted(range(8), key=lambda i: -float(scores[i, 0, 0]))
-    assert ranked[:2] == [0, 4] and sorted(ranked[:4]) == [0, 2, 4, 6]
-    assert len({float(v) for v in scores[:, 0, 0]}) == 8

@@ -120,5 +120,6 @@ def test_resolution_above_the_limit_is_refused(good, monkeypatch):
     from vidpool.video import info as info_mod
 
     monkeypatch.setattr(info_mod, "MAX_PIXELS", 100 * 100)
+    info_mod.clear_metadata_cache()
     with pytest.raises(VideoDecodeError, match="pixel limit"):
         VideoReader(good["plain"])

@@ -301,3 +301,14 @@ def test_keyframe_decoder_handles_any_frame_in_order(videos):
     assert [t for t, _, _ in out] == [0, 5, 12, 31, 48, 70]
     assert [a for _, a, _ in out] == [0, 5, 12, 31, 48, 70]
     assert [read_frame_counter(f) for _, _, f in out] == [0, 5, 12, 31, 48, 70]
+
+
+def test_metadata_is_indexed_once_per_unchanged_file(tmp_path):
+    path = make_test_video(tmp_path / "clip.mp4", num_frames=12)
+    probe(path)
+    with VideoReader(path) as first, VideoReader(path) as second:
+        assert first.index is second.index
+    make_test_video(path, num_frames=20)  # rewritten: new size and mtime
+    with VideoReader(path) as reader:
+        assert reader.info.num_frames == 20
+        assert counters(reader.sample(num_frames=2)) == [5, 15]

@@ -30,7 +30,6 @@ __all__ = [
     "load",
     "load_kwargs",
     "run",
-    "spread_scores",
 ]
 
 CAPTION_PROMPT = "Describe this video in detail."
@@ -135,30 +134,6 @@ def encode_video(
     if features is None or filled == 0:
         raise InvalidArgumentError("no frames were decoded from the video")
     return EncodedVideo(features[:filled], np.concatenate(stamps), runner.tried)
-
-
-def spread_scores(shape: tuple[int, int, int]) -> torch.Tensor:
-    """Question-free scores ``[T, h, w]`` whose top-k frames are spread over the video for every k.
-
-    Frames are ranked in van der Corput order (0, 1/2, 1/4, 3/4, ... of the video), so a method that
-    keeps the k best-scored frames finer keeps k evenly spread ones.
-    """
-    t, h, w = (int(s) for s in shape)
-    order: list[int] = []
-    k = 0
-    while len(order) < t:
-        v, denom, n = 0.0, 1.0, k
-        while n:
-            denom *= 2
-            v += (n % 2) / denom
-            n //= 2
-        frame = min(t - 1, int(v * t))
-        if frame not in order:
-            order.append(frame)
-        k += 1
-    rank = torch.empty(t)
-    rank[torch.tensor(order)] = torch.arange(t, 0, -1, dtype=torch.float32) / t
-    return rank.view(t, 1, 1).expand(t, h, w).contiguous()
 
 
 def _uses_scores(method: str) -> bool:
@@ -282,13 +257,7 @@ class VideoChat:
         self._timestamps = encoded["timestamps"].numpy()
         features = encoded["features"].to(self.device)
         kwargs = {"budget": self.plan.budget, "method": self.plan.method, **self.plan.params}
-        try:
-            tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
-        except InvalidArgumentError:
-            # a model without a text tower cannot rank patches by the question (transformers LLaVA)
-            if not _uses_scores(self.plan.method):
-                raise
-            tokens = self.model.visual_tokens(features, scores=spread_scores(features.shape[:3]), **kwargs)
+        tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
         del features
         if not _uses_scores(self.plan.method):
             self._tokens = tokens

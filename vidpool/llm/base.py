@@ -84,12 +84,9 @@ class VideoLM:
         """Projector ``[..., C] -> [..., hidden]``."""
         raise NotImplementedError
 
-    def _prompt_scores(self, features: torch.Tensor, prompt: str) -> torch.Tensor:
-        """Relevance ``[T, h, w]`` of each patch to ``prompt``."""
-        raise InvalidArgumentError(
-            f"{self.kind} models cannot score patches against a prompt; pass scores=[T, h, w] "
-            "or choose a method that does not use scores"
-        )
+    def _prompt_scores(self, features: torch.Tensor, prompt: str) -> torch.Tensor | None:
+        """Relevance ``[T, h, w]`` of each patch to ``prompt``, or ``None`` for models without a text tower."""
+        return None
 
     @property
     def _generator(self) -> Any:
@@ -151,7 +148,9 @@ class VideoLM:
         Args:
             features: ``[T, h, w, C]`` from :meth:`encode_frames`.
             prompt: the question, used to score patches when the method uses scores and none are given.
-            scores: optional ``[T, h, w]`` patch relevance for score-using methods.
+            scores: optional ``[T, h, w]`` patch relevance for score-using methods. Without scores (no
+                prompt, or a model without a text tower) they run unguided: ``prompt_guided`` is then
+                average pooling and ``progressive`` spreads its finer frames evenly over the video.
 
         Returns:
             ``[N, hidden]`` tokens in the LM's embedding space, ``N == num_visual_tokens(T, ...)``.
@@ -161,11 +160,7 @@ class VideoLM:
         if features.dim() != 4:
             raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")
         method, budget, params = self._method(method, budget, params)
-        if getattr(get_method(method), "uses_scores", False) and scores is None:
-            if prompt is None:
-                raise InvalidArgumentError(
-                    f"method {method!r} ranks patches by a prompt: pass prompt= or scores="
-                )
+        if get_method(method).uses_scores and scores is None and prompt is not None:
             scores = self._prompt_scores(features, prompt)
         extra = {"scores": scores} if scores is not None else {}
         with torch.inference_mode():

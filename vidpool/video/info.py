@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,7 +21,17 @@ import numpy as np
 
 from vidpool.errors import InvalidArgumentError, VideoDecodeError, VideoNotFoundError, require
 
-__all__ = ["MAX_PIXELS", "FrameIndex", "VideoInfo", "build_index", "check_path", "open_container", "probe"]
+__all__ = [
+    "MAX_PIXELS",
+    "FrameIndex",
+    "VideoInfo",
+    "build_index",
+    "check_path",
+    "clear_metadata_cache",
+    "open_container",
+    "probe",
+    "read_metadata_cached",
+]
 
 # Frames above this many pixels are refused: one decoded frame alone would need gigabytes.
 MAX_PIXELS = 16384 * 16384
@@ -155,6 +167,8 @@ def build_index(container, stream) -> FrameIndex:
     keyframes = np.flatnonzero(keys).astype(np.int64)
     if pts.size and (keyframes.size == 0 or keyframes[0] != 0):
         keyframes = np.concatenate([[0], keyframes]).astype(np.int64)
+    for array in (pts, times, keyframes):
+        array.flags.writeable = False  # shared by every reader of the file
     if pts.size > 1:
         frame_duration = float(np.median(np.diff(times)))
     else:
@@ -202,6 +216,37 @@ def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIn
     return info, index
 
 
+# probe() and VideoReader on the same unchanged file (as a plan followed by a run does) index it once.
+_CACHE_SIZE = 8
+_cache: OrderedDict[tuple, tuple[VideoInfo, FrameIndex]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def clear_metadata_cache() -> None:
+    """Forget the metadata and frame indices of recently read files."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def read_metadata_cached(path: Path) -> tuple[VideoInfo, FrameIndex]:
+    """:func:`read_metadata`, remembered for the last few files (keyed by path, size and mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+    if hit is not None:
+        info, index = hit
+        return replace(info, path=str(path)), index
+    info, index = read_metadata(path)
+    with _cache_lock:
+        _cache[key] = (info, index)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return info, index
+
+
 def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
     """Describe the video at ``path``: packets are counted, and only the first frame is decoded.
 
@@ -211,5 +256,5 @@ def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
     from vidpool.video.timeout import call_with_timeout
 
     p = check_path(path)
-    info, _ = call_with_timeout(lambda: read_metadata(p), timeout, f"probing {str(p)!r}")
+    info, _ = call_with_timeout(lambda: read_metadata_cached(p), timeout, f"probing {str(p)!r}")
     return info

@@ -20,7 +20,7 @@ import torch
 
 from vidpool.errors import DecodeTimeoutError, InvalidArgumentError, VideoDecodeError, VidpoolError
 from vidpool.video.backends import Backend, create_backend, list_backends
-from vidpool.video.info import FrameIndex, VideoInfo, check_path, read_metadata
+from vidpool.video.info import FrameIndex, VideoInfo, check_path, read_metadata_cached
 from vidpool.video.sampling import decode_size, sample_times, snap_to_keyframes, times_to_indices
 from vidpool.video.timeout import call_with_timeout, iterate_with_timeout
 
@@ -83,7 +83,7 @@ class VideoReader:
         self._keys: Backend | None = None
         self._dense: Backend | None = None
         info, self._index = call_with_timeout(
-            lambda: read_metadata(self.path), timeout, f"reading {str(self.path)!r}"
+            lambda: read_metadata_cached(self.path), timeout, f"reading {str(self.path)!r}"
         )
         self._info = info
         if backend == "auto":

@@ -138,8 +138,8 @@ def make_test_video(
         preset: x264 preset (speed/size trade-off).
         bframes: allow B-frames (H.264), so that decode order differs from presentation order.
         faststart: put the index (moov) at the front of MP4 files, as streaming sites do.
-        texture: add panning fine noise so that the file codes and decodes about as expensively as
-            camera footage (slower to write; off by default).
+        texture: add panning fine noise so that every frame carries detail and motion to code, as
+            camera footage does (larger files, slower to write and decode; off by default).
     """
     av = require("av", "video", "Writing test videos")
     if codec not in _CODECS:
@@ -163,7 +163,8 @@ def make_test_video(
         codec_opts: dict[str, str] = {}
         if codec == "h264":
             codec_opts["preset"] = preset
-            codec_opts["tune"] = "zerolatency" if not bframes else "fastdecode"
+            if not bframes:
+                codec_opts["tune"] = "zerolatency"
             x264 = ["threads=2"]
             if keyframe_interval:
                 x264 += [f"keyint={keyframe_interval}", f"min-keyint={keyframe_interval}", "scenecut=0"]

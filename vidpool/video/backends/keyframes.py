@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import queue
-from collections import deque
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,67 +28,76 @@ class KeyframeDecoder:
     def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, workers: int | None = None):
         self.path, self.index, self.info = path, index, info
         self.workers = max(1, min(4, workers or os.cpu_count() or 1))
-        self._first = PyAVBackend(path, index, info, thread_type="NONE")
-        self._all = [self._first]
-        self._idle: queue.Queue[PyAVBackend] = queue.Queue()
-        self._idle.put(self._first)
-        self._pool: ThreadPoolExecutor | None = None
-
-    def _decoder(self) -> PyAVBackend:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            backend = PyAVBackend(self.path, self.index, self.info, thread_type="NONE")
-            self._all.append(backend)
-            return backend
-
-    def _one(self, target: int, size: tuple[int, int]) -> np.ndarray | None:
-        backend = self._decoder()
-        try:
-            return backend._keyframe(target, size)
-        except Exception:
-            return None
-        finally:
-            self._idle.put(backend)
+        self._decoders = [PyAVBackend(path, index, info, thread_type="NONE")]
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-        for backend in self._all:
-            backend.close()
-        self._all = []
+        for decoder in self._decoders:
+            decoder.close()
+        self._decoders = []
 
     def decode(
         self, indices: np.ndarray, size: tuple[int, int], keyframes_only: bool = True
     ) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(requested, decoded, frame [H, W, 3] uint8)`` for sorted unique keyframe ``indices``."""
         targets = [int(t) for t in indices]
-        if self.workers == 1 or len(targets) < 2:
-            yield from self._first.decode(indices, size, keyframes_only=True)
+        workers = min(self.workers, len(targets))
+        if workers <= 1:
+            yield from self._decoders[0].decode(indices, size, keyframes_only=True)
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vidpool-keyframe")
-        ahead: deque[tuple[int, Future]] = deque()
-        position = 0
+        while len(self._decoders) < workers:
+            self._decoders.append(PyAVBackend(self.path, self.index, self.info, thread_type="NONE"))
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(targets)):
+            todo.put(i)
+        results: dict[int, np.ndarray | None] = {}
+        ready = threading.Condition()
+        state = {"next": 0, "stop": False}
+        window = 2 * workers  # frames decoded ahead of the consumer, bounding memory
+
+        def work(decoder: PyAVBackend) -> None:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                with ready:
+                    while not state["stop"] and i >= state["next"] + window:
+                        ready.wait()
+                    if state["stop"]:
+                        return
+                try:
+                    arr = decoder._keyframe(targets[i], size)
+                except Exception:
+                    arr = None
+                with ready:
+                    results[i] = arr
+                    ready.notify_all()
+
+        # Daemon threads: a decoder stuck in native code must not keep the interpreter from exiting.
+        threads = [
+            threading.Thread(target=work, args=(d,), daemon=True, name="vidpool-keyframe")
+            for d in self._decoders[:workers]
+        ]
+        for thread in threads:
+            thread.start()
         done = 0
         try:
-            while done < len(targets):
-                while position < len(targets) and len(ahead) < 2 * self.workers:
-                    target = targets[position]
-                    ahead.append((target, self._pool.submit(self._one, target, size)))
-                    position += 1
-                target, future = ahead.popleft()
-                arr = future.result()
+            for i in range(len(targets)):
+                with ready:
+                    while i not in results:
+                        ready.wait()
+                    arr = results.pop(i)
+                    state["next"] = i + 1
+                    ready.notify_all()
                 if arr is None:
                     break  # not a clean keyframe: the general path takes the rest, in order
-                yield target, target, arr
+                yield targets[i], targets[i], arr
                 done += 1
         finally:
-            for _, future in ahead:
-                future.cancel()
+            with ready:
+                state["stop"] = True
+                ready.notify_all()
+            for thread in threads:
+                thread.join()
         if done < len(targets):
-            for _, future in ahead:
-                if not future.cancel():
-                    future.result()  # let the decoder go back to the pool before reusing it
-            yield from self._first.decode(indices[done:], size, keyframes_only=False)
+            yield from self._decoders[0].decode(indices[done:], size, keyframes_only=False)
