@@ -90,7 +90,7 @@ class VideoReader:
             # Opened on first use: keyframe and dense sampling never need it.
             self._info = replace(info, backend=self._likely_backend())
         else:
-            self._current_backend()
+            self._current_backend(decode_size(info.width, info.height, None, max_side))
 
     def _likely_backend(self) -> str:
         if self._info.rotation or importlib.util.find_spec("decord") is None:
@@ -108,14 +108,14 @@ class VideoReader:
         """Per-frame presentation times and keyframes."""
         return self._index
 
-    def _open_backend(self) -> Backend:
+    def _open_backend(self, size: tuple[int, int] | None = None) -> Backend:
         names = list_backends() if self._requested == "auto" else [self._requested]
         if self._requested == "auto" and self._info.rotation:
             names = ["pyav"]  # decord cannot resize rotated frames on decode
         errors = []
         for name in names:
             try:
-                backend = create_backend(name, self.path, self._index, self._info)
+                backend = create_backend(name, self.path, self._index, self._info, size)
             except VidpoolError as exc:
                 if self._requested != "auto":
                     raise
@@ -135,10 +135,12 @@ class VideoReader:
             return backend
         raise VideoDecodeError(f"no backend can decode {str(self.path)!r}: " + "; ".join(errors))
 
-    def _current_backend(self) -> Backend:
+    def _current_backend(self, size: tuple[int, int] | None = None) -> Backend:
         if self._backend is None:
             try:
-                self._backend = call_with_timeout(self._open_backend, self.timeout, f"opening {self.path}")
+                self._backend = call_with_timeout(
+                    lambda: self._open_backend(size), self.timeout, f"opening {self.path}"
+                )
             except DecodeTimeoutError:
                 if self._requested != "auto":
                     raise
@@ -222,7 +224,7 @@ class VideoReader:
             elif self._requested == "auto" and self._is_dense(remaining):
                 backend = self._sequential_decoder()
             else:
-                backend = self._current_backend()
+                backend = self._current_backend(size)
             done = -1
 
             def make_iter(backend=backend, remaining=remaining):

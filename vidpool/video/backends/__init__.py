@@ -32,16 +32,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def _pyav(path: Path, index: FrameIndex, info: VideoInfo) -> Backend:
+def _pyav(path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None) -> Backend:
     from vidpool.video.backends.pyav_backend import PyAVBackend
 
     return PyAVBackend(path, index, info)
 
 
-def _decord(path: Path, index: FrameIndex, info: VideoInfo) -> Backend:
+def _decord(path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None) -> Backend:
     from vidpool.video.backends.decord_backend import DecordBackend
 
-    return DecordBackend(path, index, info)
+    return DecordBackend(path, index, info, size)
 
 
 BACKENDS = {"decord": _decord, "pyav": _pyav}
@@ -52,11 +52,14 @@ def list_backends() -> list[str]:
     return list(BACKENDS)
 
 
-def create_backend(name: str, path: Path, index: FrameIndex, info: VideoInfo) -> Backend:
-    """Open ``path`` with the backend called ``name`` (errors from the backend propagate)."""
+def create_backend(
+    name: str, path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None
+) -> Backend:
+    """Open ``path`` with the backend called ``name``, ready to decode at ``size`` ``(H, W)`` if given
+    (errors from the backend propagate)."""
     factory = BACKENDS.get(name)
     if factory is None:
         raise InvalidArgumentError(
             f"unknown video backend {name!r}; choose 'auto' or one of {list(BACKENDS)}"
         )
-    return factory(path, index, info)
+    return factory(path, index, info) if size is None else factory(path, index, info, size)

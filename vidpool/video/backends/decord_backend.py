@@ -32,13 +32,13 @@ class DecordBackend:
 
     name = "decord"
 
-    def __init__(self, path: Path, index: FrameIndex, info: VideoInfo):
+    def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None):
         self._decord = require("decord", "video", "Decoding video with decord")
         self.path, self.index, self.info = path, index, info
         self._reader = None
         self._size: tuple[int, int] | None = None
         self._decoded = 0
-        reader = self._open((info.height, info.width))
+        reader = self._open(size or (info.height, info.width))  # opening indexes the file: do it once
         self.frame_count = len(reader)
 
     def _open(self, size: tuple[int, int]):
