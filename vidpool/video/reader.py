@@ -58,7 +58,7 @@ class VideoReader:
             :class:`~vidpool.errors.DecodeTimeoutError`; ``None`` waits forever.
         max_side: longest side of output frames; larger frames are downscaled on decode.
 
-    Use as a context manager, or call :meth:`close`.
+    Use as a context manager, or call :meth:`close`. A reader is not thread-safe: use one per thread.
     """
 
     def __init__(
