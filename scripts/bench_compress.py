@@ -87,7 +87,9 @@ def main() -> None:
                 line += f"   permute+adaptive_avg_pool3d {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
             if name == "prompt_guided":
                 k, s = out.params["kernel"], out.params["stride"]
-                base_sec, base = timed(lambda k=k, s=s, x=x, sc=scores: unfold_prompt_guided(x, sc, k, s), reps)
+                base_sec, base = timed(
+                    lambda k=k, s=s, x=x, sc=scores: unfold_prompt_guided(x, sc, k, s), reps
+                )
                 line += f"   unfold+softmax+sum {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
             print(line, flush=True)
 
