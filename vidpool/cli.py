@@ -224,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vidpool`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.debug:
+        # Loading progress bars (GGUF de-quantisation, weight loading) would interleave with the answer.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
