@@ -66,7 +66,11 @@ def pool_plane(x: torch.Tensor, size: tuple[int, int], reduce: str = "mean") -> 
     *lead, height, width, channels = x.shape
     if (height, width) == tuple(size):
         return x
-    frames = x.reshape(-1, height, width, channels).permute(0, 3, 1, 2)
+    try:
+        frames = x.view(-1, height, width, channels).permute(0, 3, 1, 2)
+    except RuntimeError:
+        # A strided slice (frames of several videos): pool each leading item rather than copy them all.
+        return torch.stack([pool_plane(item, size, reduce) for item in x.unbind(0)])
     fn = F.adaptive_avg_pool2d if reduce == "mean" else F.adaptive_max_pool2d
     out = fn(frames, tuple(size))
     return out.permute(0, 2, 3, 1).reshape(*lead, size[0], size[1], channels)
