@@ -8,20 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
 from vidpool.encode import CLIPEncoder, EncodedFrames, FeatureCache, video_identity
 from vidpool.errors import InvalidArgumentError, VideoNotFoundError
 
 pytest.importorskip("safetensors")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run far faster single-threaded on a busy shared CPU (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _features(seed: int) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
 from vidpool.encode import CLIPEncoder, EncodedFrames, list_configs, load_config, model_spec
 from vidpool.encode.batching import activation_bytes_per_frame, batch_size_for, iter_batches
@@ -15,15 +16,6 @@ from vidpool.errors import CheckpointError, EncoderError, InvalidArgumentError, 
 
 pytest.importorskip("open_clip")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run far faster single-threaded on a busy shared CPU (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

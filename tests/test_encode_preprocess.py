@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
 from vidpool.encode.config import load_config, model_spec
 from vidpool.encode.preprocess import preprocess_frames, resized_size
@@ -11,15 +12,6 @@ from vidpool.errors import InvalidArgumentError
 
 open_clip = pytest.importorskip("open_clip")
 Image = pytest.importorskip("PIL.Image")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run far faster single-threaded on a busy shared CPU (OpenMP threads contend)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Largest difference to open_clip's PIL path, in 0..255 pixel levels: the two bicubic antialias kernels

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from pipeline_support import checkpoint
 
 from vidpool.llm import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.gpu,
@@ -18,18 +16,9 @@ pytestmark = [
 ]
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", ["tiny-native", "tiny-llava-onevision", "tiny-llava-next-video"])
 def test_tiny_models_generate_on_cuda_in_bfloat16(name):
-    model = load_model(_builder().build_checkpoint(name), device="cuda")
+    model = load_model(checkpoint(name), device="cuda")
     expected_attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
     lm = model._generator
     assert lm.config._attn_implementation == expected_attn
@@ -45,7 +34,7 @@ def test_tiny_models_generate_on_cuda_in_bfloat16(name):
 
 
 def test_device_map_auto_places_the_native_model():
-    model = load_model(_builder().build_checkpoint("tiny-native"), device_map="auto")
+    model = load_model(checkpoint("tiny-native"), device_map="auto")
     frames = torch.randint(0, 256, (2, 40, 40, 3), dtype=torch.uint8)
     tokens = model.visual_tokens(model.encode_frames(frames))
     assert model.device.type == "cuda" and tokens.device == model.device

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from pipeline_support import checkpoint
 
 import vidpool
-from vidpool.errors import CheckpointError
+from vidpool.errors import CheckpointError, InvalidArgumentError
 from vidpool.integrations import LlavaVideoLM
 from vidpool.llm import load_model
 from vidpool.llm.compat import feature_tensor, llava_parts, token_id
 from vidpool.llm.prompt import VIDEO_MARKER, tokenize_around_marker
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What is going on?"
 KINDS = {"llava_onevision": "tiny-llava-onevision", "llava_next_video": "tiny-llava-next-video"}
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def folders() -> dict[str, Path]:
-    builder = _builder()
-    return {kind: builder.build_checkpoint(name) for kind, name in KINDS.items()}
+    return {kind: checkpoint(name) for kind, name in KINDS.items()}
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +142,11 @@ def test_next_video_crops_the_centre_and_onevision_squashes(models):
     assert cropped.shape == squashed.shape == (1, 3, 32, 32)
     assert torch.allclose(cropped, torch.zeros_like(cropped), atol=1e-6)
     assert squashed[..., :4].min() > 0.9 and squashed[..., 14:18].max() < 0.1
+
+
+def test_no_text_tower_means_no_joint_embeddings(models, frames):
+    model = models["llava_onevision"]
+    assert not model.uses_joint("prompt_guided")
+    assert torch.equal(model.encode(frames).patches, model.encode_frames(frames))
+    with pytest.raises(InvalidArgumentError, match="no joint image-text space"):
+        model.encode(frames, joint=True)

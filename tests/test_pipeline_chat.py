@@ -7,6 +7,7 @@ import pytest
 import torch
 from pipeline_support import OOMAbove, loaded, sample_video
 
+import vidpool
 from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 from vidpool.pipeline import Captioner, VideoChat, encode_video, run
 from vidpool.schedule import plan
@@ -109,3 +110,29 @@ def test_progressive_on_a_model_without_text_tower(video):
     chat = VideoChat(video, hf, num_frames=8, method="progressive", budget_tokens=40, max_new_tokens=3)
     assert isinstance(chat.ask("what?"), str)
     assert chat.visual_tokens("what?").shape[0] == chat.plan.num_tokens <= 40
+
+
+def test_prompt_guided_chat_scores_with_the_joint_embeddings(model):
+    frames = np.random.default_rng(2).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    question = "Where is the ball?"
+    chat = VideoChat(frames, model, num_frames=4, method="prompt_guided", budget_tokens=8, max_new_tokens=4)
+    tokens = chat.visual_tokens(question)
+    encoded = chat._encoded()
+    assert chat.encode_calls == 1 and set(encoded) == {"features", "timestamps", "joint"}
+    enc = model.encoder
+    joint = enc.encode_frames(torch.from_numpy(frames), joint=True).joint
+    expected = vidpool.prompt_scores(joint, enc.encode_text([question]), enc.logit_scale)
+    torch.testing.assert_close(encoded["joint"], joint)
+    p = chat.plan
+    exact = model.visual_tokens(
+        encoded["features"], method=p.method, budget=p.budget, scores=expected, **p.params
+    )
+    torch.testing.assert_close(tokens, exact)
+    assert isinstance(chat.ask(question), str)
+
+
+def test_methods_without_scores_keep_no_joint_embeddings(model):
+    frames = np.random.default_rng(3).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    chat = VideoChat(frames, model, num_frames=4, method="spatial", max_new_tokens=4)
+    chat.visual_tokens("What happens?")
+    assert "joint" not in chat._encoded()

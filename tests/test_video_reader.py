@@ -312,3 +312,45 @@ def test_metadata_is_indexed_once_per_unchanged_file(tmp_path):
     with VideoReader(path) as reader:
         assert reader.info.num_frames == 20
         assert counters(reader.sample(num_frames=2)) == [5, 15]
+
+
+@pytest.mark.parametrize("name", ["h264", "mpeg4", "rot90", "vfr"])
+def test_container_index_matches_demuxing_every_packet(videos, name):
+    from vidpool.video.info import build_index, open_container
+
+    container, stream = open_container(videos[name])
+    try:
+        fast = build_index(container, stream)
+        full = build_index(container, stream, demux=True)
+    finally:
+        container.close()
+    np.testing.assert_array_equal(fast.pts, full.pts)
+    np.testing.assert_array_equal(fast.times, full.times)
+    np.testing.assert_array_equal(fast.keyframes, full.keyframes)
+    assert fast.frame_duration == full.frame_duration
+
+
+def test_constant_rate_mp4_is_indexed_from_its_container_index(videos):
+    from vidpool.video.info import _index_from_entries, open_container
+
+    container, stream = open_container(videos["h264"])  # B-frames, keyframes placed by x264
+    try:
+        found = _index_from_entries(container, stream)
+    finally:
+        container.close()
+    assert found is not None
+    assert found[0].shape == (72,)
+
+
+@pytest.mark.parametrize("name", ["h264", "rot90"])
+def test_cold_keyframe_sampling_reuses_the_metadata_container(videos, name):
+    from vidpool.video.info import clear_metadata_cache
+
+    clear_metadata_cache()
+    with VideoReader(videos[name]) as reader:
+        assert reader._spare is not None  # the container that read the metadata, still open
+        fast = reader.sample(num_frames=4, exact=False, resize=48)
+        again = reader.sample(num_frames=4, exact=False, resize=48)
+        assert reader._spare is None
+    assert counters(fast) == fast.indices == again.indices
+    assert torch.equal(fast.frames, again.frames)

@@ -67,12 +67,22 @@ def _model_device(model: Any, default: str) -> str:
 
 
 class EncodedVideo:
-    """Vision features of the sampled frames: ``features [T, h, w, C]`` and ``timestamps [T]`` seconds."""
+    """Vision features of the sampled frames: ``features [T, h, w, C]`` and ``timestamps [T]`` seconds.
 
-    def __init__(self, features: torch.Tensor, timestamps: np.ndarray, tried: Sequence[int] = ()):
+    ``joint [T, h, w, D]`` holds joint-space patch embeddings when they were asked for (prompt scores).
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        timestamps: np.ndarray,
+        tried: Sequence[int] = (),
+        joint: torch.Tensor | None = None,
+    ):
         self.features = features
         self.timestamps = np.asarray(timestamps, dtype=np.float64)
         self.tried = list(tried)
+        self.joint = joint
 
     @property
     def num_frames(self) -> int:
@@ -99,47 +109,66 @@ def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
     pick = np.linspace(0, len(frames) - 1, num=min(plan_.num_frames, len(frames))).round().astype(int)
     for start in range(0, len(pick), plan_.encoder_batch):
         idx = pick[start : start + plan_.encoder_batch]
-        yield _Piece(frames[idx], np.asarray(stamps)[idx])
+        yield SimpleNamespace(frames=frames[idx], timestamps=np.asarray(stamps)[idx])
 
 
-class _Piece:
-    def __init__(self, frames: np.ndarray, timestamps: np.ndarray):
-        self.frames = frames
-        self.timestamps = timestamps
+def _encode_batch(model: Any, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
+    """``{"features": [n, h, w, C]}`` of ``frames`` (plus ``"joint": [n, h, w, D]`` when ``joint``)."""
+    if not joint:
+        return {"features": model.encode_frames(frames)}
+    out = model.encode(frames, joint=True)
+    return {"features": out.patches, "joint": out.joint}
 
 
 def encode_video(
-    model: Any, video: Any, plan_: Plan, *, runner: ChunkRunner | None = None, keep_on: str | None = None
+    model: Any,
+    video: Any,
+    plan_: Plan,
+    *,
+    runner: ChunkRunner | None = None,
+    keep_on: str | None = None,
+    joint: bool = False,
 ) -> EncodedVideo:
     """Encode the frames ``plan_`` samples, one encoder batch at a time, halving the batch on OOM.
 
     Features go into one preallocated ``[T, h, w, C]`` tensor on ``keep_on`` (default
     ``plan_.features_on``), so no more than one batch of activations and the kept features coexist.
+    With ``joint`` the model's joint-space patch embeddings ``[T, h, w, D]`` from the same forward
+    pass are kept too (``model.encode(frames, joint=True)``), for exact prompt scores.
     """
     runner = runner or ChunkRunner(plan_.encoder_batch, what="frames per encoder batch")
     keep_on = keep_on or plan_.features_on
-    features: torch.Tensor | None = None
+    kept: dict[str, torch.Tensor] = {}
     stamps: list[np.ndarray] = []
     filled = 0
     with torch.inference_mode():
         for piece in _frame_pieces(video, plan_):
-            for feats in runner.map(model.encode_frames, piece.frames):
-                if features is None:
-                    shape = (plan_.num_frames, *feats.shape[1:])
-                    features = torch.empty(shape, dtype=feats.dtype, device=keep_on)
-                features[filled : filled + feats.shape[0]].copy_(feats)
-                filled += feats.shape[0]
-                del feats
+            for out in runner.map(lambda f: _encode_batch(model, f, joint), piece.frames):
+                count = out["features"].shape[0]
+                for name, value in out.items():
+                    if name not in kept:
+                        shape = (plan_.num_frames, *value.shape[1:])
+                        kept[name] = torch.empty(shape, dtype=value.dtype, device=keep_on)
+                    kept[name][filled : filled + count].copy_(value)
+                filled += count
+                del out
             stamps.append(np.asarray(piece.timestamps, dtype=np.float64))
-    if features is None or filled == 0:
+    if not kept or filled == 0:
         raise InvalidArgumentError("no frames were decoded from the video")
-    return EncodedVideo(features[:filled], np.concatenate(stamps), runner.tried)
+    joint_kept = kept["joint"][:filled] if "joint" in kept else None
+    return EncodedVideo(kept["features"][:filled], np.concatenate(stamps), runner.tried, joint_kept)
 
 
 def _uses_scores(method: str) -> bool:
     from vidpool.compress import get_method
 
     return bool(getattr(get_method(method), "uses_scores", False))
+
+
+def _uses_joint(model: Any, method: str) -> bool:
+    """Whether ``model`` scores patches for ``method`` in a joint space it can encode to."""
+    uses_joint = getattr(model, "uses_joint", None)
+    return bool(uses_joint(method)) if uses_joint is not None else False
 
 
 class VideoChat:
@@ -173,37 +202,24 @@ class VideoChat:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> None:
+        plan_options = {
+            "budget_tokens": budget_tokens,
+            "max_memory": max_memory,
+            "num_frames": num_frames,
+            "method": method,
+            "method_params": method_params,
+            "max_new_tokens": max_new_tokens,
+        }
         if isinstance(model, (str, os.PathLike)) and plan is None and device.startswith("cuda"):
             # plan from the config files first: an offload placement changes how the weights load
-            first = _make_plan(
-                _video_info(video),
-                model,
-                device,
-                budget_tokens,
-                max_memory,
-                num_frames,
-                method,
-                method_params,
-                max_new_tokens,
-            )
+            first = _make_plan(video, model, device, plan_options)
             self.model = load(model, device=device, **load_kwargs(first))
         else:
             self.model = load(model, device=device)
         self.device = _model_device(self.model, device)
         self.video = video
         if plan is None:
-            info = _video_info(video)
-            plan = _make_plan(
-                info,
-                self.model,
-                device,
-                budget_tokens,
-                max_memory,
-                num_frames,
-                method,
-                method_params,
-                max_new_tokens,
-            )
+            plan = _make_plan(video, self.model, device, plan_options)
         self.plan: Plan = plan
         if cache is None:
             from vidpool.encode import FeatureCache
@@ -232,13 +248,22 @@ class VideoChat:
             getattr(getattr(self.model, "encoder", None), "identity", None)
             or f"{type(self.model).__name__}-{id(self.model)}"
         )
+        if self._joint:
+            encoder = f"{encoder}+joint"
         return FeatureCache.key(vid, self.plan.sample_kwargs(), str(encoder))
+
+    @property
+    def _joint(self) -> bool:
+        return _uses_joint(self.model, self.plan.method)
 
     def _encoded(self) -> dict[str, torch.Tensor]:
         def compute() -> dict[str, torch.Tensor]:
             self.encode_calls += 1
-            enc = encode_video(self.model, self.video, self.plan)
-            return {"features": enc.features, "timestamps": torch.from_numpy(enc.timestamps)}
+            enc = encode_video(self.model, self.video, self.plan, joint=self._joint)
+            out = {"features": enc.features, "timestamps": torch.from_numpy(enc.timestamps)}
+            if enc.joint is not None:
+                out["joint"] = enc.joint
+            return out
 
         return self.cache.get_or_compute(self._cache_key(), compute)
 
@@ -257,6 +282,8 @@ class VideoChat:
         self._timestamps = encoded["timestamps"].numpy()
         features = encoded["features"].to(self.device)
         kwargs = {"budget": self.plan.budget, "method": self.plan.method, **self.plan.params}
+        if "joint" in encoded and question is not None:
+            kwargs["joint"] = encoded["joint"]
         tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
         del features
         if not _uses_scores(self.plan.method):
@@ -323,20 +350,8 @@ def _frames_identity(video: Any) -> str:
     return "frames-" + digest.hexdigest()[:16]
 
 
-def _make_plan(
-    info, model, device, budget_tokens, max_memory, num_frames, method, method_params, max_new_tokens
-):
-    return plan(
-        info,
-        model,
-        device,
-        budget_tokens=budget_tokens,
-        max_memory=max_memory,
-        num_frames=num_frames,
-        method=method,
-        method_params=method_params,
-        max_new_tokens=max_new_tokens,
-    )
+def _make_plan(video: Any, model: Any, device: str, options: dict[str, Any]) -> Plan:
+    return plan(_video_info(video), model, device, **options)
 
 
 def run(

@@ -1,10 +1,8 @@
 """Batch sizes from a memory budget, and batched execution that backs off when memory runs out.
 
-The estimate is deliberately simple and conservative: per frame it counts the uint8 source frame and
-its float copy during the resize, the normalised pixels, the live activations of one transformer block
-at its peak (residual, norms, qkv, the attention matrix as if materialised, the MLP hidden state), and
-the per-frame outputs that stay on the device. The budget covers activations only; the weights are
-counted separately (``CLIPEncoder.param_bytes``).
+The per-frame estimate is :func:`vidpool.encode.memory.vit_activation_bytes_per_frame`, the formula the
+planner uses too (measured against torch's allocator on CPU). The budget covers activations only; the
+weights are counted separately (``CLIPEncoder.param_bytes``).
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from vidpool.encode.config import ModelSpec
+from vidpool.encode.memory import clip_activation_bytes_per_frame
 from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 
 __all__ = [
@@ -25,7 +24,6 @@ __all__ = [
 ]
 
 MAX_BATCH = 1024
-_SAFETY = 1.25
 _CPU_DEFAULT_BUDGET = 1 << 30
 _CUDA_FREE_FRACTION = 0.7
 
@@ -36,31 +34,21 @@ def activation_bytes_per_frame(
     *,
     frame_hw: tuple[int, int] | None = None,
     joint: bool = True,
+    block: int | None = None,
 ) -> int:
-    """Estimated peak device memory one frame adds to a batch, in bytes.
+    """Peak device memory one frame adds to a batch, in bytes (:mod:`vidpool.encode.memory`'s formula).
 
     Args:
         spec: the model geometry.
         dtype: dtype of the activations.
         frame_hw: size of the decoded frames (defaults to 720p, a common decode size).
-        joint: whether the last block's tokens and their joint projection are kept too.
+        joint: whether the last block also runs and its joint projection is written.
+        block: index of the block whose output is taken (``None``: the second-to-last).
     """
     item = torch.empty((), dtype=dtype).element_size()
-    height, width = frame_hw or (720, 1280)
-    size_h, size_w = spec.image_size
-    scale = max(size_h / height, size_w / width)
-    resized = 3 * max(round(height * scale), size_h) * max(round(width * scale), size_w)
-    preprocess = 3 * height * width * (1 + 4) + resized * 4 + 3 * size_h * size_w * (4 + item)
-
-    tokens, channels, hidden = spec.num_tokens, spec.width, int(spec.width * spec.mlp_ratio)
-    attention = 2 * spec.heads * tokens * tokens
-    mlp = 2 * tokens * hidden
-    block_peak = (8 * tokens * channels + max(attention, mlp)) * item
-
-    patches = spec.grid[0] * spec.grid[1]
-    kept = (tokens * channels) * (2 if joint else 1) * item  # the chosen block's output (+ the last block's)
-    outputs = (patches * channels + channels + (patches * spec.embed_dim if joint else 0)) * item
-    return int(_SAFETY * (preprocess + block_peak + kept + outputs))
+    return clip_activation_bytes_per_frame(
+        spec, item, frame_hw=tuple(frame_hw or (720, 1280)), joint=joint, block=block
+    )
 
 
 def batch_size_for(memory_bytes: int, per_frame_bytes: int, *, max_batch: int = MAX_BATCH) -> int:

@@ -3,6 +3,8 @@ throughput, and the activation-memory estimate against the measured peak.
 
     python -m vidpool.encode.bench                              # tiny model, fast
     python -m vidpool.encode.bench --model ViT-L-14-336 --frames 8 --memory 1 4
+    python -m vidpool.encode.bench --estimate tiny-clip-32 tiny-clip-48 ViT-B-16   # formula vs allocator
+    python -m vidpool.encode.bench --estimate tiny-clip-48 --dtype bfloat16
 
 Random weights throughout (nothing is downloaded); speed does not depend on the weights' values.
 """
@@ -19,6 +21,7 @@ import torch
 
 from vidpool.encode.config import load_config, model_spec
 from vidpool.encode.encoder import CLIPEncoder
+from vidpool.encode.memory import measured_bytes_per_frame
 from vidpool.encode.preprocess import preprocess_frames
 
 __all__ = ["main"]
@@ -123,6 +126,23 @@ def memory(model: str, batches: list[int], hw: tuple[int, int]) -> list[dict]:
     return rows
 
 
+def estimate_accuracy(
+    models: list[str], hw: tuple[int, int] = (240, 320), dtype: torch.dtype = torch.float32
+) -> list[dict]:
+    """Predicted vs measured (allocator events) bytes per frame of one batch on CPU."""
+    rows = []
+    for name in models:
+        torch.manual_seed(0)
+        enc = CLIPEncoder(name, dtype=dtype, memory_budget=1 << 40)
+        batch = 8 if enc.spec.width <= 64 else 2
+        frames = torch.randint(0, 256, (batch, *hw, 3), dtype=torch.uint8)
+        for joint in (False, True):
+            measured = measured_bytes_per_frame(enc, frames, joint=joint)
+            predicted = enc.activation_bytes_per_frame(hw, joint=joint)
+            rows.append({"model": name, "joint": joint, "measured": measured, "predicted": predicted})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=None, help="activation memory budget in bytes")
     parser.add_argument("--memory", type=int, nargs="*", help="batch sizes for the peak-memory check")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--estimate", nargs="+", metavar="MODEL", help="check the per-frame memory formula")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="for --estimate")
     parser.add_argument("--_rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -140,6 +162,15 @@ def main(argv: list[str] | None = None) -> None:
     if args._rss:
         model, batch, hw = args._rss
         _peak_rss_child(model, int(batch), tuple(int(v) for v in hw.split("x")))
+        return
+    if args.estimate:
+        print(f"{'model':<14} {'joint':<6} {'measured B/frame':>17} {'predicted':>10} {'error':>7}")
+        for row in estimate_accuracy(args.estimate, dtype=getattr(torch, args.dtype)):
+            error = row["predicted"] / row["measured"] - 1
+            print(
+                f"{row['model']:<14} {row['joint']!s:<6} {row['measured']:>17,.0f} "
+                f"{row['predicted']:>10,} {error:>+7.1%}"
+            )
         return
     hw = tuple(int(v) for v in args.hw.split("x"))
     print(f"torch threads: {torch.get_num_threads()}")

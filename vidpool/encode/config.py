@@ -110,7 +110,7 @@ class ModelSpec:
 
     ``grid`` is the patch grid ``(h, w)`` of one frame, ``width`` the vision width C of the patch
     tokens, ``embed_dim`` the joint-space size D, ``num_tokens`` the vision sequence length (grid
-    plus the class token).
+    plus the class token), ``quick_gelu`` whether the MLPs use QuickGELU.
     """
 
     image_size: tuple[int, int]
@@ -124,6 +124,7 @@ class ModelSpec:
     text_layers: int
     context_length: int
     vocab_size: int
+    quick_gelu: bool = False
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -172,4 +173,5 @@ def model_spec(cfg: ResolvedConfig | dict[str, Any]) -> ModelSpec:
         text_layers=int(text.get("layers", 12)),
         context_length=int(text.get("context_length", 77)),
         vocab_size=int(text.get("vocab_size", 49408)),
+        quick_gelu=bool(model_cfg.get("quick_gelu", False)),
     )

@@ -17,16 +17,10 @@ from typing import Any
 import torch
 
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
-from vidpool.llm.base import VideoLM, as_frames_tensor, module_param_bytes
+from vidpool.llm.base import VideoLM, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hidden_states
 from vidpool.llm.config import ModelConfig
-from vidpool.llm.loading import (
-    check_weight_files,
-    detect_kind,
-    pretrained_kwargs,
-    resolve_attn_implementation,
-    resolve_dtype,
-)
+from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER
 
 __all__ = ["LlavaVideoLM"]
@@ -117,41 +111,26 @@ class LlavaVideoLM(VideoLM):
         self._video_token = tokenizer.convert_ids_to_tokens(video_id)
 
     @classmethod
-    def from_folder(
-        cls,
-        path: str | Path,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | str | None = None,
-        device_map: Any = None,
-        max_memory: dict[Any, Any] | None = None,
-        attn_implementation: str | None = None,
-        allow_pickle: bool = False,
-        trust_remote_code: bool = False,
-    ) -> LlavaVideoLM:
-        """Load a transformers LLaVA-OneVision or LLaVA-NeXT-Video folder."""
+    def from_folder(cls, path: str | Path, **options: Any) -> LlavaVideoLM:
+        """Load a transformers LLaVA-OneVision or LLaVA-NeXT-Video folder.
+
+        ``options`` are those of :class:`vidpool.llm.loading.LoadOptions`.
+        """
+        opts = LoadOptions.of(options)
         transformers = require("transformers", "llm", "Loading a LLaVA-family checkpoint")
         folder = Path(path)
         kind = detect_kind(folder)
-        check_weight_files(folder, allow_pickle=allow_pickle)
-        kwargs = pretrained_kwargs(
-            dtype=resolve_dtype(dtype, device_map or device),
-            attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),
-            device_map=device_map,
-            max_memory=max_memory,
-            allow_pickle=allow_pickle,
-            trust_remote_code=trust_remote_code,
-        )
+        check_weight_files(folder, allow_pickle=opts.allow_pickle)
+        kwargs = opts.pretrained_kwargs()
         model_cls = getattr(transformers, _CLASSES[kind])
         try:
             model = model_cls.from_pretrained(folder, **kwargs)
             tokenizer = transformers.AutoTokenizer.from_pretrained(
-                folder, trust_remote_code=trust_remote_code
+                folder, trust_remote_code=opts.trust_remote_code
             )
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
-        if device_map is None:
-            model.to(device)
+        opts.place(model)
         mean, std, crop = _preprocessing(folder, kind)
         config = ModelConfig(
             kind=kind,
@@ -254,19 +233,8 @@ class LlavaVideoLM(VideoLM):
     # -- sizes ----------------------------------------------------------------------------
     @property
     def lm_spec(self) -> dict[str, int]:
-        text = self.hf_config.text_config
-        heads = int(text.num_attention_heads)
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
         lm = language_model(self.model)
-        return {
-            "num_layers": int(text.num_hidden_layers),
-            "num_kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
-            "head_dim": int(head_dim),
-            "hidden_size": int(text.hidden_size),
-            "vocab_size": int(text.vocab_size),
-            "lm_param_bytes": module_param_bytes(lm, self.model.get_output_embeddings()),
-            "dtype_bytes": next(lm.parameters()).element_size(),
-        }
+        return lm_spec_of(self.hf_config.text_config, lm, self.model.get_output_embeddings())
 
     @property
     def vision_spec(self) -> dict[str, Any]:

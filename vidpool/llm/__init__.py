@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from vidpool.llm.base import VideoLM
 from vidpool.llm.config import CONFIG_NAME, ModelConfig
-from vidpool.llm.loading import detect_kind, load_model
+from vidpool.llm.loading import LoadOptions, detect_kind, load_model
 from vidpool.llm.projector import build_projector, list_projectors
 from vidpool.llm.prompt import build_messages, describe_frames
 
 __all__ = [
     "CONFIG_NAME",
+    "LoadOptions",
     "ModelConfig",
     "VideoLM",
     "build_messages",

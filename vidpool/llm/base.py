@@ -8,7 +8,7 @@ live here once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,7 +24,10 @@ from vidpool.llm.prompt import (
     tokenize_around_marker,
 )
 
-__all__ = ["VideoLM", "as_frames_tensor", "module_param_bytes"]
+if TYPE_CHECKING:
+    from vidpool.encode.encoder import EncodedFrames
+
+__all__ = ["VideoLM", "as_frames_tensor", "lm_spec_of", "module_param_bytes"]
 
 
 def module_param_bytes(*modules: Any) -> int:
@@ -39,6 +42,25 @@ def module_param_bytes(*modules: Any) -> int:
                 seen.add(id(tensor))
                 total += tensor.numel() * tensor.element_size()
     return total
+
+
+def lm_spec_of(text: Any, *modules: Any) -> dict[str, int]:
+    """A ``VideoLM.lm_spec`` from a transformers text config and the LM's modules.
+
+    ``lm_param_bytes`` counts the parameters of ``modules`` (shared ones once); ``dtype_bytes`` is the
+    element size of the first module's parameters.
+    """
+    heads = int(text.num_attention_heads)
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return {
+        "num_layers": int(text.num_hidden_layers),
+        "num_kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
+        "head_dim": int(head_dim),
+        "hidden_size": int(text.hidden_size),
+        "vocab_size": int(text.vocab_size),
+        "lm_param_bytes": module_param_bytes(*modules),
+        "dtype_bytes": next(modules[0].parameters()).element_size(),
+    }
 
 
 def as_frames_tensor(frames: Any) -> torch.Tensor:
@@ -76,6 +98,21 @@ class VideoLM:
         """Vision features ``[T, h, w, C]`` (before projection) of uint8 frames ``[T, H, W, 3]``."""
         raise NotImplementedError
 
+    def encode(self, frames: Any, *, joint: bool = False) -> EncodedFrames:
+        """``patches [T, h, w, C]`` (the :meth:`encode_frames` features) and, with ``joint``, joint-space
+        patch embeddings ``[T, h, w, D]`` from the same forward pass (models with a text tower only)."""
+        from vidpool.encode.encoder import EncodedFrames
+
+        if joint:
+            raise InvalidArgumentError(
+                f"{type(self).__name__} has no joint image-text space; encode with joint=False"
+            )
+        return EncodedFrames(self.encode_frames(frames))
+
+    def uses_joint(self, method: str | None = None) -> bool:
+        """Whether :meth:`encode` should return joint embeddings for ``method`` (default: the configured one)."""
+        return False
+
     def text_embedding(self, prompt: str) -> torch.Tensor | None:
         """Joint-space text embedding ``[D]`` for prompt-guided scores, or ``None`` if the model has none."""
         return None
@@ -84,7 +121,9 @@ class VideoLM:
         """Projector ``[..., C] -> [..., hidden]``."""
         raise NotImplementedError
 
-    def _prompt_scores(self, features: torch.Tensor, prompt: str) -> torch.Tensor | None:
+    def _prompt_scores(
+        self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
         """Relevance ``[T, h, w]`` of each patch to ``prompt``, or ``None`` for models without a text tower."""
         return None
 
@@ -141,6 +180,7 @@ class VideoLM:
         budget: int | None = None,
         method: str | None = None,
         scores: torch.Tensor | None = None,
+        joint: torch.Tensor | None = None,
         **params: Any,
     ) -> torch.Tensor:
         """Compress and project vision features in the configured order.
@@ -151,6 +191,8 @@ class VideoLM:
             scores: optional ``[T, h, w]`` patch relevance for score-using methods. Without scores (no
                 prompt, or a model without a text tower) they run unguided: ``prompt_guided`` is then
                 average pooling and ``progressive`` spreads its finer frames evenly over the video.
+            joint: optional ``[T, h, w, D]`` joint-space patch embeddings from :meth:`encode`; with them the
+                prompt scores are exact (PPLLaVA's), without them a native model projects ``features``.
 
         Returns:
             ``[N, hidden]`` tokens in the LM's embedding space, ``N == num_visual_tokens(T, ...)``.
@@ -161,7 +203,7 @@ class VideoLM:
             raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")
         method, budget, params = self._method(method, budget, params)
         if get_method(method).uses_scores and scores is None and prompt is not None:
-            scores = self._prompt_scores(features, prompt)
+            scores = self._prompt_scores(features, prompt, joint=joint)
         extra = {"scores": scores} if scores is not None else {}
         with torch.inference_mode():
             if self.config.position == "before":
@@ -207,29 +249,17 @@ class VideoLM:
         timestamps: Sequence[float] | torch.Tensor | None = None,
         history: Sequence[tuple[str, str]] | None = None,
         stream: bool = False,
-        max_new_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
+        **options: Any,
     ) -> str | Iterator[str]:
         """Answer ``prompt`` about the video given its ``[N, hidden]`` visual tokens.
 
         ``timestamps`` (seconds, one per sampled frame) go into the prompt; ``history`` is a list of
         earlier ``(user, assistant)`` turns. With ``stream=True`` an iterator of text pieces is returned.
+        ``options`` are :func:`vidpool.llm.generate.generate_text`'s: ``max_new_tokens`` (256),
+        ``temperature`` (0: greedy), ``top_p``, ``seed`` and ``stop``.
         """
         embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
-        return generate_text(
-            self._generator,
-            self.tokenizer,
-            embeds,
-            stream=stream,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            stop=stop,
-        )
+        return generate_text(self._generator, self.tokenizer, embeds, stream=stream, **options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, method={self.config.method!r}, position={self.config.position!r})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from vidpool.llm.config import CONFIG_NAME
 
 __all__ = [
     "HF_KINDS",
+    "LoadOptions",
     "check_weight_files",
     "detect_kind",
     "load_causal_lm",
@@ -150,23 +152,73 @@ def pretrained_kwargs(
     return kwargs
 
 
-def load_causal_lm(
-    spec: dict[str, Any],
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | str | None = None,
-    device_map: Any = None,
-    max_memory: dict[Any, Any] | None = None,
-    attn_implementation: str | None = None,
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-) -> tuple[Any, Any]:
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a checkpoint: placement, weight dtype, attention kernel and the safety switches.
+
+    Attributes:
+        device: where to put the whole model when ``device_map`` is not given.
+        dtype: weight dtype (default float32 on CPU, bfloat16 on CUDA).
+        device_map, max_memory: accelerate placement and CPU/disk offload (e.g. ``device_map="auto"``).
+        attn_implementation: default ``"sdpa"``, or ``"flash_attention_2"`` when flash-attn is installed.
+        allow_pickle: allow ``.bin``/``.pt`` weights (they can run code when loaded).
+        trust_remote_code: allow a checkpoint's own Python code to run (off by default).
+    """
+
+    device: str | torch.device = "cpu"
+    dtype: torch.dtype | str | None = None
+    device_map: Any = None
+    max_memory: dict[Any, Any] | None = None
+    attn_implementation: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> LoadOptions:
+        """Options from keyword arguments, refusing names that are not options."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise InvalidArgumentError(f"unknown load option(s) {unknown}; the options are {names}")
+        return cls(**options)
+
+    @property
+    def placement(self) -> Any:
+        """The device map when given, else the device."""
+        return self.device_map or self.device
+
+    def resolved(self) -> LoadOptions:
+        """These options with ``dtype`` resolved to a ``torch.dtype`` for the placement."""
+        return replace(self, dtype=resolve_dtype(self.dtype, self.placement))
+
+    def pretrained_kwargs(self, *, gguf: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``from_pretrained`` (see :func:`pretrained_kwargs`)."""
+        return pretrained_kwargs(
+            dtype=resolve_dtype(self.dtype, self.placement),
+            attn_implementation=resolve_attn_implementation(self.attn_implementation, self.placement),
+            device_map=self.device_map,
+            max_memory=self.max_memory,
+            allow_pickle=self.allow_pickle,
+            trust_remote_code=self.trust_remote_code,
+            gguf=gguf,
+        )
+
+    def place(self, model: Any) -> Any:
+        """Move ``model`` to ``device`` unless accelerate placed it, and put it in eval mode."""
+        if self.device_map is None:
+            model.to(self.device)
+        return model.eval()
+
+
+def load_causal_lm(spec: dict[str, Any], **options: Any) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for an LM spec ``{"path", "gguf_file", "tokenizer", "config"}``.
 
     ``path`` is a local folder or a hub name (hub names load only from the local cache unless the
     environment allows downloads). With ``gguf_file`` the quantized file is dequantized to ``dtype``.
     ``tokenizer`` and ``config`` optionally name folders holding those saved separately.
+    ``options`` are those of :class:`LoadOptions`.
     """
+    opts = LoadOptions.of(options)
     transformers = require("transformers", "llm", "Loading a language model")
     path = spec.get("path")
     if not path:
@@ -177,17 +229,8 @@ def load_causal_lm(
         if Path(path).is_dir() and not (Path(path) / gguf_file).is_file():
             raise CheckpointError(f"GGUF file {gguf_file} not found in {path}")
     else:
-        check_weight_files(path, allow_pickle=allow_pickle)
-    dtype = resolve_dtype(dtype, device_map or device)
-    kwargs = pretrained_kwargs(
-        dtype=dtype,
-        attn_implementation=resolve_attn_implementation(attn_implementation, device_map or device),
-        device_map=device_map,
-        max_memory=max_memory,
-        allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
-        gguf=bool(gguf_file),
-    )
+        check_weight_files(path, allow_pickle=opts.allow_pickle)
+    kwargs = opts.pretrained_kwargs(gguf=bool(gguf_file))
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         if spec.get("config"):
@@ -198,51 +241,26 @@ def load_causal_lm(
         tok_path = spec.get("tokenizer")
         tok_extra = {} if tok_path else extra
         tokenizer = transformers.AutoTokenizer.from_pretrained(
-            tok_path or path, trust_remote_code=trust_remote_code, **tok_extra
+            tok_path or path, trust_remote_code=opts.trust_remote_code, **tok_extra
         )
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot load the language model from {path}: {exc}") from exc
-    if device_map is None:
-        model.to(device)
-    model.eval()
-    return model, tokenizer
+    return opts.place(model), tokenizer
 
 
-def load_model(
-    path: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | str | None = None,
-    device_map: Any = None,
-    max_memory: dict[Any, Any] | None = None,
-    attn_implementation: str | None = None,
-    allow_pickle: bool = False,
-    trust_remote_code: bool = False,
-):
+def load_model(path: str | Path, **options: Any):
     """Load a video LM from a checkpoint folder.
 
     Args:
         path: a native checkpoint folder (``vidpool.json`` + ``projector.safetensors``) or a transformers
             LLaVA-OneVision / LLaVA-NeXT-Video folder.
-        device: where to put the whole model when ``device_map`` is not given.
-        dtype: weight dtype (default float32 on CPU, bfloat16 on CUDA).
-        device_map, max_memory: accelerate placement and CPU/disk offload (e.g. ``device_map="auto"``).
-        attn_implementation: default ``"sdpa"``, or ``"flash_attention_2"`` when flash-attn is installed.
-        allow_pickle: allow ``.bin``/``.pt`` weights (they can run code when loaded).
-        trust_remote_code: allow a checkpoint's own Python code to run (off by default).
+        options: those of :class:`LoadOptions`: ``device``, ``dtype``, ``device_map``, ``max_memory``,
+            ``attn_implementation``, ``allow_pickle``, ``trust_remote_code``.
 
     Returns:
         A :class:`vidpool.llm.VideoLM`.
     """
-    options = {
-        "device": device,
-        "dtype": dtype,
-        "device_map": device_map,
-        "max_memory": max_memory,
-        "attn_implementation": attn_implementation,
-        "allow_pickle": allow_pickle,
-        "trust_remote_code": trust_remote_code,
-    }
+    LoadOptions.of(options)
     kind = detect_kind(path)
     if kind == "native":
         from vidpool.llm.native import NativeVideoLM

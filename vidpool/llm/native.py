@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vidpool.errors import CheckpointError, require
-from vidpool.llm.base import VideoLM, as_frames_tensor, module_param_bytes
+from vidpool.llm.base import VideoLM, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.config import ModelConfig, resolve_path
-from vidpool.llm.loading import load_causal_lm, resolve_dtype
+from vidpool.llm.loading import LoadOptions, load_causal_lm
 from vidpool.llm.projector import build_projector
+
+if TYPE_CHECKING:
+    from vidpool.encode.encoder import EncodedFrames
 
 __all__ = ["PROJECTOR_FILE", "NativeVideoLM"]
 
@@ -58,44 +61,29 @@ class NativeVideoLM(VideoLM):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_folder(
-        cls,
-        path: str | Path,
-        *,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype | str | None = None,
-        device_map: Any = None,
-        max_memory: dict[Any, Any] | None = None,
-        attn_implementation: str | None = None,
-        allow_pickle: bool = False,
-        trust_remote_code: bool = False,
-    ) -> NativeVideoLM:
-        """Assemble a native model from a checkpoint folder (``vidpool.json`` + ``projector.safetensors``)."""
+    def from_folder(cls, path: str | Path, **options: Any) -> NativeVideoLM:
+        """Assemble a native model from a checkpoint folder (``vidpool.json`` + ``projector.safetensors``).
+
+        ``options`` are those of :class:`vidpool.llm.loading.LoadOptions`.
+        """
         from vidpool.encode import CLIPEncoder
 
+        opts = LoadOptions.of(options).resolved()
         safetensors_torch = require("safetensors.torch", "llm", "Loading projector weights")
         folder = Path(path)
         config = ModelConfig.load(folder)
         # Read the small projector first so that a refused or missing file fails before the LM loads.
-        state, weights_file = _projector_state(folder, allow_pickle, safetensors_torch)
-        dtype = resolve_dtype(dtype, device_map or device)
+        state, weights_file = _projector_state(folder, opts.allow_pickle, safetensors_torch)
+        dtype = opts.dtype
         lm_spec = dict(config.lm)
-        lm_spec["path"] = resolve_path(folder, lm_spec.get("path"))
-        for key in ("tokenizer", "config"):
+        for key in ("path", "tokenizer", "config"):
             lm_spec[key] = resolve_path(folder, lm_spec.get(key))
-        lm, tokenizer = load_causal_lm(
-            lm_spec,
-            device=device,
-            dtype=dtype,
-            device_map=device_map,
-            max_memory=max_memory,
-            attn_implementation=attn_implementation,
-            allow_pickle=allow_pickle,
-            trust_remote_code=trust_remote_code,
-        )
+        lm, tokenizer = load_causal_lm(lm_spec, **vars(opts))
         # With an accelerate device map the vision side goes where the LM's embeddings went.
         vision_device = (
-            lm.get_input_embeddings().weight.device if device_map is not None else torch.device(device)
+            lm.get_input_embeddings().weight.device
+            if opts.device_map is not None
+            else torch.device(opts.device)
         )
         spec = dict(config.encoder)
         model = spec.pop("model", None)
@@ -112,7 +100,7 @@ class NativeVideoLM(VideoLM):
             layer=int(spec.pop("layer", -2)),
             device=vision_device,
             dtype=dtype,
-            allow_pickle=allow_pickle,
+            allow_pickle=opts.allow_pickle,
             **spec,
         )
         hidden = int(lm.config.get_text_config().hidden_size)
@@ -136,27 +124,44 @@ class NativeVideoLM(VideoLM):
 
     def encode_frames(self, frames: Any) -> torch.Tensor:
         """CLIP patch features ``[T, h, w, C]`` of the encoder's layer, before projection."""
-        return self.encoder.encode_frames(as_frames_tensor(frames)).patches
+        return self.encode(frames).patches
+
+    def encode(self, frames: Any, *, joint: bool = False) -> EncodedFrames:
+        """One forward pass: ``patches [T, h, w, C]`` and, with ``joint``, ``joint [T, h, w, D]``.
+
+        ``joint`` holds the last block's patch tokens through ``ln_post`` and ``proj`` (CLIP's joint
+        image-text space), what PPLLaVA scores against the prompt.
+        """
+        return self.encoder.encode_frames(as_frames_tensor(frames), joint=joint)
+
+    def uses_joint(self, method: str | None = None) -> bool:
+        """Whether ``method`` (default: the configured one) takes prompt scores, so encode with ``joint``."""
+        from vidpool.compress import get_method
+
+        return bool(get_method(method or self.config.method).uses_scores)
 
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """CLIP text embedding ``[D]`` of ``prompt`` (joint space, not normalised)."""
         return self.encoder.encode_text([prompt])[0]
 
-    def _prompt_scores(self, features: torch.Tensor, prompt: str) -> torch.Tensor:
-        """``[T, h, w]`` CLIP similarity of each patch to ``prompt``.
+    def _prompt_scores(
+        self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[T, h, w]`` CLIP similarity of each patch to ``prompt`` (PPLLaVA's relevance).
 
-        Patches reach the joint space through the tower's final norm and projection. That is exact when
-        the encoder layer is the last one; for earlier layers it is an approximation; pass ``scores=``
-        computed from ``encoder.encode_frames(frames, joint=True).joint`` for the exact ones.
+        Exact with ``joint`` (``[T, h, w, D]`` from :meth:`encode` with ``joint=True``, as the pipeline
+        passes it). Without it, ``features`` reach the joint space through the tower's final norm and
+        projection, which is exact only when the encoder layer is the last one.
         """
         from vidpool.compress import prompt_scores
         from vidpool.encode.vision import project_to_joint
 
-        visual = self.encoder.model.visual
         with torch.inference_mode():
-            joint = project_to_joint(visual, features.to(self.encoder.device, self.encoder.dtype))
+            if joint is None:
+                visual = self.encoder.model.visual
+                joint = project_to_joint(visual, features.to(self.encoder.device, self.encoder.dtype))
             text = self.text_embedding(prompt)
-        return prompt_scores(joint, text, logit_scale=self.encoder.logit_scale)
+        return prompt_scores(joint.to(text.device), text, logit_scale=self.encoder.logit_scale)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         param = next(self.projector.parameters())
@@ -170,18 +175,7 @@ class NativeVideoLM(VideoLM):
     # -- sizes ----------------------------------------------------------------------------
     @property
     def lm_spec(self) -> dict[str, int]:
-        text = self.lm.config.get_text_config()
-        heads = int(text.num_attention_heads)
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-        return {
-            "num_layers": int(text.num_hidden_layers),
-            "num_kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
-            "head_dim": int(head_dim),
-            "hidden_size": int(text.hidden_size),
-            "vocab_size": int(text.vocab_size),
-            "lm_param_bytes": module_param_bytes(self.lm),
-            "dtype_bytes": next(self.lm.parameters()).element_size(),
-        }
+        return lm_spec_of(self.lm.config.get_text_config(), self.lm)
 
     @property
     def vision_spec(self) -> dict[str, Any]:
@@ -191,4 +185,6 @@ class NativeVideoLM(VideoLM):
             "grid": tuple(self.encoder.grid),
             "width": int(self.encoder.width),
             "image_size": int(self.encoder.image_size),
+            # size D of the joint embeddings kept beside the features when the method uses scores
+            "joint_dim": int(self.encoder.embed_dim),
         }

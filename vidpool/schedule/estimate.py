@@ -25,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from vidpool.encode.memory import vit_activation_bytes_per_frame
+
 __all__ = [
     "MemoryEstimate",
     "ModelSpec",
@@ -65,33 +67,6 @@ def vit_param_count(width: int, layers: int, patch: int, image_size: int, mlp_ra
     mlp = int(width * mlp_ratio)
     block = 4 * width * width + 4 * width + 2 * width * mlp + mlp + width + 4 * width
     return layers * block + 3 * patch * patch * width + tokens * width + width + 4 * width
-
-
-def vit_activation_bytes_per_frame(
-    width: int,
-    image_size: int,
-    patch: int,
-    heads: int,
-    dtype_bytes: int,
-    *,
-    mlp_ratio: float = 4.0,
-    frame_hw: tuple[int, int] = (0, 0),
-    attention_matrix: bool = False,
-) -> int:
-    """Peak inference activations one frame adds to a ViT encoder batch, in bytes.
-
-    Inside a pre-norm block the residual stream, the normed input, q/k/v (fused attention) and the MLP
-    hidden with its GELU output are alive together: ``tokens x width x (4 + 2 x mlp_ratio)`` values
-    (measured on open_clip ViT-B/16 on CPU: 8.07 MiB per 224px frame, this formula 8.07 MiB). Add the
-    preprocessed pixels (a float32 copy and the model-dtype input) and the decoded uint8 frame of
-    ``frame_hw``. ``attention_matrix`` adds the ``heads x tokens^2`` scores of eager attention.
-    """
-    tokens = (image_size // patch) ** 2 + 1
-    values = tokens * width * (4 + 2 * mlp_ratio)
-    if attention_matrix:
-        values += 2 * heads * tokens * tokens
-    pixels = 3 * image_size * image_size * (4 + dtype_bytes)
-    return int(values * dtype_bytes + pixels + 3 * frame_hw[0] * frame_hw[1])
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 
 from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
-from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory
-from vidpool.schedule.search import DEGRADE_METHOD, PlanSearch
+from vidpool.schedule.estimate import MemoryEstimate, ModelSpec
+from vidpool.schedule.search import DEGRADE_METHOD, PlanSearch, largest_passing
 from vidpool.schedule.spec import model_spec
 
 __all__ = ["DEGRADE_METHOD", "Plan", "plan"]
@@ -297,16 +297,7 @@ def plan(
     got = p.fit(frames0, method0, budget0, params0)
     if got is not None:
         return done(frames0, method0, params0, budget0, got)
-    first = estimate_memory(
-        spec,
-        num_frames=frames0,
-        num_tokens=tokens0,
-        encoder_batch=1,
-        frame_size=frame_size,
-        prompt_tokens=p.prompt_for(frames0),
-        max_new_tokens=max_new_tokens,
-        cuda=cuda,
-    )
+    first = p.at_batch_one(frames0, tokens0, p.prompt_for(frames0))
     request = f"{frames0} frames with {method0!r} ({tokens0} visual tokens)"
     if cuda:
         p.features_on_device = False
@@ -327,17 +318,11 @@ def plan(
         )
         return done(frames0, DEGRADE_METHOD, {}, budget, got)
 
-    best = None
-    lo, hi = 1, frames0 - 1
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        cap = min(tokens0, p.tokens(mid, method0, budget0, params0) or tokens0)
-        found = p.largest_progressive(mid, cap + 1)
-        if found is None:
-            hi = mid - 1
-        else:
-            best = (mid, found)
-            lo = mid + 1
+    def progressive_at(frames: int):
+        cap = min(tokens0, p.tokens(frames, method0, budget0, params0) or tokens0)
+        return p.largest_progressive(frames, cap + 1)
+
+    best = largest_passing(1, frames0 - 1, progressive_at)
     if best is not None:
         frames, (budget, got) = best
         notes.append(
@@ -350,15 +335,7 @@ def plan(
         )
         return done(frames, DEGRADE_METHOD, {}, budget, got)
 
-    smallest = estimate_memory(
-        spec,
-        num_frames=1,
-        num_tokens=1,
-        encoder_batch=1,
-        frame_size=frame_size,
-        max_new_tokens=max_new_tokens,
-        cuda=cuda,
-    )
+    smallest = p.at_batch_one(1, 1, 0)
     raise OutOfMemoryError(
         f"{spec.name} does not fit in {format_bytes(capacity)} on {device}: even 1 frame with 1 visual "
         f"token needs {format_bytes(smallest.required)} (weights {format_bytes(smallest.weights)}); "

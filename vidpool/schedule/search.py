@@ -6,14 +6,37 @@ binary search over one of them with the estimate of :mod:`vidpool.schedule.estim
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from vidpool.errors import BudgetError
 from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory
 
-__all__ = ["DEGRADE_METHOD", "GOOD_ENCODER_BATCH", "MAX_ENCODER_BATCH", "PlanSearch"]
+__all__ = ["DEGRADE_METHOD", "GOOD_ENCODER_BATCH", "MAX_ENCODER_BATCH", "PlanSearch", "largest_passing"]
 
 DEGRADE_METHOD = "progressive"
 MAX_ENCODER_BATCH = 32
 GOOD_ENCODER_BATCH = 8
+
+T = TypeVar("T")
+
+
+def largest_passing(lo: int, hi: int, test: Callable[[int], T | None]) -> tuple[int, T] | None:
+    """Binary search: the largest ``n`` in ``[lo, hi]`` whose ``test(n)`` is not None, with that result.
+
+    ``test`` must pass for every value below one that passes (memory grows with ``n``); None when no
+    value passes.
+    """
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        found = test(mid)
+        if found is None:
+            hi = mid - 1
+        else:
+            best = (mid, found)
+            lo = mid + 1
+    return best
 
 
 class PlanSearch:
@@ -98,8 +121,20 @@ class PlanSearch:
                 return found
         return None
 
+    def at_batch_one(self, frames: int, tokens: int, prompt_tokens: int) -> MemoryEstimate:
+        """The estimate with a 1-frame encoder batch and the features on the device (for messages)."""
+        return estimate_memory(
+            self.spec,
+            num_frames=frames,
+            num_tokens=tokens,
+            encoder_batch=1,
+            frame_size=self.frame_size,
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=self.max_new_tokens,
+            cuda=self.cuda,
+        )
+
     def _largest_progressive(self, frames: int, below: int, min_batch: int):
-        lo_fit = None
         lo, hi = 1, max(1, below - 1)
         if self.tokens(frames, DEGRADE_METHOD, 1, {}) is None:
             try:
@@ -108,12 +143,4 @@ class PlanSearch:
                 lo = max(1, exc.min_budget or 1)
         if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
             return None
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            got = self.fit(frames, DEGRADE_METHOD, mid, {}, min_batch)
-            if got is None:
-                hi = mid - 1
-            else:
-                lo_fit = (mid, got)
-                lo = mid + 1
-        return lo_fit
+        return largest_passing(lo, hi, lambda budget: self.fit(frames, DEGRADE_METHOD, budget, {}, min_batch))

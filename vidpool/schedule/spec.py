@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vidpool.encode.memory import clip_activation_bytes_per_frame
 from vidpool.errors import CheckpointError, InvalidArgumentError
 from vidpool.schedule.estimate import (
     ModelSpec,
@@ -70,10 +71,12 @@ def _from_loaded(model: Any) -> ModelSpec:
     for key, attr in (("intermediate_size", "intermediate_size"), ("num_heads", "num_attention_heads")):
         if not lm.get(key) and getattr(text, attr, None):
             lm[key] = int(getattr(text, attr))
-    clip = getattr(getattr(model, "encoder", None), "spec", None)
+    encoder = getattr(model, "encoder", None)
     frame_activation = None
-    if clip is not None and hasattr(clip, "mlp_ratio"):
-        frame_activation = _clip_frame_activation(clip, int(lm["dtype_bytes"]))
+    if callable(getattr(encoder, "activation_bytes_per_frame", None)):
+
+        def frame_activation(frame_hw: tuple[int, int]) -> int:
+            return int(encoder.activation_bytes_per_frame(tuple(frame_hw), joint=False))
 
     return ModelSpec(
         frame_activation=frame_activation,
@@ -262,18 +265,14 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, int]], int]:
-    """Encoder activations per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size."""
+    """Encoder memory per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size.
+
+    The formula :meth:`vidpool.CLIPEncoder.activation_bytes_per_frame` uses, from the config alone,
+    for the default layer (-2) without joint embeddings.
+    """
 
     def per_frame(frame_hw: tuple[int, int]) -> int:
-        return vit_activation_bytes_per_frame(
-            clip.width,
-            clip.image_size[0],
-            clip.patch_size[0],
-            clip.heads,
-            dtype_bytes,
-            mlp_ratio=clip.mlp_ratio,
-            frame_hw=tuple(frame_hw),
-        )
+        return clip_activation_bytes_per_frame(clip, dtype_bytes, frame_hw=tuple(frame_hw))
 
     return per_frame
 

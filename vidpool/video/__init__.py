@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from vidpool.video.backends import list_backends
 from vidpool.video.info import VideoInfo, probe
-from vidpool.video.reader import DEFAULT_MAX_SIDE, Frames, VideoReader
+from vidpool.video.reader import DEFAULT_MAX_SIDE, Frames, SamplingArgs, VideoReader
 from vidpool.video.sampling import decode_size, sample_times
 from vidpool.video.synthetic import make_audio_file, make_test_video, read_frame_counter
 
 __all__ = [
     "DEFAULT_MAX_SIDE",
     "Frames",
+    "SamplingArgs",
     "VideoInfo",
     "VideoReader",
     "decode_size",

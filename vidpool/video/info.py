@@ -1,10 +1,11 @@
 """Video metadata and the frame index every backend samples from.
 
 The index lists the presentation time of every frame and which frames are keyframes. It comes from
-demuxing packets with PyAV (no decoding; a 5-minute 720p file indexes in tens of milliseconds), so the
-frame count is what the file really holds rather than what its header claims: decord's ``get_batch``
-deadlocks when asked for frames a container over-reports, and every decord request is clamped to this
-index.
+the MP4/MOV sample table where that is complete and checked (the keyframes' packets are read; a
+5-minute 720p file indexes in about 15 ms), and otherwise from demuxing every packet (no decoding;
+tens of milliseconds), so the frame count is what the file really holds rather than what its header
+claims: decord's ``get_batch`` deadlocks when asked for frames a container over-reports, and every
+decord request is clamped to this index. Reading the display rotation decodes the first packet alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "check_path",
     "clear_metadata_cache",
     "open_container",
+    "open_metadata",
     "probe",
     "read_metadata_cached",
 ]
@@ -118,12 +120,27 @@ def open_container(path: Path):
     return container, stream
 
 
+def _first_frame(container, stream):
+    """The first frame, decoded from the first packet alone (one frame's work, no decoder threads)."""
+    stream.thread_type = "NONE"
+    container.seek(0, stream=stream)
+    codec = stream.codec_context
+    for packet in container.demux(stream):
+        if packet.size == 0:
+            continue
+        frames = codec.decode(packet) + codec.decode(None)
+        return frames[0] if frames else None
+    return None
+
+
 def _rotation(container, stream) -> int:
-    """Display rotation in degrees counter-clockwise, read from the first decoded frame or stream data."""
+    """Display rotation in degrees counter-clockwise, read from the first frame or the stream's tags.
+
+    The display matrix travels with the stream's side data, which PyAV exposes on decoded frames only.
+    """
     rotation = 0
     try:
-        container.seek(0, stream=stream)
-        frame = next(container.decode(stream), None)
+        frame = _first_frame(container, stream)
         rotation = round(frame.rotation) if frame is not None else 0
     except Exception:
         rotation = 0
@@ -134,11 +151,61 @@ def _rotation(container, stream) -> int:
     return rotation % 360 // 90 * 90
 
 
-def build_index(container, stream) -> FrameIndex:
-    """Demux the packets of ``stream`` (no decoding) into a :class:`FrameIndex`.
+def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
+    frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
 
-    A truncated or damaged tail ends the index at the last packet that could be read.
+    The index holds decode times and where each frame's data lies (a file cut short is demuxed).
+    Reading each keyframe's packet gives its presentation time. Presentation times are the decode times
+    shifted by the first frame's reordering delay when decode times are evenly spaced (constant frame
+    rate: the frames fill that grid), or when no frame is reordered and every keyframe has that delay;
+    otherwise every packet is demuxed.
     """
+    av = require("av", "video", "Reading videos")
+    entries = stream.index_entries
+    count = len(entries)
+    if count < 2 or count != stream.frames:
+        return None
+    dts = np.empty(count, dtype=np.int64)
+    end = 0
+    for i, entry in enumerate(entries):
+        if entry.is_discard or entry.size <= 0:
+            return None
+        dts[i] = entry.timestamp
+        end = max(end, entry.pos + entry.size)
+    steps = np.diff(dts)
+    if steps.min() <= 0 or not entries[0].is_keyframe or end > os.path.getsize(container.name):
+        return None  # reordered decode times, or a file cut short of the frames its index lists
+    # Each keyframe's packet, read after a seek to it (a demuxer that skips packets may misplace the
+    # presentation times of the ones it returns).
+    key_dts = dts[[i for i, entry in enumerate(entries) if entry.is_keyframe]]
+    key_pts = []
+    try:
+        for stamp in key_dts.tolist():
+            # Seeking goes by presentation time: forward from the decode time finds this keyframe.
+            container.seek(stamp, stream=stream, backward=False, any_frame=False)
+            packet = next((q for q in container.demux(stream) if q.size), None)
+            if packet is None or packet.dts != stamp or packet.pts is None:
+                return None
+            key_pts.append(int(packet.pts))
+    except (av.error.FFmpegError, EOFError, OSError):
+        return None
+    offsets = np.asarray(key_pts) - key_dts
+    if steps.max() != steps.min() and (stream.codec_context.has_b_frames or np.any(offsets != offsets[0])):
+        return None
+    pts = dts + offsets[0]
+    where = np.searchsorted(pts, key_pts)
+    if np.any(where >= count) or np.any(pts[np.minimum(where, count - 1)] != key_pts):
+        return None  # a keyframe off the grid
+    keys = np.zeros(count, dtype=bool)
+    keys[where] = True
+    if int(keys.sum()) != len(key_pts):
+        return None
+    return pts, keys
+
+
+def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order."""
     av = require("av", "video", "Reading videos")
     pts_list: list[int] = []
     key_list: list[bool] = []
@@ -162,6 +229,17 @@ def build_index(container, stream) -> FrameIndex:
     if pts.size:
         unique = np.concatenate([[True], np.diff(pts) > 0])
         pts, keys = pts[unique], keys[unique]
+    return pts, keys
+
+
+def build_index(container, stream, demux: bool = False) -> FrameIndex:
+    """The :class:`FrameIndex` of ``stream``: from the container's index where it is complete (MP4/MOV),
+    else (or with ``demux=True``) by demuxing every packet. Nothing is decoded.
+
+    A truncated or damaged tail ends the index at the last packet that could be read.
+    """
+    found = None if demux else _index_from_entries(container, stream)
+    pts, keys = found if found is not None else _demux_index(container, stream)
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
     times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
     keyframes = np.flatnonzero(keys).astype(np.int64)
@@ -177,9 +255,14 @@ def build_index(container, stream) -> FrameIndex:
     return FrameIndex(pts, times, keyframes, time_base, frame_duration)
 
 
-def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIndex]:
-    """Open, index and describe a video; raise a :class:`~vidpool.errors.VideoError` if it is unusable."""
+def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
+    """Open, index and describe a video; raise a :class:`~vidpool.errors.VideoError` if it is unusable.
+
+    Returns ``(info, index)``, or with ``keep_open=True`` ``(info, index, (container, video_stream))``
+    whose single-threaded decoder is open; the caller then closes the container.
+    """
     container, stream = open_container(path)
+    keep = False
     try:
         coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
         codec = stream.codec_context.name
@@ -194,8 +277,10 @@ def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIn
                 f"{str(path)!r} has a video stream with no decodable frames; the file is empty or damaged"
             )
         rotation = _rotation(container, stream)
+        keep = keep_open
     finally:
-        container.close()
+        if not keep:
+            container.close()
     width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
     diffs = np.diff(index.times)
     vfr = bool(diffs.size > 1 and np.abs(diffs - index.frame_duration).max() > 0.1 * index.frame_duration)
@@ -213,7 +298,7 @@ def read_metadata(path: Path, backend: str = "pyav") -> tuple[VideoInfo, FrameIn
         variable_frame_rate=vfr,
         num_keyframes=int(index.keyframes.size),
     )
-    return info, index
+    return (info, index, (container, stream)) if keep_open else (info, index)
 
 
 # probe() and VideoReader on the same unchanged file (as a plan followed by a run does) index it once.
@@ -230,6 +315,15 @@ def clear_metadata_cache() -> None:
 
 def read_metadata_cached(path: Path) -> tuple[VideoInfo, FrameIndex]:
     """:func:`read_metadata`, remembered for the last few files (keyed by path, size and mtime)."""
+    info, index, opened = open_metadata(path)
+    if opened is not None:
+        opened[0].close()
+    return info, index
+
+
+def open_metadata(path: Path) -> tuple[VideoInfo, FrameIndex, tuple | None]:
+    """:func:`read_metadata_cached`, plus the ``(container, video_stream)`` it opened (the caller closes
+    it), or ``None`` where the file was remembered and not opened."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     with _cache_lock:
@@ -238,17 +332,17 @@ def read_metadata_cached(path: Path) -> tuple[VideoInfo, FrameIndex]:
             _cache.move_to_end(key)
     if hit is not None:
         info, index = hit
-        return replace(info, path=str(path)), index
-    info, index = read_metadata(path)
+        return replace(info, path=str(path)), index, None
+    info, index, opened = read_metadata(path, keep_open=True)
     with _cache_lock:
         _cache[key] = (info, index)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
-    return info, index
+    return info, index, opened
 
 
 def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
-    """Describe the video at ``path``: packets are counted, and only the first frame is decoded.
+    """Describe the video at ``path``: frames are counted, and only the first frame is decoded.
 
     Raises :class:`~vidpool.errors.VideoNotFoundError`, :class:`~vidpool.errors.VideoDecodeError` or
     :class:`~vidpool.errors.DecodeTimeoutError` with a message that says what to do.

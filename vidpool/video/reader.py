@@ -14,23 +14,39 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import torch
 
 from vidpool.errors import DecodeTimeoutError, InvalidArgumentError, VideoDecodeError, VidpoolError
 from vidpool.video.backends import Backend, create_backend, list_backends
-from vidpool.video.info import FrameIndex, VideoInfo, check_path, read_metadata_cached
+from vidpool.video.info import FrameIndex, VideoInfo, check_path, open_metadata
 from vidpool.video.sampling import decode_size, sample_times, snap_to_keyframes, times_to_indices
 from vidpool.video.timeout import call_with_timeout, iterate_with_timeout
 
-__all__ = ["DEFAULT_MAX_SIDE", "Frames", "VideoReader"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_MAX_SIDE", "Frames", "SamplingArgs", "VideoReader"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_SIDE = 4096
 # Requests averaging this many frames per keyframe interval are decoded straight through with PyAV.
 _DENSE_PER_GOP = 3
+
+
+class SamplingArgs(TypedDict, total=False):
+    """Which frames to take, the keywords :meth:`VideoReader.plan`, :meth:`~VideoReader.sample` and
+    :meth:`~VideoReader.chunks` share: ``fps``, ``max_frames``, ``start`` and ``end`` (seconds) and
+    ``exact`` (``False``: nearest keyframes)."""
+
+    fps: float | None
+    max_frames: int | None
+    start: float | None
+    end: float | None
+    exact: bool
 
 
 @dataclass
@@ -82,8 +98,8 @@ class VideoReader:
         self._backend: Backend | None = None
         self._keys: Backend | None = None
         self._dense: Backend | None = None
-        info, self._index = call_with_timeout(
-            lambda: read_metadata_cached(self.path), timeout, f"reading {str(self.path)!r}"
+        info, self._index, self._spare = call_with_timeout(
+            lambda: open_metadata(self.path), timeout, f"reading {str(self.path)!r}"
         )
         self._info = info
         if backend == "auto":
@@ -170,7 +186,9 @@ class VideoReader:
         if self._keys is None:
             from vidpool.video.backends.keyframes import KeyframeDecoder
 
-            self._keys = KeyframeDecoder(self.path, self._index, self._info)
+            # The container that read the metadata, already open for single keyframes, serves first.
+            opened, self._spare = self._spare, None
+            self._keys = KeyframeDecoder(self.path, self._index, self._info, opened=opened)
         return self._keys
 
     def _drop(self, backend: Backend) -> None:
@@ -188,6 +206,9 @@ class VideoReader:
             if backend is not None and not self._active:
                 backend.close()
         self._backend = self._keys = self._dense = None
+        if self._spare is not None:
+            self._spare[0].close()
+            self._spare = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -205,7 +226,10 @@ class VideoReader:
         end: float | None = None,
         exact: bool = True,
     ) -> np.ndarray:
-        """Frame indices int64 ``[T]`` that :meth:`sample` with these arguments decodes (nothing is decoded)."""
+        """Frame indices int64 ``[T]`` that :meth:`sample` with these arguments decodes (nothing is decoded).
+
+        The arguments are those of every sampling method (:class:`SamplingArgs`; see :meth:`sample`).
+        """
         times = sample_times(self._index.duration, num_frames, fps, max_frames, start, end)
         if exact:
             indices = times_to_indices(times, self._index.times)
@@ -289,8 +313,8 @@ class VideoReader:
         for q in range(p, n):
             yield q, last[0], last[1]
 
-    def _request(self, resize, num_frames, fps, max_frames, start, end, exact):
-        indices = self.plan(num_frames, fps=fps, max_frames=max_frames, start=start, end=end, exact=exact)
+    def _request(self, resize, num_frames, spec: SamplingArgs) -> tuple[np.ndarray, tuple[int, int]]:
+        indices = self.plan(num_frames, **spec)
         size = decode_size(self._info.width, self._info.height, resize, self.max_side)
         return indices, size
 
@@ -302,12 +326,8 @@ class VideoReader:
         self,
         num_frames: int | None = None,
         *,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        start: float | None = None,
-        end: float | None = None,
-        exact: bool = True,
         resize: int | tuple[int, int] | None = None,
+        **spec: Unpack[SamplingArgs],
     ) -> Frames:
         """Decode sampled frames into ``Frames`` (``frames`` uint8 ``[T, H, W, 3]``).
 
@@ -317,7 +337,8 @@ class VideoReader:
         keyframe nearest each sampling time instead (much faster on long videos; timestamps are those of
         the keyframes). ``resize``: short side in pixels (int) or ``(H, W)``.
         """
-        indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
+        indices, (h, w) = self._request(resize, num_frames, spec)
+        exact = spec.get("exact", True)
         # Filled with numpy: torch's copy kernels wake its worker threads, which then spin on the
         # cores the decoder threads need.
         out = np.empty((indices.shape[0], h, w, 3), dtype=np.uint8)
@@ -332,19 +353,16 @@ class VideoReader:
         chunk_size: int = 32,
         num_frames: int | None = None,
         *,
-        fps: float | None = None,
-        max_frames: int | None = None,
-        start: float | None = None,
-        end: float | None = None,
-        exact: bool = True,
         resize: int | tuple[int, int] | None = None,
+        **spec: Unpack[SamplingArgs],
     ) -> Iterator[Frames]:
         """The frames :meth:`sample` returns for the same arguments, as ``Frames`` of ``chunk_size`` frames
         (the last may be shorter). At most about two chunks are in memory at once; the next chunk is
         decoded while the caller works on the current one."""
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
-        indices, (h, w) = self._request(resize, num_frames, fps, max_frames, start, end, exact)
+        indices, (h, w) = self._request(resize, num_frames, spec)
+        exact = spec.get("exact", True)
         total = indices.shape[0]
         out: np.ndarray | None = None
         actual: list[int] = []

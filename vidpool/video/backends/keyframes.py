@@ -25,14 +25,27 @@ class KeyframeDecoder:
 
     name = "pyav"
 
-    def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, workers: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        index: FrameIndex,
+        info: VideoInfo,
+        workers: int | None = None,
+        opened: tuple | None = None,
+    ):
+        """``opened``: a ``(container, video_stream)`` of ``path`` for the first decoder to take over."""
         self.path, self.index, self.info = path, index, info
         self.workers = max(1, min(4, workers or os.cpu_count() or 1))
-        self._decoders = [PyAVBackend(path, index, info, thread_type="NONE")]
+        if opened is None:
+            first = PyAVBackend(path, index, info, thread_type="NONE")
+        else:
+            first = PyAVBackend.adopt(opened, path, index, info)
+        self._decoders: list[PyAVBackend | None] = [first]
 
     def close(self) -> None:
         for decoder in self._decoders:
-            decoder.close()
+            if decoder is not None:
+                decoder.close()
         self._decoders = []
 
     def decode(
@@ -44,8 +57,8 @@ class KeyframeDecoder:
         if workers <= 1:
             yield from self._decoders[0].decode(indices, size, keyframes_only=True)
             return
-        while len(self._decoders) < workers:
-            self._decoders.append(PyAVBackend(self.path, self.index, self.info, thread_type="NONE"))
+        # Each further decoder opens the file in its own worker, while the first one already decodes.
+        self._decoders += [None] * (workers - len(self._decoders))
         todo: queue.SimpleQueue[int] = queue.SimpleQueue()
         for i in range(len(targets)):
             todo.put(i)
@@ -54,7 +67,14 @@ class KeyframeDecoder:
         state = {"next": 0, "stop": False}
         window = 2 * workers  # frames decoded ahead of the consumer, bounding memory
 
-        def work(decoder: PyAVBackend) -> None:
+        def work(slot: int) -> None:
+            decoder = self._decoders[slot]
+            if decoder is None:
+                try:
+                    decoder = PyAVBackend(self.path, self.index, self.info, thread_type="NONE")
+                except Exception:
+                    return  # the other workers take its share
+                self._decoders[slot] = decoder
             while True:
                 try:
                     i = todo.get_nowait()
@@ -75,8 +95,8 @@ class KeyframeDecoder:
 
         # Daemon threads: a decoder stuck in native code must not keep the interpreter from exiting.
         threads = [
-            threading.Thread(target=work, args=(d,), daemon=True, name="vidpool-keyframe")
-            for d in self._decoders[:workers]
+            threading.Thread(target=work, args=(slot,), daemon=True, name="vidpool-keyframe")
+            for slot in range(workers)
         ]
         for thread in threads:
             thread.start()

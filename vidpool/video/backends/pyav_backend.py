@@ -27,11 +27,22 @@ class PyAVBackend:
     name = "pyav"
 
     def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, thread_type: str = "AUTO"):
-        self._av = require("av", "video", "Decoding video with PyAV")
-        self.path, self.index, self.info = path, index, info
-        self._container, self._stream = open_container(path)
+        self._setup(path, index, info, open_container(path))
         # Frame threading speeds up runs of frames but delays the first frame after each seek.
         self._stream.thread_type = thread_type
+
+    @classmethod
+    def adopt(cls, opened: tuple, path: Path, index: FrameIndex, info: VideoInfo) -> PyAVBackend:
+        """Decode with ``opened``, a ``(container, video_stream)`` of ``path`` already open (its decoder
+        keeps the threading it has), instead of opening the file again."""
+        backend = cls.__new__(cls)
+        backend._setup(path, index, info, opened)
+        return backend
+
+    def _setup(self, path: Path, index: FrameIndex, info: VideoInfo, opened: tuple) -> None:
+        self._av = require("av", "video", "Decoding video with PyAV")
+        self.path, self.index, self.info = path, index, info
+        self._container, self._stream = opened
         self._interp = self._av.video.reformatter.Interpolation.BILINEAR
 
     def close(self) -> None:
