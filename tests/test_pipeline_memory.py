@@ -29,7 +29,9 @@ def measured_and_predicted(model, video, **plan_kwargs):
 
 @pytest.mark.parametrize(
     ("frames", "method"),
-    [(16, None), (64, "none")],  # the model's spatial pooling; no pooling (1024 visual tokens)
+    # the model's spatial pooling; no pooling (1024 visual tokens); prompt-guided pooling, which keeps
+    # joint-space embeddings beside the features for the prompt's relevance scores
+    [(16, None), (64, "none"), (64, "prompt_guided")],
 )
 def test_tiny_native_peak_within_15_percent(video, frames, method):
     model = loaded("tiny-native")
@@ -70,3 +72,14 @@ def test_smollm2_native_peak_and_generation_phase_within_15_percent(video):
     assert p.num_tokens == 32 * 36
     assert measured == pytest.approx(p.memory.peak, rel=0.15)
     check_generation_phase(model, video, p)
+
+
+def test_plan_counts_joint_embeddings_only_for_score_using_methods(video):
+    model = loaded("tiny-native")
+    spatial = plan(video, model, "cpu", num_frames=32, method="spatial")
+    guided = plan(video, model, "cpu", num_frames=32, method="prompt_guided")
+    h, w = model.grid
+    joint_bytes = 32 * h * w * model.vision_spec["joint_dim"] * 4
+    features_spatial = 32 * h * w * model.vision_spec["width"] * 4
+    assert spatial.memory.features_kept == features_spatial
+    assert guided.memory.features_kept == features_spatial + joint_bytes

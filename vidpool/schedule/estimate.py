@@ -74,7 +74,8 @@ class ModelSpec:
     """Everything the planner needs to know about a model, without its weights.
 
     ``grid`` and ``width`` describe the vision features ``[T, h, w, C]``; ``hidden_size`` is the LM's;
-    ``compress_position`` is ``"before"`` or ``"after"`` the projector. ``projector_param_bytes``
+    ``compress_position`` is ``"before"`` or ``"after"`` the projector; ``joint_dim`` is the CLIP joint
+    space's size D when the model scores patches against the prompt (0: it never does). ``projector_param_bytes``
     defaults to an ``mlp2x_gelu`` projector's size; 0 when ``vision_param_bytes`` already includes it.
     """
 
@@ -100,7 +101,10 @@ class ModelSpec:
     budget: int | None = None
     name: str = "model"
     model: Any = field(default=None, repr=False, compare=False)
-    frame_activation: Callable[[tuple[int, int]], int] | None = field(default=None, repr=False, compare=False)
+    joint_dim: int = 0
+    frame_activation: Callable[[tuple[int, int], bool], int] | None = field(
+        default=None, repr=False, compare=False
+    )
     prompt_counter: Callable[[int, float | None], int] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,11 +116,19 @@ class ModelSpec:
         if self.projector_param_bytes is None:
             self.projector_param_bytes = (self.width + self.hidden_size) * self.hidden_size * self.dtype_bytes
 
-    def activation_bytes(self, frame_hw: tuple[int, int] = (0, 0)) -> int:
-        """Encoder activation bytes one frame adds to a batch, for decoded frames of ``frame_hw``."""
+    def activation_bytes(self, frame_hw: tuple[int, int] = (0, 0), joint: bool = False) -> int:
+        """Encoder activation bytes one frame adds to a batch, for decoded frames of ``frame_hw``
+        (``joint``: the encoder also runs its last block and projects the patches into CLIP's joint space)."""
         if self.frame_activation is not None and frame_hw[0] and frame_hw[1]:
-            return int(self.frame_activation(frame_hw))
+            return int(self.frame_activation(frame_hw, joint))
         return int(self.activation_bytes_per_frame)
+
+    def keeps_joint(self, method: str) -> bool:
+        """Whether a run with ``method`` keeps joint-space patch embeddings beside the features
+        (score-using methods on models with a CLIP text tower, for PPLLaVA's prompt relevance)."""
+        import vidpool
+
+        return self.joint_dim > 0 and vidpool.get_method(method).uses_scores
 
     def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
         """Text tokens of a prompt about ``num_frames`` frames, with room for a question."""
@@ -195,6 +207,7 @@ def estimate_memory(
     max_new_tokens: int = 256,
     lm_weight_bytes: int | None = None,
     features_on_device: bool = True,
+    joint: bool = False,
     cuda: bool = False,
 ) -> MemoryEstimate:
     """Predict the device memory of a run.
@@ -202,15 +215,16 @@ def estimate_memory(
     ``frame_size`` is the decoded ``(height, width)`` (preprocessing of full-size frames is part of the
     encoder's activations). ``lm_weight_bytes`` is the LM share placed on the device (default: all of it).
     ``features_on_device=False`` keeps the vision features ``[T, h, w, C]`` on the CPU between phases.
+    ``joint=True``: joint-space embeddings ``[T, h, w, D]`` are encoded and kept with the features.
     """
     b = spec.dtype_bytes
     lm_weights = spec.lm_param_bytes if lm_weight_bytes is None else lm_weight_bytes
     weights = spec.vision_param_bytes + spec.projector_param_bytes + lm_weights
 
     patches = spec.grid[0] * spec.grid[1]
-    encoder = encoder_batch * spec.activation_bytes(frame_size)
+    encoder = encoder_batch * spec.activation_bytes(frame_size, joint)
 
-    features = num_frames * patches * spec.width * b
+    features = num_frames * patches * (spec.width + (spec.joint_dim if joint else 0)) * b
     tokens = num_tokens * spec.hidden_size * b
     if spec.compress_position == "after":
         # every patch is projected before pooling

@@ -297,7 +297,7 @@ def plan(
     got = p.fit(frames0, method0, budget0, params0)
     if got is not None:
         return done(frames0, method0, params0, budget0, got)
-    first = p.at_batch_one(frames0, tokens0, p.prompt_for(frames0))
+    first = p.at_batch_one(frames0, tokens0, p.prompt_for(frames0), method0)
     request = f"{frames0} frames with {method0!r} ({tokens0} visual tokens)"
     if cuda:
         p.features_on_device = False
@@ -335,7 +335,7 @@ def plan(
         )
         return done(frames, DEGRADE_METHOD, {}, budget, got)
 
-    smallest = p.at_batch_one(1, 1, 0)
+    smallest = p.at_batch_one(1, 1, 0, DEGRADE_METHOD)
     raise OutOfMemoryError(
         f"{spec.name} does not fit in {format_bytes(capacity)} on {device}: even 1 frame with 1 visual "
         f"token needs {format_bytes(smallest.required)} (weights {format_bytes(smallest.weights)}); "

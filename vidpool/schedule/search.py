@@ -72,10 +72,13 @@ class PlanSearch:
         except BudgetError:
             return None
 
-    def estimate(self, frames: int, tokens: int, batch: int) -> tuple[MemoryEstimate, int] | None:
+    def estimate(
+        self, frames: int, tokens: int, batch: int, method: str
+    ) -> tuple[MemoryEstimate, int] | None:
         """The estimate and LM bytes on the device, or None when it does not fit."""
         lm = self.spec.lm_param_bytes
         kwargs = dict(
+            joint=self.spec.keeps_joint(method),
             num_frames=frames,
             num_tokens=tokens,
             encoder_batch=batch,
@@ -103,7 +106,7 @@ class PlanSearch:
             return None
         batch = min(frames, MAX_ENCODER_BATCH)
         while batch >= min(min_batch, frames):
-            found = self.estimate(frames, tokens, batch)
+            found = self.estimate(frames, tokens, batch, method)
             if found is not None:
                 return tokens, batch, found[0], found[1]
             batch //= 2
@@ -121,10 +124,11 @@ class PlanSearch:
                 return found
         return None
 
-    def at_batch_one(self, frames: int, tokens: int, prompt_tokens: int) -> MemoryEstimate:
+    def at_batch_one(self, frames: int, tokens: int, prompt_tokens: int, method: str) -> MemoryEstimate:
         """The estimate with a 1-frame encoder batch and the features on the device (for messages)."""
         return estimate_memory(
             self.spec,
+            joint=self.spec.keeps_joint(method),
             num_frames=frames,
             num_tokens=tokens,
             encoder_batch=1,

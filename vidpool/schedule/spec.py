@@ -75,8 +75,8 @@ def _from_loaded(model: Any) -> ModelSpec:
     frame_activation = None
     if callable(getattr(encoder, "activation_bytes_per_frame", None)):
 
-        def frame_activation(frame_hw: tuple[int, int]) -> int:
-            return int(encoder.activation_bytes_per_frame(tuple(frame_hw), joint=False))
+        def frame_activation(frame_hw: tuple[int, int], joint: bool = False) -> int:
+            return int(encoder.activation_bytes_per_frame(tuple(frame_hw), joint=joint))
 
     return ModelSpec(
         frame_activation=frame_activation,
@@ -92,6 +92,7 @@ def _from_loaded(model: Any) -> ModelSpec:
         num_heads=int(lm.get("num_heads") or lm.get("num_attention_heads") or 0),
         vision_param_bytes=int(vision["param_bytes"]),
         activation_bytes_per_frame=int(vision["activation_bytes_per_frame"]),
+        joint_dim=int(vision.get("joint_dim") or 0),
         grid=tuple(vision["grid"]),
         width=int(vision["width"]),
         image_size=_side(vision["image_size"]),
@@ -264,15 +265,15 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
     return _read_json(config)
 
 
-def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, int]], int]:
+def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, int], bool], int]:
     """Encoder memory per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size.
 
     The formula :meth:`vidpool.CLIPEncoder.activation_bytes_per_frame` uses, from the config alone,
-    for the default layer (-2) without joint embeddings.
+    for the default layer (-2), with or without joint embeddings.
     """
 
-    def per_frame(frame_hw: tuple[int, int]) -> int:
-        return clip_activation_bytes_per_frame(clip, dtype_bytes, frame_hw=tuple(frame_hw))
+    def per_frame(frame_hw: tuple[int, int], joint: bool = False) -> int:
+        return clip_activation_bytes_per_frame(clip, dtype_bytes, frame_hw=tuple(frame_hw), joint=joint)
 
     return per_frame
 
@@ -306,6 +307,7 @@ def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> M
         projector_param_bytes=projector * dtype_bytes,
         activation_bytes_per_frame=frame_activation((720, 1280)),
         frame_activation=frame_activation,
+        joint_dim=int(vision.embed_dim),
         grid=vision.grid,
         width=vision.width,
         image_size=side,
