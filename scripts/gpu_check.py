@@ -235,6 +235,8 @@ def seven_b_spec():
         vision_param_bytes=(vit + _clip_text_param_count(clip)) * 2,
         projector_param_bytes=(clip.width * hidden + hidden + hidden * hidden + hidden) * 2,
         activation_bytes_per_frame=_clip_frame_activation(clip, 2)((336, 448)),
+        frame_activation=_clip_frame_activation(clip, 2),
+        joint_dim=int(clip.embed_dim),
         grid=clip.grid,
         width=clip.width,
         image_size=clip.image_size[0],
