@@ -354,3 +354,17 @@ def test_cold_keyframe_sampling_reuses_the_metadata_container(videos, name):
         assert reader._spare is None
     assert counters(fast) == fast.indices == again.indices
     assert torch.equal(fast.frames, again.frames)
+
+
+@pytest.mark.parametrize("name", ["h264", "rot90", "rot270"])
+def test_track_header_rotation_matches_the_decoded_frame(videos, name):
+    from vidpool.video.info import _first_frame, _mp4_rotation, open_container
+
+    container, stream = open_container(videos[name])
+    try:
+        header = _mp4_rotation(container.name, stream.id)
+        decoded = round(_first_frame(container, stream).rotation)
+    finally:
+        container.close()
+    assert header is not None
+    assert header % 360 == decoded % 360

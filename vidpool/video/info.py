@@ -5,13 +5,16 @@ the MP4/MOV sample table where that is complete and checked (the keyframes' pack
 5-minute 720p file indexes in about 15 ms), and otherwise from demuxing every packet (no decoding;
 tens of milliseconds), so the frame count is what the file really holds rather than what its header
 claims: decord's ``get_batch`` deadlocks when asked for frames a container over-reports, and every
-decord request is clamped to this index. Reading the display rotation decodes the first packet alone.
+decord request is clamped to this index. The display rotation comes from the MP4/MOV track header, or
+from decoding the first packet alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -133,15 +136,57 @@ def _first_frame(container, stream):
     return None
 
 
-def _rotation(container, stream) -> int:
-    """Display rotation in degrees counter-clockwise, read from the first frame or the stream's tags.
+def _boxes(file, start: int, end: int):
+    """Yield ``(type, body_start, end)`` of the ISO-BMFF boxes between byte offsets ``start`` and ``end``."""
+    pos = start
+    while pos + 8 <= end:
+        file.seek(pos)
+        head = file.read(16)
+        if len(head) < 8:
+            return
+        size, kind = struct.unpack(">I4s", head[:8])
+        body = pos + 8
+        if size == 1 and len(head) == 16:
+            size, body = struct.unpack(">Q", head[8:])[0], pos + 16
+        elif size == 0:
+            size = end - pos
+        if size < body - pos or pos + size > end:
+            return
+        yield kind, body, pos + size
+        pos += size
 
-    The display matrix travels with the stream's side data, which PyAV exposes on decoded frames only.
-    """
-    rotation = 0
+
+def _mp4_rotation(path: str, track_id: int) -> int | None:
+    """Display rotation (degrees counter-clockwise, as FFmpeg reports it) from the matrix in the track
+    header of MP4/MOV track ``track_id``; ``None`` where there is no such header."""
+    with open(path, "rb") as file:
+        end = os.fstat(file.fileno()).st_size
+        moov = next(((b, e) for kind, b, e in _boxes(file, 0, end) if kind == b"moov"), None)
+        for kind, b, e in _boxes(file, *moov) if moov else ():
+            tkhd = next(((tb, te) for k, tb, te in _boxes(file, b, e) if k == b"tkhd"), None)
+            if kind != b"trak" or tkhd is None:
+                continue
+            file.seek(tkhd[0])
+            data = file.read(min(tkhd[1] - tkhd[0], 92))
+            # version 0 or 1 (64-bit times) moves the track id and the matrix
+            id_at, matrix_at = (20, 52) if data[:1] == b"\x01" else (12, 40)
+            if len(data) < matrix_at + 36 or struct.unpack(">I", data[id_at : id_at + 4])[0] != track_id:
+                continue
+            a, b_ = struct.unpack(">ii", data[matrix_at : matrix_at + 8])
+            return round(-math.degrees(math.atan2(b_, a)))
+    return None
+
+
+def _rotation(container, stream) -> int:
+    """Display rotation in degrees counter-clockwise, from the track header of MP4/MOV files, else from
+    the first frame (PyAV exposes the display matrix on decoded frames only), or the stream's tags."""
+    rotation = None
     try:
-        frame = _first_frame(container, stream)
-        rotation = round(frame.rotation) if frame is not None else 0
+        if "mp4" in container.format.name.split(","):
+            rotation = _mp4_rotation(container.name, stream.id)
+        if rotation is None:
+            frame = _first_frame(container, stream)
+            rotation = round(frame.rotation) if frame is not None else 0
     except Exception:
         rotation = 0
     if not rotation:
@@ -258,8 +303,8 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
 def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
     """Open, index and describe a video; raise a :class:`~vidpool.errors.VideoError` if it is unusable.
 
-    Returns ``(info, index)``, or with ``keep_open=True`` ``(info, index, (container, video_stream))``
-    whose single-threaded decoder is open; the caller then closes the container.
+    Returns ``(info, index)``, or with ``keep_open=True`` ``(info, index, (container, video_stream))``,
+    still open for the caller to decode with and close.
     """
     container, stream = open_container(path)
     keep = False

@@ -186,7 +186,7 @@ class VideoReader:
         if self._keys is None:
             from vidpool.video.backends.keyframes import KeyframeDecoder
 
-            # The container that read the metadata, already open for single keyframes, serves first.
+            # The container that read the metadata becomes the first keyframe decoder.
             opened, self._spare = self._spare, None
             self._keys = KeyframeDecoder(self.path, self._index, self._info, opened=opened)
         return self._keys

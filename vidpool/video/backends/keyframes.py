@@ -39,7 +39,7 @@ class KeyframeDecoder:
         if opened is None:
             first = PyAVBackend(path, index, info, thread_type="NONE")
         else:
-            first = PyAVBackend.adopt(opened, path, index, info)
+            first = PyAVBackend.adopt(opened, path, index, info, thread_type="NONE")
         self._decoders: list[PyAVBackend | None] = [first]
 
     def close(self) -> None:

@@ -32,11 +32,15 @@ class PyAVBackend:
         self._stream.thread_type = thread_type
 
     @classmethod
-    def adopt(cls, opened: tuple, path: Path, index: FrameIndex, info: VideoInfo) -> PyAVBackend:
-        """Decode with ``opened``, a ``(container, video_stream)`` of ``path`` already open (its decoder
-        keeps the threading it has), instead of opening the file again."""
+    def adopt(
+        cls, opened: tuple, path: Path, index: FrameIndex, info: VideoInfo, thread_type: str
+    ) -> PyAVBackend:
+        """Decode with ``opened``, a ``(container, video_stream)`` of ``path`` already open, instead of
+        opening the file again (a decoder opened already keeps its threading)."""
         backend = cls.__new__(cls)
         backend._setup(path, index, info, opened)
+        if not backend._stream.codec_context.is_open:
+            backend._stream.thread_type = thread_type
         return backend
 
     def _setup(self, path: Path, index: FrameIndex, info: VideoInfo, opened: tuple) -> None:
