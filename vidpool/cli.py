@@ -220,13 +220,21 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _quiet_progress_bars() -> None:
+    """Loading progress bars (GGUF de-quantisation, weight loading) would interleave with the answer."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    if "transformers" in sys.modules:  # already imported: its bars no longer read the environment
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    else:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``vidpool`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.debug:
-        # Loading progress bars (GGUF de-quantisation, weight loading) would interleave with the answer.
-        os.environ.setdefault("TQDM_DISABLE", "1")
+        _quiet_progress_bars()
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
