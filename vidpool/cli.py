@@ -222,11 +222,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _quiet_progress_bars() -> None:
     """Loading progress bars (GGUF de-quantisation, weight loading) would interleave with the answer."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    if "transformers" in sys.modules:  # already imported: its bars no longer read the environment
+    os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported: its own bars no longer read the environment
         sys.modules["transformers"].utils.logging.disable_progress_bar()
-    else:
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
