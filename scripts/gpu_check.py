@@ -64,7 +64,7 @@ def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from vidpool.encode import CLIPEncoder
-    from vidpool.llm import ModelConfig, build_projector
+    from vidpool.llm import build_projector
     from vidpool.llm.native import NativeVideoLM
 
     torch.manual_seed(0)
@@ -92,16 +92,7 @@ def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
     projector = build_projector("mlp2x_gelu", encoder.width, shape["hidden_size"]).to(
         device=device, dtype=dtype
     )
-    model_config = ModelConfig(
-        kind="native",
-        encoder={"model": clip, "layer": -2},
-        projector="mlp2x_gelu",
-        vision_width=encoder.width,
-        lm={"path": "random-llama-7b-shape"},
-        compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
-        num_frames=16,
-    )
-    model = NativeVideoLM(model_config, encoder, projector, lm, tokenizer)
+    model = NativeVideoLM(native_config(clip, encoder.width), encoder, projector, lm, tokenizer)
     return model
 
 
@@ -209,42 +200,30 @@ def run_checks(
     return rows
 
 
+def native_config(clip: str, vision_width: int):
+    """The vidpool.json of the checked model: spatial stride-2 pooling before an mlp2x_gelu projector."""
+    from vidpool.llm import ModelConfig
+
+    return ModelConfig(
+        kind="native",
+        encoder={"model": clip, "layer": -2},
+        projector="mlp2x_gelu",
+        vision_width=vision_width,
+        lm={"path": "random-llama-7b-shape"},
+        compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
+        num_frames=16,
+    )
+
+
 def seven_b_spec():
     """The ModelSpec of the built 7B model, from shapes only (for --plan-only on any machine)."""
     from vidpool.encode.config import load_config
     from vidpool.encode.config import model_spec as clip_spec
-    from vidpool.schedule import ModelSpec
-    from vidpool.schedule.estimate import llama_param_count, vit_param_count
-    from vidpool.schedule.spec import _clip_frame_activation, _clip_text_param_count
+    from vidpool.schedule.spec import native_spec
 
-    clip = clip_spec(load_config("ViT-L-14-336"))
-    vit = vit_param_count(clip.width, clip.layers, clip.patch_size[0], clip.image_size[0], clip.mlp_ratio)
-    shape = LLAMA_7B
-    hidden = shape["hidden_size"]
-    lm = llama_param_count(hidden, 32, 32, 32, shape["intermediate_size"], shape["vocab_size"])
-    return ModelSpec(
-        num_layers=32,
-        num_kv_heads=32,
-        head_dim=128,
-        hidden_size=hidden,
-        vocab_size=shape["vocab_size"],
-        intermediate_size=shape["intermediate_size"],
-        num_heads=32,
-        lm_param_bytes=lm * 2,
-        dtype_bytes=2,
-        vision_param_bytes=(vit + _clip_text_param_count(clip)) * 2,
-        projector_param_bytes=(clip.width * hidden + hidden + hidden * hidden + hidden) * 2,
-        activation_bytes_per_frame=_clip_frame_activation(clip, 2)((336, 448)),
-        frame_activation=_clip_frame_activation(clip, 2),
-        joint_dim=int(clip.embed_dim),
-        grid=clip.grid,
-        width=clip.width,
-        image_size=clip.image_size[0],
-        method="spatial",
-        method_params={"stride": 2},
-        compress_position="before",
-        name="llama-7b-shape + ViT-L-14-336 (random)",
-    )
+    width = clip_spec(load_config("ViT-L-14-336")).width
+    config = native_config("ViT-L-14-336", width)
+    return native_spec(config, LLAMA_7B, 2, name="llama-7b-shape + ViT-L-14-336 (random)")
 
 
 def plan_only(frames: list[int], budget: int, memory: str, max_new_tokens: int) -> int:

@@ -21,7 +21,7 @@ from vidpool.schedule.estimate import (
     vit_param_count,
 )
 
-__all__ = ["model_spec"]
+__all__ = ["model_spec", "native_spec"]
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
@@ -287,14 +287,20 @@ def _clip_text_param_count(clip: Any) -> int:
 
 
 def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> ModelSpec:
+    if folder is None:
+        raise InvalidArgumentError("plan a ModelConfig through its checkpoint folder or a loaded model")
+    return native_spec(config, _lm_config(folder, dict(config.lm or {})), dtype_bytes, name=folder.name)
+
+
+def native_spec(config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: str = "model") -> ModelSpec:
+    """The ModelSpec of a native model from its ``ModelConfig`` and its LM's transformers config dict,
+    without building either (open_clip encoder with its text tower, projector, LLaMA-style LM)."""
     from vidpool.encode.config import load_config
     from vidpool.encode.config import model_spec as clip_spec
 
     encoder = dict(config.encoder or {})
     vision = clip_spec(load_config(encoder.get("model", "ViT-L-14-336")))
-    if folder is None:
-        raise InvalidArgumentError("plan a ModelConfig through its checkpoint folder or a loaded model")
-    lm = _lm_fields(_lm_config(folder, dict(config.lm or {})), dtype_bytes)
+    lm = _lm_fields(lm_config, dtype_bytes)
     side = vision.image_size[0]
     patch = vision.patch_size[0]
     frame_activation = _clip_frame_activation(vision, dtype_bytes)
@@ -311,7 +317,7 @@ def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> M
         grid=vision.grid,
         width=vision.width,
         image_size=side,
-        name=folder.name,
+        name=name,
         **lm,
         **_compress_fields(config),
     )
