@@ -12,7 +12,14 @@ from functools import lru_cache
 
 from vidpool.errors import BudgetError
 
-__all__ = ["USE_FRACTION", "check_budget", "fixed_budget", "grid_for_budget", "plane_for_budget"]
+__all__ = [
+    "USE_FRACTION",
+    "check_budget",
+    "fixed_budget",
+    "grid_for_budget",
+    "plane_for_budget",
+    "window_overlap",
+]
 
 # Candidates within this fraction of the best count that fits are considered equally full.
 USE_FRACTION = 0.95

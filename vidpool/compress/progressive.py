@@ -112,7 +112,8 @@ class Progressive(Method):
         n_fine, middle = p["num_fine"], p["middle_grid"]
         if importance is None:
             order = uniform_indices(num_frames, n_fine) if n_fine else []
-            order += [i for i in range(num_frames) if i not in set(order)]
+            chosen = set(order)
+            order += [i for i in range(num_frames) if i not in chosen]
         else:
             order = sorted(range(num_frames), key=lambda i: (-importance[i], i))
         grids = [p["coarse_grid"]] * num_frames

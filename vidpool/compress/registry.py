@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, ClassVar
 
 import torch
@@ -63,8 +64,7 @@ class Method:
 
     def parameters(self) -> list[str]:
         """Names of the keyword parameters ``plan`` accepts (besides ``budget``)."""
-        sig = inspect.signature(self.plan)
-        return [p for p in sig.parameters if p not in ("shape", "budget")]
+        return list(_plan_parameters(type(self)))
 
     def check_names(self, params: dict[str, Any]) -> None:
         """Raise :class:`InvalidArgumentError` for parameter names the method does not take."""
@@ -87,6 +87,13 @@ class Method:
 
     def __repr__(self) -> str:
         return f"<vidpool method {self.name!r}: {self.summary}>"
+
+
+@cache
+def _plan_parameters(cls: type[Method]) -> tuple[str, ...]:
+    """Keyword parameters of ``cls.plan``, read once per class (``compress`` checks them on every call)."""
+    sig = inspect.signature(cls.plan)
+    return tuple(p for p in sig.parameters if p not in ("self", "shape", "budget"))
 
 
 def register(cls: type[Method]) -> type[Method]:

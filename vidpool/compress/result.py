@@ -43,10 +43,6 @@ class Compressed:
         """N, the number of output tokens (padded length when ``mask`` is set)."""
         return self.tokens.shape[-2]
 
-    @property
-    def batched(self) -> bool:
-        return self.tokens.dim() == 3
-
     def as_grid(self) -> torch.Tensor:
         """Tokens reshaped to ``[B, t, h, w, C]`` (or ``[t, h, w, C]``); only for grid-shaped results."""
         if self.grid is None:
