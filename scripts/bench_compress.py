@@ -1,6 +1,6 @@
 """Time every compression method on CLIP-L/14-336-sized inputs, against the straightforward way.
 
-    python scripts/bench_compress.py [--frames 32 256] [--repeats 7] [--dtype float32]
+    python scripts/bench_compress.py [--frames 32 256] [--repeats 7] [--dtype float32] [--device cpu]
 
 For each input ``[1, T, 24, 24, 1024]`` it prints: method, output tokens, median ms, GB/s over the
 input bytes, and for ``adaptive`` and ``prompt_guided`` the time of the straightforward implementation
@@ -20,12 +20,19 @@ import torch.nn.functional as F
 import vidpool
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     out = fn()  # warm-up
     times = []
     for _ in range(repeats):
+        _sync()
         t0 = time.perf_counter()
         out = fn()
+        _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 
@@ -62,17 +69,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     print(
-        f"vidpool {vidpool.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, {args.dtype}"
+        f"vidpool {vidpool.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.dtype}, {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}"
     )
     for frames in args.frames:
-        x = torch.randn(1, frames, 24, 24, 1024, dtype=dtype)
-        scores = vidpool.prompt_scores(torch.randn(1, frames, 24, 24, 64), torch.randn(1, 64))
+        x = torch.randn(1, frames, 24, 24, 1024, dtype=dtype, device=args.device)
+        scores = vidpool.prompt_scores(
+            torch.randn(1, frames, 24, 24, 64, device=args.device), torch.randn(1, 64, device=args.device)
+        )
         gb = x.numel() * x.element_size() / 1e9
         print(f"\ninput [1, {frames}, 24, 24, 1024] ({gb:.2f} GB)")
         print(f"{'method':<16}{'tokens':>8}{'ms':>10}{'GB/s':>8}   straightforward way")

@@ -223,7 +223,7 @@ def seven_b_spec():
 
     width = clip_spec(load_config("ViT-L-14-336")).width
     config = native_config("ViT-L-14-336", width)
-    return native_spec(config, LLAMA_7B, 2, name="llama-7b-shape + ViT-L-14-336 (random)")
+    return native_spec(config, LLAMA_7B, 2, name="llama-7b-shape + ViT-L-14-336 (random)", device_type="cuda")
 
 
 def plan_only(frames: list[int], budget: int, memory: str, max_new_tokens: int) -> int:

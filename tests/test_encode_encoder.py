@@ -308,9 +308,13 @@ def test_prompt_scores_end_to_end(enc: CLIPEncoder, frames: torch.Tensor) -> Non
 
 
 @pytest.mark.gpu
-def test_cuda_fp16_matches_cpu(frames: torch.Tensor) -> None:
+def test_cuda_fp16_matches_cpu() -> None:
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
+    # frames at the model's size: no resize, so both devices see the same pixels and only precision differs
+    frames = torch.randint(
+        0, 256, (6, 48, 48, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8
+    )
     torch.manual_seed(0)
     cpu = CLIPEncoder("tiny-clip-48")
     torch.manual_seed(0)
@@ -319,5 +323,7 @@ def test_cuda_fp16_matches_cpu(frames: torch.Tensor) -> None:
     a = cpu.encode_frames(frames, joint=True)
     b = gpu.encode_frames(frames, joint=True, out_device="cpu")
     assert b.patches.device.type == "cpu"
-    assert torch.allclose(a.patches, b.patches.float(), atol=5e-2, rtol=5e-2)
-    assert torch.allclose(a.joint, b.joint.float(), atol=5e-2, rtol=5e-2)
+    for ref, half in ((a.patches, b.patches), (a.joint, b.joint)):
+        ref, half = ref.flatten(0, -2), half.float().flatten(0, -2)
+        assert ((half - ref).norm() / ref.norm()).item() < 1e-2  # float16 rounding
+        assert torch.nn.functional.cosine_similarity(half, ref, dim=-1).min().item() > 0.999

@@ -47,7 +47,7 @@ def test_encoder_planner_and_batching_share_the_formula(enc: CLIPEncoder) -> Non
     hw = (480, 640)
     from_config = clip_activation_bytes_per_frame(spec, 4, frame_hw=hw)
     assert enc.activation_bytes_per_frame(hw, joint=False) == from_config
-    assert _clip_frame_activation(spec, 4)(hw) == from_config
+    assert _clip_frame_activation(spec, 4, "cpu")(hw) == from_config
     assert activation_bytes_per_frame(spec, torch.float32, frame_hw=hw, joint=False) == from_config
     assert enc.batch_size_for(7 * enc.activation_bytes_per_frame(hw) + 1, hw) == 7
 

@@ -7,7 +7,7 @@ import torch
 from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
 from vidpool.encode.config import load_config, model_spec
-from vidpool.encode.preprocess import preprocess_frames, resized_size
+from vidpool.encode.preprocess import _crop_or_pad, preprocess_frames, resize_as_float, resized_size
 from vidpool.errors import InvalidArgumentError
 
 open_clip = pytest.importorskip("open_clip")
@@ -49,6 +49,43 @@ def test_matches_open_clip_transform(size: int, hw: tuple[int, int]) -> None:
     for img, out in zip(images, batch):
         ref = reference(Image.fromarray(img.numpy()))
         diff = _levels(out, ref, cfg["std"])
+        assert diff.max().item() <= MAX_LEVELS + 1e-3
+        assert diff.mean().item() <= MEAN_LEVELS
+
+
+def _normalise(x: torch.Tensor, cfg: dict) -> torch.Tensor:
+    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    return (x.float() / 255 - mean) / std
+
+
+@pytest.mark.parametrize("size", [336, 48])
+@pytest.mark.parametrize("hw", [(480, 640), (720, 1280), (240, 320), (100, 90)])
+def test_float_resize_of_the_gpu_path_matches_open_clip(size: int, hw: tuple[int, int]) -> None:
+    """GPUs resize through float32 in two passes (run here on the CPU kernels): PIL's result too."""
+    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    cfg = spec.preprocess()
+    reference = open_clip.image_transform(size, is_train=False)
+    for img in (_smooth(*hw, seed=1), _noise(*hw, seed=2)):
+        new_size = resized_size(*hw, (size, size), "shortest")
+        resized = resize_as_float(img[None].permute(0, 3, 1, 2), new_size, "bicubic")
+        assert resized.dtype == torch.float32 and torch.equal(resized, resized.round())
+        out = _normalise(_crop_or_pad(resized, (size, size), 0), cfg)[0]
+        diff = _levels(out, reference(Image.fromarray(img.numpy())), cfg["std"])
+        assert diff.max().item() <= MAX_LEVELS + 1e-3
+        assert diff.mean().item() <= 0.05  # measured: at most 0.02 levels
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("hw", [(720, 1280), (240, 320), (100, 90)])
+def test_cuda_preprocessing_matches_open_clip(hw: tuple[int, int]) -> None:
+    cfg = model_spec(load_config("ViT-L-14-336")).preprocess()
+    reference = open_clip.image_transform(336, is_train=False)
+    images = [_smooth(*hw, seed=1), _noise(*hw, seed=2)]
+    batch = preprocess_frames(torch.stack(images), cfg, device="cuda").cpu()
+    for img, out in zip(images, batch):
+        diff = _levels(out, reference(Image.fromarray(img.numpy())), cfg["std"])
         assert diff.max().item() <= MAX_LEVELS + 1e-3
         assert diff.mean().item() <= MEAN_LEVELS
 

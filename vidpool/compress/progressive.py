@@ -148,11 +148,18 @@ def _pool_frames(x: torch.Tensor, grids: list[tuple[int, int]]) -> Output:
             pieces.append(pool_grid(x[:, start:end], grids[start]).flatten(1, 3))
             start = end
     tokens = torch.cat(pieces, dim=1)
+    # Provenance once per distinct grid (at most three), written to its frames with index ops:
+    # a per-frame loop costs a dozen kernel launches a frame on a GPU.
+    offsets = [0]
+    for grid in grids[:-1]:
+        offsets.append(offsets[-1] + grid[0] * grid[1])
     assign = torch.empty(t, h, w, dtype=torch.long, device=dev)
     weight = torch.empty(t, h, w, device=dev)
-    offset = 0
-    for i, grid in enumerate(grids):
+    for grid in dict.fromkeys(grids):
+        frames = [i for i, g in enumerate(grids) if g == grid]
+        index = torch.tensor(frames, device=dev)
+        start = torch.tensor([offsets[i] for i in frames], device=dev).view(-1, 1, 1)
         a, wt = grid_provenance([axis_provenance(h, grid[0], dev), axis_provenance(w, grid[1], dev)], grid)
-        assign[i], weight[i] = a + offset, wt
-        offset += grid[0] * grid[1]
+        assign[index] = a + start
+        weight[index] = wt
     return Output(tokens, assign.expand(b, t, h, w).clone(), weight.expand(b, t, h, w).clone())

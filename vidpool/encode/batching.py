@@ -35,6 +35,7 @@ def activation_bytes_per_frame(
     frame_hw: tuple[int, int] | None = None,
     joint: bool = True,
     block: int | None = None,
+    device_type: str = "cpu",
 ) -> int:
     """Peak device memory one frame adds to a batch, in bytes (:mod:`vidpool.encode.memory`'s formula).
 
@@ -44,10 +45,11 @@ def activation_bytes_per_frame(
         frame_hw: size of the decoded frames (defaults to 720p, a common decode size).
         joint: whether the last block also runs and its joint projection is written.
         block: index of the block whose output is taken (``None``: the second-to-last).
+        device_type: where the encoder runs (preprocessing and attention differ between CPU and GPU).
     """
     item = torch.empty((), dtype=dtype).element_size()
     return clip_activation_bytes_per_frame(
-        spec, item, frame_hw=tuple(frame_hw or (720, 1280)), joint=joint, block=block
+        spec, item, frame_hw=tuple(frame_hw or (720, 1280)), joint=joint, block=block, device_type=device_type
     )
 
 

@@ -127,19 +127,48 @@ def memory(model: str, batches: list[int], hw: tuple[int, int]) -> list[dict]:
 
 
 def estimate_accuracy(
-    models: list[str], hw: tuple[int, int] = (240, 320), dtype: torch.dtype = torch.float32
+    models: list[str],
+    hw: tuple[int, int] = (240, 320),
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
 ) -> list[dict]:
-    """Predicted vs measured (allocator events) bytes per frame of one batch on CPU."""
+    """Predicted vs measured bytes per frame of one batch (allocator events on CPU, peak stats on CUDA).
+
+    ``predicted`` is the formula for the encoder's device; ``predicted_scores`` counts the attention
+    scores as materialised whatever the device (the CPU kernel holds them, CUDA's fused kernels not).
+    """
+    from vidpool.encode.memory import clip_activation_bytes_per_frame
+
     rows = []
     for name in models:
         torch.manual_seed(0)
-        enc = CLIPEncoder(name, dtype=dtype, memory_budget=1 << 40)
-        batch = 8 if enc.spec.width <= 64 else 2
+        enc = CLIPEncoder(name, dtype=dtype, device=device, memory_budget=1 << 40)
+        batch = 8 if enc.spec.width <= 64 or enc.device.type == "cuda" else 2
         frames = torch.randint(0, 256, (batch, *hw, 3), dtype=torch.uint8)
+        item = torch.empty((), dtype=enc.dtype).element_size()
         for joint in (False, True):
             measured = measured_bytes_per_frame(enc, frames, joint=joint)
             predicted = enc.activation_bytes_per_frame(hw, joint=joint)
-            rows.append({"model": name, "joint": joint, "measured": measured, "predicted": predicted})
+            scores = clip_activation_bytes_per_frame(
+                enc.spec,
+                item,
+                frame_hw=hw,
+                joint=joint,
+                block=enc._block,
+                device_type=enc.device.type,
+                attention_matrix=True,
+            )
+            rows.append(
+                {
+                    "model": name,
+                    "device": str(enc.device),
+                    "dtype": str(enc.dtype).removeprefix("torch."),
+                    "joint": joint,
+                    "measured": measured,
+                    "predicted": predicted,
+                    "predicted_scores": scores,
+                }
+            )
     return rows
 
 
@@ -154,7 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", type=int, nargs="*", help="batch sizes for the peak-memory check")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--estimate", nargs="+", metavar="MODEL", help="check the per-frame memory formula")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="for --estimate")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="for --estimate"
+    )
+    parser.add_argument("--device", default="cpu", help="for --estimate: cpu or cuda")
+    parser.add_argument("--hw-estimate", default="240x320", help="for --estimate: decoded frame size HxW")
     parser.add_argument("--_rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -164,12 +197,19 @@ def main(argv: list[str] | None = None) -> None:
         _peak_rss_child(model, int(batch), tuple(int(v) for v in hw.split("x")))
         return
     if args.estimate:
-        print(f"{'model':<14} {'joint':<6} {'measured B/frame':>17} {'predicted':>10} {'error':>7}")
-        for row in estimate_accuracy(args.estimate, dtype=getattr(torch, args.dtype)):
+        hw = tuple(int(v) for v in args.hw_estimate.split("x"))
+        rows = estimate_accuracy(args.estimate, hw, getattr(torch, args.dtype), args.device)
+        print(
+            f"{'model':<14} {'device':<7} {'dtype':<9} {'joint':<6} {'measured B/frame':>17} "
+            f"{'predicted':>11} {'error':>7} {'w/ scores':>11} {'error':>7}"
+        )
+        for row in rows:
             error = row["predicted"] / row["measured"] - 1
+            with_scores = row["predicted_scores"] / row["measured"] - 1
             print(
-                f"{row['model']:<14} {row['joint']!s:<6} {row['measured']:>17,.0f} "
-                f"{row['predicted']:>10,} {error:>+7.1%}"
+                f"{row['model']:<14} {row['device']:<7} {row['dtype']:<9} {row['joint']!s:<6} "
+                f"{row['measured']:>17,.0f} {row['predicted']:>11,} {error:>+7.1%} "
+                f"{row['predicted_scores']:>11,} {with_scores:>+7.1%}"
             )
         return
     hw = tuple(int(v) for v in args.hw.split("x"))

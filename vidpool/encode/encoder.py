@@ -276,10 +276,15 @@ class CLIPEncoder:
         """Peak memory each frame of a batch adds (bytes) for decoded frames of ``frame_hw`` (default 720p).
 
         The formula is :func:`vidpool.encode.memory.vit_activation_bytes_per_frame` over this model's
-        config, the same one ``vidpool.plan`` uses; measured within 1% on CPU for the tiny configs.
+        config and device, the same one ``vidpool.plan`` uses (measured: README, "Encoding frames").
         """
         return activation_bytes_per_frame(
-            self.spec, self._dtype, frame_hw=frame_hw, joint=joint, block=self._block
+            self.spec,
+            self._dtype,
+            frame_hw=frame_hw,
+            joint=joint,
+            block=self._block,
+            device_type=self._device.type,
         )
 
     def batch_size_for(self, memory_bytes: int, frame_hw: tuple[int, int] | None = None) -> int:

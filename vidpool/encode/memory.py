@@ -6,12 +6,15 @@ the tensors an open_clip ViT holds at once during inference (``tokens = grid + 1
 ``b`` the dtype's bytes), read from torch's CPU allocator events (``vidpool.schedule.measure_peak``):
 
 * the decoded uint8 frame ``3 x H x W`` (the caller's batch, or its copy on the device);
-* the preprocessed pixels ``3 x S x S x b``; while preprocessing, the uint8 resize output and a
-  float32 copy instead (resizing runs in uint8, so no float copy of a full-size frame exists);
+* the preprocessed pixels ``3 x S x S x b``; while preprocessing, on the CPU the uint8 resize output
+  and a float32 copy instead (resizing runs in uint8 there, so no float copy of a full-size frame
+  exists); on a GPU, whose kernels resize floats only, a float32 copy of the decoded frame, each of
+  the two resize passes' float32 output next to its input, then the last next to the pixels;
 * inside the deepest block that runs, in units of ``tokens x W`` values: the residual stream
   (the block's input and the embedding that the caller keeps: 2, or 1 in the first block where they
   are one tensor), the layer-normed input (1), and either attention's fused q/k/v with its split
-  copies (3 + 3, or 3 + the ``heads x tokens^2`` scores, which the CPU kernel materialises) or, with
+  copies (3 + 3, or 3 + the ``heads x tokens^2`` scores, which the CPU kernel materialises and
+  CUDA's fused attention never holds) or, with
   the post-attention residual (1), the MLP hidden state and its activation (``2 x mlp_ratio`` for
   GELU, ``3 x mlp_ratio`` for QuickGELU, whose ``x * sigmoid(1.702 x)`` keeps one more);
 * the outputs written for the frame: patch tokens ``grid x W`` (and ``grid x D`` joint embeddings).
@@ -23,6 +26,7 @@ included), equal to this formula: tiny-clip-32 268,672 B, tiny-clip-48 409,344 B
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -50,7 +54,8 @@ def vit_activation_bytes_per_frame(
     embed_dim: int = 0,
     quick_gelu: bool = False,
     first_block: bool = False,
-    attention_matrix: bool = True,
+    device_type: str = "cpu",
+    attention_matrix: bool | None = None,
 ) -> int:
     """Peak bytes one frame adds to a ViT encoder batch (see the module doc for each term).
 
@@ -65,7 +70,10 @@ def vit_activation_bytes_per_frame(
         embed_dim: joint-space size ``D`` when joint embeddings are also written (0: not asked for).
         quick_gelu: the MLP uses QuickGELU (open_clip configs with ``"quick_gelu": true``).
         first_block: the deepest block that runs is the first one (a 1-block forward).
-        attention_matrix: count the materialised attention scores (True for the CPU kernel).
+        device_type: where the encoder runs (``"cpu"``, ``"cuda"``, ...): it decides how
+            preprocessing resizes and, unless ``attention_matrix`` is given, whether attention
+            materialises its scores (the CPU kernel does, CUDA's fused kernels do not).
+        attention_matrix: count the ``heads x tokens^2`` attention scores (default: on the CPU only).
 
     Returns:
         Bytes, a pure function of the numbers above.
@@ -75,17 +83,36 @@ def vit_activation_bytes_per_frame(
     unit = tokens * width
     hidden = int(width * mlp_ratio)
     stream = 2 if first_block else 3
+    if attention_matrix is None:
+        attention_matrix = device_type == "cpu"
     scores = heads * tokens * tokens if attention_matrix else 0
     # before attention the post-attention residual does not exist yet: one unit less of stream
     attention = (stream + 3) * unit + max(3 * unit, scores)
     mlp = (stream + 1) * unit + (3 if quick_gelu else 2) * tokens * hidden
     pixels = 3 * image_size * image_size * dtype_bytes
     blocks = pixels + max(attention, mlp) * dtype_bytes
-    side = min(frame_hw) if frame_hw[0] and frame_hw[1] else image_size
-    resized_long = max(frame_hw) * image_size // side if side else image_size
-    preprocess = 3 * image_size * max(resized_long, image_size) + 3 * image_size * image_size * 4
-    if dtype_bytes != 4:
-        preprocess += pixels
+    height, width_px = frame_hw if frame_hw[0] and frame_hw[1] else (image_size, image_size)
+    side, long = min(height, width_px), max(height, width_px)
+    resized_long = max(int(image_size * long / side), image_size)  # shortest side to image_size
+    if side == image_size:
+        # no resize: the crop's float32 copy, then the pixels
+        preprocess = 3 * image_size * image_size * 4 + (
+            pixels if dtype_bytes != 4 or device_type != "cpu" else 0
+        )
+    elif device_type == "cpu":
+        # uint8 resize output, then its float32 copy (and the pixels when they are not float32)
+        preprocess = 3 * image_size * resized_long + 3 * image_size * image_size * 4
+        if dtype_bytes != 4:
+            preprocess += pixels
+    else:
+        # float32 frame, then each pass's float32 output next to its input (width first), then pixels
+        new_h, new_w = (image_size, resized_long) if height <= width_px else (resized_long, image_size)
+        steps = [3 * height * width_px * 4]
+        if new_w != width_px:
+            steps.append(3 * height * new_w * 4)
+        if new_h != height:
+            steps.append(3 * new_h * new_w * 4)
+        preprocess = max(max(a + b for a, b in pairwise(steps)), steps[-1] + pixels)
     outputs = grid * (width + embed_dim) * dtype_bytes
     frame = 3 * frame_hw[0] * frame_hw[1]
     return int(frame + outputs + max(blocks, preprocess))
@@ -98,7 +125,8 @@ def clip_activation_bytes_per_frame(
     frame_hw: tuple[int, int] = (0, 0),
     joint: bool = False,
     block: int | None = None,
-    attention_matrix: bool = True,
+    device_type: str = "cpu",
+    attention_matrix: bool | None = None,
 ) -> int:
     """:func:`vit_activation_bytes_per_frame` for a :class:`vidpool.encode.ModelSpec` (config geometry).
 
@@ -123,17 +151,34 @@ def clip_activation_bytes_per_frame(
         embed_dim=spec.embed_dim if joint else 0,
         quick_gelu=spec.quick_gelu,
         first_block=deepest == 0,
+        device_type=device_type,
         attention_matrix=attention_matrix,
     )
 
 
 def measured_bytes_per_frame(encoder: CLIPEncoder, frames: torch.Tensor, *, joint: bool = False) -> float:
-    """Measured peak bytes per frame of one ``encoder.encode_frames(frames)`` batch on the CPU.
+    """Measured peak bytes per frame of one ``encoder.encode_frames(frames)`` batch.
 
-    The peak of torch's allocator events during the call (``vidpool.schedule.measure_peak``) plus the
-    uint8 ``frames [T, H, W, 3]`` themselves, divided by ``T``. Give the encoder a budget that fits
-    all ``T`` frames in one batch.
+    CPU: the peak of torch's allocator events during the call (``vidpool.schedule.measure_peak``)
+    plus the uint8 ``frames [T, H, W, 3]`` themselves. CUDA: ``torch.cuda.max_memory_allocated``
+    above what was allocated before the call (the frames' copy on the device included), after one
+    warm-up call so that library workspaces already exist. Either is divided by ``T``; give the
+    encoder a budget that fits all ``T`` frames in one batch.
     """
+    import torch
+
+    device = encoder.device
+    if device.type == "cuda":
+        encoder.encode_frames(frames[:1], joint=joint)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        out = encoder.encode_frames(frames, joint=joint)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - before
+        del out
+        return peak / int(frames.shape[0])
+
     from vidpool.schedule.measure import measure_peak
 
     _, peak = measure_peak(lambda: encoder.encode_frames(frames, joint=joint))

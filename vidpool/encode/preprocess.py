@@ -16,7 +16,7 @@ import torch
 
 from vidpool.errors import InvalidArgumentError, require
 
-__all__ = ["check_frames", "preprocess_frames", "resized_size"]
+__all__ = ["check_frames", "preprocess_frames", "resize_as_float", "resized_size"]
 
 
 def check_frames(frames: Any) -> torch.Tensor:
@@ -73,6 +73,26 @@ def resized_size(height: int, width: int, size: tuple[int, int], resize_mode: st
     return round(height / ratio), round(width / ratio)
 
 
+def resize_as_float(x: torch.Tensor, size: tuple[int, int], interpolation: Any) -> torch.Tensor:
+    """Resize uint8 ``x [T, 3, H, W]`` through float32, as GPU kernels must (they resize floats only).
+
+    PIL resizes in two passes, width first, and rounds to uint8 in between; so does this, clamping
+    and rounding after each pass (one pass over both sides differs from PIL by up to 24 levels on
+    noise, these two by at most 2: ``tests/test_encode_preprocess.py``). The float copy is made
+    contiguous (CUDA's antialiasing kernel otherwise copies a channels-last input once more).
+
+    Returns:
+        float32 ``[T, 3, h, w]`` holding whole numbers 0..255.
+    """
+    mode = "bilinear" if str(getattr(interpolation, "value", interpolation)) == "bilinear" else "bicubic"
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)
+    for step in ((int(x.shape[-2]), size[1]), (size[0], size[1])):
+        if step != (int(x.shape[-2]), int(x.shape[-1])):
+            x = torch.nn.functional.interpolate(x, size=step, mode=mode, align_corners=False, antialias=True)
+            x = x.clamp_(0, 255).round_()
+    return x
+
+
 def _crop_or_pad(x: torch.Tensor, size: tuple[int, int], fill: int) -> torch.Tensor:
     """Centre-crop ``x [T, 3, H, W]`` to ``size``, padding with ``fill`` first where it is smaller."""
     crop_h, crop_w = size
@@ -127,7 +147,10 @@ def preprocess_frames(
     x = x.permute(0, 3, 1, 2)
     new_size = resized_size(x.shape[-2], x.shape[-1], size, mode)
     if new_size != tuple(x.shape[-2:]):
-        x = tvf.resize(x, list(new_size), interpolation=interp, antialias=True)
+        if x.device.type == "cpu":
+            x = tvf.resize(x, list(new_size), interpolation=interp, antialias=True)
+        else:
+            x = resize_as_float(x, new_size, interp)
     x = _crop_or_pad(x, size, int(cfg.get("fill_color", 0)) if mode == "longest" else 0)
 
     mean = torch.tensor(cfg["mean"], device=x.device, dtype=torch.float32).view(1, 3, 1, 1)

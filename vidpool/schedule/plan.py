@@ -234,8 +234,9 @@ def plan(
     """
     import torch
 
-    cuda = torch.device(device).type == "cuda"
-    spec = model_spec(model, dtype_bytes=2 if cuda else 4)
+    device_type = torch.device(device).type
+    cuda = device_type == "cuda"
+    spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=device_type)
     video_frames, duration, frame_size = _video_facts(video_info)
     resize = None
     if min(frame_size) > spec.image_size:

@@ -26,13 +26,14 @@ __all__ = ["model_spec", "native_spec"]
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
-def model_spec(model: Any, *, dtype_bytes: int | None = None) -> ModelSpec:
+def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str = "cpu") -> ModelSpec:
     """A :class:`ModelSpec` for ``model``.
 
     ``model`` may be a ``ModelSpec``, a dict of its fields, a loaded ``vidpool.llm.VideoLM`` (anything with
     ``lm_spec`` and ``vision_spec``), a ``vidpool.llm.ModelConfig``, or a checkpoint folder path.
     ``dtype_bytes`` sets the compute precision for specs read from files (the weights' own dtype is not
-    what runs: GGUF files are dequantized on load); loaded models report their own.
+    what runs: GGUF files are dequantized on load) and ``device_type`` where they will run (the encoder's
+    memory per frame depends on it); loaded models report their own.
     """
     if isinstance(model, ModelSpec):
         return model
@@ -41,9 +42,9 @@ def model_spec(model: Any, *, dtype_bytes: int | None = None) -> ModelSpec:
     if hasattr(model, "lm_spec") and hasattr(model, "vision_spec"):
         return _from_loaded(model)
     if isinstance(model, (str, Path)):
-        return _from_folder(Path(model), dtype_bytes or 4)
+        return _from_folder(Path(model), dtype_bytes or 4, device_type)
     if hasattr(model, "encoder") and hasattr(model, "lm") and hasattr(model, "compress"):
-        return _from_native_config(model, None, dtype_bytes or 4)
+        return _from_native_config(model, None, dtype_bytes or 4, device_type)
     raise InvalidArgumentError(
         f"cannot plan for a {type(model).__name__}: pass a loaded VideoLM, a checkpoint folder, "
         "a ModelConfig, a ModelSpec or a dict of ModelSpec fields"
@@ -265,7 +266,9 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
     return _read_json(config)
 
 
-def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, int], bool], int]:
+def _clip_frame_activation(
+    clip: Any, dtype_bytes: int, device_type: str
+) -> Callable[[tuple[int, int], bool], int]:
     """Encoder memory per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size.
 
     The formula :meth:`vidpool.CLIPEncoder.activation_bytes_per_frame` uses, from the config alone,
@@ -273,7 +276,9 @@ def _clip_frame_activation(clip: Any, dtype_bytes: int) -> Callable[[tuple[int, 
     """
 
     def per_frame(frame_hw: tuple[int, int], joint: bool = False) -> int:
-        return clip_activation_bytes_per_frame(clip, dtype_bytes, frame_hw=tuple(frame_hw), joint=joint)
+        return clip_activation_bytes_per_frame(
+            clip, dtype_bytes, frame_hw=tuple(frame_hw), joint=joint, device_type=device_type
+        )
 
     return per_frame
 
@@ -286,15 +291,19 @@ def _clip_text_param_count(clip: Any) -> int:
     return text + w * clip.embed_dim + clip.width * clip.embed_dim + 1
 
 
-def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int) -> ModelSpec:
+def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int, device_type: str) -> ModelSpec:
     if folder is None:
         raise InvalidArgumentError("plan a ModelConfig through its checkpoint folder or a loaded model")
-    return native_spec(config, _lm_config(folder, dict(config.lm or {})), dtype_bytes, name=folder.name)
+    lm_config = _lm_config(folder, dict(config.lm or {}))
+    return native_spec(config, lm_config, dtype_bytes, name=folder.name, device_type=device_type)
 
 
-def native_spec(config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: str = "model") -> ModelSpec:
+def native_spec(
+    config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: str = "model", device_type: str = "cpu"
+) -> ModelSpec:
     """The ModelSpec of a native model from its ``ModelConfig`` and its LM's transformers config dict,
-    without building either (open_clip encoder with its text tower, projector, LLaMA-style LM)."""
+    without building either (open_clip encoder with its text tower, projector, LLaMA-style LM), for
+    running on ``device_type``."""
     from vidpool.encode.config import load_config
     from vidpool.encode.config import model_spec as clip_spec
 
@@ -303,7 +312,7 @@ def native_spec(config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: 
     lm = _lm_fields(lm_config, dtype_bytes)
     side = vision.image_size[0]
     patch = vision.patch_size[0]
-    frame_activation = _clip_frame_activation(vision, dtype_bytes)
+    frame_activation = _clip_frame_activation(vision, dtype_bytes, device_type)
     vit = vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
     hidden = lm["hidden_size"]
     width = int(getattr(config, "vision_width", None) or vision.width)
@@ -323,13 +332,13 @@ def native_spec(config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: 
     )
 
 
-def _from_folder(folder: Path, dtype_bytes: int) -> ModelSpec:
+def _from_folder(folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     if (folder / "vidpool.json").is_file():
         from vidpool.llm.config import ModelConfig
 
-        return _from_native_config(ModelConfig.load(folder), folder, dtype_bytes)
+        return _from_native_config(ModelConfig.load(folder), folder, dtype_bytes, device_type)
     if (folder / "config.json").is_file():
         cfg = _read_json(folder / "config.json")
         if "text_config" not in cfg or "vision_config" not in cfg:
@@ -347,7 +356,7 @@ def _from_folder(folder: Path, dtype_bytes: int) -> ModelSpec:
         return ModelSpec(
             vision_param_bytes=vit_param_count(width, layers, patch, side, mlp_ratio) * dtype_bytes,
             activation_bytes_per_frame=vit_activation_bytes_per_frame(
-                width, side, patch, heads, dtype_bytes, mlp_ratio=mlp_ratio
+                width, side, patch, heads, dtype_bytes, mlp_ratio=mlp_ratio, device_type=device_type
             ),
             grid=(grid, grid),
             width=width,
