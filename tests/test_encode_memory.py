@@ -6,7 +6,7 @@ import pytest
 import torch
 from encode_support import one_thread, random_frames  # noqa: F401  (autouse fixture)
 
-from vidpool.encode import CLIPEncoder
+from vidpool.encode import CLIPEncoder, load_config, model_spec
 from vidpool.encode.batching import activation_bytes_per_frame
 from vidpool.encode.memory import (
     clip_activation_bytes_per_frame,
@@ -70,3 +70,21 @@ def test_formula_terms() -> None:
         1024, 336, 14, 16, 4, frame_hw=(240, 320), attention_matrix=False
     )
     assert with_scores > no_scores
+
+
+def test_cuda_terms_match_the_h100_measurement() -> None:
+    # float16 on an H100 (torch.cuda.max_memory_allocated per frame, frames' device copy included;
+    # python -m vidpool.encode.bench --estimate ViT-B-16 ViT-L-14-336 --device cuda --dtype float16
+    # --hw-estimate 720x1280): ViT-L-14-336 with joint embeddings measured 21,046,464 B, ViT-B-16
+    # 17,682,560 B (its float32 resize buffers outweigh its blocks).
+    vit_l = model_spec(load_config("ViT-L-14-336"))
+    hd = (720, 1280)
+    assert (
+        clip_activation_bytes_per_frame(vit_l, 2, frame_hw=hd, joint=True, device_type="cuda") == 21_046_464
+    )
+    vit_b = vit_activation_bytes_per_frame(768, 224, 16, 12, 2, frame_hw=hd, device_type="cuda")
+    assert vit_b == pytest.approx(17_682_560, rel=0.01)
+    # CUDA's fused attention holds no scores; the CPU kernel does
+    cpu = clip_activation_bytes_per_frame(vit_l, 2, frame_hw=(336, 597), device_type="cpu")
+    cuda = clip_activation_bytes_per_frame(vit_l, 2, frame_hw=(336, 597), device_type="cuda")
+    assert cuda < cpu
