@@ -101,10 +101,34 @@ def check_path(path: str | os.PathLike) -> Path:
     return p
 
 
+_ISO_BMFF_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"}
+
+
+def _is_iso_bmff(path: Path) -> bool:
+    """Whether ``path`` starts like an MP4/MOV file (its first box has a known ISO-BMFF type)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(8)[4:8] in _ISO_BMFF_BOXES
+    except OSError:
+        return False
+
+
 def open_container(path: Path):
-    """Open ``path`` with PyAV and return ``(container, video_stream)``; map failures to VideoDecodeError."""
+    """Open ``path`` with PyAV and return ``(container, video_stream)``; map failures to VideoDecodeError.
+
+    MP4/MOV headers describe the stream fully, so there FFmpeg's stream probing is told not to decode
+    (``skip_frame=all`` for the probe only; decoding later is unaffected). Probing otherwise decodes
+    the first frames, which costs as much as decoding a keyframe: 13 ms of a 14 ms open for 720p
+    H.264. Where the header leaves the frame size unknown, the file is opened again with the full probe.
+    """
     av = require("av", "video", "Reading videos")
     try:
+        if _is_iso_bmff(path):
+            container = av.open(str(path), mode="r", metadata_errors="ignore", options={"skip_frame": "all"})
+            video = container.streams.video
+            if video and video[0].codec_context.width and video[0].codec_context.height:
+                return container, video[0]
+            container.close()
         container = av.open(str(path), mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise VideoDecodeError(
@@ -196,6 +220,11 @@ def _rotation(container, stream) -> int:
     return rotation % 360 // 90 * 90
 
 
+# AVIndexEntry flags (libavformat/avformat.h)
+_INDEX_KEYFRAME = 0x0001
+_INDEX_DISCARD = 0x0002
+
+
 def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
     """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
     frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
@@ -211,19 +240,18 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     count = len(entries)
     if count < 2 or count != stream.frames:
         return None
-    dts = np.empty(count, dtype=np.int64)
-    end = 0
-    for i, entry in enumerate(entries):
-        if entry.is_discard or entry.size <= 0:
-            return None
-        dts[i] = entry.timestamp
-        end = max(end, entry.pos + entry.size)
+    # one pass over the entries (attribute reads dominate: 7,200 entries in 3 ms)
+    rows = np.array([(e.timestamp, e.pos, e.size, e.flags) for e in entries], dtype=np.int64)
+    dts, pos, size, flags = rows.T
+    if np.any(flags & _INDEX_DISCARD) or np.any(size <= 0):
+        return None
+    keyframe = (flags & _INDEX_KEYFRAME) != 0
     steps = np.diff(dts)
-    if steps.min() <= 0 or not entries[0].is_keyframe or end > os.path.getsize(container.name):
+    if steps.min() <= 0 or not keyframe[0] or int((pos + size).max()) > os.path.getsize(container.name):
         return None  # reordered decode times, or a file cut short of the frames its index lists
     # Each keyframe's packet, read after a seek to it (a demuxer that skips packets may misplace the
     # presentation times of the ones it returns).
-    key_dts = dts[[i for i, entry in enumerate(entries) if entry.is_keyframe]]
+    key_dts = dts[keyframe]
     key_pts = []
     try:
         for stamp in key_dts.tolist():
