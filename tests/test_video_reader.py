@@ -358,13 +358,46 @@ def test_cold_keyframe_sampling_reuses_the_metadata_container(videos, name):
 
 @pytest.mark.parametrize("name", ["h264", "rot90", "rot270"])
 def test_track_header_rotation_matches_the_decoded_frame(videos, name):
-    from vidpool.video.info import _first_frame, _mp4_rotation, open_container
+    from vidpool.video import mp4
+    from vidpool.video.info import _first_frame, open_container
 
     container, stream = open_container(videos[name])
     try:
-        header = _mp4_rotation(container.name, stream.id)
+        header = mp4.rotation(container.name, stream.id)
         decoded = round(_first_frame(container, stream).rotation)
     finally:
         container.close()
     assert header is not None
     assert header % 360 == decoded % 360
+
+
+def test_composition_offsets_come_from_ctts_and_need_three_packet_reads(videos, monkeypatch):
+    from vidpool.video import info as info_module
+    from vidpool.video import mp4
+
+    container, stream = info_module.open_container(videos["h264"])  # B-frames: a ctts box
+    try:
+        offsets = mp4.composition_offsets(container.name, stream.id)
+        container.seek(0, stream=stream)
+        demuxed = np.array([p.pts - p.dts for p in container.demux(stream) if p.size], dtype=np.int64)
+        reads = []
+        real = info_module._packet_pts
+        monkeypatch.setattr(info_module, "_packet_pts", lambda *a: reads.append(a[2]) or real(*a))
+        index = info_module.build_index(container, stream)
+        full = info_module.build_index(container, stream, demux=True)
+    finally:
+        container.close()
+    assert offsets is not None and np.unique(offsets).size > 1  # reordered frames
+    assert np.unique(demuxed - offsets).size == 1
+    assert len(reads) == 3  # first, middle and last keyframe, not all six
+    np.testing.assert_array_equal(index.pts, full.pts)
+    np.testing.assert_array_equal(index.keyframes, full.keyframes)
+
+
+def test_composition_offsets_of_a_non_mp4_or_missing_track_are_none(tmp_path, videos):
+    from vidpool.video import mp4
+
+    assert mp4.composition_offsets(str(videos["h264"]), 99) is None
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    assert mp4.composition_offsets(str(text), 1) is None

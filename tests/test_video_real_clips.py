@@ -56,3 +56,26 @@ def test_keyframe_sampling_on_real_clip():
         fast = reader.sample(num_frames=4, exact=False, resize=64)
     assert set(fast.indices) <= keys
     assert fast.frames.shape[0] == 4
+
+
+@pytest.mark.parametrize("name", sorted(CLIPS))
+def test_real_clip_index_matches_demuxing_every_packet(name):
+    import numpy as np
+
+    from vidpool.video import mp4
+    from vidpool.video.info import build_index, open_container
+
+    container, stream = open_container(_clip_dir() / name)
+    try:
+        fast = build_index(container, stream)
+        full = build_index(container, stream, demux=True)
+        offsets = mp4.composition_offsets(container.name, stream.id)
+        container.seek(0, stream=stream)
+        demuxed = np.array([p.pts - p.dts for p in container.demux(stream) if p.size], dtype=np.int64)
+    finally:
+        container.close()
+    np.testing.assert_array_equal(fast.pts, full.pts)
+    np.testing.assert_array_equal(fast.keyframes, full.keyframes)
+    # the ctts offsets, in decode order, are what demuxing gives up to one constant
+    assert offsets is not None and offsets.shape == demuxed.shape
+    assert np.unique(demuxed - offsets).size == 1
