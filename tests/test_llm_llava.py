@@ -54,14 +54,19 @@ def test_loads_with_its_own_pooling_as_the_default_method(models, kind):
     assert model.text_embedding("anything") is None
 
 
-def test_next_video_default_reproduces_transformers_features_and_logits(models, frames):
-    """With the checkpoint's own pooling, vidpool's path gives transformers' own answer."""
-    model = models["llava_next_video"]
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_default_reproduces_transformers_features_and_logits(models, frames, kind):
+    """With the checkpoint's own pooling, vidpool's path gives transformers' own answer (OneVision's
+    image_newline included)."""
+    model = models[kind]
     tokens = model.visual_tokens(model.encode_frames(frames))
+    assert tokens.shape[0] == model.num_visual_tokens(4)
     pixels = _hf_pixels(model, frames)
     with torch.inference_mode():
         theirs = feature_tensor(model.model.get_video_features(pixel_values_videos=pixels))[0]
     assert torch.allclose(tokens, theirs, atol=1e-5)
+    if kind == "llava_onevision":
+        assert torch.allclose(tokens[-1], llava_parts(model.model).image_newline)
 
     embeds = model.build_inputs_embeds(tokens, QUESTION, timestamps=[0, 1, 2, 3])
     text = model.prompt_text(QUESTION, timestamps=[0, 1, 2, 3])
@@ -74,19 +79,6 @@ def test_next_video_default_reproduces_transformers_features_and_logits(models, 
     assert torch.allclose(ours, reference, atol=1e-4)
 
 
-def test_onevision_default_matches_transformers_without_the_newline_token(models, frames):
-    model = models["llava_onevision"]
-    tokens = model.visual_tokens(model.encode_frames(frames))
-    with torch.inference_mode():
-        theirs = feature_tensor(
-            model.model.get_video_features(pixel_values_videos=_hf_pixels(model, frames))
-        )[0]
-    # transformers appends one learned image_newline token after the pooled frames.
-    assert theirs.shape[0] == tokens.shape[0] + 1
-    assert torch.allclose(tokens, theirs[:-1], atol=1e-5)
-    assert torch.allclose(theirs[-1], llava_parts(model.model).image_newline)
-
-
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize(
     ("method", "params"),
@@ -96,7 +88,8 @@ def test_any_method_sets_the_placeholder_count(models, frames, kind, method, par
     model = models[kind]
     features = model.encode_frames(frames)
     tokens = model.visual_tokens(features, method=method, **params)
-    expected = vidpool.num_output_tokens(method, (4, 4, 4), **params)
+    newline = 1 if kind == "llava_onevision" else 0  # OneVision ends a video with image_newline
+    expected = vidpool.num_output_tokens(method, (4, 4, 4), **params) + newline
     assert tokens.shape == (expected, 32) and model.num_visual_tokens(4, method=method, **params) == expected
     text = model.prompt_text(QUESTION)
     assert text.count(VIDEO_MARKER) == 1

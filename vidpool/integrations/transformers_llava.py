@@ -4,8 +4,8 @@ Their vision tower and feature-layer selection produce ``[T, h, w, C]``; a vidpo
 their fixed 2×2 pooling (OneVision pools after its projector with bilinear interpolation, NeXT-Video
 before it with average pooling, and vidpool keeps each in the same place); their projector maps to
 the LM width; the tokens are spliced into ``inputs_embeds`` where the video goes, so the number of
-video positions is whatever the method's ``num_output_tokens`` says. OneVision's learned
-``image_newline`` token is not appended, so that count holds exactly.
+video positions is whatever the method's ``num_output_tokens`` says, plus OneVision's learned
+``image_newline`` token, which it appends after a video's tokens as transformers does.
 """
 
 from __future__ import annotations
@@ -196,6 +196,11 @@ class LlavaVideoLM(VideoLM):
                 f"vision tower gave {selected.shape[1]} patches per frame, expected {h}x{w}"
             )
         return selected.reshape(frames.shape[0], h, w, selected.shape[-1])
+
+    def video_suffix(self) -> torch.Tensor | None:
+        """OneVision's learned ``image_newline`` ``[1, hidden]``, which ends every video; NeXT-Video: ``None``."""
+        newline = getattr(self._parts, "image_newline", None) if self.kind == "llava_onevision" else None
+        return None if newline is None else newline.detach().reshape(1, -1)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         projector = self._parts.multi_modal_projector

@@ -150,6 +150,11 @@ class VideoLM:
     def vision_spec(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def video_suffix(self) -> torch.Tensor | None:
+        """Learned tokens ``[k, hidden]`` the model appends after a video's visual tokens (LLaVA-OneVision's
+        ``image_newline``), or ``None``; counted by :meth:`num_visual_tokens`."""
+        return None
+
     # -- shared ---------------------------------------------------------------------------
     def _method(self, method: str | None, budget: int | None, params: dict[str, Any]):
         # The configured method keeps its configured parameters unless the call overrides them; a budget
@@ -170,7 +175,9 @@ class VideoLM:
 
         method, budget, params = self._method(method, budget, params)
         h, w = self.grid
-        return int(num_output_tokens(method, (int(num_frames), h, w), budget=budget, **params))
+        suffix = self.video_suffix()
+        extra = 0 if suffix is None else int(suffix.shape[0])
+        return int(num_output_tokens(method, (int(num_frames), h, w), budget=budget, **params)) + extra
 
     def visual_tokens(
         self,
@@ -208,9 +215,13 @@ class VideoLM:
         with torch.inference_mode():
             if self.config.position == "before":
                 pooled = compress(features, method, budget=budget, **extra, **params).tokens
-                return self._project(pooled)
-            projected = self._project(features)
-            return compress(projected, method, budget=budget, **extra, **params).tokens
+                tokens = self._project(pooled)
+            else:
+                tokens = compress(self._project(features), method, budget=budget, **extra, **params).tokens
+            suffix = self.video_suffix()
+            if suffix is not None:
+                tokens = torch.cat([tokens, suffix.to(device=tokens.device, dtype=tokens.dtype)])
+            return tokens
 
     def build_inputs_embeds(
         self,

@@ -217,7 +217,8 @@ def plan(
         video_info: a ``VideoInfo`` (or a path, probed), or None when the length is unknown.
         model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
         device: ``"cpu"`` or ``"cuda[:N]"``.
-        budget_tokens: visual-token budget (default: the model config's).
+        budget_tokens: the compression method's token budget (default: the model config's); a model
+            that ends a video with learned tokens (LLaVA-OneVision's ``image_newline``) adds them.
         max_memory: bytes the run may use on ``device``, weights included (``24GB``, ``16GiB``, an int, or an
             accelerate-style ``{device: size}`` dict); default: what the device reports free now, plus the
             weights of ``model`` when it is loaded there already.
