@@ -48,15 +48,74 @@ TINY_LM = {
 }
 
 
+# LLaVA-OneVision-7B's shapes: a SigLIP-so400m tower (384 px, 27x27 patches) and a Qwen2-7B decoder
+SIGLIP_SO400M = {
+    "hidden_size": 1152,
+    "intermediate_size": 4304,
+    "num_hidden_layers": 26,  # OneVision drops the last of the 27 blocks
+    "num_attention_heads": 16,
+    "image_size": 384,
+    "patch_size": 14,
+}
+QWEN2_7B = {
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 131072,
+}
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+}
+
+
+def _builder():
+    """scripts/make_tiny_checkpoint.py as a module (its tokenizer and model builders)."""
+    builder = sys.modules.get("make_tiny_checkpoint")
+    if builder is None:
+        spec = importlib.util.spec_from_file_location(
+            "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
+        )
+        builder = importlib.util.module_from_spec(spec)
+        sys.modules["make_tiny_checkpoint"] = builder
+        spec.loader.exec_module(builder)
+    return builder
+
+
 def _tokenizer():
     """The byte-level ChatML tokenizer of scripts/make_tiny_checkpoint.py (ids < 262, fits any vocab)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
-    )
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules["make_tiny_checkpoint"] = builder
-    spec.loader.exec_module(builder)
+    builder = _builder()
     return builder.tiny_tokenizer(), builder.EOS_TOKEN_ID, builder.PAD_TOKEN_ID
+
+
+def build_llava(device: str, dtype: torch.dtype, *, tiny: bool):
+    """A LLaVA-OneVision-7B-shaped model with random weights (transformers' own classes, through
+    vidpool's integration), built straight on ``device``; tiny shapes with ``tiny``."""
+    from vidpool.integrations import LlavaVideoLM
+
+    builder = _builder()
+    tokenizer, eos, pad = _tokenizer()
+    text = dict(TINY_LM if tiny else QWEN2_7B)
+    text.update(eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    if tiny:
+        text["vocab_size"] = max(text["vocab_size"], builder.VOCAB_SIZE)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            hf = builder.llava_model("llava_onevision", TINY_VISION if tiny else SIGLIP_SO400M, text, seed=0)
+    finally:
+        torch.set_default_dtype(default)
+    hf.generation_config.eos_token_id = eos
+    hf.generation_config.pad_token_id = pad
+    return LlavaVideoLM(hf, tokenizer, kind="llava_onevision")
 
 
 def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
@@ -121,6 +180,37 @@ def _measure(chat, question: str, device: str, weights: int, max_new_tokens: int
     return ttft, peak + weights, answer
 
 
+def vision_memory(model, device: str, sizes: list[tuple[int, int]], count: int = 8) -> list[dict]:
+    """Measured vs predicted vision memory per decoded frame (``model.activation_bytes_per_frame``):
+    CUDA peak above what was allocated before one ``encode_frames`` call (after a warm-up), or on CPU
+    the peak of the allocator events plus the caller's frames, divided by the frame count."""
+    from vidpool.schedule import measure_peak
+
+    rows = []
+    for hw in sizes:
+        frames = torch.randint(0, 256, (count, *hw, 3), dtype=torch.uint8)
+        model.encode_frames(frames[:1])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            out = model.encode_frames(frames)
+            torch.cuda.synchronize()
+            measured = (torch.cuda.max_memory_allocated() - before) / count
+            del out
+        else:
+            _, peak = measure_peak(lambda frames=frames: model.encode_frames(frames))
+            measured = (peak + frames.numel()) / count
+        predicted = model.activation_bytes_per_frame(hw)
+        rows.append({"frame_hw": hw, "measured": measured, "predicted": predicted})
+        print(
+            f"vision memory per {hw[0]}x{hw[1]} frame: measured {measured:,.0f} B, predicted {predicted:,} B "
+            f"({predicted / measured - 1:+.1%})",
+            flush=True,
+        )
+    return rows
+
+
 def run_checks(
     device: str,
     frames: list[int],
@@ -130,6 +220,7 @@ def run_checks(
     max_new_tokens: int,
     dtype: torch.dtype,
     checkpoint: str | None = None,
+    llava: bool = False,
 ) -> list[dict]:
     from vidpool.encode import FeatureCache
     from vidpool.pipeline import VideoChat
@@ -141,12 +232,17 @@ def run_checks(
 
         model = load_model(checkpoint, device=device, dtype=dtype)
         what = checkpoint
+    elif llava:
+        model = build_llava(device, dtype, tiny=tiny)
+        what = "tiny LLaVA-OneVision" if tiny else "LLaVA-OneVision-7B-shaped"
     else:
         model = build_model(device, dtype, tiny=tiny)
         what = "tiny" if tiny else "7B-shaped"
     print(f"{what} model on {device} ready in {time.perf_counter() - start:.1f}s", flush=True)
+    if llava:
+        vision_memory(model, device, [(48, 64), (96, 128)] if tiny else [(384, 682), (720, 1280)])
 
-    height, width = (48, 64) if tiny else (336, 448)
+    height, width = (48, 64) if tiny else (384, 682) if llava else (336, 448)
     video = torch.randint(0, 256, (max(frames), height, width, 3), dtype=torch.uint8).numpy()
     info = SimpleNamespace(num_frames=len(video), duration=None, width=width, height=height)
     question = "What happens in this video?"
@@ -260,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes instead of 7B / ViT-L (a dry run)")
     parser.add_argument("--model", help="a checkpoint folder to measure instead of the built model")
+    parser.add_argument(
+        "--llava",
+        action="store_true",
+        help="a LLaVA-OneVision-7B-shaped transformers model (SigLIP-so400m + Qwen2-7B) instead",
+    )
     parser.add_argument("--frames", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--budget", type=int, default=2048, help="progressive pooling budget (default 2048)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
@@ -276,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan_only:
         return plan_only(args.frames, args.budget, args.plan_only, args.max_new_tokens)
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
-    if not args.device.startswith("cuda") and not (args.tiny or args.model):
+    if not args.device.startswith("cuda") and not (args.tiny or args.model):  # also with --llava
         print(
             "gpu_check: the 7B shape needs a GPU (27 GB in float32); add --tiny or --model", file=sys.stderr
         )
@@ -294,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         max_new_tokens=args.max_new_tokens,
         dtype=dtype,
         checkpoint=args.model,
+        llava=args.llava,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

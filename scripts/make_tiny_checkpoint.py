@@ -172,39 +172,52 @@ def _save_llava(folder: Path, model) -> None:
     (folder / "chat_template.jinja").write_text(PROCESSOR_TEMPLATE)
 
 
-def build_tiny_llava_onevision(folder: Path) -> None:
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "sdpa"):
+    """An in-memory transformers LLaVA-OneVision (SigLIP + Qwen2) or LLaVA-NeXT-Video (CLIP + LLaMA)
+    model with random weights, built from configs; ``vision`` / ``text`` are their config fields."""
+    import transformers
 
-    config = LlavaOnevisionConfig(
-        text_config={"model_type": "qwen2", **TINY_TEXT},
-        vision_config={"model_type": "siglip_vision_model", **TINY_VISION},
-        image_token_index=IMAGE_TOKEN_ID,
-        video_token_index=VIDEO_TOKEN_ID,
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(3)
-    _save_llava(folder, LlavaOnevisionForConditionalGeneration(config))
+    common = {
+        "image_token_index": IMAGE_TOKEN_ID,
+        "video_token_index": VIDEO_TOKEN_ID,
+        "tie_word_embeddings": True,
+    }
+    if kind == "llava_onevision":
+        config = transformers.LlavaOnevisionConfig(
+            text_config={"model_type": "qwen2", **text},
+            vision_config={"model_type": "siglip_vision_model", **vision},
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            **common,
+        )
+        model_cls = transformers.LlavaOnevisionForConditionalGeneration
+    elif kind == "llava_next_video":
+        side = int(vision["image_size"])
+        config = transformers.LlavaNextVideoConfig(
+            text_config={"model_type": "llama", **text},
+            vision_config={"model_type": "clip_vision_model", "projection_dim": 32, **vision},
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+            spatial_pool_mode="average",
+            spatial_pool_stride=2,
+            image_grid_pinpoints=[[side, side]],
+            **common,
+        )
+        model_cls = transformers.LlavaNextVideoForConditionalGeneration
+    else:
+        raise ValueError(f"unknown LLaVA kind {kind!r}")
+    config.vision_config._attn_implementation = attn
+    config.text_config._attn_implementation = attn
+    torch.manual_seed(seed)
+    return model_cls(config)
+
+
+def build_tiny_llava_onevision(folder: Path) -> None:
+    _save_llava(folder, llava_model("llava_onevision", TINY_VISION, TINY_TEXT, seed=3))
 
 
 def build_tiny_llava_next_video(folder: Path) -> None:
-    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
-
-    config = LlavaNextVideoConfig(
-        text_config={"model_type": "llama", **TINY_TEXT},
-        vision_config={"model_type": "clip_vision_model", "projection_dim": 32, **TINY_VISION},
-        image_token_index=IMAGE_TOKEN_ID,
-        video_token_index=VIDEO_TOKEN_ID,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        spatial_pool_mode="average",
-        spatial_pool_stride=2,
-        image_grid_pinpoints=[[32, 32]],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(4)
-    _save_llava(folder, LlavaNextVideoForConditionalGeneration(config))
+    _save_llava(folder, llava_model("llava_next_video", TINY_VISION, TINY_TEXT, seed=4))
 
 
 BUILDERS = {

@@ -143,3 +143,67 @@ def test_no_text_tower_means_no_joint_embeddings(models, frames):
     assert torch.equal(model.encode(frames).patches, model.encode_frames(frames))
     with pytest.raises(InvalidArgumentError, match="no joint image-text space"):
         model.encode(frames, joint=True)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_selected_hidden_states_equal_the_full_ones_and_stop_early(models, frames, kind):
+    from vidpool.llm.compat import _encoder_layers, vision_hidden_states
+
+    model = models[kind]
+    tower = llava_parts(model.model).vision_tower
+    pixels = model._pixels(frames)
+    blocks = _encoder_layers(tower)
+    ran = []
+    handle = blocks[-1].register_forward_hook(lambda *_: ran.append(1))
+    try:
+        with torch.inference_mode():
+            full = vision_hidden_states(tower, pixels)
+            assert len(full) == len(blocks) + 1 and len(ran) == 1
+            for layers in ([-1], [-2], [0], [1, -1], [-2, 0]):
+                ran.clear()
+                got = vision_hidden_states(tower, pixels, layers)
+                assert len(got) == len(layers)
+                for index, state in zip(layers, got):
+                    assert torch.equal(state, full[index])
+                assert len(ran) == (1 if -1 in layers else 0)  # blocks past the deepest never run
+    finally:
+        handle.remove()
+
+
+MID_VISION = {
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "image_size": 112,
+    "patch_size": 14,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_vision_memory_formula_equals_the_measured_peak(kind, attn):
+    """The tower runs up to its selected state; the planner's per-frame formula is its exact CPU peak."""
+    import importlib.util
+
+    from vidpool.schedule.measure import measure_peak
+
+    spec = importlib.util.spec_from_file_location(
+        "mtc", Path(__file__).parents[1] / "scripts/make_tiny_checkpoint.py"
+    )
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    hf = builder.llava_model(kind, MID_VISION, builder.TINY_TEXT, seed=5, attn=attn)
+    model = LlavaVideoLM(hf, builder.tiny_tokenizer(), kind=kind, center_crop=kind == "llava_next_video")
+    assert model.vision_spec["activation_bytes_per_frame"] == model.activation_bytes_per_frame((720, 1280))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for hw in ((112, 112), (240, 320), (480, 640)):
+            frames = torch.randint(0, 256, (3, *hw, 3), dtype=torch.uint8)
+            model.encode_frames(frames)
+            _, peak = measure_peak(lambda frames=frames: model.encode_frames(frames))
+            measured = (peak + frames.numel()) / 3  # the caller's uint8 frames count too
+            assert model.activation_bytes_per_frame(hw) == measured, (hw, measured)
+    finally:
+        torch.set_num_threads(threads)

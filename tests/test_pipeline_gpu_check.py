@@ -57,3 +57,36 @@ def test_plan_only_prints_the_7b_plans(capsys):
     assert len(lines) == 4
     spatial_256 = lines[2].split()
     assert spatial_256[:3] == ["256", "spatial", str(256 * 144)]
+
+
+def test_llava_dry_run_on_cpu(tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    argv = [
+        "--device",
+        "cpu",
+        "--tiny",
+        "--llava",
+        "--frames",
+        "4",
+        "--budget",
+        "24",
+        "--max-new-tokens",
+        "2",
+    ]
+    assert gpu_check().main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("vision memory per") == 2 and "(+0.0%)" in printed
+    rows = json.loads(out.read_text())
+    assert [r["requested"] for r in rows] == ["spatial", "progressive"]
+    for row in rows:
+        assert 0.85 <= row["ratio"] <= 1.15, row
+    # OneVision's image_newline follows the compressed tokens
+    assert rows[0]["tokens"] == 4 * 4 + 1 and rows[1]["tokens"] <= 24 + 1
+
+
+@pytest.mark.gpu
+def test_llava_7b_shape_on_cuda(tmp_path):
+    out = tmp_path / "rows.json"
+    assert gpu_check().main(["--device", "cuda", "--llava", "--frames", "16", "64", "--json", str(out)]) == 0
+    for row in json.loads(out.read_text()):
+        assert 0.8 <= row["ratio"] <= 1.2, row

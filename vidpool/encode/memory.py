@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "clip_activation_bytes_per_frame",
+    "hf_vit_activation_bytes_per_frame",
     "measured_bytes_per_frame",
+    "preprocess_bytes_per_frame",
     "vit_activation_bytes_per_frame",
 ]
 
@@ -91,31 +93,93 @@ def vit_activation_bytes_per_frame(
     mlp = (stream + 1) * unit + (3 if quick_gelu else 2) * tokens * hidden
     pixels = 3 * image_size * image_size * dtype_bytes
     blocks = pixels + max(attention, mlp) * dtype_bytes
-    height, width_px = frame_hw if frame_hw[0] and frame_hw[1] else (image_size, image_size)
-    side, long = min(height, width_px), max(height, width_px)
-    resized_long = max(int(image_size * long / side), image_size)  # shortest side to image_size
-    if side == image_size:
-        # no resize: the crop's float32 copy, then the pixels
-        preprocess = 3 * image_size * image_size * 4 + (
-            pixels if dtype_bytes != 4 or device_type != "cpu" else 0
-        )
-    elif device_type == "cpu":
-        # uint8 resize output, then its float32 copy (and the pixels when they are not float32)
-        preprocess = 3 * image_size * resized_long + 3 * image_size * image_size * 4
-        if dtype_bytes != 4:
-            preprocess += pixels
-    else:
-        # float32 frame, then each pass's float32 output next to its input (width first), then pixels
-        new_h, new_w = (image_size, resized_long) if height <= width_px else (resized_long, image_size)
-        steps = [3 * height * width_px * 4]
-        if new_w != width_px:
-            steps.append(3 * height * new_w * 4)
-        if new_h != height:
-            steps.append(3 * new_h * new_w * 4)
-        preprocess = max(max(a + b for a, b in pairwise(steps)), steps[-1] + pixels)
+    preprocess = preprocess_bytes_per_frame(
+        image_size, dtype_bytes, frame_hw=frame_hw, device_type=device_type
+    )
     outputs = grid * (width + embed_dim) * dtype_bytes
     frame = 3 * frame_hw[0] * frame_hw[1]
     return int(frame + outputs + max(blocks, preprocess))
+
+
+def preprocess_bytes_per_frame(
+    image_size: int,
+    dtype_bytes: int,
+    *,
+    frame_hw: tuple[int, int] = (0, 0),
+    device_type: str = "cpu",
+    squash: bool = False,
+) -> int:
+    """Peak bytes :func:`vidpool.encode.preprocess_frames` holds for one frame, its input excluded.
+
+    ``squash``: the frame is resized to ``S x S`` (open_clip's ``squash``, LLaVA-OneVision) instead of
+    its shortest side to ``S`` and then centre-cropped. ``frame_hw`` ``(0, 0)`` means a frame already
+    at the model's size.
+    """
+    pixels = 3 * image_size * image_size * dtype_bytes
+    height, width = frame_hw if frame_hw[0] and frame_hw[1] else (image_size, image_size)
+    side, long = min(height, width), max(height, width)
+    if squash:
+        new_h = new_w = image_size
+    else:
+        resized_long = max(int(image_size * long / side), image_size)  # shortest side to image_size
+        new_h, new_w = (image_size, resized_long) if height <= width else (resized_long, image_size)
+    if (new_h, new_w) == (height, width):
+        # no resize: the crop's float32 copy, then the pixels
+        return 3 * image_size * image_size * 4 + (pixels if dtype_bytes != 4 or device_type != "cpu" else 0)
+    if device_type == "cpu":
+        # uint8 resize output, then its float32 copy (and the pixels when they are not float32)
+        return 3 * new_h * new_w + 3 * image_size * image_size * 4 + (pixels if dtype_bytes != 4 else 0)
+    # float32 frame, then each pass's float32 output next to its input (width first), then the pixels
+    steps = [3 * height * width * 4]
+    if new_w != width:
+        steps.append(3 * height * new_w * 4)
+    if new_h != height:
+        steps.append(3 * new_h * new_w * 4)
+    return max(max(a + b for a, b in pairwise(steps)), steps[-1] + pixels)
+
+
+def hf_vit_activation_bytes_per_frame(
+    width: int,
+    image_size: int,
+    patch: int,
+    heads: int,
+    intermediate: int,
+    dtype_bytes: int,
+    *,
+    class_token: bool,
+    quick_gelu: bool = False,
+    attention: str = "sdpa",
+    states: int = 1,
+    frame_hw: tuple[int, int] = (0, 0),
+    device_type: str = "cpu",
+    squash: bool = False,
+) -> int:
+    """Peak bytes one frame adds to a Hugging Face CLIP/SigLIP vision tower batch run up to the
+    selected hidden state(s) (``vidpool.llm.compat.vision_hidden_states`` with ``layers``).
+
+    Measured on CPU with ``vidpool.schedule.measure_peak`` (``tokens x W`` units ``U``, ``I`` the MLP
+    size, ``k`` 3 for QuickGELU else 2, ``A`` the ``heads x tokens^2`` scores): with fused attention
+    (``sdpa``, ``flash_attention_2``) a block holds ``max(4U + k·tokens·I, 6U)``; with ``eager`` the
+    scores stay alive through the MLP, ``max(4U + k·tokens·I + A, 6U + 2A)``. Each further selected
+    state adds ``U``. On top: the uint8 frame, preprocessing (:func:`preprocess_bytes_per_frame`;
+    the pixels live through the forward) and, for several selected states, their concatenation.
+    Equal to the measured peak on CPU for SigLIP and CLIP towers, both attentions, 112² to 720p frames
+    (``tests/test_llm_llava.py``).
+    """
+    grid = (image_size // patch) ** 2
+    tokens = grid + (1 if class_token else 0)
+    unit = tokens * width
+    mlp = (3 if quick_gelu else 2) * tokens * intermediate
+    scores = heads * tokens * tokens if attention == "eager" else 0
+    block = max(4 * unit + mlp + scores, 6 * unit + 2 * scores) + (states - 1) * unit
+    pixels = 3 * image_size * image_size * dtype_bytes
+    preprocess = preprocess_bytes_per_frame(
+        image_size, dtype_bytes, frame_hw=frame_hw, device_type=device_type, squash=squash
+    )
+    # one selected state is returned as a view of itself; several are concatenated into a copy
+    outputs = grid * width * states * dtype_bytes if states > 1 else 0
+    frame = 3 * frame_hw[0] * frame_hw[1]
+    return int(frame + outputs + max(pixels + block * dtype_bytes, preprocess))
 
 
 def clip_activation_bytes_per_frame(

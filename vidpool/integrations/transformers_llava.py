@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from vidpool.encode.memory import hf_vit_activation_bytes_per_frame
+from vidpool.encode.preprocess import preprocess_frames
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.llm.base import VideoLM, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hidden_states
@@ -101,6 +103,14 @@ class LlavaVideoLM(VideoLM):
         self._parts = llava_parts(model)
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        side = int(model.config.vision_config.image_size)
+        self._preprocess = {
+            "size": (side, side),
+            "mean": tuple(mean),
+            "std": tuple(std),
+            "interpolation": "bicubic",
+            "resize_mode": "shortest" if center_crop else "squash",
+        }
         self._chat_template = chat_template
         self._center_crop = center_crop
         vision = self.hf_config.vision_config
@@ -156,38 +166,25 @@ class LlavaVideoLM(VideoLM):
     def grid(self) -> tuple[int, int]:
         return self._grid
 
-    def _pixels(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[T, H, W, 3]`` -> normalised float ``[T, 3, S, S]`` at the tower's input size."""
-        x = frames.permute(0, 3, 1, 2).float() / 255.0
-        side = self._image_size
-        height, width = x.shape[-2:]
-        if self._center_crop:
-            scale = side / min(height, width)
-            size = (max(side, round(height * scale)), max(side, round(width * scale)))
-        else:
-            size = (side, side)
-        if (height, width) != size:
-            x = torch.nn.functional.interpolate(
-                x, size=size, mode="bicubic", align_corners=False, antialias=True
-            )
-            x = x.clamp(0.0, 1.0)
-        top, left = (size[0] - side) // 2, (size[1] - side) // 2
-        x = x[..., top : top + side, left : left + side]
-        return (x - self._mean) / self._std
+    def _pixels(
+        self, frames: torch.Tensor, device: Any = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """uint8 ``[T, H, W, 3]`` -> normalised ``[T, 3, S, S]`` at the tower's input size: bicubic resize
+        (shortest side then centre crop for NeXT-Video, squashed to ``S x S`` for OneVision, as their
+        processors do), through :func:`vidpool.encode.preprocess_frames` on ``device``."""
+        return preprocess_frames(frames, self._preprocess, device=device, dtype=dtype)
 
     def encode_frames(self, frames: Any) -> torch.Tensor:
         """Vision-tower features ``[T, h, w, C]`` at the checkpoint's selected layer(s), before projection."""
         frames = as_frames_tensor(frames)
         tower = self._parts.vision_tower
         param = next(tower.parameters())
-        pixels = self._pixels(frames).to(device=param.device, dtype=param.dtype)
+        pixels = self._pixels(frames, param.device, param.dtype)
         layer = self.hf_config.vision_feature_layer
+        layers = [layer] if isinstance(layer, int) else list(layer)
         with torch.inference_mode():
-            states = vision_hidden_states(tower, pixels)
-        if isinstance(layer, int):
-            selected = states[layer]
-        else:
-            selected = torch.cat([states[i] for i in layer], dim=-1)
+            states = vision_hidden_states(tower, pixels, layers)
+        selected = states[0] if len(states) == 1 else torch.cat(states, dim=-1)
         if self.hf_config.vision_feature_select_strategy == "default":
             selected = selected[:, 1:]
         h, w = self._grid
@@ -241,30 +238,41 @@ class LlavaVideoLM(VideoLM):
         lm = language_model(self.model)
         return lm_spec_of(self.hf_config.text_config, lm, self.model.get_output_embeddings())
 
-    @property
-    def vision_spec(self) -> dict[str, Any]:
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
+    ) -> int:
+        """Peak memory one decoded frame of ``frame_hw`` (default 720p) adds to a vision batch, in bytes
+        (:func:`vidpool.encode.memory.hf_vit_activation_bytes_per_frame` for this tower, its attention
+        implementation and its device). ``joint`` is accepted for the planner and ignored: these
+        towers have no joint space."""
         vision = self.hf_config.vision_config
         tower = self._parts.vision_tower
-        tokens = self._grid[0] * self._grid[1] + 1
-        width = int(vision.hidden_size)
-        bytes_ = next(tower.parameters()).element_size()
-        # Every layer's hidden state is kept for layer selection, plus one block's working set.
-        per_frame = (
-            bytes_
-            * tokens
-            * (
-                (int(vision.num_hidden_layers) + 1) * width
-                + 4 * width
-                + int(vision.intermediate_size)
-                + int(vision.num_attention_heads) * tokens
-            )
+        param = next(tower.parameters())
+        layer = self.hf_config.vision_feature_layer
+        return hf_vit_activation_bytes_per_frame(
+            int(vision.hidden_size),
+            self._image_size,
+            int(vision.patch_size),
+            int(vision.num_attention_heads),
+            int(vision.intermediate_size),
+            param.element_size(),
+            class_token=vision.model_type.startswith("clip"),
+            quick_gelu=getattr(vision, "hidden_act", "") == "quick_gelu",
+            attention=str(getattr(tower.config, "_attn_implementation", None) or "sdpa"),
+            states=1 if isinstance(layer, int) else len(layer),
+            frame_hw=tuple(frame_hw or (720, 1280)),
+            device_type=param.device.type,
+            squash=self._preprocess["resize_mode"] == "squash",
         )
-        features = self.encode_width
+
+    @property
+    def vision_spec(self) -> dict[str, Any]:
+        tower = self._parts.vision_tower
         return {
             "param_bytes": module_param_bytes(tower, self._parts.multi_modal_projector),
-            "activation_bytes_per_frame": int(per_frame),
+            "activation_bytes_per_frame": self.activation_bytes_per_frame(),
             "grid": self._grid,
-            "width": features,
+            "width": self.encode_width,
             "image_size": self._image_size,
         }
 

@@ -88,13 +88,65 @@ def token_id(config: Any, kind: str) -> int:
     raise AttributeError(f"{type(config).__name__} has no {kind} token id")
 
 
-def vision_hidden_states(vision_tower: Any, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """All hidden states of a CLIP/SigLIP vision tower: a tuple of ``[B, L, C]`` (embeddings first)."""
-    out = vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-    states = getattr(out, "hidden_states", None)
-    if states is None:
-        raise TypeError(f"{type(vision_tower).__name__} returned no hidden states")
-    return tuple(states)
+class _Collected(Exception):
+    """Raised by a forward hook once every requested hidden state is in hand: the rest of the tower
+    (deeper blocks, the post-norm, SigLIP's pooling head) never runs."""
+
+
+def _encoder_layers(vision_tower: Any) -> Any:
+    model = getattr(vision_tower, "vision_model", vision_tower)
+    return getattr(getattr(model, "encoder", None), "layers", None)
+
+
+def vision_hidden_states(
+    vision_tower: Any, pixel_values: torch.Tensor, layers: list[int] | None = None
+) -> tuple[torch.Tensor, ...]:
+    """Hidden states of a CLIP/SigLIP vision tower, each ``[B, L, C]``, numbered as Hugging Face's
+    ``hidden_states`` (0: the embeddings, ``k``: block ``k``'s output, negative from the end).
+
+    With ``layers``, only those states are returned (in that order) and only the blocks up to the
+    deepest one run, so memory holds one block's work instead of every state (forward hooks catch the
+    outputs, then stop the forward). Without, all of them, as ``output_hidden_states=True`` gives.
+    """
+    blocks = _encoder_layers(vision_tower)
+    if layers is None or blocks is None or len(blocks) == 0:
+        out = vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
+        states = getattr(out, "hidden_states", None)
+        if states is None:
+            raise TypeError(f"{type(vision_tower).__name__} returned no hidden states")
+        states = tuple(states)
+        return states if layers is None else tuple(states[i] for i in layers)
+    count = len(blocks) + 1
+    wanted = [i % count for i in layers]
+    deepest = max(wanted)
+    found: dict[int, torch.Tensor] = {}
+
+    def keep(index: int, value: Any) -> None:
+        found[index] = value[0] if isinstance(value, (tuple, list)) else value
+        if index == deepest:
+            raise _Collected
+
+    handles = []
+    for index in set(wanted):
+        if index == 0:  # the input of the first block
+            handles.append(
+                blocks[0].register_forward_pre_hook(
+                    lambda _m, args, kwargs: keep(0, args[0] if args else kwargs["hidden_states"]),
+                    with_kwargs=True,
+                )
+            )
+        else:
+            handles.append(
+                blocks[index - 1].register_forward_hook(lambda _m, _a, out, index=index: keep(index, out))
+            )
+    try:
+        vision_tower(pixel_values)
+    except _Collected:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(found[i] for i in wanted)
 
 
 @contextlib.contextmanager

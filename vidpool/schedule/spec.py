@@ -72,12 +72,14 @@ def _from_loaded(model: Any) -> ModelSpec:
     for key, attr in (("intermediate_size", "intermediate_size"), ("num_heads", "num_attention_heads")):
         if not lm.get(key) and getattr(text, attr, None):
             lm[key] = int(getattr(text, attr))
+    # the native models' encoder, or a transformers model's own vision tower formula
     encoder = getattr(model, "encoder", None)
+    source = encoder if callable(getattr(encoder, "activation_bytes_per_frame", None)) else model
     frame_activation = None
-    if callable(getattr(encoder, "activation_bytes_per_frame", None)):
+    if callable(getattr(source, "activation_bytes_per_frame", None)):
 
         def frame_activation(frame_hw: tuple[int, int], joint: bool = False) -> int:
-            return int(encoder.activation_bytes_per_frame(tuple(frame_hw), joint=joint))
+            return int(source.activation_bytes_per_frame(tuple(frame_hw), joint=joint))
 
     return ModelSpec(
         frame_activation=frame_activation,
