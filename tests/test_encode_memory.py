@@ -10,6 +10,7 @@ from vidpool.encode import CLIPEncoder, load_config, model_spec
 from vidpool.encode.batching import activation_bytes_per_frame
 from vidpool.encode.memory import (
     clip_activation_bytes_per_frame,
+    hf_vit_activation_bytes_per_frame,
     measured_bytes_per_frame,
     vit_activation_bytes_per_frame,
 )
@@ -88,3 +89,19 @@ def test_cuda_terms_match_the_h100_measurement() -> None:
     cpu = clip_activation_bytes_per_frame(vit_l, 2, frame_hw=(336, 597), device_type="cpu")
     cuda = clip_activation_bytes_per_frame(vit_l, 2, frame_hw=(336, 597), device_type="cuda")
     assert cuda < cpu
+
+
+def test_hf_tower_terms_match_the_h200_measurement() -> None:
+    # LLaVA-OneVision-7B's SigLIP tower (26 blocks run, 1152 wide, 729 patches, sdpa) in bfloat16 on an
+    # H200 (python scripts/gpu_check.py --llava): 20,153,728 B per frame for 384x682 and 720p frames
+    # alike; on a GPU the frames' device copy is gone before the blocks run, so the size drops out.
+    for hw in ((384, 682), (720, 1280)):
+        predicted = hf_vit_activation_bytes_per_frame(
+            1152, 384, 14, 16, 4304, 2, class_token=False, frame_hw=hw, device_type="cuda", squash=True
+        )
+        assert predicted == pytest.approx(20_153_728, abs=64)
+    # on the CPU the caller's frames stay for the whole call
+    cpu = hf_vit_activation_bytes_per_frame(
+        1152, 384, 14, 16, 4304, 2, class_token=False, frame_hw=(720, 1280), squash=True
+    )
+    assert cpu == predicted + 3 * 720 * 1280

@@ -5,7 +5,8 @@ and the planner (``vidpool.schedule``), which must size a run without building t
 the tensors an open_clip ViT holds at once during inference (``tokens = grid + 1``, ``W`` the width,
 ``b`` the dtype's bytes), read from torch's CPU allocator events (``vidpool.schedule.measure_peak``):
 
-* the decoded uint8 frame ``3 x H x W`` (the caller's batch, or its copy on the device);
+* the decoded uint8 frame ``3 x H x W``: the caller's batch on the CPU, for the whole call; on a GPU
+  its device copy, during preprocessing only;
 * the preprocessed pixels ``3 x S x S x b``; while preprocessing, on the CPU the uint8 resize output
   and a float32 copy instead (resizing runs in uint8 there, so no float copy of a full-size frame
   exists); on a GPU, whose kernels resize floats only, a float32 copy of the decoded frame, each of
@@ -97,8 +98,15 @@ def vit_activation_bytes_per_frame(
         image_size, dtype_bytes, frame_hw=frame_hw, device_type=device_type
     )
     outputs = grid * (width + embed_dim) * dtype_bytes
-    frame = 3 * frame_hw[0] * frame_hw[1]
-    return int(frame + outputs + max(blocks, preprocess))
+    return int(outputs + _with_frame(3 * frame_hw[0] * frame_hw[1], preprocess, blocks, device_type))
+
+
+def _with_frame(frame: int, preprocess: int, blocks: int, device_type: str) -> int:
+    """The peak of preprocessing and the blocks with the uint8 frame: the caller's batch stays through
+    both on the CPU; on a GPU its device copy is gone once preprocessing is done (measured)."""
+    if device_type == "cpu":
+        return frame + max(preprocess, blocks)
+    return max(frame + preprocess, blocks)
 
 
 def preprocess_bytes_per_frame(
@@ -179,7 +187,7 @@ def hf_vit_activation_bytes_per_frame(
     # one selected state is returned as a view of itself; several are concatenated into a copy
     outputs = grid * width * states * dtype_bytes if states > 1 else 0
     frame = 3 * frame_hw[0] * frame_hw[1]
-    return int(frame + outputs + max(pixels + block * dtype_bytes, preprocess))
+    return int(outputs + _with_frame(frame, preprocess, pixels + block * dtype_bytes, device_type))
 
 
 def clip_activation_bytes_per_frame(

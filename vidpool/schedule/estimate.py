@@ -77,6 +77,8 @@ class ModelSpec:
     ``compress_position`` is ``"before"`` or ``"after"`` the projector; ``joint_dim`` is the CLIP joint
     space's size D when the model scores patches against the prompt (0: it never does). ``projector_param_bytes``
     defaults to an ``mlp2x_gelu`` projector's size; 0 when ``vision_param_bytes`` already includes it.
+    ``projector_layers`` is 1 for a linear projector, 2 for an MLP (LLaVA's ``mlp2x_gelu``, every
+    transformers LLaVA), whose hidden layer exists next to its output.
     """
 
     num_layers: int
@@ -102,6 +104,7 @@ class ModelSpec:
     name: str = "model"
     model: Any = field(default=None, repr=False, compare=False)
     joint_dim: int = 0
+    projector_layers: int = 2
     frame_activation: Callable[[tuple[int, int], bool], int] | None = field(
         default=None, repr=False, compare=False
     )
@@ -226,11 +229,14 @@ def estimate_memory(
 
     features = num_frames * patches * (spec.width + (spec.joint_dim if joint else 0)) * b
     tokens = num_tokens * spec.hidden_size * b
+    hidden_copies = 2 if spec.projector_layers > 1 else 1  # an MLP's hidden layer next to its output
     if spec.compress_position == "after":
-        # every patch is projected before pooling
-        transient = num_frames * patches * spec.hidden_size * b
+        # every patch is projected, then pooled while the projection is held
+        projected = num_frames * patches * spec.hidden_size * b
+        transient = max(hidden_copies * projected, projected + tokens) - tokens
     else:
-        transient = num_tokens * spec.width * b
+        # the pooled features, then the projector's hidden layer next to the tokens
+        transient = num_tokens * spec.width * b + (hidden_copies - 1) * tokens
     visual = features + transient + tokens
 
     context = num_tokens + prompt_tokens + max_new_tokens

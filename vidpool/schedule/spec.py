@@ -101,6 +101,7 @@ def _from_loaded(model: Any) -> ModelSpec:
         image_size=_side(vision["image_size"]),
         # a VideoLM's vision_spec param_bytes covers the encoder and the projector
         projector_param_bytes=0,
+        projector_layers=1 if getattr(getattr(model, "config", None), "projector", None) == "linear" else 2,
         name=str(getattr(model, "name", None) or getattr(model, "kind", "model")),
         model=model,
         **_compress_fields(getattr(model, "config", None)),
@@ -322,6 +323,7 @@ def native_spec(
     return ModelSpec(
         vision_param_bytes=(vit + _clip_text_param_count(vision)) * dtype_bytes,
         projector_param_bytes=projector * dtype_bytes,
+        projector_layers=1 if config.projector == "linear" else 2,
         activation_bytes_per_frame=frame_activation((720, 1280)),
         frame_activation=frame_activation,
         joint_dim=int(vision.embed_dim),
