@@ -401,3 +401,17 @@ def test_composition_offsets_of_a_non_mp4_or_missing_track_are_none(tmp_path, vi
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
     assert mp4.composition_offsets(str(text), 1) is None
+
+
+def test_composition_offsets_are_not_trusted_with_several_edits(tmp_path, videos):
+    from vidpool.video import mp4
+
+    data = bytearray(videos["h264"].read_bytes())
+    at = data.find(b"elst")
+    assert at > 0  # FFmpeg's muxer writes one edit for the B-frame delay
+    assert mp4.composition_offsets(str(videos["h264"]), 1) is not None
+    count = at + 4 + 4  # after the box type: version and flags, then the entry count
+    data[count : count + 4] = (2).to_bytes(4, "big")
+    edited = tmp_path / "two_edits.mp4"
+    edited.write_bytes(bytes(data))
+    assert mp4.composition_offsets(str(edited), 1) is None

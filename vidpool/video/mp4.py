@@ -81,11 +81,19 @@ def composition_offsets(path: str, track_id: int) -> np.ndarray | None:
     track ``track_id``, in decode order: int64 ``[samples]`` from its ``ctts`` box, zeros without one.
 
     Read as FFmpeg reads them (signed, whatever the box version). ``None`` where the track, its sample
-    count or a ``ctts`` that covers every sample cannot be read.
+    count or a ``ctts`` that covers every sample cannot be read, or where an edit list of several
+    entries may make FFmpeg shift parts of the track differently.
     """
     with open(path, "rb") as file:
         found = _track(file, track_id)
         span = found[0] if found else None
+        edts = _child(file, span, b"edts") if span else None
+        elst = _child(file, edts, b"elst") if edts else None
+        if elst is not None:
+            file.seek(elst[0])
+            head = file.read(8)
+            if len(head) < 8 or struct.unpack(">I", head[4:8])[0] > 1:
+                return None
         for kind in _SAMPLE_TABLE_PATH:
             span = _child(file, span, kind) if span else None
         if span is None:
