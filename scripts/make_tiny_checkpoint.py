@@ -172,9 +172,10 @@ def _save_llava(folder: Path, model) -> None:
     (folder / "chat_template.jinja").write_text(PROCESSOR_TEMPLATE)
 
 
-def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "sdpa"):
+def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "sdpa", **overrides):
     """An in-memory transformers LLaVA-OneVision (SigLIP + Qwen2) or LLaVA-NeXT-Video (CLIP + LLaMA)
-    model with random weights, built from configs; ``vision`` / ``text`` are their config fields."""
+    model with random weights, built from configs; ``vision`` / ``text`` are their config fields and
+    ``overrides`` replace top-level config fields."""
     import transformers
 
     common = {
@@ -186,9 +187,7 @@ def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "
         config = transformers.LlavaOnevisionConfig(
             text_config={"model_type": "qwen2", **text},
             vision_config={"model_type": "siglip_vision_model", **vision},
-            vision_feature_layer=-1,
-            vision_feature_select_strategy="full",
-            **common,
+            **{"vision_feature_layer": -1, "vision_feature_select_strategy": "full", **common, **overrides},
         )
         model_cls = transformers.LlavaOnevisionForConditionalGeneration
     elif kind == "llava_next_video":
@@ -196,12 +195,15 @@ def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "
         config = transformers.LlavaNextVideoConfig(
             text_config={"model_type": "llama", **text},
             vision_config={"model_type": "clip_vision_model", "projection_dim": 32, **vision},
-            vision_feature_layer=-2,
-            vision_feature_select_strategy="default",
-            spatial_pool_mode="average",
-            spatial_pool_stride=2,
-            image_grid_pinpoints=[[side, side]],
-            **common,
+            **{
+                "vision_feature_layer": -2,
+                "vision_feature_select_strategy": "default",
+                "spatial_pool_mode": "average",
+                "spatial_pool_stride": 2,
+                "image_grid_pinpoints": [[side, side]],
+                **common,
+                **overrides,
+            },
         )
         model_cls = transformers.LlavaNextVideoForConditionalGeneration
     else:

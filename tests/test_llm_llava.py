@@ -207,3 +207,20 @@ def test_vision_memory_formula_equals_the_measured_peak(kind, attn):
             assert model.activation_bytes_per_frame(hw) == measured, (hw, measured)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_learned_conv_pooling_is_named_not_silently_replaced(caplog):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "mtc", Path(__file__).parents[1] / "scripts/make_tiny_checkpoint.py"
+    )
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+    hf = builder.llava_model(
+        "llava_next_video", builder.TINY_VISION, builder.TINY_TEXT, seed=6, spatial_pool_mode="conv"
+    )
+    with caplog.at_level("WARNING", logger="vidpool.integrations.transformers_llava"):
+        model = LlavaVideoLM(hf, builder.tiny_tokenizer(), kind="llava_next_video", center_crop=True)
+    assert "'conv'" in caplog.text and "average pooling at stride 2" in caplog.text
+    assert model.config.method_params == {"stride": 2, "mode": "avg"}

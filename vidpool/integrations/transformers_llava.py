@@ -11,6 +11,7 @@ video positions is whatever the method's ``num_output_tokens`` says, plus OneVis
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER
 
 __all__ = ["LlavaVideoLM"]
+
+logger = logging.getLogger(__name__)
 
 _CLASSES = {
     "llava_onevision": "LlavaOnevisionForConditionalGeneration",
@@ -43,8 +46,17 @@ def _default_compress(kind: str, hf_config: Any) -> dict[str, Any]:
     """The method that reproduces the checkpoint's own pooling, at its own position."""
     if kind == "llava_onevision":
         return {"method": "spatial", "params": {"stride": 2, "mode": "bilinear"}, "position": "after"}
-    mode = {"average": "avg", "max": "max"}.get(getattr(hf_config, "spatial_pool_mode", "average"), "avg")
+    pool = getattr(hf_config, "spatial_pool_mode", "average")
     stride = int(getattr(hf_config, "spatial_pool_stride", 2))
+    if pool not in ("average", "max"):
+        logger.warning(
+            "this LLaVA-NeXT-Video checkpoint pools with %r (learned weights), which no vidpool method "
+            "reproduces; by default its video tokens come from average pooling at stride %d instead "
+            "(the convolution is unused), so answers differ from transformers' own",
+            pool,
+            stride,
+        )
+    mode = {"average": "avg", "max": "max"}.get(pool, "avg")
     return {"method": "spatial", "params": {"stride": stride, "mode": mode}, "position": "before"}
 
 
