@@ -66,14 +66,6 @@ QWEN2_7B = {
     "vocab_size": 152064,
     "max_position_embeddings": 131072,
 }
-TINY_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-}
 
 
 def _builder():
@@ -110,7 +102,8 @@ def build_llava(device: str, dtype: torch.dtype, *, tiny: bool):
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            hf = builder.llava_model("llava_onevision", TINY_VISION if tiny else SIGLIP_SO400M, text, seed=0)
+            vision = builder.TINY_VISION if tiny else SIGLIP_SO400M
+            hf = builder.llava_model("llava_onevision", vision, text, seed=0)
     finally:
         torch.set_default_dtype(default)
     hf.generation_config.eos_token_id = eos

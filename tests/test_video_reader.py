@@ -331,7 +331,8 @@ def test_container_index_matches_demuxing_every_packet(videos, name):
 
 
 def test_constant_rate_mp4_is_indexed_from_its_container_index(videos):
-    from vidpool.video.info import _index_from_entries, open_container
+    from vidpool.video.index import _index_from_entries
+    from vidpool.video.info import open_container
 
     container, stream = open_container(videos["h264"])  # B-frames, keyframes placed by x264
     try:
@@ -372,19 +373,20 @@ def test_track_header_rotation_matches_the_decoded_frame(videos, name):
 
 
 def test_composition_offsets_come_from_ctts_and_need_three_packet_reads(videos, monkeypatch):
-    from vidpool.video import info as info_module
+    from vidpool.video import index as index_module
     from vidpool.video import mp4
+    from vidpool.video.info import open_container
 
-    container, stream = info_module.open_container(videos["h264"])  # B-frames: a ctts box
+    container, stream = open_container(videos["h264"])  # B-frames: a ctts box
     try:
         offsets = mp4.composition_offsets(container.name, stream.id)
         container.seek(0, stream=stream)
         demuxed = np.array([p.pts - p.dts for p in container.demux(stream) if p.size], dtype=np.int64)
         reads = []
-        real = info_module._packet_pts
-        monkeypatch.setattr(info_module, "_packet_pts", lambda *a: reads.append(a[2]) or real(*a))
-        index = info_module.build_index(container, stream)
-        full = info_module.build_index(container, stream, demux=True)
+        real = index_module._packet_pts
+        monkeypatch.setattr(index_module, "_packet_pts", lambda *a: reads.append(a[2]) or real(*a))
+        index = index_module.build_index(container, stream)
+        full = index_module.build_index(container, stream, demux=True)
     finally:
         container.close()
     assert offsets is not None and np.unique(offsets).size > 1  # reordered frames

@@ -1,8 +1,8 @@
 """What FFmpeg does not expose from MP4/MOV (ISO-BMFF) files, read straight from their boxes: a track's
 display rotation and its per-sample composition offsets.
 
-Both serve :mod:`vidpool.video.info`, which builds a file's frame index from FFmpeg's own sample table
-and uses these to avoid decoding (rotation) and demuxing (presentation times of keyframes).
+They serve :mod:`vidpool.video.info` (rotation without decoding) and :mod:`vidpool.video.index`
+(keyframes' presentation times without reading their packets).
 """
 
 from __future__ import annotations

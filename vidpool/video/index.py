@@ -1,0 +1,189 @@
+"""The frame index every backend samples from: each frame's presentation time and the keyframes.
+
+It comes from the container's own sample table where that is complete and checked (MP4/MOV: a
+5-minute 720p file indexes in about 5 ms), and otherwise from demuxing every packet (no decoding;
+tens of milliseconds for minutes of video).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from vidpool.errors import require
+from vidpool.video import mp4
+
+__all__ = ["FrameIndex", "build_index"]
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Per-frame timing of one video stream, in presentation order.
+
+    ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
+    ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
+    """
+
+    pts: np.ndarray
+    times: np.ndarray
+    keyframes: np.ndarray
+    time_base: Fraction
+    frame_duration: float
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.pts.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1] + self.frame_duration) if self.num_frames else 0.0
+
+
+# AVIndexEntry flags (libavformat/avformat.h)
+_INDEX_KEYFRAME = 0x0001
+_INDEX_DISCARD = 0x0002
+
+
+def _packet_pts(container, stream, stamp: int) -> int | None:
+    """Presentation time of the packet whose decode time is ``stamp`` (a keyframe), read after a seek.
+
+    Seeking goes by presentation time: forward from the decode time finds this keyframe.
+    """
+    container.seek(stamp, stream=stream, backward=False, any_frame=False)
+    packet = next((q for q in container.demux(stream) if q.size), None)
+    if packet is None or packet.dts != stamp or packet.pts is None:
+        return None
+    return int(packet.pts)
+
+
+def _mp4_offsets(container, stream, dts: np.ndarray, keyframe: np.ndarray) -> np.ndarray | None:
+    """Presentation minus decode time of every frame (decode order) of an MP4/MOV track, as demuxing
+    gives it: the ``ctts`` composition offsets plus one constant FFmpeg adds (for negative offsets or
+    an edit list), read off the first keyframe's packet and checked on the middle and last ones.
+    ``None`` where the box cannot be read or the check fails."""
+    if "mp4" not in container.format.name.split(","):
+        return None
+    offsets = mp4.composition_offsets(container.name, stream.id)
+    if offsets is None or offsets.size != dts.size:
+        return None
+    keys = np.flatnonzero(keyframe)
+    probes = sorted({int(keys[0]), int(keys[keys.size // 2]), int(keys[-1])})
+    shifts = set()
+    for i in probes:
+        pts = _packet_pts(container, stream, int(dts[i]))
+        if pts is None:
+            return None
+        shifts.add(pts - int(dts[i] + offsets[i]))
+    return offsets + shifts.pop() if len(shifts) == 1 else None
+
+
+def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
+    frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
+
+    The index holds decode times and where each frame's data lies (a file cut short is demuxed).
+    Keyframes' presentation times come from the ``ctts`` box (checked against three packets) or
+    else from reading each keyframe's packet. Presentation times are the decode times
+    shifted by the first frame's reordering delay when decode times are evenly spaced (constant frame
+    rate: the frames fill that grid), or when no frame is reordered and every keyframe has that delay;
+    otherwise every packet is demuxed.
+    """
+    av = require("av", "video", "Reading videos")
+    entries = stream.index_entries
+    count = len(entries)
+    if count < 2 or count != stream.frames:
+        return None
+    # one read per field (building the entry objects dominates: 7,200 entries in 2.5 ms)
+    es = entries[:]
+    dts, pos, size, flags = np.array(
+        [[e.timestamp for e in es], [e.pos for e in es], [e.size for e in es], [e.flags for e in es]],
+        dtype=np.int64,
+    )
+    if np.any(flags & _INDEX_DISCARD) or np.any(size <= 0):
+        return None
+    keyframe = (flags & _INDEX_KEYFRAME) != 0
+    steps = np.diff(dts)
+    if steps.min() <= 0 or not keyframe[0] or int((pos + size).max()) > os.path.getsize(container.name):
+        return None  # reordered decode times, or a file cut short of the frames its index lists
+    key_dts = dts[keyframe]
+    try:
+        frame_offsets = _mp4_offsets(container, stream, dts, keyframe)
+        if frame_offsets is not None:
+            key_pts = (key_dts + frame_offsets[keyframe]).tolist()
+            reordered = bool(np.any(frame_offsets != frame_offsets[0]))
+        else:
+            # Each keyframe's packet, read after a seek to it (a demuxer that skips packets may
+            # misplace the presentation times of the ones it returns).
+            key_pts = [_packet_pts(container, stream, stamp) for stamp in key_dts.tolist()]
+            if None in key_pts:
+                return None
+            reordered = bool(stream.codec_context.has_b_frames) or "mp4" in container.format.name.split(",")
+    except (av.error.FFmpegError, EOFError, OSError):
+        return None
+    offsets = np.asarray(key_pts) - key_dts
+    if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
+        return None
+    pts = dts + offsets[0]
+    where = np.searchsorted(pts, key_pts)
+    if np.any(where >= count) or np.any(pts[np.minimum(where, count - 1)] != key_pts):
+        return None  # a keyframe off the grid
+    keys = np.zeros(count, dtype=bool)
+    keys[where] = True
+    if int(keys.sum()) != len(key_pts):
+        return None
+    return pts, keys
+
+
+def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order."""
+    av = require("av", "video", "Reading videos")
+    pts_list: list[int] = []
+    key_list: list[bool] = []
+    with contextlib.suppress(av.error.FFmpegError):
+        container.seek(0, stream=stream)
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                continue
+            pts_list.append(int(stamp))
+            key_list.append(bool(packet.is_keyframe))
+    except (av.error.FFmpegError, EOFError, OSError):
+        pass
+    pts = np.asarray(pts_list, dtype=np.int64)
+    keys = np.asarray(key_list, dtype=bool)
+    order = np.argsort(pts, kind="stable")
+    pts, keys = pts[order], keys[order]
+    if pts.size:
+        unique = np.concatenate([[True], np.diff(pts) > 0])
+        pts, keys = pts[unique], keys[unique]
+    return pts, keys
+
+
+def build_index(container, stream, demux: bool = False) -> FrameIndex:
+    """The :class:`FrameIndex` of ``stream``: from the container's index where it is complete (MP4/MOV),
+    else (or with ``demux=True``) by demuxing every packet. Nothing is decoded.
+
+    A truncated or damaged tail ends the index at the last packet that could be read.
+    """
+    found = None if demux else _index_from_entries(container, stream)
+    pts, keys = found if found is not None else _demux_index(container, stream)
+    time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
+    times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
+    keyframes = np.flatnonzero(keys).astype(np.int64)
+    if pts.size and (keyframes.size == 0 or keyframes[0] != 0):
+        keyframes = np.concatenate([[0], keyframes]).astype(np.int64)
+    for array in (pts, times, keyframes):
+        array.flags.writeable = False  # shared by every reader of the file
+    if pts.size > 1:
+        frame_duration = float(np.median(np.diff(times)))
+    else:
+        rate = stream.average_rate or stream.guessed_rate or 25
+        frame_duration = 1.0 / float(rate)
+    return FrameIndex(pts, times, keyframes, time_base, frame_duration)
