@@ -16,8 +16,9 @@ segment-centred frames resized to a short side of 224:
 * ``vidpool exact=False``: the keyframe nearest each sampling time.
 
 Rows marked "file open" time the sampling call alone, on a reader opened beforehand (vidpool's open
-indexes the frames and reads the rotation; decord's open indexes the file too). Then a dense row (every
-frame of the first 20 s). Part 2 generates a 1-hour 128x96 video at 10 fps and
+indexes the frames and reads the rotation; decord's open indexes the file too). Then dense rows (every
+frame of the first 20 s; plain PyAV both discarding each frame and keeping them in a new array, as
+``sample()`` must). Part 2 generates a 1-hour 128x96 video at 10 fps and
 streams it at 1 fps through ``VideoReader.chunks`` into a tiny convolutional encoder, printing the
 process's resident memory after 10, 30 and 60 minutes of video (this part runs first, in a fresh process).
 """
@@ -198,7 +199,9 @@ def bench_sampling(path: Path, counts: list[int], repeats: int) -> None:
 def bench_dense(path: Path, repeats: int, seconds: float = 20.0) -> None:
     import av
 
-    def raw_sequential() -> int:
+    def raw_sequential(keep: bool = False) -> int:
+        # keep: into a new array, as sample() returns them (first writes to fresh memory cost page faults)
+        out = np.empty((round(seconds * 24), SHORT_SIDE, 398, 3), dtype=np.uint8) if keep else None
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
@@ -206,7 +209,9 @@ def bench_dense(path: Path, repeats: int, seconds: float = 20.0) -> None:
             for frame in container.decode(stream):
                 if frame.time >= seconds:
                     break
-                frame.to_ndarray(format="rgb24", width=398, height=SHORT_SIDE)
+                arr = frame.to_ndarray(format="rgb24", width=398, height=SHORT_SIDE)
+                if keep:
+                    out[count] = arr
                 count += 1
             return count
 
@@ -217,6 +222,7 @@ def bench_dense(path: Path, repeats: int, seconds: float = 20.0) -> None:
 
     rows = [
         ("PyAV sequential decode", raw_sequential),
+        ("PyAV, frames kept", lambda: raw_sequential(keep=True)),
         ("vidpool (auto)", lambda: dense("auto")),
         ("vidpool (pyav)", lambda: dense("pyav")),
     ]
@@ -289,6 +295,7 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[8, 64, 256])
     parser.add_argument("--repeats", type=int, default=2, help="runs per cell; the fastest is shown")
     parser.add_argument("--skip-stream", action="store_true", help="skip the hour-long streaming part")
+    parser.add_argument("--skip-sampling", action="store_true", help="skip the sparse sampling table")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(4, psutil.cpu_count() or 1)))
     with tempfile.TemporaryDirectory() as tmp:
@@ -297,7 +304,8 @@ def main() -> None:
         if not args.skip_stream:  # first, so that the baseline is a fresh process
             bench_stream(ensure_video(root, "bench_1h_128x96.mp4"))
         five = ensure_video(root, "bench_5min_720p.mp4")
-        bench_sampling(five, args.counts, args.repeats)
+        if not args.skip_sampling:
+            bench_sampling(five, args.counts, args.repeats)
         bench_dense(five, args.repeats)
     print(f"\nCPU threads available: {psutil.cpu_count()}; torch {torch.__version__}; numpy {np.__version__}")
 
