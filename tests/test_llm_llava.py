@@ -170,11 +170,11 @@ def test_selected_hidden_states_equal_the_full_ones_and_stop_early(models, frame
         handle.remove()
 
 
-MID_VISION = {
+MID_VISION = {  # 8 heads: with eager attention the scores, not the MLP, set the peak
     "hidden_size": 128,
     "intermediate_size": 512,
     "num_hidden_layers": 3,
-    "num_attention_heads": 4,
+    "num_attention_heads": 8,
     "image_size": 112,
     "patch_size": 14,
 }
@@ -182,7 +182,8 @@ MID_VISION = {
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_vision_memory_formula_equals_the_measured_peak(kind, attn):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vision_memory_formula_equals_the_measured_peak(kind, attn, dtype):
     """The tower runs up to its selected state; the planner's per-frame formula is its exact CPU peak."""
     import importlib.util
 
@@ -193,7 +194,7 @@ def test_vision_memory_formula_equals_the_measured_peak(kind, attn):
     )
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
-    hf = builder.llava_model(kind, MID_VISION, builder.TINY_TEXT, seed=5, attn=attn)
+    hf = builder.llava_model(kind, MID_VISION, builder.TINY_TEXT, seed=5, attn=attn).to(dtype)
     model = LlavaVideoLM(hf, builder.tiny_tokenizer(), kind=kind, center_crop=kind == "llava_next_video")
     assert model.vision_spec["activation_bytes_per_frame"] == model.activation_bytes_per_frame((720, 1280))
     threads = torch.get_num_threads()
@@ -224,3 +225,45 @@ def test_learned_conv_pooling_is_named_not_silently_replaced(caplog):
         model = LlavaVideoLM(hf, builder.tiny_tokenizer(), kind="llava_next_video", center_crop=True)
     assert "'conv'" in caplog.text and "average pooling at stride 2" in caplog.text
     assert model.config.method_params == {"stride": 2, "mode": "avg"}
+
+
+def test_hidden_state_indices_out_of_range_are_refused(models, frames):
+    from vidpool.llm.compat import vision_hidden_states
+
+    model = models["llava_onevision"]
+    tower = llava_parts(model.model).vision_tower
+    pixels = model._pixels(frames)
+    blocks = len(tower.encoder.layers)
+    for layers in ([blocks + 1], [-(blocks + 2)], []):
+        with pytest.raises(InvalidArgumentError, match="vision feature layers"):
+            vision_hidden_states(tower, pixels, layers)
+
+
+def test_selected_hidden_states_are_per_thread(models):
+    """Hooks sit on the shared tower: two threads encoding at once each get their own frames' state."""
+    import threading
+
+    from vidpool.llm.compat import vision_hidden_states
+
+    model = models["llava_next_video"]
+    tower = llava_parts(model.model).vision_tower
+    inputs = [model._pixels(torch.full((2, 32, 32, 3), v, dtype=torch.uint8)) for v in (0, 255)]
+    with torch.inference_mode():
+        expected = [vision_hidden_states(tower, x, [-2])[0] for x in inputs]
+    results: dict[int, list[torch.Tensor]] = {0: [], 1: []}
+    start = threading.Barrier(2)
+
+    def work(k: int) -> None:
+        start.wait()
+        with torch.inference_mode():
+            for _ in range(20):
+                results[k].append(vision_hidden_states(tower, inputs[k], [-2])[0])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for k in (0, 1):
+        assert len(results[k]) == 20
+        assert all(torch.equal(state, expected[k]) for state in results[k])

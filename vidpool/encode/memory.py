@@ -103,7 +103,9 @@ def vit_activation_bytes_per_frame(
 
 def _with_frame(frame: int, preprocess: int, blocks: int, device_type: str) -> int:
     """The peak of preprocessing and the blocks with the uint8 frame: the caller's batch stays through
-    both on the CPU; on a GPU its device copy is gone once preprocessing is done (measured)."""
+    both on the CPU; on a GPU its device copy is gone once preprocessing is done (measured). Frames
+    that a caller already holds on the GPU stay through the blocks too, ``3·H·W`` bytes a frame more
+    than this counts (vidpool's reader always decodes into CPU memory)."""
     if device_type == "cpu":
         return frame + max(preprocess, blocks)
     return max(frame + preprocess, blocks)
@@ -168,18 +170,25 @@ def hf_vit_activation_bytes_per_frame(
     Measured on CPU with ``vidpool.schedule.measure_peak`` (``tokens x W`` units ``U``, ``I`` the MLP
     size, ``k`` 3 for QuickGELU else 2, ``A`` the ``heads x tokens^2`` scores): with fused attention
     (``sdpa``, ``flash_attention_2``) a block holds ``max(4U + k·tokens·I, 6U)``; with ``eager`` the
-    scores stay alive through the MLP, ``max(4U + k·tokens·I + A, 6U + 2A)``. Each further selected
-    state adds ``U``. On top: the uint8 frame, preprocessing (:func:`preprocess_bytes_per_frame`;
-    the pixels live through the forward) and, for several selected states, their concatenation.
-    Equal to the measured peak on CPU for SigLIP and CLIP towers, both attentions, 112² to 720p frames
-    (``tests/test_llm_llava.py``).
+    scores stay alive through the MLP, ``max(4U + k·tokens·I + A, 6U + 2A)``, where the second ``A``
+    is the float32 softmax (4 bytes a score whatever the dtype; on the CPU a half-precision input is
+    first upcast, 4 bytes more; not measured on CUDA, where SDPA is the default). Each further selected
+    state adds
+    ``U``. On top: the uint8 frame, preprocessing (:func:`preprocess_bytes_per_frame`; the pixels
+    live through the forward) and, for several selected states, their concatenation. Equal to the
+    measured CPU peak for SigLIP and CLIP towers with both attentions, in float32 and bfloat16, for
+    112x112 to 480x640 frames (``tests/test_llm_llava.py``); within 64 B of the CUDA peak for
+    OneVision's SigLIP tower with SDPA on an H200 (``scripts/gpu_check.py --llava``).
     """
     grid = (image_size // patch) ** 2
     tokens = grid + (1 if class_token else 0)
     unit = tokens * width
     mlp = (3 if quick_gelu else 2) * tokens * intermediate
     scores = heads * tokens * tokens if attention == "eager" else 0
-    block = max(4 * unit + mlp + scores, 6 * unit + 2 * scores) + (states - 1) * unit
+    b = dtype_bytes
+    # eager's float32 softmax next to its input; the CPU kernel first upcasts a half-precision input
+    softmax = b + 4 + (4 if b != 4 and device_type == "cpu" else 0)
+    block = max((4 * unit + mlp + scores) * b, 6 * unit * b + scores * softmax) + (states - 1) * unit * b
     pixels = 3 * image_size * image_size * dtype_bytes
     preprocess = preprocess_bytes_per_frame(
         image_size, dtype_bytes, frame_hw=frame_hw, device_type=device_type, squash=squash
@@ -187,7 +196,7 @@ def hf_vit_activation_bytes_per_frame(
     # one selected state is returned as a view of itself; several are concatenated into a copy
     outputs = grid * width * states * dtype_bytes if states > 1 else 0
     frame = 3 * frame_hw[0] * frame_hw[1]
-    return int(outputs + _with_frame(frame, preprocess, pixels + block * dtype_bytes, device_type))
+    return int(outputs + _with_frame(frame, preprocess, pixels + block, device_type))
 
 
 def clip_activation_bytes_per_frame(

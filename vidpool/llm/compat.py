@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from vidpool.errors import InvalidArgumentError
 
 __all__ = [
     "dtype_kwargs",
@@ -117,11 +120,19 @@ def vision_hidden_states(
         states = tuple(states)
         return states if layers is None else tuple(states[i] for i in layers)
     count = len(blocks) + 1
-    wanted = [i % count for i in layers]
+    if not layers or any(not -count <= int(i) < count for i in layers):
+        raise InvalidArgumentError(
+            f"vision feature layers must be between {-count} and {count - 1} for this {count - 1}-block "
+            f"tower, got {list(layers)}"
+        )
+    wanted = [int(i) % count for i in layers]
     deepest = max(wanted)
     found: dict[int, torch.Tensor] = {}
+    owner = threading.get_ident()  # hooks sit on a shared module: ignore other threads' forwards
 
     def keep(index: int, value: Any) -> None:
+        if threading.get_ident() != owner:
+            return
         found[index] = value[0] if isinstance(value, (tuple, list)) else value
         if index == deepest:
             raise _Collected
@@ -140,12 +151,17 @@ def vision_hidden_states(
                 blocks[index - 1].register_forward_hook(lambda _m, _a, out, index=index: keep(index, out))
             )
     try:
-        vision_tower(pixel_values)
+        vision_tower(pixel_values, output_hidden_states=False, output_attentions=False)
     except _Collected:
         pass
     finally:
         for handle in handles:
             handle.remove()
+    if len(found) < len(set(wanted)):
+        raise TypeError(
+            f"{type(vision_tower).__name__} finished without running blocks {sorted(set(wanted) - set(found))}; "
+            "its forward does not go through its encoder layers as CLIP and SigLIP towers do"
+        )
     return tuple(found[i] for i in wanted)
 
 
