@@ -417,3 +417,45 @@ def test_composition_offsets_are_not_trusted_with_several_edits(tmp_path, videos
     edited = tmp_path / "two_edits.mp4"
     edited.write_bytes(bytes(data))
     assert mp4.composition_offsets(str(edited), 1) is None
+
+
+def test_variable_rate_mp4_is_indexed_from_ctts_without_demuxing(videos):
+    from vidpool.video.index import _index_from_entries, build_index
+    from vidpool.video.info import open_container
+
+    container, stream = open_container(videos["vfr"])
+    try:
+        found = _index_from_entries(container, stream)
+        full = build_index(container, stream, demux=True)
+    finally:
+        container.close()
+    assert found is not None
+    np.testing.assert_array_equal(found[0], full.pts)
+    np.testing.assert_array_equal(np.flatnonzero(found[1]), full.keyframes)
+
+
+def test_a_ctts_shift_that_disagrees_falls_back_to_reading_every_keyframe(videos, monkeypatch):
+    from vidpool.video import index as index_module
+    from vidpool.video import mp4
+    from vidpool.video.info import open_container
+
+    real = mp4.composition_offsets
+
+    def off_by_one_in_the_middle(path, track):
+        offsets = real(path, track).copy()
+        offsets[offsets.size // 2 :] += 1  # the middle and last keyframes disagree with the first
+        return offsets
+
+    monkeypatch.setattr(mp4, "composition_offsets", off_by_one_in_the_middle)
+    reads = []
+    real_read = index_module._packet_pts
+    monkeypatch.setattr(index_module, "_packet_pts", lambda *a: reads.append(a[2]) or real_read(*a))
+    container, stream = open_container(videos["h264"])
+    try:
+        index = index_module.build_index(container, stream)
+        full = index_module.build_index(container, stream, demux=True)
+    finally:
+        container.close()
+    assert len(reads) == 3 + 6  # the three checks, then every one of the six keyframes
+    np.testing.assert_array_equal(index.pts, full.pts)
+    np.testing.assert_array_equal(index.keyframes, full.keyframes)

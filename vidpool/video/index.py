@@ -86,11 +86,11 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
 
     The index holds decode times and where each frame's data lies (a file cut short is demuxed).
-    Keyframes' presentation times come from the ``ctts`` box (checked against three packets) or
-    else from reading each keyframe's packet. Presentation times are the decode times
-    shifted by the first frame's reordering delay when decode times are evenly spaced (constant frame
-    rate: the frames fill that grid), or when no frame is reordered and every keyframe has that delay;
-    otherwise every packet is demuxed.
+    MP4/MOV: every frame's presentation time comes from the ``ctts`` box (checked against three
+    keyframes' packets). Otherwise each keyframe's packet is read, and presentation times are the
+    decode times shifted by the first frame's reordering delay when decode times are evenly spaced
+    (constant frame rate: the frames fill that grid), or when no frame is reordered and every keyframe
+    has that delay; otherwise every packet is demuxed.
     """
     av = require("av", "video", "Reading videos")
     entries = stream.index_entries
@@ -113,21 +113,25 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     try:
         frame_offsets = _mp4_offsets(container, stream, dts, keyframe)
         if frame_offsets is not None:
-            key_pts = (key_dts + frame_offsets[keyframe]).tolist()
-            reordered = bool(np.any(frame_offsets != frame_offsets[0]))
+            # every frame's presentation time is known: no grid to assume, variable rates included
+            key_pts = key_dts + frame_offsets[keyframe]
+            pts = np.sort(dts + frame_offsets)
+            if np.any(np.diff(pts) <= 0):
+                return None  # two frames shown at one time: demuxing decides
         else:
             # Each keyframe's packet, read after a seek to it (a demuxer that skips packets may
             # misplace the presentation times of the ones it returns).
-            key_pts = [_packet_pts(container, stream, stamp) for stamp in key_dts.tolist()]
-            if None in key_pts:
+            read = [_packet_pts(container, stream, stamp) for stamp in key_dts.tolist()]
+            if None in read:
                 return None
+            key_pts = np.asarray(read, dtype=np.int64)
             reordered = bool(stream.codec_context.has_b_frames) or "mp4" in container.format.name.split(",")
+            offsets = key_pts - key_dts
+            if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
+                return None
+            pts = dts + offsets[0]
     except (av.error.FFmpegError, EOFError, OSError):
         return None
-    offsets = np.asarray(key_pts) - key_dts
-    if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
-        return None
-    pts = dts + offsets[0]
     where = np.searchsorted(pts, key_pts)
     if np.any(where >= count) or np.any(pts[np.minimum(where, count - 1)] != key_pts):
         return None  # a keyframe off the grid
