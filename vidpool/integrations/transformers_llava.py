@@ -52,7 +52,8 @@ def _default_compress(kind: str, hf_config: Any) -> dict[str, Any]:
         logger.warning(
             "this LLaVA-NeXT-Video checkpoint pools with %r (learned weights), which no vidpool method "
             "reproduces; by default its video tokens come from average pooling at stride %d instead "
-            "(the convolution is unused), so answers differ from transformers' own",
+            "(the convolution is unused), so answers differ from transformers' own. To choose the "
+            "pooling knowingly, pass method=... (and its parameters) to visual_tokens or VideoChat",
             pool,
             stride,
         )
