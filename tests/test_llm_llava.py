@@ -267,3 +267,26 @@ def test_selected_hidden_states_are_per_thread(models):
     for k in (0, 1):
         assert len(results[k]) == 20
         assert all(torch.equal(state, expected[k]) for state in results[k])
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_preprocessing_matches_the_transformers_video_processors(models, frames, kind):
+    """vidpool's batched preprocessing gives the pixels transformers' own video processors give."""
+    import transformers
+
+    model = models[kind]
+    side = model._image_size
+    if kind == "llava_onevision":
+        processor = transformers.LlavaOnevisionVideoProcessor(
+            size={"height": side, "width": side}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
+    else:
+        processor = transformers.LlavaNextVideoVideoProcessor(
+            size={"shortest_edge": side}, crop_size={"height": side, "width": side}
+        )
+    mean, std = model._preprocess["mean"], model._preprocess["std"]
+    assert tuple(processor.image_mean) == tuple(mean) and tuple(processor.image_std) == tuple(std)
+    theirs = processor(videos=[frames.numpy()], return_tensors="pt")["pixel_values_videos"][0]
+    ours = model._pixels(frames)
+    levels = (ours - theirs).abs() * torch.tensor(std).view(1, 3, 1, 1) * 255
+    assert ours.shape == theirs.shape and levels.max().item() < 0.01
