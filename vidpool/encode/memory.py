@@ -172,10 +172,9 @@ def hf_vit_activation_bytes_per_frame(
     (``sdpa``, ``flash_attention_2``) a block holds ``max(4U + k·tokens·I, 6U)``; with ``eager`` the
     scores stay alive through the MLP, ``max(4U + k·tokens·I + A, 6U + 2A)``, where the second ``A``
     is the float32 softmax (4 bytes a score whatever the dtype; on the CPU a half-precision input is
-    first upcast, 4 bytes more; not measured on CUDA, where SDPA is the default). Each further selected
-    state adds
-    ``U``. On top: the uint8 frame, preprocessing (:func:`preprocess_bytes_per_frame`; the pixels
-    live through the forward) and, for several selected states, their concatenation. Equal to the
+    first upcast, 4 bytes more; not measured on CUDA, where SDPA is the default). Each further
+    selected state adds ``U``. On top: the uint8 frame, preprocessing (:func:`preprocess_bytes_per_frame`;
+    the pixels live through the forward) and, for several selected states, their concatenation. Equal to the
     measured CPU peak for SigLIP and CLIP towers with both attentions, in float32 and bfloat16, for
     112x112 to 480x640 frames (``tests/test_llm_llava.py``); within 64 B of the CUDA peak for
     OneVision's SigLIP tower with SDPA on an H200 (``scripts/gpu_check.py --llava``).
