@@ -130,8 +130,12 @@ def test_next_video_crops_the_centre_and_onevision_squashes(models):
     frame[:, :, :16] = 255
     frame[:, :, 48:] = 255
     next_video, onevision = models["llava_next_video"], models["llava_onevision"]
-    cropped = next_video._pixels(frame) * next_video._std + next_video._mean
-    squashed = onevision._pixels(frame) * onevision._std + onevision._mean
+
+    def unnormalised(model: LlavaVideoLM) -> torch.Tensor:
+        mean, std = (torch.tensor(model._preprocess[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+        return model._pixels(frame) * std + mean
+
+    cropped, squashed = unnormalised(next_video), unnormalised(onevision)
     assert cropped.shape == squashed.shape == (1, 3, 32, 32)
     assert torch.allclose(cropped, torch.zeros_like(cropped), atol=1e-6)
     assert squashed[..., :4].min() > 0.9 and squashed[..., 14:18].max() < 0.1

@@ -114,8 +114,6 @@ class LlavaVideoLM(VideoLM):
             kind=kind, projector="hf", compress=_default_compress(kind, model.config)
         )
         self._parts = llava_parts(model)
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         side = int(model.config.vision_config.image_size)
         self._preprocess = {
             "size": (side, side),
@@ -125,7 +123,6 @@ class LlavaVideoLM(VideoLM):
             "resize_mode": "shortest" if center_crop else "squash",
         }
         self._chat_template = chat_template
-        self._center_crop = center_crop
         vision = self.hf_config.vision_config
         self._image_size = int(vision.image_size)
         side = self._image_size // int(vision.patch_size)
