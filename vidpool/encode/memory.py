@@ -125,14 +125,12 @@ def preprocess_bytes_per_frame(
     its shortest side to ``S`` and then centre-cropped. ``frame_hw`` ``(0, 0)`` means a frame already
     at the model's size.
     """
+    from vidpool.encode.preprocess import resized_size
+
     pixels = 3 * image_size * image_size * dtype_bytes
     height, width = frame_hw if frame_hw[0] and frame_hw[1] else (image_size, image_size)
-    side, long = min(height, width), max(height, width)
-    if squash:
-        new_h = new_w = image_size
-    else:
-        resized_long = max(int(image_size * long / side), image_size)  # shortest side to image_size
-        new_h, new_w = (image_size, resized_long) if height <= width else (resized_long, image_size)
+    mode = "squash" if squash else "shortest"
+    new_h, new_w = resized_size(height, width, (image_size, image_size), mode)
     if (new_h, new_w) == (height, width):
         # no resize: the crop's float32 copy, then the pixels
         return 3 * image_size * image_size * 4 + (pixels if dtype_bytes != 4 or device_type != "cpu" else 0)
