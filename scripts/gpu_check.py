@@ -305,9 +305,9 @@ def native_config(clip: str, vision_width: int):
 
 
 def seven_b_spec():
-    """The ModelSpec of the built 7B model, from shapes only (for --plan-only on any machine)."""
+    """The schedule ModelSpec of the built 7B model, from shapes only (for --plan-only on any machine)."""
+    from vidpool.encode.config import encoder_spec as clip_spec
     from vidpool.encode.config import load_config
-    from vidpool.encode.config import model_spec as clip_spec
     from vidpool.schedule.spec import native_spec
 
     width = clip_spec(load_config("ViT-L-14-336")).width

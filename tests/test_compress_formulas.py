@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import vidpool
-from vidpool.compress.slowfast import uniform_indices
+from vidpool.compression.slowfast import uniform_indices
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
-from vidpool.encode import CLIPEncoder, EncodedFrames, list_configs, load_config, model_spec
+from vidpool.encode import CLIPEncoder, EncodedFrames, encoder_spec, list_configs, load_config
 from vidpool.encode.batching import activation_bytes_per_frame, batch_size_for, iter_batches
 from vidpool.encode.preprocess import preprocess_frames
 from vidpool.errors import CheckpointError, EncoderError, InvalidArgumentError, OutOfMemoryError
@@ -43,7 +43,7 @@ def _hidden_states(enc: CLIPEncoder, frames: torch.Tensor) -> list[torch.Tensor]
 
 
 def test_default_model_geometry_from_config_alone() -> None:
-    spec = model_spec(load_config("ViT-L-14-336"))
+    spec = encoder_spec(load_config("ViT-L-14-336"))
     assert spec.grid == (24, 24)
     assert spec.width == 1024
     assert spec.embed_dim == 768
@@ -55,7 +55,7 @@ def test_default_model_geometry_from_config_alone() -> None:
 def test_shipped_tiny_configs_are_tiny() -> None:
     assert {"tiny-clip-32", "tiny-clip-48"} <= set(list_configs())
     for name in list_configs():
-        spec = model_spec(load_config(name))
+        spec = encoder_spec(load_config(name))
         assert spec.width <= 64 and 1 <= spec.layers <= 2 and spec.image_size[0] <= 48
 
 
@@ -147,8 +147,8 @@ def test_batch_size_scales_with_memory(enc: CLIPEncoder) -> None:
 
 
 def test_activation_estimate_grows_with_model_and_frame_size() -> None:
-    vitl = model_spec(load_config("ViT-L-14-336"))
-    tiny = model_spec(load_config("tiny-clip-32"))
+    vitl = encoder_spec(load_config("ViT-L-14-336"))
+    tiny = encoder_spec(load_config("tiny-clip-32"))
     assert activation_bytes_per_frame(vitl, torch.float16) > activation_bytes_per_frame(tiny, torch.float16)
     assert activation_bytes_per_frame(vitl, torch.float32) > activation_bytes_per_frame(vitl, torch.float16)
     small = activation_bytes_per_frame(vitl, torch.float16, frame_hw=(360, 640))

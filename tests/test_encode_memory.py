@@ -6,7 +6,7 @@ import pytest
 import torch
 from encode_support import one_thread, random_frames  # noqa: F401  (autouse fixture)
 
-from vidpool.encode import CLIPEncoder, load_config, model_spec
+from vidpool.encode import CLIPEncoder, encoder_spec, load_config
 from vidpool.encode.batching import activation_bytes_per_frame
 from vidpool.encode.memory import (
     clip_activation_bytes_per_frame,
@@ -78,7 +78,7 @@ def test_cuda_terms_match_the_h100_measurement() -> None:
     # python -m vidpool.encode.bench --estimate ViT-B-16 ViT-L-14-336 --device cuda --dtype float16
     # --hw-estimate 720x1280): ViT-L-14-336 with joint embeddings measured 21,046,464 B, ViT-B-16
     # 17,682,560 B (its float32 resize buffers outweigh its blocks).
-    vit_l = model_spec(load_config("ViT-L-14-336"))
+    vit_l = encoder_spec(load_config("ViT-L-14-336"))
     hd = (720, 1280)
     assert (
         clip_activation_bytes_per_frame(vit_l, 2, frame_hw=hd, joint=True, device_type="cuda") == 21_046_464

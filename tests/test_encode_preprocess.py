@@ -6,7 +6,7 @@ import pytest
 import torch
 from encode_support import one_thread  # noqa: F401  (autouse fixture)
 
-from vidpool.encode.config import load_config, model_spec
+from vidpool.encode.config import encoder_spec, load_config
 from vidpool.encode.preprocess import _crop_or_pad, preprocess_frames, resize_as_float, resized_size
 from vidpool.errors import InvalidArgumentError
 
@@ -39,7 +39,7 @@ def _levels(out: torch.Tensor, ref: torch.Tensor, std: tuple[float, ...]) -> tor
 @pytest.mark.parametrize("size", [336, 48])
 @pytest.mark.parametrize("hw", [(480, 640), (720, 1280), (240, 320), (100, 90), (500, 336)])
 def test_matches_open_clip_transform(size: int, hw: tuple[int, int]) -> None:
-    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    spec = encoder_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
     cfg = spec.preprocess()
     reference = open_clip.image_transform(size, is_train=False)
     images = [_smooth(*hw, seed=1), _noise(*hw, seed=2)]
@@ -63,7 +63,7 @@ def _normalise(x: torch.Tensor, cfg: dict) -> torch.Tensor:
 @pytest.mark.parametrize("hw", [(480, 640), (720, 1280), (240, 320), (100, 90)])
 def test_float_resize_of_the_gpu_path_matches_open_clip(size: int, hw: tuple[int, int]) -> None:
     """GPUs resize through float32 in two passes (run here on the CPU kernels): PIL's result too."""
-    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    spec = encoder_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
     cfg = spec.preprocess()
     reference = open_clip.image_transform(size, is_train=False)
     for img in (_smooth(*hw, seed=1), _noise(*hw, seed=2)):
@@ -80,7 +80,7 @@ def test_float_resize_of_the_gpu_path_matches_open_clip(size: int, hw: tuple[int
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("hw", [(720, 1280), (240, 320), (100, 90)])
 def test_cuda_preprocessing_matches_open_clip(hw: tuple[int, int]) -> None:
-    cfg = model_spec(load_config("ViT-L-14-336")).preprocess()
+    cfg = encoder_spec(load_config("ViT-L-14-336")).preprocess()
     reference = open_clip.image_transform(336, is_train=False)
     images = [_smooth(*hw, seed=1), _noise(*hw, seed=2)]
     batch = preprocess_frames(torch.stack(images), cfg, device="cuda").cpu()
@@ -93,7 +93,7 @@ def test_cuda_preprocessing_matches_open_clip(hw: tuple[int, int]) -> None:
 @pytest.mark.parametrize("mode", ["squash", "longest"])
 def test_other_resize_modes_match_open_clip(mode: str) -> None:
     img = _smooth(120, 200, seed=3)
-    cfg = model_spec(load_config("tiny-clip-48")).preprocess({"resize_mode": mode, "fill_color": 0})
+    cfg = encoder_spec(load_config("tiny-clip-48")).preprocess({"resize_mode": mode, "fill_color": 0})
     reference = open_clip.image_transform(48, is_train=False, resize_mode=mode)
     out = preprocess_frames(img[None], cfg)[0]
     ref = reference(Image.fromarray(img.numpy()))
@@ -103,7 +103,7 @@ def test_other_resize_modes_match_open_clip(mode: str) -> None:
 
 def test_bilinear_interpolation_is_honoured() -> None:
     img = _smooth(90, 160, seed=4)
-    cfg = model_spec(load_config("tiny-clip-32")).preprocess({"interpolation": "bilinear"})
+    cfg = encoder_spec(load_config("tiny-clip-32")).preprocess({"interpolation": "bilinear"})
     reference = open_clip.image_transform(32, is_train=False, interpolation="bilinear")
     out = preprocess_frames(img[None], cfg)[0]
     assert _levels(out, reference(Image.fromarray(img.numpy())), cfg["std"]).max().item() <= MAX_LEVELS + 1e-3
@@ -117,7 +117,7 @@ def test_resized_size_follows_torchvision_shortest_side() -> None:
 
 
 def test_output_is_channels_last_and_in_requested_dtype() -> None:
-    cfg = model_spec(load_config("tiny-clip-32")).preprocess()
+    cfg = encoder_spec(load_config("tiny-clip-32")).preprocess()
     out = preprocess_frames(_noise(64, 64, seed=5)[None].repeat(3, 1, 1, 1), cfg, dtype=torch.bfloat16)
     assert out.dtype == torch.bfloat16
     assert out.is_contiguous(memory_format=torch.channels_last)
@@ -125,7 +125,7 @@ def test_output_is_channels_last_and_in_requested_dtype() -> None:
 
 
 def test_accepts_numpy_frames() -> None:
-    cfg = model_spec(load_config("tiny-clip-32")).preprocess()
+    cfg = encoder_spec(load_config("tiny-clip-32")).preprocess()
     frames = _noise(40, 50, seed=6)[None]
     assert torch.equal(preprocess_frames(frames.numpy(), cfg), preprocess_frames(frames, cfg))
 
@@ -141,6 +141,6 @@ def test_accepts_numpy_frames() -> None:
     ],
 )
 def test_bad_frames_raise_invalid_argument(frames: object) -> None:
-    cfg = model_spec(load_config("tiny-clip-32")).preprocess()
+    cfg = encoder_spec(load_config("tiny-clip-32")).preprocess()
     with pytest.raises(InvalidArgumentError):
         preprocess_frames(frames, cfg)  # type: ignore[arg-type]

@@ -182,7 +182,7 @@ def test_weights_of_a_loaded_model_count_as_available(monkeypatch):
 
     from vidpool.schedule import DeviceMemory
 
-    plan_module = importlib.import_module("vidpool.schedule.plan")  # the attribute is the function
+    plan_module = importlib.import_module("vidpool.schedule.planner")
 
     monkeypatch.setattr(plan_module, "device_memory", lambda device: DeviceMemory("cpu", 4 * GB, GB))
     model = loaded("tiny-native")

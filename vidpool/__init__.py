@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from vidpool._version import __version__
-from vidpool.compress import (
+from vidpool.compression import (
     Compressed,
     TokenCompressor,
     compress,

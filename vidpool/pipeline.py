@@ -160,7 +160,7 @@ def encode_video(
 
 
 def _uses_scores(method: str) -> bool:
-    from vidpool.compress import get_method
+    from vidpool.compression import get_method
 
     return bool(getattr(get_method(method), "uses_scores", False))
 

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from vidpool.encode.cache import FeatureCache, video_identity
-from vidpool.encode.config import DEFAULT_MODEL, ModelSpec, list_configs, load_config, model_spec
+from vidpool.encode.config import DEFAULT_MODEL, EncoderSpec, encoder_spec, list_configs, load_config
 from vidpool.encode.encoder import CLIPEncoder, EncodedFrames
 from vidpool.encode.preprocess import preprocess_frames
 
@@ -16,11 +16,11 @@ __all__ = [
     "DEFAULT_MODEL",
     "CLIPEncoder",
     "EncodedFrames",
+    "EncoderSpec",
     "FeatureCache",
-    "ModelSpec",
+    "encoder_spec",
     "list_configs",
     "load_config",
-    "model_spec",
     "preprocess_frames",
     "video_identity",
 ]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from vidpool.encode.config import ModelSpec
+from vidpool.encode.config import EncoderSpec
 from vidpool.encode.memory import clip_activation_bytes_per_frame
 from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 
@@ -29,7 +29,7 @@ _CUDA_FREE_FRACTION = 0.7
 
 
 def activation_bytes_per_frame(
-    spec: ModelSpec,
+    spec: EncoderSpec,
     dtype: torch.dtype,
     *,
     frame_hw: tuple[int, int] | None = None,

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from vidpool.encode.config import load_config, model_spec
+from vidpool.encode.config import encoder_spec, load_config
 from vidpool.encode.encoder import CLIPEncoder
 from vidpool.encode.memory import measured_bytes_per_frame
 from vidpool.encode.preprocess import preprocess_frames
@@ -40,7 +40,7 @@ def fidelity(size: int = 336) -> list[dict]:
     import open_clip
     from PIL import Image
 
-    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    spec = encoder_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
     cfg = spec.preprocess()
     reference = open_clip.image_transform(size, is_train=False)
     std = torch.tensor(cfg["std"]).view(3, 1, 1)
@@ -71,7 +71,7 @@ def preprocess_speed(count: int, hw: tuple[int, int], size: int = 336) -> dict:
     from PIL import Image
 
     frames = _smooth(count, *hw)
-    spec = model_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
+    spec = encoder_spec({**load_config("ViT-L-14-336").model_cfg, "vision_cfg": {"image_size": size}})
     cfg = spec.preprocess()
     reference = open_clip.image_transform(size, is_train=False)
     start = time.perf_counter()

@@ -2,7 +2,7 @@
 
 A config is data in open_clip's own format (``embed_dim``, ``vision_cfg``, ``text_cfg``, optional
 ``quick_gelu``), or the ``open_clip_config.json`` layout (``{"model_cfg": ..., "preprocess_cfg": ...}``).
-:func:`model_spec` reads the geometry (grid, widths, layer counts) from a config without building the
+:func:`encoder_spec` reads the geometry (grid, widths, layer counts) from a config without building the
 model, so that memory planning and tests can use ViT-L-14-336's numbers without its weights.
 """
 
@@ -18,11 +18,11 @@ from vidpool.errors import EncoderError, InvalidArgumentError, require
 
 __all__ = [
     "DEFAULT_MODEL",
-    "ModelSpec",
+    "EncoderSpec",
     "ResolvedConfig",
+    "encoder_spec",
     "list_configs",
     "load_config",
-    "model_spec",
 ]
 
 DEFAULT_MODEL = "ViT-L-14-336"
@@ -105,7 +105,7 @@ def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class EncoderSpec:
     """The geometry of a ViT CLIP config, read without building the model.
 
     ``grid`` is the patch grid ``(h, w)`` of one frame, ``width`` the vision width C of the patch
@@ -150,8 +150,8 @@ class ModelSpec:
         return cfg
 
 
-def model_spec(cfg: ResolvedConfig | dict[str, Any]) -> ModelSpec:
-    """Read a :class:`ModelSpec` from an open_clip config; only plain ViT vision towers are supported."""
+def encoder_spec(cfg: ResolvedConfig | dict[str, Any]) -> EncoderSpec:
+    """Read a :class:`EncoderSpec` from an open_clip config; only plain ViT vision towers are supported."""
     model_cfg = cfg.model_cfg if isinstance(cfg, ResolvedConfig) else cfg
     vision = model_cfg["vision_cfg"]
     text = model_cfg["text_cfg"]
@@ -161,7 +161,7 @@ def model_spec(cfg: ResolvedConfig | dict[str, Any]) -> ModelSpec:
             "timm and ResNet towers are not supported: pick a ViT-* model"
         )
     width = int(vision.get("width", 768))
-    return ModelSpec(
+    return EncoderSpec(
         image_size=_pair(vision.get("image_size", 224)),
         patch_size=_pair(vision.get("patch_size", 16)),
         width=width,

@@ -20,7 +20,7 @@ from vidpool.encode.batching import (
     default_memory_budget,
     iter_batches,
 )
-from vidpool.encode.config import DEFAULT_MODEL, ModelSpec, ResolvedConfig, load_config, model_spec
+from vidpool.encode.config import DEFAULT_MODEL, EncoderSpec, ResolvedConfig, encoder_spec, load_config
 from vidpool.encode.preprocess import check_frames, preprocess_frames
 from vidpool.encode.text import encode_prompts, make_tokenizer
 from vidpool.encode.vision import block_index, check_vision_tower, project_to_joint, vision_tokens
@@ -147,7 +147,7 @@ class CLIPEncoder:
         allow_pickle: bool = False,
     ) -> None:
         self._config = load_config(model)
-        self.spec: ModelSpec = model_spec(self._config)
+        self.spec: EncoderSpec = encoder_spec(self._config)
         self._block = block_index(layer, self.spec.layers)
         self.layer = layer
         self._device = torch.device(device)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from vidpool.encode.config import ModelSpec
+    from vidpool.encode.config import EncoderSpec
     from vidpool.encode.encoder import CLIPEncoder
 
 __all__ = [
@@ -197,7 +197,7 @@ def hf_vit_activation_bytes_per_frame(
 
 
 def clip_activation_bytes_per_frame(
-    spec: ModelSpec,
+    spec: EncoderSpec,
     dtype_bytes: int,
     *,
     frame_hw: tuple[int, int] = (0, 0),
@@ -206,7 +206,7 @@ def clip_activation_bytes_per_frame(
     device_type: str = "cpu",
     attention_matrix: bool | None = None,
 ) -> int:
-    """:func:`vit_activation_bytes_per_frame` for a :class:`vidpool.encode.ModelSpec` (config geometry).
+    """:func:`vit_activation_bytes_per_frame` for a :class:`vidpool.encode.EncoderSpec` (config geometry).
 
     ``block`` is the index of the block whose output is taken (``None``: the second-to-last, LLaVA's
     layer); with ``joint`` every block runs.

@@ -120,7 +120,7 @@ def preprocess_frames(
         frames: uint8 ``[T, H, W, 3]`` RGB frames, any ``H, W``.
         cfg: preprocessing config with ``size`` ``(h, w)``, ``mean``, ``std``, ``interpolation``
             (``bicubic`` | ``bilinear``), ``resize_mode`` (``shortest`` | ``longest`` | ``squash``) and
-            ``fill_color`` (see :meth:`vidpool.encode.config.ModelSpec.preprocess`).
+            ``fill_color`` (see :meth:`vidpool.encode.config.EncoderSpec.preprocess`).
         device: where to run; the uint8 frames move there before any float copy is made.
         dtype: dtype of the result.
 

@@ -171,7 +171,7 @@ class VideoLM:
         self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
     ) -> int:
         """Number of visual tokens ``visual_tokens`` gives for ``num_frames`` frames (known before running)."""
-        from vidpool.compress import num_output_tokens
+        from vidpool.compression import num_output_tokens
 
         method, budget, params = self._method(method, budget, params)
         h, w = self.grid
@@ -204,7 +204,7 @@ class VideoLM:
         Returns:
             ``[N, hidden]`` tokens in the LM's embedding space, ``N == num_visual_tokens(T, ...)``.
         """
-        from vidpool.compress import compress, get_method
+        from vidpool.compression import compress, get_method
 
         if features.dim() != 4:
             raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")

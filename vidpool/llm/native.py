@@ -136,7 +136,7 @@ class NativeVideoLM(VideoLM):
 
     def uses_joint(self, method: str | None = None) -> bool:
         """Whether ``method`` (default: the configured one) takes prompt scores, so encode with ``joint``."""
-        from vidpool.compress import get_method
+        from vidpool.compression import get_method
 
         return bool(get_method(method or self.config.method).uses_scores)
 
@@ -153,7 +153,7 @@ class NativeVideoLM(VideoLM):
         passes it). Without it, ``features`` reach the joint space through the tower's final norm and
         projection, which is exact only when the encoder layer is the last one.
         """
-        from vidpool.compress import prompt_scores
+        from vidpool.compression import prompt_scores
         from vidpool.encode.vision import project_to_joint
 
         with torch.inference_mode():

@@ -307,8 +307,8 @@ def native_spec(
     """The ModelSpec of a native model from its ``ModelConfig`` and its LM's transformers config dict,
     without building either (open_clip encoder with its text tower, projector, LLaMA-style LM), for
     running on ``device_type``."""
+    from vidpool.encode.config import encoder_spec as clip_spec
     from vidpool.encode.config import load_config
-    from vidpool.encode.config import model_spec as clip_spec
 
     encoder = dict(config.encoder or {})
     vision = clip_spec(load_config(encoder.get("model", "ViT-L-14-336")))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vidpool.compress.budget import fixed_budget
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import fixed_budget
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 
 __all__ = ["SpatioTemporal"]
 
@@ -25,7 +25,7 @@ class SpatioTemporal(Method):
     def plan(self, shape, budget=None):
         t, h, w = shape
         fixed_budget(self.name, budget, t + h * w, shape)
-        return Plan(t + h * w, {})
+        return MethodPlan(t + h * w, {})
 
     def run(self, x, plan, scores=None):
         b, t, h, w, _ = x.shape

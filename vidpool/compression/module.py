@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidpool.compress.api import compress, num_output_tokens
-from vidpool.compress.registry import get_method
+from vidpool.compression.api import compress, num_output_tokens
+from vidpool.compression.registry import get_method
 
 __all__ = ["TokenCompressor"]
 

@@ -8,9 +8,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vidpool.compress.budget import check_budget, grid_for_budget
-from vidpool.compress.pool import batch_provenance, grid_arg
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import check_budget, grid_for_budget
+from vidpool.compression.pool import batch_provenance, grid_arg
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["PromptGuided", "prompt_scores", "window_pool"]
@@ -158,7 +158,7 @@ class PromptGuided(Method):
             stride = grid_arg(stride or kernel, 3, "stride")
         out = tuple((i - k) // s + 1 for i, k, s in zip(shape, kernel, stride))
         params = {"kernel": kernel, "stride": stride, "temperature": float(temperature)}
-        return Plan(math.prod(out), params, grid=out)
+        return MethodPlan(math.prod(out), params, grid=out)
 
     def run(self, x, plan, scores=None):
         kernel, stride = plan.params["kernel"], plan.params["stride"]

@@ -7,8 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from vidpool.compress.budget import check_budget, plane_for_budget
-from vidpool.compress.pool import (
+from vidpool.compression.budget import check_budget, plane_for_budget
+from vidpool.compression.pool import (
     axis_provenance,
     batch_provenance,
     grid_arg,
@@ -16,7 +16,7 @@ from vidpool.compress.pool import (
     max_share,
     pool_grid,
 )
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["Spatial", "bilinear_resize", "stride_pool"]
@@ -116,7 +116,7 @@ class Spatial(Method):
                 stride = None if size == (h, w) else stride
         size = tuple(size)
         grid = (t, *size)
-        return Plan(math.prod(grid), {"mode": mode, "size": size, "stride": stride}, grid=grid)
+        return MethodPlan(math.prod(grid), {"mode": mode, "size": size, "stride": stride}, grid=grid)
 
     def run(self, x, plan, scores=None):
         mode, size, stride = plan.params["mode"], plan.params["size"], plan.params["stride"]

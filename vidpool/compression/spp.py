@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from vidpool.compress.budget import fixed_budget
-from vidpool.compress.pool import axis_provenance, batch_provenance, grid_provenance, pool_grid
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import fixed_budget
+from vidpool.compression.pool import axis_provenance, batch_provenance, grid_provenance, pool_grid
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["SpatialPyramid"]
@@ -43,7 +43,7 @@ class SpatialPyramid(Method):
             )
         count = t * sum(lv * lv for lv in levels)
         fixed_budget(self.name, budget, count, shape)
-        return Plan(count, {"levels": levels})
+        return MethodPlan(count, {"levels": levels})
 
     def run(self, x, plan, scores=None):
         b, t, h, w, _ = x.shape

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from vidpool.compress.budget import fixed_budget
-from vidpool.compress.pool import batch_provenance
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import fixed_budget
+from vidpool.compression.pool import batch_provenance
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 
 __all__ = ["Flatten"]
 
@@ -24,7 +24,7 @@ class Flatten(Method):
     def plan(self, shape, budget=None):
         count = math.prod(shape)
         fixed_budget(self.name, budget, count, shape)
-        return Plan(count, {}, grid=shape)
+        return MethodPlan(count, {}, grid=shape)
 
     def run(self, x, plan, scores=None):
         b, t, h, w, c = x.shape

@@ -8,10 +8,10 @@ from functools import lru_cache
 
 import torch
 
-from vidpool.compress.budget import check_budget, plane_for_budget
-from vidpool.compress.pool import axis_provenance, grid_arg, grid_provenance, pool_grid
-from vidpool.compress.registry import Method, Output, Plan, register
-from vidpool.compress.slowfast import uniform_indices
+from vidpool.compression.budget import check_budget, plane_for_budget
+from vidpool.compression.pool import axis_provenance, grid_arg, grid_provenance, pool_grid
+from vidpool.compression.registry import Method, MethodPlan, Output, register
+from vidpool.compression.slowfast import uniform_indices
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["Progressive", "pyramid_levels"]
@@ -101,11 +101,11 @@ class Progressive(Method):
             "num_fine": n_fine,
             "middle_grid": middle,
         }
-        return Plan(count, params)
+        return MethodPlan(count, params)
 
     @staticmethod
     def frame_grids(
-        plan: Plan, num_frames: int, importance: list[float] | None = None
+        plan: MethodPlan, num_frames: int, importance: list[float] | None = None
     ) -> list[tuple[int, int]]:
         """The grid of every frame: fine for the most important frames (or uniformly spread ones)."""
         p = plan.params

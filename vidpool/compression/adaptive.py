@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-from vidpool.compress.budget import check_budget, grid_for_budget
-from vidpool.compress.pool import (
+from vidpool.compression.budget import check_budget, grid_for_budget
+from vidpool.compression.pool import (
     axis_provenance,
     batch_provenance,
     grid_arg,
@@ -17,7 +17,7 @@ from vidpool.compress.pool import (
     pool_grid,
     signed_pow,
 )
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["Adaptive", "adaptive_pool"]
@@ -94,7 +94,7 @@ class Adaptive(Method):
         elif grid is None:
             grid = (shape[0], max(1, shape[1] // 2), max(1, shape[2] // 2))
         grid = check_grid(grid, shape)
-        return Plan(math.prod(grid), {"grid": grid, "mode": mode, "p": p}, grid=grid)
+        return MethodPlan(math.prod(grid), {"grid": grid, "mode": mode, "p": p}, grid=grid)
 
     def run(self, x, plan, scores=None):
         grid, mode = plan.params["grid"], plan.params["mode"]

@@ -6,9 +6,9 @@ import math
 
 import torch
 
-from vidpool.compress.budget import USE_FRACTION, check_budget, plane_for_budget
-from vidpool.compress.pool import axis_provenance, batch_provenance, grid_arg, grid_provenance, pool_grid
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import USE_FRACTION, check_budget, plane_for_budget
+from vidpool.compression.pool import axis_provenance, batch_provenance, grid_arg, grid_provenance, pool_grid
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["SlowFast", "uniform_indices"]
@@ -70,7 +70,7 @@ class SlowFast(Method):
                 raise InvalidArgumentError(f"slow_grid {slow} is larger than the {h}x{w} frame")
         count = n_slow * slow[0] * slow[1] + t * fast[0] * fast[1]
         params = {"slow_frames": n_slow, "slow_grid": tuple(slow), "fast_grid": tuple(fast)}
-        return Plan(count, params)
+        return MethodPlan(count, params)
 
     def run(self, x, plan, scores=None):
         b, t, h, w, _ = x.shape

@@ -3,7 +3,7 @@
 A method is a class with two halves:
 
 * ``plan(shape, budget, **params)`` — pure Python; resolves a budget into shapes and returns a
-  :class:`Plan` whose ``num_tokens`` is the exact count ``run`` will produce. Callers (prompt
+  :class:`MethodPlan` whose ``num_tokens`` is the exact count ``run`` will produce. Callers (prompt
   placeholders, the memory planner) use it before any tensor exists.
 * ``run(x, plan, scores)`` — pure tensor code over ``[B, T, H, W, C]``.
 """
@@ -19,13 +19,13 @@ import torch
 
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 
-__all__ = ["Method", "Output", "Plan", "get_method", "list_methods", "register"]
+__all__ = ["Method", "MethodPlan", "Output", "get_method", "list_methods", "register"]
 
 _REGISTRY: dict[str, Method] = {}
 
 
 @dataclass(frozen=True)
-class Plan:
+class MethodPlan:
     """Resolved parameters of one method for one input shape.
 
     ``num_tokens`` is exact, except for content-dependent methods where ``exact`` is False and it is
@@ -56,10 +56,10 @@ class Method:
     uses_scores: ClassVar[bool] = False
     keeps_grid: ClassVar[bool] = False
 
-    def plan(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> Plan:
+    def plan(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> MethodPlan:
         raise NotImplementedError
 
-    def run(self, x: torch.Tensor, plan: Plan, scores: torch.Tensor | None = None) -> Output:
+    def run(self, x: torch.Tensor, plan: MethodPlan, scores: torch.Tensor | None = None) -> Output:
         raise NotImplementedError
 
     def parameters(self) -> list[str]:
@@ -75,7 +75,9 @@ class Method:
                 f"method {self.name!r} got unknown parameter(s) {', '.join(unknown)}; it accepts: {accepted}"
             )
 
-    def checked_plan(self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]) -> Plan:
+    def checked_plan(
+        self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]
+    ) -> MethodPlan:
         """``plan`` with argument checking that names what the method accepts."""
         self.check_names(params)
         if len(shape) != 3 or any(int(s) < 1 for s in shape):

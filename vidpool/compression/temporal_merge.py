@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from vidpool.compress.budget import check_budget
-from vidpool.compress.registry import Method, Output, Plan, register
+from vidpool.compression.budget import check_budget
+from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["TemporalMerge", "merge_runs"]
@@ -117,11 +117,11 @@ class TemporalMerge(Method):
             if threshold is not None:
                 raise InvalidArgumentError("give temporal_merge either threshold= or budget=, not both")
             check_budget(self.name, budget, h * w, shape)
-            return Plan(min(budget, total), {"budget": min(budget, total), "threshold": None})
+            return MethodPlan(min(budget, total), {"budget": min(budget, total), "threshold": None})
         threshold = 0.9 if threshold is None else float(threshold)
         if not -1.0 <= threshold <= 1.0:
             raise InvalidArgumentError(f"threshold is a cosine similarity in [-1, 1], got {threshold}")
-        return Plan(total, {"budget": None, "threshold": threshold}, exact=False)
+        return MethodPlan(total, {"budget": None, "threshold": threshold}, exact=False)
 
     def run(self, x, plan, scores=None):
         b, t, h, w, _ = x.shape

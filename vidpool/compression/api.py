@@ -6,14 +6,16 @@ from typing import Any
 
 import torch
 
-from vidpool.compress.registry import Plan, get_method
-from vidpool.compress.result import Compressed
+from vidpool.compression.registry import MethodPlan, get_method
+from vidpool.compression.result import Compressed
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["compress", "num_output_tokens", "resolve"]
 
 
-def resolve(method: str, shape: tuple[int, int, int], *, budget: int | None = None, **params: Any) -> Plan:
+def resolve(
+    method: str, shape: tuple[int, int, int], *, budget: int | None = None, **params: Any
+) -> MethodPlan:
     """The parameters ``method`` will run with on a ``(T, H, W)`` input, and its exact token count.
 
     A budget is turned into shapes here; nothing is computed on tensors.
@@ -118,6 +120,6 @@ def _compose(first: Compressed, second: Compressed) -> Compressed:
 
 
 def _methods_using_scores() -> list[str]:
-    from vidpool.compress.registry import list_methods
+    from vidpool.compression.registry import list_methods
 
     return [n for n in list_methods() if get_method(n).uses_scores]

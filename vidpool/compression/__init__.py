@@ -6,7 +6,7 @@ Importable with torch alone: nothing here knows about video files, encoders or l
 from __future__ import annotations
 
 # Importing the method modules registers them.
-from vidpool.compress import (  # noqa: F401
+from vidpool.compression import (  # noqa: F401
     adaptive,
     flatten,
     progressive,
@@ -17,17 +17,17 @@ from vidpool.compress import (  # noqa: F401
     spp,
     temporal_merge,
 )
-from vidpool.compress.api import compress, num_output_tokens, resolve
-from vidpool.compress.budget import grid_for_budget, plane_for_budget
-from vidpool.compress.module import TokenCompressor
-from vidpool.compress.prompt_guided import prompt_scores
-from vidpool.compress.registry import Method, Plan, get_method, list_methods, register
-from vidpool.compress.result import Compressed
+from vidpool.compression.api import compress, num_output_tokens, resolve
+from vidpool.compression.budget import grid_for_budget, plane_for_budget
+from vidpool.compression.module import TokenCompressor
+from vidpool.compression.prompt_guided import prompt_scores
+from vidpool.compression.registry import Method, MethodPlan, get_method, list_methods, register
+from vidpool.compression.result import Compressed
 
 __all__ = [
     "Compressed",
     "Method",
-    "Plan",
+    "MethodPlan",
     "TokenCompressor",
     "compress",
     "get_method",
