@@ -241,5 +241,5 @@ DESCRIPTIONS = {
     "tiny-native": "random tiny CLIP + projector + 2-layer Llama (tests)",
     "tiny-llava-onevision": "random tiny transformers LLaVA-OneVision (tests)",
     "tiny-llava-next-video": "random tiny transformers LLaVA-NeXT-Video (tests)",
-    "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector (the default)",
+    "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector",
 }

