@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -42,7 +43,10 @@ def _transformers_bars() -> Iterator[None]:
     import transformers.utils.logging as hf_logging
 
     was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
+    with warnings.catch_warnings():
+        # huggingface_hub warns when the user's HF_HUB_DISABLE_PROGRESS_BARS=0 outranks the call
+        warnings.simplefilter("ignore")
+        hf_logging.disable_progress_bar()
     try:
         yield
     finally:
