@@ -49,10 +49,12 @@ def ensure_default_model() -> Path:
     """The default model in the user cache, built there (idempotently) if it is missing."""
     import os
 
-    from vidpool.models import DEFAULT_MODEL, MODEL_ENV, build_model, default_model
+    from vidpool.models import DEFAULT_MODEL, MODEL_ENV, build_model, default_model, is_built
 
     if os.environ.get(MODEL_ENV):
         return default_model()
+    if not is_built(DEFAULT_MODEL):
+        print(f"building {DEFAULT_MODEL} once (vidpool models build {DEFAULT_MODEL}) ...", flush=True)
     return build_model(DEFAULT_MODEL)
 
 
