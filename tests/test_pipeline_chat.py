@@ -179,6 +179,10 @@ def test_videochat_refuses_a_missing_video_before_loading(tmp_path, monkeypatch)
     _refuse_loading(monkeypatch)
     with pytest.raises(vidpool.VideoNotFoundError):
         VideoChat(tmp_path / "gone.mp4", "checkpoints/whatever")
+    with pytest.raises(vidpool.VideoNotFoundError):
+        run(tmp_path / "gone.mp4", "checkpoints/whatever", "What?")
+    with pytest.raises(InvalidArgumentError, match="non-empty"):
+        run(tmp_path / "gone.mp4", "checkpoints/whatever", "  ")
 
 
 def test_videochat_refuses_options_a_given_plan_would_ignore(model, video):

@@ -8,6 +8,7 @@ minutes of work it would otherwise waste.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from typing import Any
@@ -32,7 +33,7 @@ _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_device(device: str, *, need_present: bool = True) -> str:
@@ -82,14 +83,14 @@ def check_generation(
         raise InvalidArgumentError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     if (
         isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
+        or not isinstance(temperature, numbers.Real)
         or not math.isfinite(temperature)
         or temperature < 0
     ):
         raise InvalidArgumentError(
             f"temperature must be a finite number >= 0 (0 means greedy decoding), got {temperature!r}"
         )
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1:
         raise InvalidArgumentError(f"top_p must be in (0, 1] (1 keeps every token), got {top_p!r}")
     if seed is not None and not _is_int(seed):
         raise InvalidArgumentError(f"seed must be an integer or None, got {seed!r}")

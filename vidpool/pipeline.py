@@ -1,6 +1,6 @@
 """One run, end to end: video -> encode (in chunks) -> compress + project -> LM, driven by one plan.
 
->>> chat = VideoChat("clip.mp4", model="checkpoints/smollm2-native")       # doctest: +SKIP
+>>> chat = VideoChat("clip.mp4", model=None)   # the default model; see vidpool.models  # doctest: +SKIP
 >>> print(chat.plan.table())                                               # doctest: +SKIP
 >>> for piece in chat.ask("What happens?", stream=True): print(piece, end="")  # doctest: +SKIP
 
