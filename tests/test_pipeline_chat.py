@@ -183,6 +183,9 @@ def test_videochat_refuses_a_missing_video_before_loading(tmp_path, monkeypatch)
         run(tmp_path / "gone.mp4", "checkpoints/whatever", "What?")
     with pytest.raises(InvalidArgumentError, match="non-empty"):
         run(tmp_path / "gone.mp4", "checkpoints/whatever", "  ")
+    for frames in (np.zeros((0, 8, 8, 3), np.uint8), np.zeros((4, 8, 8), np.uint8), [1, 2, 3]):
+        with pytest.raises(InvalidArgumentError, match=r"\[T, H, W, 3\]"):
+            VideoChat(frames, "checkpoints/whatever")
 
 
 def test_videochat_refuses_options_a_given_plan_would_ignore(model, video):

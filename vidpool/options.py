@@ -119,11 +119,18 @@ def check_planning(
 
 
 def check_video(video: Any) -> Any:
-    """A video path must name a non-empty file (frames in memory are checked where they are used)."""
+    """A video path must name a non-empty file; frames in memory must be ``[T, H, W, 3]`` with ``T >= 1``."""
     if isinstance(video, (str, os.PathLike)):
         from vidpool.video.info import check_path
 
         check_path(video)
+        return video
+    shape = getattr(getattr(video, "frames", video), "shape", None)
+    if shape is None or len(shape) != 4 or shape[-1] != 3 or shape[0] < 1:
+        raise InvalidArgumentError(
+            f"video must be a path or uint8 frames [T, H, W, 3], got {type(video).__name__}"
+            + (f" of shape {tuple(shape)}" if shape is not None else "")
+        )
     return video
 
 
