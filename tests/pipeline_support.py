@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import torch
@@ -12,16 +11,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def checkpoint(name: str) -> Path:
-    """The tiny checkpoint ``name`` under checkpoints/, built once (idempotent) by the llm builder script."""
-    spec = importlib.util.spec_from_file_location(
-        "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
-    )
-    module = sys.modules.get("make_tiny_checkpoint")
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["make_tiny_checkpoint"] = module
-        spec.loader.exec_module(module)
-    return module.build_checkpoint(name)
+    """The tiny checkpoint ``name`` under checkpoints/, built once (idempotent) by ``vidpool.models``."""
+    from vidpool.models import build_model
+
+    return build_model(name, ROOT / "checkpoints")
 
 
 def smollm2_available() -> bool:

