@@ -16,8 +16,9 @@ from vidpool.schedule.estimate import llama_param_count, vit_activation_bytes_pe
 GB = 10**9
 
 
-def llava_7b_spec(method: str = "none", **params) -> ModelSpec:
-    """LLaVA-7B shape (LLaMA-7B + ViT-L/14-336) in bf16, from numbers only."""
+def llava_7b_spec(method: str = "none", *, context_length: int = 0, **params) -> ModelSpec:
+    """LLaVA-7B shape (LLaMA-7B + ViT-L/14-336) in bf16, from numbers only (context length: unknown
+    unless given; LLaMA-7B's is 4096)."""
     return ModelSpec(
         num_layers=32,
         num_kv_heads=32,
@@ -37,6 +38,7 @@ def llava_7b_spec(method: str = "none", **params) -> ModelSpec:
         method_params=params,
         compress_position="before",
         num_frames=16,
+        context_length=context_length,
         name="llava-7b-shape",
     )
 

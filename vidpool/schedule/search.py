@@ -183,9 +183,13 @@ class PlanSearch:
         """The progressive fit with the largest budget in ``[lo, below)`` at ``frames``, or None.
 
         A budget that would leave room only for a tiny encoder batch is not worth it: the search first
-        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any.
+        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any. With LM layers
+        offloaded, every token more moves more of the LM to the CPU, so the budget stays at ``lo``
+        (the floor): offloading makes room for the floor, it does not buy tokens.
         """
         lo = max(lo, self.min_budget(frames))
+        if self.offload:
+            below = min(below, lo + 1)
         for min_batch in (GOOD_ENCODER_BATCH, 1):
             if lo > below - 1 or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
                 continue
