@@ -19,7 +19,11 @@ import numpy as np
 import torch
 
 from vidpool.errors import InvalidArgumentError
+from vidpool.llm.protocol import VideoModel
 from vidpool.schedule import ChunkRunner, Plan, plan
+
+#: a loaded model, or a checkpoint folder to load
+ModelOrPath = VideoModel | str | os.PathLike
 
 __all__ = [
     "CAPTION_PROMPT",
@@ -35,7 +39,7 @@ __all__ = [
 CAPTION_PROMPT = "Describe this video in detail."
 
 
-def load(model: Any, *, device: str = "cpu", **kwargs: Any) -> Any:
+def load(model: ModelOrPath, *, device: str = "cpu", **kwargs: Any) -> VideoModel:
     """A loaded ``VideoLM``: ``model`` itself, or ``vidpool.llm.load_model(model, device=...)`` for a path."""
     if isinstance(model, (str, os.PathLike)):
         from vidpool.llm import load_model
@@ -61,7 +65,7 @@ def load_kwargs(plan_: Plan) -> dict[str, Any]:
     }
 
 
-def _model_device(model: Any, default: str) -> str:
+def _model_device(model: VideoModel, default: str) -> str:
     device = getattr(model, "device", None)
     return str(device) if device is not None else default
 
@@ -112,7 +116,7 @@ def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
         yield SimpleNamespace(frames=frames[idx], timestamps=np.asarray(stamps)[idx])
 
 
-def _encode_batch(model: Any, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
+def _encode_batch(model: VideoModel, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
     """``{"features": [n, h, w, C]}`` of ``frames`` (plus ``"joint": [n, h, w, D]`` when ``joint``)."""
     if not joint:
         return {"features": model.encode_frames(frames)}
@@ -121,7 +125,7 @@ def _encode_batch(model: Any, frames: Any, joint: bool) -> dict[str, torch.Tenso
 
 
 def encode_video(
-    model: Any,
+    model: VideoModel,
     video: Any,
     plan_: Plan,
     *,
@@ -165,7 +169,7 @@ def _uses_scores(method: str) -> bool:
     return bool(getattr(get_method(method), "uses_scores", False))
 
 
-def _uses_joint(model: Any, method: str) -> bool:
+def _uses_joint(model: VideoModel, method: str) -> bool:
     """Whether ``model`` scores patches for ``method`` in a joint space it can encode to."""
     uses_joint = getattr(model, "uses_joint", None)
     return bool(uses_joint(method)) if uses_joint is not None else False
@@ -187,7 +191,7 @@ class VideoChat:
     def __init__(
         self,
         video: Any,
-        model: Any,
+        model: ModelOrPath,
         *,
         device: str = "cpu",
         plan: Plan | None = None,
@@ -350,13 +354,13 @@ def _frames_identity(video: Any) -> str:
     return "frames-" + digest.hexdigest()[:16]
 
 
-def _make_plan(video: Any, model: Any, device: str, options: dict[str, Any]) -> Plan:
+def _make_plan(video: Any, model: ModelOrPath, device: str, options: dict[str, Any]) -> Plan:
     return plan(_video_info(video), model, device, **options)
 
 
 def run(
     video: Any,
-    model: Any,
+    model: ModelOrPath,
     question: str,
     *,
     device: str = "cpu",
@@ -379,7 +383,7 @@ class Captioner:
 
     def __init__(
         self,
-        model: Any,
+        model: ModelOrPath,
         *,
         device: str = "cpu",
         prompt: str = CAPTION_PROMPT,
