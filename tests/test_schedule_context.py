@@ -13,7 +13,7 @@ import vidpool
 from vidpool.errors import ContextLengthError, InvalidArgumentError, OutOfMemoryError
 from vidpool.schedule import MIN_TOKENS_PER_FRAME, ModelSpec, model_spec, plan
 from vidpool.schedule.estimate import CUDA_MARGIN_BYTES, MARGIN_FRACTION, estimate_memory, margin_bytes
-from vidpool.schedule.steps import MEMORY_STEPS
+from vidpool.schedule.steps import MAX_OFFLOAD_FRACTION, MEMORY_STEPS
 
 GB = 10**9
 TINY_CHECKPOINTS = ["tiny-native", "tiny-llava-onevision", "tiny-llava-next-video"]
@@ -148,15 +148,26 @@ def test_smollm2_context_from_the_gguf_header():
 
 
 # -- the floor and the order of the memory steps --------------------------------------------------
-def test_15gib_keeps_at_least_the_floor_a_frame():
+def test_15gib_keeps_every_frame_at_the_floor_by_offloading_part_of_the_lm():
+    # the case: 7B on 15 GiB gave about one token a frame
     p = plan(LONG_VIDEO, llava_7b_spec(), "cuda", num_frames=256, max_memory="15GiB")
-    assert p.num_tokens >= MIN_TOKENS_PER_FRAME * p.num_frames
-    assert p.num_frames >= 16 and p.memory.required <= p.available
-    # a lower floor keeps more frames with fewer tokens each
+    assert p.num_frames == 256 and p.num_tokens >= MIN_TOKENS_PER_FRAME * p.num_frames
+    assert p.placement == "gpu+cpu-offload"
+    assert p.lm_bytes_on_device >= (1 - MAX_OFFLOAD_FRACTION) * llava_7b_spec().lm_param_bytes
+    assert p.memory.required <= p.available
+    # a lower floor needs less room, so less of the LM leaves the GPU
     low = plan(
         LONG_VIDEO, llava_7b_spec(), "cuda", num_frames=256, max_memory="15GiB", min_tokens_per_frame=4
     )
-    assert low.num_frames > p.num_frames and low.num_tokens >= 4 * low.num_frames
+    assert low.num_tokens >= 4 * low.num_frames and low.lm_bytes_on_device > p.lm_bytes_on_device
+
+
+def test_more_memory_never_gives_fewer_frames_or_tokens():
+    last = (0, 0)
+    for gib in (14, 14.5, 15, 16, 18, 20, 24, 40):
+        p = plan(LONG_VIDEO, llava_7b_spec(), "cuda", num_frames=256, max_memory=int(gib * 2**30))
+        assert (p.num_frames, p.num_tokens) >= last
+        last = (p.num_frames, p.num_tokens)
 
 
 def _steps_taken(notes) -> list[int]:
@@ -184,7 +195,7 @@ def test_offload_comes_before_refusal_when_the_weights_fit():
     capacity = _weights_fit_nothing_else()
     p = plan(LONG_VIDEO, llava_7b_spec(), "cuda", num_frames=64, max_memory=capacity)
     assert p.placement == "gpu+cpu-offload" and 0 < p.lm_bytes_on_device < llava_7b_spec().lm_param_bytes
-    assert _steps_taken(p.notes)[-1] == 4 and "offload LM layers" in p.notes[-1]
+    assert _steps_taken(p.notes)[-1] == 3 and "offload LM layers" in p.notes[-1]
     assert p.num_tokens >= MIN_TOKENS_PER_FRAME * p.num_frames and p.memory.required <= capacity
     # on the CPU nothing can be offloaded: the same request is refused
     with pytest.raises(OutOfMemoryError, match="even 1 frame"):

@@ -3,8 +3,8 @@
 ``plan`` resolves the request against the checkpoint's defaults, makes it fit the LM's context
 window, then tries it as asked; when it does not fit in memory it degrades in a fixed order and writes
 each step into ``Plan.notes``: features on the CPU, progressive pooling down to
-``min_tokens_per_frame`` a frame, fewer frames, LM layers offloaded to the CPU, and finally
-:class:`~vidpool.errors.OutOfMemoryError`. The steps and their rules are :mod:`vidpool.schedule.steps`.
+``min_tokens_per_frame`` a frame, LM layers offloaded to the CPU (at most half the LM), fewer frames,
+and finally :class:`~vidpool.errors.OutOfMemoryError`. The steps and their rules are :mod:`vidpool.schedule.steps`.
 On a GPU whose free memory cannot hold the weights at all, the LM is split between GPU and CPU before
 any of that.
 """
@@ -277,8 +277,8 @@ def plan(
         steps.as_requested(search, request)
         or steps.features_on_cpu(search, request, notes)
         or steps.progressive_pooling(search, request, notes)
-        or steps.fewer_frames(search, request, notes)
         or steps.offload_layers(search, request, notes)
+        or steps.fewer_frames(search, request, notes)
     )
     if found is None:
         steps.refuse(search, str(device))

@@ -67,8 +67,8 @@ class Candidate:
 class PlanSearch:
     """Fit checks and searches over (frames, method, budget, encoder batch) for one model and device.
 
-    ``features_on_device`` and ``offload`` are switched by the plan's steps as it degrades. Every
-    candidate it returns fits ``capacity`` and the LM's context.
+    ``features_on_device``, ``offload`` and ``min_lm_on_device`` are set by the plan's steps as it
+    degrades. Every candidate it returns fits ``capacity`` and the LM's context.
     """
 
     def __init__(
@@ -91,6 +91,8 @@ class PlanSearch:
         self._prompt_cache: dict[int, int] = {}
         self.features_on_device = True
         self.offload = False
+        # with offload on, the fewest LM bytes that must stay on the device
+        self.min_lm_on_device = 0
 
     # -- context -----------------------------------------------------------------------------
     def prompt_for(self, frames: int) -> int:
@@ -160,7 +162,7 @@ class PlanSearch:
         # the LM share placed on the device adds its own margin
         room = int((self.capacity - without.required) / (1 + MARGIN_FRACTION))
         # accelerate streams offloaded layers through the GPU one at a time: leave room for two
-        if room < 2 * lm // max(1, self.spec.num_layers):
+        if room < max(2 * lm // max(1, self.spec.num_layers), self.min_lm_on_device):
             return None
         return estimate_memory(self.spec, lm_weight_bytes=room, **kwargs), room
 
