@@ -158,7 +158,9 @@ def fit_context(search: PlanSearch, req: Request, notes: list[str]) -> Request:
             advice.append(f"num_frames <= {frames_ok[0]} (--frames)")
         budget = search.largest_context_budget(req.frames, 1, req.tokens)
         if budget is not None:
-            advice.append(f"budget_tokens <= {budget[0]} (--budget; e.g. method 'progressive')")
+            advice.append(
+                f"budget_tokens <= {budget[0]} (--budget) with a method that takes one, such as 'progressive'"
+            )
         advice.append("fewer max_new_tokens, or a model with a longer context")
         raise _context_error(search, req, "pass " + ", or ".join(advice))
     if at_floor is not None:
