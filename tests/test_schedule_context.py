@@ -211,9 +211,11 @@ def test_offloading_does_not_buy_tokens():
     assert p.lm_bytes_on_device > llava_7b_spec().lm_param_bytes / 2
 
 
-def test_min_tokens_per_frame_is_checked():
+def test_min_tokens_per_frame_and_zero_frames_are_checked():
     with pytest.raises(InvalidArgumentError, match="min_tokens_per_frame"):
         plan(None, llava_7b_spec(), "cpu", max_memory="80GB", min_tokens_per_frame=0)
+    with pytest.raises(InvalidArgumentError, match="num_frames must be >= 1"):
+        plan(None, llava_7b_spec(), "cpu", max_memory="80GB", num_frames=0)
 
 
 def test_the_margin_is_one_named_rule():

@@ -257,7 +257,6 @@ def plan(
     notes: list[str] = []
     request = steps.resolve_request(
         spec,
-        search,
         num_frames=num_frames,
         method=method,
         method_params=method_params,

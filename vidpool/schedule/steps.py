@@ -94,7 +94,6 @@ class Request:
 
 def resolve_request(
     spec: ModelSpec,
-    search: PlanSearch,
     *,
     num_frames: int | None,
     method: str | None,
@@ -105,7 +104,7 @@ def resolve_request(
     notes: list[str],
 ) -> Request:
     """The request with the checkpoint's defaults filled in (a budget replaces the default's stride/size)."""
-    frames = int(num_frames or spec.num_frames)
+    frames = int(spec.num_frames if num_frames is None else num_frames)
     if frames < 1:
         raise InvalidArgumentError(f"num_frames must be >= 1, got {num_frames}")
     if isinstance(min_tokens_per_frame, bool) or int(min_tokens_per_frame) < 1:
