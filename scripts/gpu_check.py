@@ -38,6 +38,8 @@ LLAMA_7B = {
     "intermediate_size": 11008,
     "vocab_size": 32000,
 }
+# the built decoders take the longest run measured (256 frames, 144 tokens each) within their context
+BUILT_CONTEXT = 131072
 TINY_LM = {
     "hidden_size": 64,
     "num_hidden_layers": 2,
@@ -126,7 +128,7 @@ def build_model(device: str, dtype: torch.dtype, *, tiny: bool):
     shape = TINY_LM if tiny else LLAMA_7B
     config = LlamaConfig(
         **shape,
-        max_position_embeddings=131072,
+        max_position_embeddings=BUILT_CONTEXT,
         attn_implementation="sdpa",  # fused attention: eager would hold heads x N^2 scores
         eos_token_id=eos,
         pad_token_id=pad,
@@ -312,7 +314,8 @@ def seven_b_spec():
 
     width = clip_spec(load_config("ViT-L-14-336")).width
     config = native_config("ViT-L-14-336", width)
-    return native_spec(config, LLAMA_7B, 2, name="llama-7b-shape + ViT-L-14-336 (random)", device_type="cuda")
+    lm = {**LLAMA_7B, "max_position_embeddings": BUILT_CONTEXT}
+    return native_spec(config, lm, 2, name="llama-7b-shape + ViT-L-14-336 (random)", device_type="cuda")
 
 
 def plan_only(frames: list[int], budget: int, memory: str, max_new_tokens: int) -> int:

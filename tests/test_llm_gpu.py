@@ -20,7 +20,7 @@ pytestmark = [
 def test_tiny_models_generate_on_cuda_in_bfloat16(name):
     model = load_model(checkpoint(name), device="cuda")
     expected_attn = "flash_attention_2" if importlib.util.find_spec("flash_attn") else "sdpa"
-    lm = model._generator
+    lm = model.language_model
     assert lm.config._attn_implementation == expected_attn
     assert model.device.type == "cuda"
     frames = torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8)

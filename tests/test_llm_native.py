@@ -49,6 +49,9 @@ def test_loads_as_a_native_video_lm(model):
         "head_dim": 8,
         "hidden_size": 32,
         "vocab_size": 262,
+        "intermediate_size": 64,
+        "num_heads": 4,
+        "context_length": model.language_model.config.max_position_embeddings,
         "lm_param_bytes": model.lm_spec["lm_param_bytes"],
         "dtype_bytes": 4,
     }

@@ -24,6 +24,7 @@ from vidpool.compression import (
 from vidpool.errors import (
     BudgetError,
     CheckpointError,
+    ContextLengthError,
     DecodeTimeoutError,
     EncoderError,
     InvalidArgumentError,
@@ -56,6 +57,7 @@ __all__ = [
     "BudgetError",
     "CheckpointError",
     "Compressed",
+    "ContextLengthError",
     "DecodeTimeoutError",
     "EncoderError",
     "InvalidArgumentError",

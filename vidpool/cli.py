@@ -380,11 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from vidpool.errors import VidpoolError
+        from vidpool.errors import ContextLengthError, VidpoolError
 
         kind = "error" if isinstance(exc, VidpoolError) else f"error ({type(exc).__name__})"
         print(f"vidpool: {kind}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+        # a request the model's context cannot take is a usage error: the message says what to pass
+        return 2 if isinstance(exc, ContextLengthError) else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BudgetError",
     "CheckpointError",
+    "ContextLengthError",
     "DecodeTimeoutError",
     "EncoderError",
     "InvalidArgumentError",
@@ -29,6 +30,18 @@ class VidpoolError(Exception):
 
 class InvalidArgumentError(VidpoolError, ValueError):
     """An argument has the wrong shape, type or value."""
+
+
+class ContextLengthError(InvalidArgumentError):
+    """A request whose visual tokens, prompt and answer do not fit in the LM's context window.
+
+    ``needed`` positions were asked for; the LM has ``context_length``.
+    """
+
+    def __init__(self, message: str, needed: int = 0, context_length: int = 0):
+        super().__init__(message)
+        self.needed = needed
+        self.context_length = context_length
 
 
 class UnknownMethodError(VidpoolError, ValueError):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vidpool.errors import InvalidArgumentError
+from vidpool.llm.protocol import VideoModel
 from vidpool.options import (
     DEFAULT_MAX_NEW_TOKENS,
     check_device,
@@ -41,6 +42,9 @@ from vidpool.schedule import ChunkRunner, Plan, plan
 
 log = logging.getLogger(__name__)
 
+#: a loaded model, or a checkpoint folder to load (``None``: the default model)
+ModelOrPath = VideoModel | str | os.PathLike | None
+
 __all__ = [
     "CAPTION_PROMPT",
     "Caption",
@@ -56,7 +60,9 @@ __all__ = [
 CAPTION_PROMPT = "Describe this video in detail."
 
 
-def load(model: Any, *, device: str = "cpu", progress: ProgressCallback | None = None, **kwargs: Any) -> Any:
+def load(
+    model: ModelOrPath, *, device: str = "cpu", progress: ProgressCallback | None = None, **kwargs: Any
+) -> VideoModel:
     """A loaded ``VideoLM``: ``model`` itself, or ``vidpool.llm.load_model(model, device=...)`` for a path
     (``None``: the default model, :func:`vidpool.models.default_model`)."""
     model = _default_if_none(model)
@@ -93,7 +99,7 @@ def load_kwargs(plan_: Plan) -> dict[str, Any]:
     }
 
 
-def _model_device(model: Any, default: str) -> str:
+def _model_device(model: VideoModel, default: str) -> str:
     device = getattr(model, "device", None)
     return str(device) if device is not None else default
 
@@ -144,7 +150,7 @@ def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
         yield SimpleNamespace(frames=frames[idx], timestamps=np.asarray(stamps)[idx])
 
 
-def _encode_batch(model: Any, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
+def _encode_batch(model: VideoModel, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
     """``{"features": [n, h, w, C]}`` of ``frames`` (plus ``"joint": [n, h, w, D]`` when ``joint``)."""
     if not joint:
         return {"features": model.encode_frames(frames)}
@@ -153,7 +159,7 @@ def _encode_batch(model: Any, frames: Any, joint: bool) -> dict[str, torch.Tenso
 
 
 def encode_video(
-    model: Any,
+    model: VideoModel,
     video: Any,
     plan_: Plan,
     *,
@@ -201,7 +207,7 @@ def _uses_scores(method: str) -> bool:
     return bool(getattr(get_method(method), "uses_scores", False))
 
 
-def _uses_joint(model: Any, method: str) -> bool:
+def _uses_joint(model: VideoModel, method: str) -> bool:
     """Whether ``model`` scores patches for ``method`` in a joint space it can encode to."""
     uses_joint = getattr(model, "uses_joint", None)
     return bool(uses_joint(method)) if uses_joint is not None else False
@@ -233,7 +239,7 @@ class VideoChat:
     def __init__(
         self,
         video: Any,
-        model: Any,
+        model: ModelOrPath,
         *,
         device: str | None = None,
         plan: Plan | None = None,
@@ -409,13 +415,13 @@ def _frames_identity(video: Any) -> str:
     return "frames-" + digest.hexdigest()[:16]
 
 
-def _make_plan(video: Any, model: Any, device: str, options: dict[str, Any]) -> Plan:
+def _make_plan(video: Any, model: ModelOrPath, device: str, options: dict[str, Any]) -> Plan:
     return plan(_video_info(video), model, device, **options)
 
 
 def run(
     video: Any,
-    model: Any,
+    model: ModelOrPath,
     question: str,
     *,
     device: str | None = None,
@@ -468,7 +474,7 @@ class Captioner:
 
     def __init__(
         self,
-        model: Any,
+        model: ModelOrPath,
         *,
         device: str = "cpu",
         prompt: str = CAPTION_PROMPT,

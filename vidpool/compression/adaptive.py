@@ -77,6 +77,7 @@ class Adaptive(Method):
     """
 
     name = "adaptive"
+    budget_replaces = ("grid",)
     summary = "3-D adaptive avg/max/GeM pooling to a (t, h, w) grid (PLLaVA)"
     keeps_grid = True
 

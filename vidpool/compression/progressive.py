@@ -68,6 +68,7 @@ class Progressive(Method):
     """
 
     name = "progressive"
+    budget_replaces = ("fine_grid", "coarse_grid", "num_fine")
     summary = "a few frames at a fine grid, the rest pooled harder, to fill a budget (Visual Context Window Extension)"
     uses_scores = True
 

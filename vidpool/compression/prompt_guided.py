@@ -135,6 +135,7 @@ class PromptGuided(Method):
     """
 
     name = "prompt_guided"
+    budget_replaces = ("kernel", "stride", "grid")
     summary = "prompt-weighted 3-D window pooling (PPLLaVA)"
     uses_scores = True
     keeps_grid = True

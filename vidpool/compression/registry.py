@@ -19,7 +19,7 @@ import torch
 
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 
-__all__ = ["Method", "MethodPlan", "Output", "get_method", "list_methods", "register"]
+__all__ = ["Method", "MethodPlan", "Output", "get_method", "list_methods", "register", "with_budget"]
 
 _REGISTRY: dict[str, Method] = {}
 
@@ -55,6 +55,8 @@ class Method:
     summary: ClassVar[str] = ""
     uses_scores: ClassVar[bool] = False
     keeps_grid: ClassVar[bool] = False
+    #: the shape parameters a budget resolves (``spatial``: stride and size); they exclude a budget
+    budget_replaces: ClassVar[tuple[str, ...]] = ()
 
     def plan(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> MethodPlan:
         raise NotImplementedError
@@ -119,3 +121,36 @@ def get_method(name: str) -> Method:
         raise UnknownMethodError(
             f"unknown compression method {name!r}; available: {', '.join(list_methods())}"
         ) from None
+
+
+def with_budget(
+    method: str,
+    default_params: dict[str, Any] | None,
+    budget: int | None,
+    params: dict[str, Any] | None = None,
+    *,
+    default_budget: int | None = None,
+) -> tuple[dict[str, Any], int | None]:
+    """``(params, budget)`` a call runs ``method`` with, given defaults (a checkpoint's) and its own choices.
+
+    The defaults' shape parameters (``method.budget_replaces``, e.g. ``spatial``'s ``stride``/``size``)
+    and ``default_budget`` size the output only when the call sizes nothing itself: a call's ``budget``
+    or any shape parameter of its own replaces them all. Other defaults (``mode``, ``temperature``...)
+    stay unless ``params`` overrides them. Giving a budget and a shape parameter in the same call is
+    a contradiction: :class:`InvalidArgumentError` names both.
+    """
+    replaces = get_method(method).budget_replaces
+    params = dict(params or {})
+    own_shape = sorted(k for k in params if k in replaces)
+    if budget is not None and own_shape:
+        raise InvalidArgumentError(
+            f"budget={budget} and {', '.join(f'{k}={params[k]!r}' for k in own_shape)} both size "
+            f"{method!r}'s output; pass the budget or the shape parameter(s), not both"
+        )
+    merged = dict(default_params or {})
+    if budget is not None or own_shape:
+        merged = {k: v for k, v in merged.items() if k not in replaces}
+    else:
+        budget = default_budget
+    merged.update(params)
+    return merged, budget

@@ -47,6 +47,7 @@ class SlowFast(Method):
     """
 
     name = "slowfast"
+    budget_replaces = ("slow_frames", "slow_grid")
     summary = "slow path (few frames, fine) + fast path (all frames, 4x4) (SlowFast-LLaVA)"
 
     def plan(self, shape, budget=None, *, slow_frames=None, slow_grid=None, fast_grid=(4, 4)):

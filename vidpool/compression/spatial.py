@@ -86,6 +86,7 @@ class Spatial(Method):
     """
 
     name = "spatial"
+    budget_replaces = ("stride", "size")
     summary = (
         "per-frame 2-D avg/max/bilinear pooling by stride or to a size (LLaVA-NeXT-Video, LLaVA-OneVision)"
     )

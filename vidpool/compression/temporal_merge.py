@@ -106,6 +106,7 @@ class TemporalMerge(Method):
     """
 
     name = "temporal_merge"
+    budget_replaces = ("threshold",)
     summary = (
         "merge each patch into the same patch of the previous kept frame when similar (DyCoke, FrameFusion)"
     )

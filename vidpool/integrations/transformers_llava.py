@@ -23,10 +23,11 @@ from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.llm.base import VideoLM, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hidden_states
 from vidpool.llm.config import ModelConfig
+from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER
 
-__all__ = ["LlavaVideoLM"]
+__all__ = ["LlavaVideoLM", "llava_folder_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -216,12 +217,16 @@ class LlavaVideoLM(VideoLM):
 
     # -- language -------------------------------------------------------------------------
     @property
-    def _generator(self) -> Any:
+    def language_model(self) -> Any:
         return self.model
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    @property
+    def weight_modules(self) -> tuple[Any, ...]:
+        return (self.model,)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
         if self._chat_template is None:
-            return super()._render(messages)
+            return super().render(messages)
         # Processor templates take structured content and write the video token where the video goes.
         structured = []
         for message in messages:
@@ -292,3 +297,48 @@ class LlavaVideoLM(VideoLM):
         layer = self.hf_config.vision_feature_layer
         count = 1 if isinstance(layer, int) else len(layer)
         return int(self.hf_config.vision_config.hidden_size) * count
+
+
+def llava_folder_spec(folder: Path, dtype_bytes: int, device_type: str) -> Any:
+    """The planner's ``ModelSpec`` of a LLaVA-family folder from its ``config.json`` alone (no weights):
+    LLaMA-style LM shape and context length, ViT tower sizes, the checkpoint's own pooling as the
+    default method, and OneVision's ``image_newline`` counted as one token after the video."""
+    from types import SimpleNamespace
+
+    from vidpool.schedule.estimate import ModelSpec, vit_activation_bytes_per_frame, vit_param_count
+    from vidpool.schedule.spec import lm_fields, read_json
+
+    cfg = read_json(folder / "config.json")
+    if "text_config" not in cfg or "vision_config" not in cfg:
+        raise CheckpointError(
+            f"{folder}/config.json is not a LLaVA-family config (no text_config/vision_config)"
+        )
+    kind = detect_kind(folder)
+    text, vis = cfg["text_config"], cfg["vision_config"]
+    side = int(vis.get("image_size", 384))
+    patch = int(vis.get("patch_size", 14))
+    width = int(vis.get("hidden_size", 1024))
+    layers = int(vis.get("num_hidden_layers", 24))
+    mlp_ratio = int(vis.get("intermediate_size", 4 * width)) / width
+    heads = int(vis.get("num_attention_heads", 16))
+    grid = side // patch
+    compress = _default_compress(kind, SimpleNamespace(**cfg))
+    return ModelSpec(
+        vision_param_bytes=vit_param_count(width, layers, patch, side, mlp_ratio) * dtype_bytes,
+        activation_bytes_per_frame=vit_activation_bytes_per_frame(
+            width, side, patch, heads, dtype_bytes, mlp_ratio=mlp_ratio, device_type=device_type
+        ),
+        grid=(grid, grid),
+        width=width,
+        image_size=side,
+        method=compress["method"],
+        method_params=compress["params"],
+        compress_position=compress["position"],
+        suffix_tokens=1 if kind == "llava_onevision" else 0,
+        name=folder.name,
+        **lm_fields(text, dtype_bytes),
+    )
+
+
+for _kind, _class in _CLASSES.items():
+    register_kind(ModelKind(_kind, LlavaVideoLM.from_folder, llava_folder_spec, model_types=(_kind,)))

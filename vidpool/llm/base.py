@@ -1,8 +1,8 @@
 """The one interface both model kinds share: encode, compress + project, generate.
 
 Subclasses supply the vision side (``encode_frames``, ``_project``, ``grid``) and the language side
-(``tokenizer``, ``_generator``, ``_embedding``); compression order, prompt building and generation
-live here once.
+(``tokenizer``, ``language_model``); compression order, prompt building and generation live here once.
+What the planner and the pipeline use of a model is :class:`vidpool.llm.protocol.VideoModel`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from vidpool.llm.prompt import (
 if TYPE_CHECKING:
     from vidpool.encode.encoder import EncodedFrames
 
-__all__ = ["VideoLM", "as_frames_tensor", "lm_spec_of", "module_param_bytes"]
+__all__ = ["QUESTION_TOKENS", "VideoLM", "as_frames_tensor", "lm_spec_of", "module_param_bytes"]
+
+#: tokens set aside for the question when a prompt is sized before the question is known
+QUESTION_TOKENS = 32
 
 
 def module_param_bytes(*modules: Any) -> int:
@@ -48,7 +51,7 @@ def lm_spec_of(text: Any, *modules: Any) -> dict[str, int]:
     """A ``VideoLM.lm_spec`` from a transformers text config and the LM's modules.
 
     ``lm_param_bytes`` counts the parameters of ``modules`` (shared ones once); ``dtype_bytes`` is the
-    element size of the first module's parameters.
+    element size of the first module's parameters; ``context_length`` is ``max_position_embeddings``.
     """
     heads = int(text.num_attention_heads)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
@@ -58,6 +61,10 @@ def lm_spec_of(text: Any, *modules: Any) -> dict[str, int]:
         "head_dim": int(head_dim),
         "hidden_size": int(text.hidden_size),
         "vocab_size": int(text.vocab_size),
+        "intermediate_size": int(getattr(text, "intermediate_size", None) or 0),
+        "num_heads": heads,
+        # positions the LM can attend over (0: unknown); visual + prompt + new tokens must fit in it
+        "context_length": int(getattr(text, "max_position_embeddings", None) or 0),
         "lm_param_bytes": module_param_bytes(*modules),
         "dtype_bytes": next(modules[0].parameters()).element_size(),
     }
@@ -128,14 +135,32 @@ class VideoLM:
         return None
 
     @property
-    def _generator(self) -> Any:
+    def language_model(self) -> Any:
         """The transformers module whose ``generate`` runs the LM."""
         raise NotImplementedError
 
     @property
+    def weight_modules(self) -> tuple[Any, ...]:
+        """The ``torch.nn.Module`` s holding every weight of the model (the planner counts what is resident)."""
+        raise NotImplementedError
+
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
+    ) -> int:
+        """Peak bytes one decoded frame of ``frame_hw`` (default 720p) adds to a vision batch
+        (``joint``: with joint-space embeddings, for models that have them)."""
+        raise NotImplementedError
+
+    @property
+    def text_config(self) -> Any:
+        """The LM's transformers text config."""
+        config = self.language_model.config
+        return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+    @property
     def _embedding(self) -> Any:
         """The LM's input embedding module."""
-        return self._generator.get_input_embeddings()
+        return self.language_model.get_input_embeddings()
 
     @property
     def device(self) -> torch.device:
@@ -158,13 +183,8 @@ class VideoLM:
     # -- shared ---------------------------------------------------------------------------
     def _method(self, method: str | None, budget: int | None, params: dict[str, Any]):
         # The configured method keeps its configured parameters unless the call overrides them; a budget
-        # given in the call sizes the output instead, so the configured sizing parameters are left out.
-        if method is None or method == self.config.method:
-            method = self.config.method
-            if budget is None:
-                params = {**self.config.method_params, **params}
-        if budget is None:
-            budget = self.config.budget
+        # (or a shape parameter) given in the call replaces the configured sizing (stride=, size=, ...).
+        method, params, budget = self.config.resolve_compression(method, budget, params)
         return method, budget, params
 
     def num_visual_tokens(
@@ -247,10 +267,20 @@ class VideoLM:
         messages = build_messages(
             prompt, timestamps=timestamps, history=history, system_prompt=self.config.system_prompt
         )
-        return self._render(messages)
+        return self.render(messages)
 
-    def _render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """Chat messages as the text the LM reads (its chat template), ``VIDEO_MARKER`` kept in place."""
         return render_prompt(self.tokenizer, messages)
+
+    def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
+        """Text tokens of a prompt about ``num_frames`` frames of a ``duration``-second video (default 2 s
+        a frame), rendered with the model's chat template, plus ``QUESTION_TOKENS`` for the question."""
+        span = duration if duration else 2.0 * num_frames
+        stamps = (np.arange(num_frames) + 0.5) * span / num_frames
+        messages = build_messages("", timestamps=stamps, system_prompt=self.config.system_prompt)
+        text = self.render(messages).replace(VIDEO_MARKER, "")
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + QUESTION_TOKENS
 
     def generate(
         self,
@@ -270,7 +300,7 @@ class VideoLM:
         ``temperature`` (0: greedy), ``top_p``, ``seed`` and ``stop``.
         """
         embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
-        return generate_text(self._generator, self.tokenizer, embeds, stream=stream, **options)
+        return generate_text(self.language_model, self.tokenizer, embeds, stream=stream, **options)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, method={self.config.method!r}, position={self.config.position!r})"

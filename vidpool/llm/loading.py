@@ -1,7 +1,8 @@
 """Loading checkpoints safely: safetensors only unless asked, no remote code unless asked.
 
-``load_model`` looks at the folder and dispatches: ``vidpool.json`` means a native checkpoint, a
-transformers ``config.json`` of a LLaVA-family ``model_type`` means the transformers adapter.
+``load_model`` looks at the folder and dispatches through the registry of model kinds
+(:mod:`vidpool.llm.kinds`): ``vidpool.json`` means a native checkpoint, a transformers ``config.json``
+means the kind registered for its ``model_type`` (the LLaVA-family integration).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from vidpool.llm.compat import dtype_kwargs, faster_gguf_loading
 from vidpool.llm.config import CONFIG_NAME
 
 __all__ = [
-    "HF_KINDS",
     "LoadOptions",
     "check_weight_files",
     "detect_kind",
@@ -31,7 +31,6 @@ __all__ = [
     "resolve_dtype",
 ]
 
-HF_KINDS = {"llava_onevision": "llava_onevision", "llava_next_video": "llava_next_video"}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _DTYPES = {
     "float32": torch.float32,
@@ -45,7 +44,8 @@ _DTYPES = {
 
 
 def detect_kind(path: str | Path) -> str:
-    """``"native"``, ``"llava_onevision"`` or ``"llava_next_video"`` for a checkpoint folder."""
+    """The registered kind of a checkpoint folder: ``"native"`` or one of a transformers ``model_type``
+    (``"llava_onevision"``, ``"llava_next_video"``)."""
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(
@@ -56,12 +56,16 @@ def detect_kind(path: str | Path) -> str:
         return "native"
     config = folder / "config.json"
     if config.is_file():
+        from vidpool.llm.kinds import get_kind, kind_of_model_type, list_kinds
+
         model_type = json.loads(config.read_text()).get("model_type")
-        if model_type in HF_KINDS:
-            return HF_KINDS[model_type]
+        kind = kind_of_model_type(model_type)
+        if kind is not None:
+            return kind
+        types = sorted(t for name in list_kinds() for t in get_kind(name).model_types)
         raise CheckpointError(
             f"{folder} holds a transformers model of type {model_type!r}; vidpool loads native checkpoints "
-            f"({CONFIG_NAME}) and the LLaVA-family types {sorted(HF_KINDS)}"
+            f"({CONFIG_NAME}) and the transformers types {types}"
         )
     raise CheckpointError(f"{folder} has neither {CONFIG_NAME} nor config.json; it is not a model checkpoint")
 
@@ -258,14 +262,9 @@ def load_model(path: str | Path, **options: Any):
             ``attn_implementation``, ``allow_pickle``, ``trust_remote_code``.
 
     Returns:
-        A :class:`vidpool.llm.VideoLM`.
+        A :class:`vidpool.llm.VideoLM` of the folder's registered kind.
     """
+    from vidpool.llm.kinds import get_kind
+
     LoadOptions.of(options)
-    kind = detect_kind(path)
-    if kind == "native":
-        from vidpool.llm.native import NativeVideoLM
-
-        return NativeVideoLM.from_folder(path, **options)
-    from vidpool.integrations.transformers_llava import LlavaVideoLM
-
-    return LlavaVideoLM.from_folder(path, **options)
+    return get_kind(detect_kind(path)).load(path, **options)

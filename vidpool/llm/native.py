@@ -169,8 +169,19 @@ class NativeVideoLM(VideoLM):
 
     # -- language -------------------------------------------------------------------------
     @property
-    def _generator(self) -> Any:
+    def language_model(self) -> Any:
         return self.lm
+
+    @property
+    def weight_modules(self) -> tuple[Any, ...]:
+        return (self.encoder.model, self.projector, self.lm)
+
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
+    ) -> int:
+        """The encoder's :meth:`vidpool.CLIPEncoder.activation_bytes_per_frame`."""
+        hw = None if frame_hw is None else tuple(frame_hw)
+        return int(self.encoder.activation_bytes_per_frame(hw, joint=joint))
 
     # -- sizes ----------------------------------------------------------------------------
     @property

@@ -15,8 +15,9 @@ The weights live through all three, and so do the features when they are kept on
                          visual_tokens,
                          features_kept + kv_cache + lm_activations)
 
-and the plan asks for ``peak + margin`` to be free. The KV cache term is the standard
-``2 (K and V) x layers x kv_heads x head_dim x bytes x tokens``.
+and the plan asks for ``peak + margin`` to be free, where ``margin`` is :data:`MARGIN_FRACTION` of the
+peak (plus :data:`CUDA_MARGIN_BYTES` on a GPU, for the CUDA context and allocator slack). The KV cache
+term is the standard ``2 (K and V) x layers x kv_heads x head_dim x bytes x tokens``.
 """
 
 from __future__ import annotations
@@ -28,14 +29,26 @@ from typing import Any
 from vidpool.encode.memory import vit_activation_bytes_per_frame
 
 __all__ = [
+    "CUDA_MARGIN_BYTES",
+    "MARGIN_FRACTION",
     "MemoryEstimate",
     "ModelSpec",
     "estimate_memory",
     "kv_cache_bytes",
     "llama_param_count",
+    "margin_bytes",
     "vit_activation_bytes_per_frame",
     "vit_param_count",
 ]
+
+#: the safety margin on top of the predicted peak: a fraction of it, plus a fixed amount on CUDA
+MARGIN_FRACTION = 0.08
+CUDA_MARGIN_BYTES = 256 * 2**20
+
+
+def margin_bytes(peak: int, cuda: bool = False) -> int:
+    """The margin a plan keeps free beside a predicted ``peak``."""
+    return int(MARGIN_FRACTION * peak) + (CUDA_MARGIN_BYTES if cuda else 0)
 
 
 def kv_cache_bytes(num_layers: int, num_kv_heads: int, head_dim: int, dtype_bytes: int, tokens: int) -> int:
@@ -78,7 +91,10 @@ class ModelSpec:
     space's size D when the model scores patches against the prompt (0: it never does). ``projector_param_bytes``
     defaults to an ``mlp2x_gelu`` projector's size; 0 when ``vision_param_bytes`` already includes it.
     ``projector_layers`` is 1 for a linear projector, 2 for an MLP (LLaVA's ``mlp2x_gelu``, every
-    transformers LLaVA), whose hidden layer exists next to its output.
+    transformers LLaVA), whose hidden layer exists next to its output. ``context_length`` is the LM's
+    number of positions (``max_position_embeddings``, a GGUF header's ``*.context_length``; 0: unknown,
+    not checked). ``suffix_tokens`` are learned tokens the model appends after a video (OneVision: 1).
+    ``method``, ``method_params`` and ``budget`` are the checkpoint's defaults.
     """
 
     num_layers: int
@@ -105,6 +121,8 @@ class ModelSpec:
     model: Any = field(default=None, repr=False, compare=False)
     joint_dim: int = 0
     projector_layers: int = 2
+    context_length: int = 0
+    suffix_tokens: int = 0
     frame_activation: Callable[[tuple[int, int], bool], int] | None = field(
         default=None, repr=False, compare=False
     )
@@ -153,14 +171,24 @@ class ModelSpec:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def resolve(
+        self, method: str | None, budget: int | None, params: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any], int | None]:
+        """``(method, params, budget)`` of a request over this checkpoint's defaults, as the model resolves
+        it (:func:`vidpool.llm.config.resolve_compression`: a budget replaces the default's stride/size)."""
+        from vidpool.llm.config import resolve_compression
+
+        return resolve_compression(self.method, self.method_params, self.budget, method, budget, params)
+
     def num_visual_tokens(self, num_frames: int, method: str, budget: int | None, params: dict) -> int:
-        """Visual tokens the LM sees for ``num_frames`` frames with ``method`` at ``budget``."""
-        counter = getattr(self.model, "num_visual_tokens", None)
-        if counter is not None:
-            return int(counter(num_frames, budget=budget, method=method, **params))
+        """Visual tokens the LM sees for ``num_frames`` frames with ``method`` at ``budget`` and exactly
+        ``params`` (resolved ones, see :meth:`resolve`)."""
+        if self.model is not None:
+            return int(self.model.num_visual_tokens(num_frames, budget=budget, method=method, **params))
         import vidpool
 
-        return int(vidpool.num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params))
+        count = vidpool.num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params)
+        return int(count) + self.suffix_tokens
 
 
 @dataclass(frozen=True)
@@ -256,5 +284,4 @@ def estimate_memory(
         margin=0,
         features_kept=int(kept),
     )
-    margin = int(0.08 * estimate.peak) + (256 * 2**20 if cuda else 0)
-    return replace(estimate, margin=margin)
+    return replace(estimate, margin=margin_bytes(estimate.peak, cuda))

@@ -1,15 +1,12 @@
 """The memory plan of one run, decided before anything heavy is loaded or decoded.
 
-``plan`` tries the requested quality first. When it does not fit it degrades in a fixed order and
-writes each step into ``Plan.notes``:
-
-1. (GPU) keep the vision features on the CPU between encoding and generation;
-2. progressive pooling: switch the method to ``"progressive"`` with the largest budget that fits;
-3. fewer frames (still progressive), the most that fit.
-
-On a GPU whose free memory cannot hold the weights, the LM is split between GPU and CPU (offload)
-before any of that. If one frame at the smallest budget still does not fit, it raises
-:class:`~vidpool.errors.OutOfMemoryError` with the numbers.
+``plan`` resolves the request against the checkpoint's defaults, makes it fit the LM's context
+window, then tries it as asked; when it does not fit in memory it degrades in a fixed order and writes
+each step into ``Plan.notes``: features on the CPU, progressive pooling down to
+``min_tokens_per_frame`` a frame, LM layers offloaded to the CPU (at most half the LM), fewer frames,
+and finally :class:`~vidpool.errors.OutOfMemoryError`. The steps and their rules are :mod:`vidpool.schedule.steps`.
+On a GPU whose free memory cannot hold the weights at all, the LM is split between GPU and CPU before
+any of that.
 """
 
 from __future__ import annotations
@@ -18,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidpool.errors import InvalidArgumentError, OutOfMemoryError
+from vidpool.errors import InvalidArgumentError
+from vidpool.schedule import steps
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
-from vidpool.schedule.estimate import MemoryEstimate, ModelSpec
-from vidpool.schedule.search import DEGRADE_METHOD, PlanSearch, largest_passing
+from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec
+from vidpool.schedule.search import DEGRADE_METHOD, Candidate, PlanSearch
 from vidpool.schedule.spec import model_spec
+from vidpool.schedule.steps import MIN_TOKENS_PER_FRAME
 
-__all__ = ["DEGRADE_METHOD", "Plan", "plan"]
+__all__ = ["DEGRADE_METHOD", "MIN_TOKENS_PER_FRAME", "Plan", "plan"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,8 @@ class Plan:
     ``num_frames`` frames are sampled uniformly and encoded ``encoder_batch`` at a time; ``method`` with
     ``params`` and ``budget`` turns them into ``num_tokens`` visual tokens. ``placement`` is ``"cpu"``,
     ``"gpu"`` or ``"gpu+cpu-offload"`` (``lm_bytes_on_device`` of the LM weights on the GPU). ``memory``
-    is the predicted use of ``device``; ``available`` what it had free. ``notes`` say how the plan
+    is the predicted use of ``device``; ``available`` what it had free. ``context_length`` is the LM's
+    (0: unknown); ``num_tokens + prompt_tokens + max_new_tokens`` fits in it. ``notes`` say how the plan
     degraded from the request, in order.
     """
 
@@ -58,7 +58,13 @@ class Plan:
     frame_size: tuple[int, int] = (0, 0)
     video_frames: int | None = None
     video_duration: float | None = None
+    context_length: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def positions(self) -> int:
+        """Positions the run takes in the LM: visual tokens + prompt + new tokens."""
+        return self.num_tokens + self.prompt_tokens + self.max_new_tokens
 
     @property
     def fits(self) -> bool:
@@ -99,6 +105,7 @@ class Plan:
                 "frame_size",
                 "video_frames",
                 "video_duration",
+                "context_length",
             )
         }
         out["memory"] = self.memory.as_dict()
@@ -125,6 +132,7 @@ class Plan:
             ("compression", f"{method}, {self.position} projector"),
             ("token budget", "method default" if self.budget is None else str(self.budget)),
             ("visual token count", str(self.num_tokens)),
+            ("context", f"{self.positions} of {self.context_length or 'unknown'} positions"),
             ("features kept on", self.features_on),
             ("", ""),
             ("weights", format_bytes(m.weights)),
@@ -162,22 +170,14 @@ def _video_facts(video_info: Any) -> tuple[int | None, float | None, tuple[int, 
 
 def _resident_bytes(spec: ModelSpec, device: str) -> int:
     """Weight bytes of a loaded model already on ``device`` (free memory no longer shows them)."""
-    model = spec.model
-    if model is None:
+    if spec.model is None:
         return 0
     import torch
 
     wanted = torch.device(device)
-    parts = [
-        getattr(model, "lm", None) or getattr(model, "_generator", None),
-        getattr(getattr(model, "encoder", None), "model", None),
-        getattr(model, "projector", None),
-    ]
     seen: set[int] = set()
     total = 0
-    for part in parts:
-        if not hasattr(part, "parameters"):
-            continue
+    for part in spec.model.weight_modules:
         for tensor in [*part.parameters(), *part.buffers()]:
             where = tensor.device
             same = where.type == wanted.type and (wanted.index is None or where.index == wanted.index)
@@ -210,6 +210,7 @@ def plan(
     method_params: dict[str, Any] | None = None,
     max_new_tokens: int = 256,
     prompt_tokens: int | None = None,
+    min_tokens_per_frame: int = MIN_TOKENS_PER_FRAME,
 ) -> Plan:
     """Plan a run of ``model`` over a video on ``device`` without loading weights or decoding frames.
 
@@ -217,27 +218,33 @@ def plan(
         video_info: a ``VideoInfo`` (or a path, probed), or None when the length is unknown.
         model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
         device: ``"cpu"`` or ``"cuda[:N]"``.
-        budget_tokens: the compression method's token budget (default: the model config's); a model
-            that ends a video with learned tokens (LLaVA-OneVision's ``image_newline``) adds them.
+        budget_tokens: the compression method's token budget (default: the model config's). It replaces
+            the method's default shape parameters (``spatial``'s ``stride``/``size``...); a model that ends
+            a video with learned tokens (LLaVA-OneVision's ``image_newline``) adds them.
         max_memory: bytes the run may use on ``device``, weights included (``24GB``, ``16GiB``, an int, or an
             accelerate-style ``{device: size}`` dict); default: what the device reports free now, plus the
             weights of ``model`` when it is loaded there already.
         num_frames: frames to sample (default: the model config's, at most the video's).
         method, method_params: compression method override (default: the model config's).
-        max_new_tokens: answer length the KV cache is sized for.
-        prompt_tokens: text tokens of the prompt (default: estimated from the frame count).
+        max_new_tokens: answer length the KV cache and the context are sized for.
+        prompt_tokens: text tokens of the prompt (default: counted with the model's chat template when it
+            is loaded, else estimated from the frame count).
+        min_tokens_per_frame: the fewest visual tokens a frame keeps when the plan degrades; below it the
+            plan samples fewer frames.
 
     Returns:
-        a :class:`Plan`; ``plan.notes`` explain any degradation from the request.
+        a :class:`Plan` whose tokens, prompt and answer fit the LM's context; ``plan.notes`` explain any
+        degradation from the request.
 
     Raises:
+        ContextLengthError: the caller fixed the method, its parameters, the budget or the frames, and
+            the request cannot fit the LM's context as fixed; the message says what would.
         OutOfMemoryError: when even one frame at the smallest budget does not fit.
     """
     import torch
 
-    device_type = torch.device(device).type
-    cuda = device_type == "cuda"
-    spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=device_type)
+    cuda = torch.device(device).type == "cuda"
+    spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=torch.device(device).type)
     video_frames, duration, frame_size = _video_facts(video_info)
     resize = None
     if min(frame_size) > spec.image_size:
@@ -246,100 +253,68 @@ def plan(
         scale = spec.image_size / min(frame_size)
         frame_size = (round(frame_size[0] * scale), round(frame_size[1] * scale))
     capacity = _capacity(device, max_memory, spec)
-
-    frames0 = int(num_frames or spec.num_frames)
-    if frames0 < 1:
-        raise InvalidArgumentError(f"num_frames must be >= 1, got {num_frames}")
+    search = PlanSearch(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
     notes: list[str] = []
-    if video_frames is not None and frames0 > video_frames:
-        notes.append(f"the video has only {video_frames} frames; sampling all of them")
-        frames0 = video_frames
-    method0 = method or spec.method
-    params0 = dict(
-        method_params if method_params is not None else (spec.method_params if method0 == spec.method else {})
+    request = steps.resolve_request(
+        spec,
+        num_frames=num_frames,
+        method=method,
+        method_params=method_params,
+        budget_tokens=budget_tokens,
+        video_frames=video_frames,
+        min_tokens_per_frame=min_tokens_per_frame,
+        notes=notes,
     )
-    budget0 = budget_tokens if budget_tokens is not None else spec.budget
-
-    p = PlanSearch(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
-    tokens0 = spec.num_visual_tokens(frames0, method0, budget0, params0)
-    if cuda and spec.weight_bytes * 1.08 >= capacity:
-        p.offload = True
+    request = steps.fit_context(search, request, notes)
+    if cuda and spec.weight_bytes * (1 + MARGIN_FRACTION) >= capacity:
+        search.offload = True
         notes.append(
             f"weights ({format_bytes(spec.weight_bytes)}) do not fit in {format_bytes(capacity)}: "
             "the LM is split between GPU and CPU (slower generation)"
         )
+    found = (
+        steps.as_requested(search, request)
+        or steps.features_on_cpu(search, request, notes)
+        or steps.progressive_pooling(search, request, notes)
+        or steps.offload_layers(search, request, notes)
+        or steps.fewer_frames(search, request, notes)
+    )
+    if found is None:
+        steps.refuse(search, str(device))
+    return _plan_of(found, search, str(device), resize, video_frames, notes)
 
-    def done(frames, method, params, budget, got) -> Plan:
-        tokens, batch, est, lm_on = got
-        placement = "cpu" if not cuda else ("gpu+cpu-offload" if lm_on < spec.lm_param_bytes else "gpu")
-        return Plan(
-            device=str(device),
-            placement=placement,
-            num_frames=frames,
-            encoder_batch=batch,
-            method=method,
-            params=dict(params),
-            budget=budget,
-            num_tokens=tokens,
-            position=spec.compress_position,
-            features_on=str(device) if p.features_on_device else "cpu",
-            memory=est,
-            available=capacity,
-            lm_bytes_on_device=lm_on,
-            max_new_tokens=max_new_tokens,
-            prompt_tokens=p.prompt_for(frames),
-            model_name=spec.name,
-            resize=resize,
-            frame_size=frame_size,
-            video_frames=video_frames,
-            video_duration=duration,
-            notes=tuple(notes),
-        )
 
-    got = p.fit(frames0, method0, budget0, params0)
-    if got is not None:
-        return done(frames0, method0, params0, budget0, got)
-    first = p.at_batch_one(frames0, tokens0, p.prompt_for(frames0), method0)
-    request = f"{frames0} frames with {method0!r} ({tokens0} visual tokens)"
-    if cuda:
-        p.features_on_device = False
-        got = p.fit(frames0, method0, budget0, params0)
-        notes.append(
-            f"{request} needs {format_bytes(first.required)} of {format_bytes(capacity)}: "
-            "vision features are kept on the CPU between encoding and generation"
-        )
-        if got is not None:
-            return done(frames0, method0, params0, budget0, got)
-
-    found = p.largest_progressive(frames0, tokens0)
-    if found is not None:
-        budget, got = found
-        notes.append(
-            f"step 1 of 2 (progressive pooling): {request} does not fit in {format_bytes(capacity)}; "
-            f"switched to {DEGRADE_METHOD!r} with budget {budget} ({got[0]} visual tokens)"
-        )
-        return done(frames0, DEGRADE_METHOD, {}, budget, got)
-
-    def progressive_at(frames: int):
-        cap = min(tokens0, p.tokens(frames, method0, budget0, params0) or tokens0)
-        return p.largest_progressive(frames, cap + 1)
-
-    best = largest_passing(1, frames0 - 1, progressive_at)
-    if best is not None:
-        frames, (budget, got) = best
-        notes.append(
-            f"step 1 of 2 (progressive pooling): {request} does not fit in {format_bytes(capacity)}, "
-            f"not even with {DEGRADE_METHOD!r} at its smallest budget"
-        )
-        notes.append(
-            f"step 2 of 2 (fewer frames): sampling {frames} frames instead of {frames0}, "
-            f"{DEGRADE_METHOD!r} with budget {budget} ({got[0]} visual tokens)"
-        )
-        return done(frames, DEGRADE_METHOD, {}, budget, got)
-
-    smallest = p.at_batch_one(1, 1, 0, DEGRADE_METHOD)
-    raise OutOfMemoryError(
-        f"{spec.name} does not fit in {format_bytes(capacity)} on {device}: even 1 frame with 1 visual "
-        f"token needs {format_bytes(smallest.required)} (weights {format_bytes(smallest.weights)}); "
-        "free memory, use a smaller model or dtype, or pass a larger max_memory"
+def _plan_of(
+    got: Candidate,
+    search: PlanSearch,
+    device: str,
+    resize: int | None,
+    video_frames: int | None,
+    notes: list[str],
+) -> Plan:
+    spec = search.spec
+    offloaded = got.lm_on_device < spec.lm_param_bytes
+    return Plan(
+        device=device,
+        placement="cpu" if not search.cuda else ("gpu+cpu-offload" if offloaded else "gpu"),
+        num_frames=got.frames,
+        encoder_batch=got.batch,
+        method=got.method,
+        params=dict(got.params),
+        budget=got.budget,
+        num_tokens=got.tokens,
+        position=spec.compress_position,
+        features_on=device if search.features_on_device else "cpu",
+        memory=got.memory,
+        available=search.capacity,
+        lm_bytes_on_device=got.lm_on_device,
+        max_new_tokens=search.max_new_tokens,
+        prompt_tokens=search.prompt_for(got.frames),
+        model_name=spec.name,
+        resize=resize,
+        frame_size=search.frame_size,
+        video_frames=video_frames,
+        video_duration=search.duration,
+        context_length=spec.context_length,
+        notes=tuple(notes),
     )

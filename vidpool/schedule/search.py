@@ -1,18 +1,27 @@
 """The searches behind :func:`vidpool.plan`: what fits, the largest progressive budget, the batch.
 
-Memory grows with the number of visual tokens, frames and the encoder batch, so each search is a
-binary search over one of them with the estimate of :mod:`vidpool.schedule.estimate` as the test.
+Memory and context grow with the number of visual tokens, frames and the encoder batch, so each
+search is a binary search over one of them, with the estimate of :mod:`vidpool.schedule.estimate`
+and the LM's context length as the test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from vidpool.errors import BudgetError
-from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory
+from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec, estimate_memory
 
-__all__ = ["DEGRADE_METHOD", "GOOD_ENCODER_BATCH", "MAX_ENCODER_BATCH", "PlanSearch", "largest_passing"]
+__all__ = [
+    "DEGRADE_METHOD",
+    "GOOD_ENCODER_BATCH",
+    "MAX_ENCODER_BATCH",
+    "Candidate",
+    "PlanSearch",
+    "largest_passing",
+]
 
 DEGRADE_METHOD = "progressive"
 MAX_ENCODER_BATCH = 32
@@ -39,14 +48,38 @@ def largest_passing(lo: int, hi: int, test: Callable[[int], T | None]) -> tuple[
     return best
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run: ``frames`` frames, ``method`` with ``params`` at ``budget`` giving ``tokens`` visual
+    tokens, encoded ``batch`` frames at a time; ``memory`` its estimate with ``lm_on_device`` bytes of
+    the LM's weights on the device (less than all of them when layers are offloaded)."""
+
+    frames: int
+    method: str
+    params: dict[str, Any] = field(hash=False)
+    budget: int | None
+    tokens: int
+    batch: int
+    memory: MemoryEstimate
+    lm_on_device: int
+
+
 class PlanSearch:
     """Fit checks and searches over (frames, method, budget, encoder batch) for one model and device.
 
-    ``features_on_device`` and ``offload`` are switched on by :func:`vidpool.plan` as it degrades.
+    ``features_on_device``, ``offload`` and ``min_lm_on_device`` are set by the plan's steps as it
+    degrades. Every candidate it returns fits ``capacity`` and the LM's context.
     """
 
     def __init__(
-        self, spec: ModelSpec, capacity: int, cuda: bool, frame_size, max_new_tokens, prompt_tokens, duration
+        self,
+        spec: ModelSpec,
+        capacity: int,
+        cuda: bool,
+        frame_size: tuple[int, int],
+        max_new_tokens: int,
+        prompt_tokens: int | None,
+        duration: float | None,
     ):
         self.spec = spec
         self.capacity = capacity
@@ -58,7 +91,10 @@ class PlanSearch:
         self._prompt_cache: dict[int, int] = {}
         self.features_on_device = True
         self.offload = False
+        # with offload on, the fewest LM bytes that must stay on the device
+        self.min_lm_on_device = 0
 
+    # -- context -----------------------------------------------------------------------------
     def prompt_for(self, frames: int) -> int:
         if self.prompt_tokens is not None:
             return self.prompt_tokens
@@ -66,12 +102,41 @@ class PlanSearch:
             self._prompt_cache[frames] = self.spec.prompt_tokens(frames, self.duration)
         return self._prompt_cache[frames]
 
+    def positions(self, frames: int, tokens: int) -> int:
+        """Positions a run takes in the LM: visual tokens + prompt + ``max_new_tokens``."""
+        return tokens + self.prompt_for(frames) + self.max_new_tokens
+
+    def fits_context(self, frames: int, tokens: int) -> bool:
+        """Whether the run fits the LM's context (always, when its length is unknown)."""
+        context = self.spec.context_length
+        return not context or self.positions(frames, tokens) <= context
+
     def tokens(self, frames: int, method: str, budget: int | None, params: dict) -> int | None:
         try:
             return self.spec.num_visual_tokens(frames, method, budget, params)
         except BudgetError:
             return None
 
+    def min_budget(self, frames: int, method: str = DEGRADE_METHOD) -> int:
+        """The smallest budget ``method`` takes for ``frames`` frames."""
+        try:
+            self.spec.num_visual_tokens(frames, method, 1, {})
+        except BudgetError as exc:
+            return max(1, exc.min_budget or 1)
+        return 1
+
+    def largest_context_budget(self, frames: int, lo: int, below: int) -> tuple[int, int] | None:
+        """``(budget, tokens)`` of the progressive run with the largest budget in ``[lo, below)`` that fits
+        the context at ``frames`` (memory aside), or None."""
+
+        def test(budget: int) -> int | None:
+            tokens = self.tokens(frames, DEGRADE_METHOD, budget, {})
+            return tokens if tokens is not None and self.fits_context(frames, tokens) else None
+
+        lo = max(lo, self.min_budget(frames))
+        return largest_passing(lo, below - 1, test)
+
+    # -- memory ------------------------------------------------------------------------------
     def estimate(
         self, frames: int, tokens: int, batch: int, method: str
     ) -> tuple[MemoryEstimate, int] | None:
@@ -94,37 +159,50 @@ class PlanSearch:
         if not self.offload:
             return None
         without = estimate_memory(self.spec, lm_weight_bytes=0, **kwargs)
-        room = int((self.capacity - without.required) / 1.08)
+        # the LM share placed on the device adds its own margin
+        room = int((self.capacity - without.required) / (1 + MARGIN_FRACTION))
         # accelerate streams offloaded layers through the GPU one at a time: leave room for two
-        if room < 2 * lm // max(1, self.spec.num_layers):
+        if room < max(2 * lm // max(1, self.spec.num_layers), self.min_lm_on_device):
             return None
         return estimate_memory(self.spec, lm_weight_bytes=room, **kwargs), room
 
-    def fit(self, frames: int, method: str, budget: int | None, params: dict, min_batch: int = 1):
+    def fit(
+        self, frames: int, method: str, budget: int | None, params: dict, min_batch: int = 1
+    ) -> Candidate | None:
+        """The candidate with the largest encoder batch (at least ``min_batch``) that fits, or None."""
         tokens = self.tokens(frames, method, budget, params)
-        if tokens is None:
+        if tokens is None or not self.fits_context(frames, tokens):
             return None
         batch = min(frames, MAX_ENCODER_BATCH)
         while batch >= min(min_batch, frames):
             found = self.estimate(frames, tokens, batch, method)
             if found is not None:
-                return tokens, batch, found[0], found[1]
+                return Candidate(frames, method, dict(params), budget, tokens, batch, *found)
             batch //= 2
         return None
 
-    def largest_progressive(self, frames: int, below: int):
-        """The progressive fit with the largest budget < ``below`` at ``frames``, or None.
+    def largest_progressive(self, frames: int, lo: int, below: int) -> Candidate | None:
+        """The progressive fit with the largest budget in ``[lo, below)`` at ``frames``, or None.
 
         A budget that would leave room only for a tiny encoder batch is not worth it: the search first
-        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any.
+        keeps batches of at least ``GOOD_ENCODER_BATCH`` frames, then accepts any. With LM layers
+        offloaded, every token more moves more of the LM to the CPU, so the budget stays at ``lo``
+        (the floor): offloading makes room for the floor, it does not buy tokens.
         """
+        lo = max(lo, self.min_budget(frames))
+        if self.offload:
+            below = min(below, lo + 1)
         for min_batch in (GOOD_ENCODER_BATCH, 1):
-            found = self._largest_progressive(frames, below, min_batch)
+            if lo > below - 1 or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
+                continue
+            found = largest_passing(
+                lo, below - 1, lambda budget, m=min_batch: self.fit(frames, DEGRADE_METHOD, budget, {}, m)
+            )
             if found is not None:
-                return found
+                return found[1]
         return None
 
-    def at_batch_one(self, frames: int, tokens: int, prompt_tokens: int, method: str) -> MemoryEstimate:
+    def at_batch_one(self, frames: int, tokens: int, method: str) -> MemoryEstimate:
         """The estimate with a 1-frame encoder batch and the features on the device (for messages)."""
         return estimate_memory(
             self.spec,
@@ -133,18 +211,7 @@ class PlanSearch:
             num_tokens=tokens,
             encoder_batch=1,
             frame_size=self.frame_size,
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=self.prompt_for(frames),
             max_new_tokens=self.max_new_tokens,
             cuda=self.cuda,
         )
-
-    def _largest_progressive(self, frames: int, below: int, min_batch: int):
-        lo, hi = 1, max(1, below - 1)
-        if self.tokens(frames, DEGRADE_METHOD, 1, {}) is None:
-            try:
-                self.spec.num_visual_tokens(frames, DEGRADE_METHOD, 1, {})
-            except BudgetError as exc:
-                lo = max(1, exc.min_budget or 1)
-        if lo > hi or self.fit(frames, DEGRADE_METHOD, lo, {}, min_batch) is None:
-            return None
-        return largest_passing(lo, hi, lambda budget: self.fit(frames, DEGRADE_METHOD, budget, {}, min_batch))

@@ -14,14 +14,10 @@ from typing import Any
 
 from vidpool.encode.memory import clip_activation_bytes_per_frame
 from vidpool.errors import CheckpointError, InvalidArgumentError
-from vidpool.schedule.estimate import (
-    ModelSpec,
-    llama_param_count,
-    vit_activation_bytes_per_frame,
-    vit_param_count,
-)
+from vidpool.llm.protocol import VideoModel
+from vidpool.schedule.estimate import ModelSpec, llama_param_count, vit_param_count
 
-__all__ = ["model_spec", "native_spec"]
+__all__ = ["lm_fields", "model_spec", "native_folder_spec", "native_spec", "read_json"]
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
@@ -29,8 +25,9 @@ _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str = "cpu") -> ModelSpec:
     """A :class:`ModelSpec` for ``model``.
 
-    ``model`` may be a ``ModelSpec``, a dict of its fields, a loaded ``vidpool.llm.VideoLM`` (anything with
-    ``lm_spec`` and ``vision_spec``), a ``vidpool.llm.ModelConfig``, or a checkpoint folder path.
+    ``model`` may be a ``ModelSpec``, a dict of its fields, a loaded model (a
+    :class:`vidpool.llm.protocol.VideoModel`), or a checkpoint folder path (read by its kind's
+    ``read_spec``, :mod:`vidpool.llm.kinds`).
     ``dtype_bytes`` sets the compute precision for specs read from files (the weights' own dtype is not
     what runs: GGUF files are dequantized on load) and ``device_type`` where they will run (the encoder's
     memory per frame depends on it); loaded models report their own.
@@ -39,12 +36,12 @@ def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str =
         return model
     if isinstance(model, dict):
         return ModelSpec.from_dict(model)
-    if hasattr(model, "lm_spec") and hasattr(model, "vision_spec"):
+    if isinstance(model, VideoModel):
         return _from_loaded(model)
     if isinstance(model, (str, Path)):
         return _from_folder(Path(model), dtype_bytes or 4, device_type)
     if hasattr(model, "encoder") and hasattr(model, "lm") and hasattr(model, "compress"):
-        return _from_native_config(model, None, dtype_bytes or 4, device_type)
+        raise InvalidArgumentError("plan a ModelConfig through its checkpoint folder or a loaded model")
     raise InvalidArgumentError(
         f"cannot plan for a {type(model).__name__}: pass a loaded VideoLM, a checkpoint folder, "
         "a ModelConfig, a ModelSpec or a dict of ModelSpec fields"
@@ -65,25 +62,20 @@ def _compress_fields(config: Any) -> dict[str, Any]:
     return out
 
 
-def _from_loaded(model: Any) -> ModelSpec:
+def _from_loaded(model: VideoModel) -> ModelSpec:
     lm = dict(model.lm_spec)
     vision = dict(model.vision_spec)
-    text = _text_config(model)
-    for key, attr in (("intermediate_size", "intermediate_size"), ("num_heads", "num_attention_heads")):
-        if not lm.get(key) and getattr(text, attr, None):
-            lm[key] = int(getattr(text, attr))
-    # the native models' encoder, or a transformers model's own vision tower formula
-    encoder = getattr(model, "encoder", None)
-    source = encoder if callable(getattr(encoder, "activation_bytes_per_frame", None)) else model
-    frame_activation = None
-    if callable(getattr(source, "activation_bytes_per_frame", None)):
 
-        def frame_activation(frame_hw: tuple[int, int], joint: bool = False) -> int:
-            return int(source.activation_bytes_per_frame(tuple(frame_hw), joint=joint))
+    def frame_activation(frame_hw: tuple[int, int], joint: bool = False) -> int:
+        return int(model.activation_bytes_per_frame(tuple(frame_hw), joint=joint))
 
+    def prompt_counter(num_frames: int, duration: float | None) -> int:
+        return int(model.prompt_tokens(num_frames, duration))
+
+    config = model.config
     return ModelSpec(
         frame_activation=frame_activation,
-        prompt_counter=_prompt_counter(model),
+        prompt_counter=prompt_counter,
         num_layers=int(lm["num_layers"]),
         num_kv_heads=int(lm["num_kv_heads"]),
         head_dim=int(lm["head_dim"]),
@@ -92,7 +84,8 @@ def _from_loaded(model: Any) -> ModelSpec:
         lm_param_bytes=int(lm["lm_param_bytes"]),
         dtype_bytes=int(lm["dtype_bytes"]),
         intermediate_size=int(lm.get("intermediate_size") or 0),
-        num_heads=int(lm.get("num_heads") or lm.get("num_attention_heads") or 0),
+        num_heads=int(lm.get("num_heads") or 0),
+        context_length=int(lm.get("context_length") or 0),
         vision_param_bytes=int(vision["param_bytes"]),
         activation_bytes_per_frame=int(vision["activation_bytes_per_frame"]),
         joint_dim=int(vision.get("joint_dim") or 0),
@@ -101,59 +94,26 @@ def _from_loaded(model: Any) -> ModelSpec:
         image_size=_side(vision["image_size"]),
         # a VideoLM's vision_spec param_bytes covers the encoder and the projector
         projector_param_bytes=0,
-        projector_layers=1 if getattr(getattr(model, "config", None), "projector", None) == "linear" else 2,
-        name=str(getattr(model, "name", None) or getattr(model, "kind", "model")),
+        projector_layers=1 if config.projector == "linear" else 2,
+        name=str(model.name or model.kind),
         model=model,
-        **_compress_fields(getattr(model, "config", None)),
+        **_compress_fields(config),
     )
-
-
-QUESTION_TOKENS = 32
-
-
-def _prompt_counter(model: Any) -> Callable[[int, float | None], int] | None:
-    """Count the prompt's text tokens with the model's own tokenizer and chat template."""
-    tokenizer = getattr(model, "tokenizer", None)
-    render = getattr(model, "_render", None)
-    if tokenizer is None or render is None:
-        return None
-
-    def count(num_frames: int, duration: float | None) -> int:
-        import numpy as np
-
-        from vidpool.llm.prompt import VIDEO_MARKER, build_messages
-
-        span = duration if duration else 2.0 * num_frames
-        stamps = (np.arange(num_frames) + 0.5) * span / num_frames
-        config = getattr(model, "config", None)
-        messages = build_messages("", timestamps=stamps, system_prompt=getattr(config, "system_prompt", None))
-        text = render(messages).replace(VIDEO_MARKER, "")
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + QUESTION_TOKENS
-
-    return count
-
-
-def _text_config(model: Any) -> Any:
-    lm = getattr(model, "lm", None) or getattr(model, "_generator", None)
-    config = getattr(lm, "config", None)
-    if config is not None and hasattr(config, "get_text_config"):
-        return config.get_text_config()
-    return config
 
 
 def _side(value: Any) -> int:
     return int(value[0]) if isinstance(value, (list, tuple)) else int(value)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc}; check the checkpoint folder") from exc
 
 
-def _lm_fields(cfg: dict[str, Any], dtype_bytes: int) -> dict[str, Any]:
-    """LM shape and size from a transformers text config dict (LLaMA-style decoders)."""
+def lm_fields(cfg: dict[str, Any], dtype_bytes: int) -> dict[str, Any]:
+    """LM shape, size and context length from a transformers text config dict (LLaMA-style decoders)."""
     hidden = int(cfg["hidden_size"])
     heads = int(cfg["num_attention_heads"])
     kv_heads = int(cfg.get("num_key_value_heads") or heads)
@@ -165,6 +125,7 @@ def _lm_fields(cfg: dict[str, Any], dtype_bytes: int) -> dict[str, Any]:
         hidden, layers, heads, kv_heads, inter, vocab, tie_embeddings=bool(cfg.get("tie_word_embeddings"))
     )
     return {
+        "context_length": int(cfg.get("max_position_embeddings") or 0),
         "num_layers": layers,
         "num_kv_heads": kv_heads,
         "head_dim": head_dim,
@@ -246,6 +207,7 @@ def _gguf_config(path: Path) -> dict[str, Any]:
         "intermediate_size": int(meta[f"{arch}.feed_forward_length"]),
         "vocab_size": int(meta.get(f"{arch}.vocab_size") or meta["tokenizer.ggml.tokens"]),
         "head_dim": int(meta.get(f"{arch}.attention.key_length") or hidden // heads),
+        "max_position_embeddings": int(meta.get(f"{arch}.context_length") or 0),
         "tie_word_embeddings": "output.weight" not in names,
     }
 
@@ -266,7 +228,7 @@ def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
             f"no config.json in {where_path}: planning reads the LM's shape from it; "
             "download the LM folder or pass a loaded model"
         )
-    return _read_json(config)
+    return read_json(config)
 
 
 def _clip_frame_activation(
@@ -294,9 +256,8 @@ def _clip_text_param_count(clip: Any) -> int:
     return text + w * clip.embed_dim + clip.width * clip.embed_dim + 1
 
 
-def _from_native_config(config: Any, folder: Path | None, dtype_bytes: int, device_type: str) -> ModelSpec:
-    if folder is None:
-        raise InvalidArgumentError("plan a ModelConfig through its checkpoint folder or a loaded model")
+def native_folder_spec(config: Any, folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
+    """The ModelSpec of the native checkpoint in ``folder`` (its ``vidpool.json`` is ``config``)."""
     lm_config = _lm_config(folder, dict(config.lm or {}))
     return native_spec(config, lm_config, dtype_bytes, name=folder.name, device_type=device_type)
 
@@ -312,7 +273,7 @@ def native_spec(
 
     encoder = dict(config.encoder or {})
     vision = clip_spec(load_config(encoder.get("model", "ViT-L-14-336")))
-    lm = _lm_fields(lm_config, dtype_bytes)
+    lm = lm_fields(lm_config, dtype_bytes)
     side = vision.image_size[0]
     patch = vision.patch_size[0]
     frame_activation = _clip_frame_activation(vision, dtype_bytes, device_type)
@@ -337,40 +298,7 @@ def native_spec(
 
 
 def _from_folder(folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {folder}")
-    if (folder / "vidpool.json").is_file():
-        from vidpool.llm.config import ModelConfig
+    from vidpool.llm.kinds import get_kind
+    from vidpool.llm.loading import detect_kind
 
-        return _from_native_config(ModelConfig.load(folder), folder, dtype_bytes, device_type)
-    if (folder / "config.json").is_file():
-        cfg = _read_json(folder / "config.json")
-        if "text_config" not in cfg or "vision_config" not in cfg:
-            raise CheckpointError(
-                f"{folder}/config.json is not a LLaVA-family config (no text_config/vision_config)"
-            )
-        text, vis = cfg["text_config"], cfg["vision_config"]
-        side = int(vis.get("image_size", 384))
-        patch = int(vis.get("patch_size", 14))
-        width = int(vis.get("hidden_size", 1024))
-        layers = int(vis.get("num_hidden_layers", 24))
-        mlp_ratio = int(vis.get("intermediate_size", 4 * width)) / width
-        heads = int(vis.get("num_attention_heads", 16))
-        grid = side // patch
-        return ModelSpec(
-            vision_param_bytes=vit_param_count(width, layers, patch, side, mlp_ratio) * dtype_bytes,
-            activation_bytes_per_frame=vit_activation_bytes_per_frame(
-                width, side, patch, heads, dtype_bytes, mlp_ratio=mlp_ratio, device_type=device_type
-            ),
-            grid=(grid, grid),
-            width=width,
-            image_size=side,
-            method="spatial",
-            method_params={"stride": 2},
-            compress_position="after",
-            name=folder.name,
-            **_lm_fields(text, dtype_bytes),
-        )
-    raise CheckpointError(
-        f"{folder} is not a checkpoint: it needs a vidpool.json (native) or a LLaVA config.json"
-    )
+    return get_kind(detect_kind(folder)).read_spec(folder, dtype_bytes, device_type)
