@@ -13,7 +13,7 @@ import torch
 
 from vidpool.backoff import ChunkRunner
 from vidpool.encode.config import EncoderSpec
-from vidpool.encode.memory import clip_activation_bytes_per_frame
+from vidpool.encode.memory import DEFAULT_FRAME_HW, clip_activation_bytes_per_frame
 from vidpool.errors import InvalidArgumentError
 
 __all__ = [
@@ -46,14 +46,19 @@ def activation_bytes_per_frame(
     Args:
         spec: the model geometry.
         dtype: dtype of the activations.
-        frame_hw: size of the decoded frames (defaults to 720p, a common decode size).
+        frame_hw: size of the decoded frames (default ``DEFAULT_FRAME_HW``, 720p).
         joint: whether the last block also runs and its joint projection is written.
         block: index of the block whose output is taken (``None``: the second-to-last).
         device_type: where the encoder runs (preprocessing and attention differ between CPU and GPU).
     """
     item = torch.empty((), dtype=dtype).element_size()
     return clip_activation_bytes_per_frame(
-        spec, item, frame_hw=tuple(frame_hw or (720, 1280)), joint=joint, block=block, device_type=device_type
+        spec,
+        item,
+        frame_hw=tuple(frame_hw or DEFAULT_FRAME_HW),
+        joint=joint,
+        block=block,
+        device_type=device_type,
     )
 
 
