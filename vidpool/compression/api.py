@@ -54,9 +54,10 @@ def compress(
         budget: the most output tokens wanted; the method picks its own shape parameters to fit it.
         scores: ``[B, T, H, W]`` prompt relevance (see :func:`prompt_scores`) for methods that use it
             (``prompt_guided``, ``progressive``).
-        check_finite: refuse ``tokens`` or ``scores`` holding NaN or Inf. The check is one reduction
-            over the input (on a GPU, plus one device sync); pass ``False`` on hot paths whose inputs
-            are known to be finite.
+        check_finite: refuse ``tokens`` or ``scores`` holding NaN or Inf. The check is one sum over
+            the input, a read of it with no temporary (about a fifth of a second for 256 CLIP-L frames
+            in float32 on two CPU cores), and on a GPU one device sync; pass ``False`` on hot paths
+            whose inputs are known to be finite, and inside ``torch.compile`` or CUDA graphs.
         **params: the method's own parameters (see ``get_method(name).parameters()``).
 
     Returns:

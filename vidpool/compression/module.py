@@ -20,7 +20,8 @@ class TokenCompressor(nn.Module):
     ``forward(tokens [B, T, H, W, C], scores=None) -> [B, N, C]``; gradients flow to ``tokens``, so a
     projector before it can be trained through it. The method and its parameters are checked when the
     module is built (names and the budget here, values on the first call). ``check_finite=False``
-    skips the NaN/Inf scan of every input (one reduction over it; see :func:`vidpool.compress`).
+    skips the NaN/Inf scan of every input (one reduction over it and a device sync, which also breaks
+    a ``torch.compile`` graph; see :func:`vidpool.compress`).
 
     Example::
 
