@@ -105,8 +105,8 @@ def all_finite(x: torch.Tensor) -> bool:
 
     A sum is not finite when any value is NaN or ±Inf, and otherwise only when it overflows (float16
     sums of large videos do); only then is the exact ``aminmax`` reduction run as well. Both are fused
-    reductions with no temporary the size of ``x`` (``isfinite(x).all()`` allocates a bool copy and
-    was 20-40x slower on CPU).
+    reductions with no temporary the size of ``x``; ``isfinite(x).all()`` allocates a bool copy of
+    it and measured 20-45x slower than the sum on CPU (256 CLIP-L frames, float32, float16, bfloat16).
     """
     x = x.detach()
     if bool(x.sum().isfinite()):
