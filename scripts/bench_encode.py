@@ -2,7 +2,7 @@
 throughput, and the activation-memory estimate against the measured peak.
 
     python scripts/bench_encode.py                              # tiny model, fast
-    python scripts/bench_encode.py --model tiny-clip-32 --frames 4 --hw 48x64   # smallest, seconds
+    python scripts/bench_encode.py --model tiny-clip-32 --frames 4 --hw 48x64   # smallest model
     python scripts/bench_encode.py --model ViT-L-14-336 --frames 8 --memory 1 4   # peak RSS (Linux)
     python scripts/bench_encode.py --estimate tiny-clip-32 tiny-clip-48 ViT-B-16   # formula vs allocator
     python scripts/bench_encode.py --estimate tiny-clip-48 --dtype bfloat16
