@@ -127,6 +127,20 @@ def test_integral_budgets_and_shapes_of_other_types_still_work(name):
     assert vidpool.num_output_tokens(name, torch.Size([4, 6, 6]), budget=144.0) == expected
 
 
+def test_the_first_bad_value_is_named_in_the_callers_indices():
+    x = torch.randn(4, 6, 6, 8)
+    x[2, 1, 0, 7] = float("inf")
+    x[3, 0, 0, 0] = float("inf")
+    with pytest.raises(InvalidArgumentError, match=r"Inf in 2 value\(s\), the first at index \(2, 1, 0, 7\)"):
+        vidpool.compress(x, "spatial")
+    scores = torch.rand(4, 6, 6)
+    scores[0, 5, 5] = float("nan")
+    with pytest.raises(
+        InvalidArgumentError, match=r"scores contain NaN in 1 value\(s\), the first at index \(0, 5, 5\)"
+    ):
+        vidpool.compress(torch.randn(4, 6, 6, 8), "prompt_guided", scores=scores)
+
+
 def test_check_finite_false_skips_the_scan():
     x = _with_value(float("nan"))
     out = vidpool.compress(x, "none", check_finite=False)

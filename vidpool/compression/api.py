@@ -76,14 +76,14 @@ def compress(
     if scores is not None and not impl.uses_scores:
         users = ", ".join(n for n in _methods_using_scores())
         raise InvalidArgumentError(f"method {method!r} does not use scores; methods that do: {users}")
+    shape = tuple(tokens.shape[-4:-1])
+    plan = impl.checked_plan(shape, budget, params)
+    if check_finite:
+        check_finite_values(tokens, scores)  # before batching, so errors name the caller's indices
     single = tokens.dim() == 4
     x = tokens.unsqueeze(0) if single else tokens
     if scores is not None and single:
         scores = scores.unsqueeze(0)
-    shape = tuple(x.shape[1:4])
-    plan = impl.checked_plan(shape, budget, params)
-    if check_finite:
-        check_finite_values(x, scores)
     out = impl.run(x, plan, scores)
     if plan.exact and out.tokens.shape[1] != plan.num_tokens:  # pragma: no cover - a bug in a method
         raise AssertionError(f"{method} produced {out.tokens.shape[1]} tokens, planned {plan.num_tokens}")

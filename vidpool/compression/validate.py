@@ -116,16 +116,17 @@ def all_finite(x: torch.Tensor) -> bool:
 
 
 def _first_bad(x: torch.Tensor) -> str:
-    """Where the first non-finite value is and how many there are (error path only)."""
-    bad = ~torch.isfinite(x.detach())
-    where = bad.nonzero()
-    first = tuple(int(i) for i in where[0]) if len(where) else ()
-    kinds = []
-    if bool(torch.isnan(x).any()):
-        kinds.append("NaN")
-    if bool(torch.isinf(x).any()):
-        kinds.append("Inf")
-    return f"{' and '.join(kinds)} in {len(where)} value(s), the first at index {first}"
+    """What the non-finite values are, how many, and where the first is (error path only).
+
+    No index list is built: on a video that is all NaN it would be 40 bytes per value.
+    """
+    x = x.detach()
+    bad = ~torch.isfinite(x)
+    count = int(bad.sum())
+    flat = int(bad.view(-1).to(torch.uint8).argmax())
+    first = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), x.shape))
+    kinds = [k for k, test in (("NaN", torch.isnan), ("Inf", torch.isinf)) if bool(test(x).any())]
+    return f"{' and '.join(kinds)} in {count} value(s), the first at index {first}"
 
 
 def check_finite_values(tokens: torch.Tensor, scores: torch.Tensor | None = None) -> None:
