@@ -5,7 +5,9 @@
 For each input ``[1, T, 24, 24, 1024]`` it prints: method, output tokens, median ms, GB/s over the
 input bytes, and for ``adaptive`` and ``prompt_guided`` the time of the straightforward implementation
 (permute + ``adaptive_avg_pool3d``; ``unfold`` windows + softmax + weighted sum), the speed-up and the
-largest relative difference between the two results.
+largest relative difference between the two results. Method times include ``compress``'s NaN/Inf
+scan (``check_finite=True``, the default); the last line per input times that scan against the other
+one-reduction ways to write it.
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max() / b.float().abs().max())
 
 
+def finite_scans(x: torch.Tensor, repeats: int) -> dict[str, float]:
+    """Seconds of each way to ask "is every value finite?" in one reduction, on the same input."""
+    from vidpool.compression.validate import all_finite
+
+    ways = {
+        "vidpool (sum, aminmax if it overflows)": lambda: all_finite(x),
+        "x.sum().isfinite()": lambda: bool(x.sum().isfinite()),
+        "aminmax(x) finite": lambda: bool(torch.stack(torch.aminmax(x)).isfinite().all()),
+        "torch.isfinite(x).all()": lambda: bool(torch.isfinite(x).all()),
+    }
+    return {name: timed(fn, repeats)[0] for name, fn in ways.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, nargs="+", default=[32, 256])
@@ -103,6 +118,8 @@ def main() -> None:
                 )
                 line += f"   unfold+softmax+sum {base_sec * 1e3:.1f} ms: {base_sec / sec:.2f}x faster, rel. err {rel_err(out.tokens, base):.1e}"
             print(line, flush=True)
+        scans = finite_scans(x, max(3, args.repeats // 2))
+        print("NaN/Inf scan: " + ", ".join(f"{name} {sec * 1e3:.1f} ms" for name, sec in scans.items()))
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ def test_budget_too_small_names_the_smallest_budget(x):
     with pytest.raises(BudgetError, match="at least 128") as info:
         vidpool.compress(x, "spatiotemporal", budget=100)
     assert info.value.min_budget == 128
-    with pytest.raises(BudgetError):
+    with pytest.raises(InvalidArgumentError, match="positive integer"):
         vidpool.compress(x, "adaptive", budget=0)
 
 

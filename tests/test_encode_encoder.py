@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -279,13 +283,35 @@ def test_accepts_frames_objects(enc: CLIPEncoder, frames: torch.Tensor) -> None:
     assert torch.equal(enc.encode_frames(Decoded(frames)).patches, enc.encode_frames(frames).patches)
 
 
-def test_bench_helpers_run() -> None:
-    from vidpool.encode import bench
+BENCH = Path(__file__).resolve().parents[1] / "scripts" / "bench_encode.py"
 
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_encode", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_helpers_run() -> None:
+    bench = _bench_module()
     speed = bench.encode_speed("tiny-clip-32", 3, (24, 40), budget=None)
     assert speed["frames"] == 3 and speed["batch"] == 3 and speed["fps"] > 0
     prep = bench.preprocess_speed(2, (40, 60), size=32)
     assert prep["tensor_fps"] > 0 and prep["pil_fps"] > 0
+
+
+def test_bench_script_runs_and_has_no_hidden_flags() -> None:
+    env = {**os.environ, "PYTHONPATH": str(BENCH.parents[1])}
+    helped = subprocess.run([sys.executable, str(BENCH), "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "--estimate" in helped.stdout and "_rss" not in helped.stdout
+    assert "vidpool.encode.bench" not in BENCH.read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS is read from Linux /proc")
+def test_bench_peak_rss_runs_in_a_fresh_process() -> None:
+    (row,) = _bench_module().memory("tiny-clip-32", [2], (24, 40))
+    assert row["batch"] == 2 and row["peak_delta"] >= 0 and row["estimate_per_frame"] > 0
 
 
 def test_bfloat16_on_cpu(frames: torch.Tensor) -> None:

@@ -56,7 +56,7 @@ def test_encoder_planner_and_batching_share_the_formula(enc: CLIPEncoder) -> Non
 def test_formula_terms() -> None:
     base = vit_activation_bytes_per_frame(768, 224, 16, 12, 4)
     # ViT-B-16, float32, CPU: measured 8,466,432 bytes per frame with measure_peak
-    # (python -m vidpool.encode.bench --estimate ViT-B-16, minus the uint8 frames)
+    # (python scripts/bench_encode.py --estimate ViT-B-16, minus the uint8 frames)
     assert base == 8_466_432
     assert vit_activation_bytes_per_frame(768, 224, 16, 12, 4, frame_hw=(240, 320)) == base + 3 * 240 * 320
     assert vit_activation_bytes_per_frame(768, 224, 16, 12, 4, quick_gelu=True) > base
@@ -75,7 +75,7 @@ def test_formula_terms() -> None:
 
 def test_cuda_terms_match_the_h100_measurement() -> None:
     # float16 on an H100 (torch.cuda.max_memory_allocated per frame, frames' device copy included;
-    # python -m vidpool.encode.bench --estimate ViT-B-16 ViT-L-14-336 --device cuda --dtype float16
+    # python scripts/bench_encode.py --estimate ViT-B-16 ViT-L-14-336 --device cuda --dtype float16
     # --hw-estimate 720x1280): ViT-L-14-336 with joint embeddings measured 21,046,464 B, ViT-B-16
     # 17,682,560 B (its float32 resize buffers outweigh its blocks).
     vit_l = encoder_spec(load_config("ViT-L-14-336"))

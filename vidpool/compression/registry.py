@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from vidpool.compression.validate import check_budget_value, check_shape
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 
 __all__ = ["Method", "MethodPlan", "Output", "get_method", "list_methods", "register", "with_budget"]
@@ -82,12 +83,7 @@ class Method:
     ) -> MethodPlan:
         """``plan`` with argument checking that names what the method accepts."""
         self.check_names(params)
-        if len(shape) != 3 or any(int(s) < 1 for s in shape):
-            raise InvalidArgumentError(f"shape must be (T, H, W) with positive sizes, got {tuple(shape)}")
-        if budget is not None and (isinstance(budget, bool) or int(budget) != budget):
-            raise InvalidArgumentError(f"budget must be an integer number of tokens, got {budget!r}")
-        shape = (int(shape[0]), int(shape[1]), int(shape[2]))
-        return self.plan(shape, None if budget is None else int(budget), **params)
+        return self.plan(check_shape(shape), check_budget_value(budget), **params)
 
     def __repr__(self) -> str:
         return f"<vidpool method {self.name!r}: {self.summary}>"

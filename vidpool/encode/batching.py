@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from vidpool.backoff import ChunkRunner
 from vidpool.encode.config import EncoderSpec
-from vidpool.encode.memory import clip_activation_bytes_per_frame
-from vidpool.errors import InvalidArgumentError, OutOfMemoryError
+from vidpool.encode.memory import DEFAULT_FRAME_HW, clip_activation_bytes_per_frame
+from vidpool.errors import InvalidArgumentError
 
 __all__ = [
     "MAX_BATCH",
@@ -26,6 +27,9 @@ __all__ = [
 MAX_BATCH = 1024
 _CPU_DEFAULT_BUDGET = 1 << 30
 _CUDA_FREE_FRACTION = 0.7
+_ADVICE = (
+    "the encoder cannot fit a single frame: use a smaller model, dtype=torch.float16, or free device memory"
+)
 
 
 def activation_bytes_per_frame(
@@ -42,14 +46,19 @@ def activation_bytes_per_frame(
     Args:
         spec: the model geometry.
         dtype: dtype of the activations.
-        frame_hw: size of the decoded frames (defaults to 720p, a common decode size).
+        frame_hw: size of the decoded frames (default ``DEFAULT_FRAME_HW``, 720p).
         joint: whether the last block also runs and its joint projection is written.
         block: index of the block whose output is taken (``None``: the second-to-last).
         device_type: where the encoder runs (preprocessing and attention differ between CPU and GPU).
     """
     item = torch.empty((), dtype=dtype).element_size()
     return clip_activation_bytes_per_frame(
-        spec, item, frame_hw=tuple(frame_hw or (720, 1280)), joint=joint, block=block, device_type=device_type
+        spec,
+        item,
+        frame_hw=tuple(frame_hw or DEFAULT_FRAME_HW),
+        joint=joint,
+        block=block,
+        device_type=device_type,
     )
 
 
@@ -68,12 +77,6 @@ def default_memory_budget(device: torch.device) -> int:
     return _CPU_DEFAULT_BUDGET
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
-
-
 def iter_batches(
     run: Callable[[int, int], torch.Tensor | tuple],
     total: int,
@@ -82,24 +85,9 @@ def iter_batches(
     """Call ``run(start, stop)`` over ``[0, total)`` in batches, halving the batch on out-of-memory.
 
     Yields ``(start, stop, result)`` in order. The smaller batch size is kept for the rest of the run.
-    Raises :class:`vidpool.OutOfMemoryError` when even a single item does not fit.
+    Back-off is :class:`vidpool.backoff.ChunkRunner`'s, the pipeline's own: the same errors count as
+    out of memory. Raises :class:`vidpool.OutOfMemoryError`, listing the sizes tried, when even a
+    single frame does not fit.
     """
-    start = 0
-    while start < total:
-        stop = min(total, start + batch_size)
-        try:
-            result = run(start, stop)
-        except Exception as exc:
-            if not _is_oom(exc):
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            if stop - start == 1:
-                raise OutOfMemoryError(
-                    "out of memory encoding a single frame: use a smaller model, dtype=torch.float16, "
-                    "or free memory on the device"
-                ) from exc
-            batch_size = max(1, (stop - start) // 2)
-            continue
-        yield start, stop, result
-        start = stop
+    runner = ChunkRunner(batch_size, what="frames", advice=_ADVICE)
+    return runner.call(lambda start, stop: (start, stop, run(start, stop)), 0, total)

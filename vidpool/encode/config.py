@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidpool.encode.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from vidpool.errors import EncoderError, InvalidArgumentError, require
 
 __all__ = [
@@ -28,9 +29,7 @@ __all__ = [
 DEFAULT_MODEL = "ViT-L-14-336"
 _CONFIG_DIR = Path(__file__).parent / "configs"
 
-# open_clip's PreprocessCfg defaults (OpenAI CLIP statistics, bicubic, shortest-side resize).
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# open_clip's PreprocessCfg defaults are OpenAI CLIP's statistics, bicubic, shortest-side resize.
 _PREPROCESS_KEYS = ("size", "mean", "std", "interpolation", "resize_mode", "fill_color")
 
 
@@ -138,8 +137,8 @@ class EncoderSpec:
         """The preprocessing open_clip applies for this model (its ``PreprocessCfg`` defaults plus overrides)."""
         cfg: dict[str, Any] = {
             "size": self.image_size,
-            "mean": _OPENAI_MEAN,
-            "std": _OPENAI_STD,
+            "mean": OPENAI_CLIP_MEAN,
+            "std": OPENAI_CLIP_STD,
             "interpolation": "bicubic",
             "resize_mode": "shortest",
             "fill_color": 0,

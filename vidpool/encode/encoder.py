@@ -273,7 +273,8 @@ class CLIPEncoder:
     def activation_bytes_per_frame(
         self, frame_hw: tuple[int, int] | None = None, *, joint: bool = True
     ) -> int:
-        """Peak memory each frame of a batch adds (bytes) for decoded frames of ``frame_hw`` (default 720p).
+        """Peak memory each frame of a batch adds (bytes) for decoded frames of ``frame_hw``
+        (default ``DEFAULT_FRAME_HW``, 720p).
 
         The formula is :func:`vidpool.encode.memory.vit_activation_bytes_per_frame` over this model's
         config and device, the same one ``vidpool.plan`` uses (measured: README, "Encoding frames").

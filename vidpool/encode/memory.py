@@ -20,7 +20,7 @@ the tensors an open_clip ViT holds at once during inference (``tokens = grid + 1
   GELU, ``3 x mlp_ratio`` for QuickGELU, whose ``x * sigmoid(1.702 x)`` keeps one more);
 * the outputs written for the frame: patch tokens ``grid x W`` (and ``grid x D`` joint embeddings).
 
-Measured per 240x320 frame (``python -m vidpool.encode.bench --estimate``, float32, CPU, frames
+Measured per 240x320 frame (``python scripts/bench_encode.py --estimate``, float32, CPU, frames
 included), equal to this formula: tiny-clip-32 268,672 B, tiny-clip-48 409,344 B, random ViT-B-16
 8,696,832 B (MLP-bound) and random ViT-L-14-336 39,432,256 B (bound by the attention scores).
 """
@@ -36,7 +36,12 @@ if TYPE_CHECKING:
     from vidpool.encode.config import EncoderSpec
     from vidpool.encode.encoder import CLIPEncoder
 
+# Decoded ``(height, width)`` the estimates assume when the caller does not know the video's: 720p,
+# a common decode size, and larger than most, so a batch sized for it leaves room for smaller frames.
+DEFAULT_FRAME_HW = (720, 1280)
+
 __all__ = [
+    "DEFAULT_FRAME_HW",
     "clip_activation_bytes_per_frame",
     "hf_vit_activation_bytes_per_frame",
     "measured_bytes_per_frame",

@@ -16,7 +16,19 @@ import torch
 
 from vidpool.errors import InvalidArgumentError, require
 
-__all__ = ["check_frames", "preprocess_frames", "resize_as_float", "resized_size"]
+__all__ = [
+    "OPENAI_CLIP_MEAN",
+    "OPENAI_CLIP_STD",
+    "check_frames",
+    "preprocess_frames",
+    "resize_as_float",
+    "resized_size",
+]
+
+# The per-channel RGB statistics OpenAI's CLIP was trained with (open_clip's OPENAI_DATASET_MEAN/STD):
+# the normalisation of every CLIP-family tower unless its config says otherwise.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def check_frames(frames: Any) -> torch.Tensor:

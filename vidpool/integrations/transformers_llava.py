@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from vidpool.encode.memory import hf_vit_activation_bytes_per_frame
-from vidpool.encode.preprocess import preprocess_frames
+from vidpool.encode.memory import DEFAULT_FRAME_HW, hf_vit_activation_bytes_per_frame
+from vidpool.encode.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, preprocess_frames
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.llm.base import VideoLM, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hidden_states
@@ -38,7 +38,7 @@ _CLASSES = {
 # Normalisation used when the folder has no preprocessor config: SigLIP's for OneVision, OpenAI CLIP's for NeXT-Video.
 _DEFAULT_NORM = {
     "llava_onevision": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "llava_next_video": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "llava_next_video": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
 }
 _PREPROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 
@@ -275,7 +275,7 @@ class LlavaVideoLM(VideoLM):
             quick_gelu=getattr(vision, "hidden_act", "") == "quick_gelu",
             attention=str(getattr(tower.config, "_attn_implementation", None) or "sdpa"),
             states=1 if isinstance(layer, int) else len(layer),
-            frame_hw=tuple(frame_hw or (720, 1280)),
+            frame_hw=tuple(frame_hw or DEFAULT_FRAME_HW),
             device_type=param.device.type,
             squash=self._preprocess["resize_mode"] == "squash",
         )

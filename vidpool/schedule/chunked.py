@@ -1,98 +1,11 @@
-"""Run work in chunks and back off on out-of-memory: halve the chunk and retry, down to a floor.
+"""Chunked execution with out-of-memory back-off, as the planner's runs use it.
 
-The chunk size that finally worked is kept for the rest of the run (memory pressure rarely goes away
-by itself). When the smallest chunk still fails, :class:`~vidpool.errors.OutOfMemoryError` lists
-every size that was tried.
+The mechanism lives in :mod:`vidpool.backoff`, below every stage, so that the encoder's own batching
+(which ``schedule`` drives and must not import back) halves on the same errors in the same way.
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
-
-from vidpool.errors import OutOfMemoryError, VidpoolError
+from vidpool.backoff import ChunkRunner, is_out_of_memory, run_chunked
 
 __all__ = ["ChunkRunner", "is_out_of_memory", "run_chunked"]
-
-T = TypeVar("T")
-
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator failure (CUDA OOM, CPU allocator, ``MemoryError``)."""
-    if isinstance(exc, VidpoolError):
-        return False
-    import torch
-
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
-        return True
-    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MESSAGES)
-
-
-def _free_cached_memory() -> None:
-    import torch
-
-    # the CPU allocator returns freed blocks at once; the CUDA caching allocator keeps them
-    if torch.cuda.is_available():
-        gc.collect()
-        torch.cuda.empty_cache()
-
-
-class ChunkRunner:
-    """Apply a function to consecutive slices of a sequence, halving the slice length on OOM.
-
-    ``chunk_size`` is the first length tried, ``min_chunk`` the floor. ``tried`` records every
-    length attempted, in order; ``chunk_size`` is the length in use now. ``what`` names the unit in
-    error messages (``"frames"``).
-    """
-
-    def __init__(self, chunk_size: int, *, min_chunk: int = 1, what: str = "items"):
-        if chunk_size < 1 or min_chunk < 1:
-            raise ValueError(f"chunk sizes must be >= 1, got chunk_size={chunk_size}, min_chunk={min_chunk}")
-        self.chunk_size = max(int(chunk_size), int(min_chunk))
-        self.min_chunk = int(min_chunk)
-        self.what = what
-        self.tried: list[int] = []
-        self.failures: list[str] = []
-
-    def _back_off(self, exc: BaseException, size: int) -> None:
-        self.failures.append(
-            f"{size} {self.what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        )
-        _free_cached_memory()
-        if size <= self.min_chunk:
-            tried = ", ".join(str(s) for s in self.tried)
-            raise OutOfMemoryError(
-                f"out of memory even with {size} {self.what} per chunk (tried {tried}); "
-                "use fewer frames, a smaller token budget, max_memory, or a smaller model"
-            ) from exc
-        self.chunk_size = max(self.min_chunk, size // 2)
-
-    def call(self, fn: Callable[[int, int], T], start: int, stop: int) -> Iterator[T]:
-        """Yield ``fn(a, b)`` over ``[start, stop)`` in slices ``[a, b)`` of at most ``chunk_size``."""
-        pos = start
-        while pos < stop:
-            size = min(self.chunk_size, stop - pos)
-            self.tried.append(size)
-            try:
-                result = fn(pos, pos + size)
-            except Exception as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                self._back_off(exc, size)
-                continue
-            pos += size
-            yield result
-
-    def map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
-        """``[fn(items[a:b]) ...]`` over consecutive slices; works for lists, arrays and tensors."""
-        return list(self.call(lambda a, b: fn(items[a:b]), 0, len(items)))
-
-
-def run_chunked(
-    fn: Callable[[Any], T], items: Sequence[Any], chunk_size: int, *, min_chunk: int = 1, what: str = "items"
-) -> list[T]:
-    """Apply ``fn`` to slices of ``items`` of ``chunk_size``, halving on OOM; see :class:`ChunkRunner`."""
-    return ChunkRunner(chunk_size, min_chunk=min_chunk, what=what).map(fn, items)

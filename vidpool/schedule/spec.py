@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vidpool.encode.memory import clip_activation_bytes_per_frame
+from vidpool.encode.memory import DEFAULT_FRAME_HW, clip_activation_bytes_per_frame
 from vidpool.errors import CheckpointError, InvalidArgumentError
 from vidpool.llm.protocol import VideoModel
 from vidpool.schedule.estimate import ModelSpec, llama_param_count, vit_param_count
@@ -285,7 +285,7 @@ def native_spec(
         vision_param_bytes=(vit + _clip_text_param_count(vision)) * dtype_bytes,
         projector_param_bytes=projector * dtype_bytes,
         projector_layers=1 if config.projector == "linear" else 2,
-        activation_bytes_per_frame=frame_activation((720, 1280)),
+        activation_bytes_per_frame=frame_activation(DEFAULT_FRAME_HW),
         frame_activation=frame_activation,
         joint_dim=int(vision.embed_dim),
         grid=vision.grid,

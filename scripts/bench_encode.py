@@ -1,11 +1,12 @@
 """Measure the encoder: preprocessing fidelity and speed against open_clip's PIL transform, encoding
 throughput, and the activation-memory estimate against the measured peak.
 
-    python -m vidpool.encode.bench                              # tiny model, fast
-    python -m vidpool.encode.bench --model ViT-L-14-336 --frames 8 --memory 1 4
-    python -m vidpool.encode.bench --estimate tiny-clip-32 tiny-clip-48 ViT-B-16   # formula vs allocator
-    python -m vidpool.encode.bench --estimate tiny-clip-48 --dtype bfloat16
-    python -m vidpool.encode.bench --model ViT-L-14-336 --frames 256 --device cuda   # GPU encoding speed
+    python scripts/bench_encode.py                              # tiny model, fast
+    python scripts/bench_encode.py --model tiny-clip-32 --frames 4 --hw 48x64   # smallest model
+    python scripts/bench_encode.py --model ViT-L-14-336 --frames 8 --memory 1 4   # peak RSS (Linux)
+    python scripts/bench_encode.py --estimate tiny-clip-32 tiny-clip-48 ViT-B-16   # formula vs allocator
+    python scripts/bench_encode.py --estimate tiny-clip-48 --dtype bfloat16
+    python scripts/bench_encode.py --model ViT-L-14-336 --frames 256 --device cuda   # GPU encoding speed
 
 Random weights throughout (nothing is downloaded); speed does not depend on the weights' values.
 """
@@ -17,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -25,7 +27,13 @@ from vidpool.encode.encoder import CLIPEncoder
 from vidpool.encode.memory import measured_bytes_per_frame
 from vidpool.encode.preprocess import preprocess_frames
 
-__all__ = ["main"]
+__all__ = ["encode_speed", "estimate_accuracy", "fidelity", "main", "memory", "peak_rss", "preprocess_speed"]
+
+# A fresh interpreter that loads this file as a module (not as __main__) and runs one measurement, so
+# each batch size starts from a clean heap and the command line has no hidden mode.
+_RSS_CHILD = (
+    "import runpy, sys; runpy.run_path(sys.argv[1])['peak_rss'](sys.argv[2], int(sys.argv[3]), sys.argv[4])"
+)
 
 
 def _smooth(count: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -143,7 +151,10 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _peak_rss_child(model: str, batch: int, hw: tuple[int, int]) -> None:
+def peak_rss(model: str, batch: int, size: str) -> None:
+    """Print, as JSON, how much one ``encode_frames`` call of ``batch`` frames of ``size`` ("HxW")
+    raises this process's peak RSS (Linux), with the estimate per frame. Run it in a fresh process."""
+    hw = tuple(int(v) for v in size.split("x"))
     torch.manual_seed(0)
     enc = CLIPEncoder(model, memory_budget=1 << 40)
     frames = _smooth(batch, *hw)
@@ -161,7 +172,15 @@ def memory(model: str, batches: list[int], hw: tuple[int, int]) -> list[dict]:
     """Measured peak RSS growth of one ``encode_frames`` call per batch size (fresh process each; Linux)."""
     rows = []
     for batch in batches:
-        cmd = [sys.executable, "-m", "vidpool.encode.bench", "--_rss", model, str(batch), f"{hw[0]}x{hw[1]}"]
+        cmd = [
+            sys.executable,
+            "-c",
+            _RSS_CHILD,
+            str(Path(__file__).resolve()),
+            model,
+            str(batch),
+            f"{hw[0]}x{hw[1]}",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     return rows
@@ -231,14 +250,9 @@ def main(argv: list[str] | None = None) -> None:
         "--device", default="cpu", help="cpu or cuda (on cuda: encoding speed or --estimate only)"
     )
     parser.add_argument("--hw-estimate", default="240x320", help="for --estimate: decoded frame size HxW")
-    parser.add_argument("--_rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args._rss:
-        model, batch, hw = args._rss
-        _peak_rss_child(model, int(batch), tuple(int(v) for v in hw.split("x")))
-        return
     if args.estimate:
         hw = tuple(int(v) for v in args.hw_estimate.split("x"))
         rows = estimate_accuracy(args.estimate, hw, getattr(torch, args.dtype), args.device)
