@@ -13,7 +13,7 @@ DOCUMENTS += [p for p in (ROOT / "checkpoints" / "README.md", ROOT / "demos" / "
 
 
 def _without_code(text: str) -> str:
-    return re.sub(r"```.*?```", "", text, flags=re.S)
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", text, flags=re.S))
 
 
 def _anchors(path: Path) -> set[str]:
