@@ -20,7 +20,8 @@ def _anchors(path: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes, repeats numbered."""
     seen: dict[str, int] = {}
     found = set()
-    for heading in re.findall(r"^#{1,6} (.+)$", _without_code(path.read_text()), re.M):
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # headings keep their inline code
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         count = seen.get(slug, 0)
         seen[slug] = count + 1
