@@ -26,6 +26,11 @@ class FrameIndex:
 
     ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
     ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
+
+    ``decode_order_stamps``: the container stamps packets in decode order although the codec reorders
+    frames (AVI holds no presentation times: FFmpeg makes them up from the decode times), so a decoded
+    frame's ``pts`` does not say where it is shown. Frames are then numbered in the order the decoder
+    emits them, counting from a keyframe whose own stamp is known; ``pts`` is the stamp grid.
     """
 
     pts: np.ndarray
@@ -33,6 +38,7 @@ class FrameIndex:
     keyframes: np.ndarray
     time_base: Fraction
     frame_duration: float
+    decode_order_stamps: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -81,7 +87,7 @@ def _mp4_offsets(container, stream, dts: np.ndarray, keyframe: np.ndarray) -> np
     return offsets + shifts.pop() if len(shifts) == 1 else None
 
 
-def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
     frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
 
@@ -93,7 +99,9 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     has that delay; otherwise every packet is demuxed.
     """
     av = require("av", "video", "Reading videos")
-    entries = stream.index_entries
+    entries = getattr(stream, "index_entries", None)  # PyAV >= 17; before that every packet is demuxed
+    if entries is None:
+        return None
     count = len(entries)
     if count < 2 or count != stream.frames:
         return None
@@ -112,6 +120,7 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     key_dts = dts[keyframe]
     try:
         frame_offsets = _mp4_offsets(container, stream, dts, keyframe)
+        decode_order = False
         if frame_offsets is not None:
             # every frame's presentation time is known: no grid to assume, variable rates included
             key_pts = key_dts + frame_offsets[keyframe]
@@ -130,6 +139,8 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
             if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
                 return None
             pts = dts + offsets[0]
+            # a grid shifted from decode times: it cannot say where reordered frames are shown
+            decode_order = bool(stream.codec_context.has_b_frames)
     except (av.error.FFmpegError, EOFError, OSError):
         return None
     where = np.searchsorted(pts, key_pts)
@@ -139,11 +150,12 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     keys[where] = True
     if int(keys.sum()) != len(key_pts):
         return None
-    return pts, keys
+    return pts, keys, decode_order
 
 
-def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``pts`` and keyframe flags of every packet, in presentation order."""
+def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order, and whether the stamps
+    follow decode order in a codec that reorders (see :class:`FrameIndex`)."""
     av = require("av", "video", "Reading videos")
     pts_list: list[int] = []
     key_list: list[bool] = []
@@ -162,12 +174,20 @@ def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
         pass
     pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=bool)
+    decode_order = _stamps_follow_decode_order(stream, pts)
     order = np.argsort(pts, kind="stable")
     pts, keys = pts[order], keys[order]
     if pts.size:
         unique = np.concatenate([[True], np.diff(pts) > 0])
         pts, keys = pts[unique], keys[unique]
-    return pts, keys
+    return pts, keys, decode_order
+
+
+def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool:
+    """Whether packet stamps only ever grow in decode order while the codec may show frames in another
+    order (``has_b_frames``): then they are decode times passed off as presentation times."""
+    reorders = bool(stream.codec_context.has_b_frames)
+    return reorders and pts_in_decode_order.size > 1 and bool(np.all(np.diff(pts_in_decode_order) > 0))
 
 
 def build_index(container, stream, demux: bool = False) -> FrameIndex:
@@ -177,7 +197,7 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     A truncated or damaged tail ends the index at the last packet that could be read.
     """
     found = None if demux else _index_from_entries(container, stream)
-    pts, keys = found if found is not None else _demux_index(container, stream)
+    pts, keys, decode_order = found if found is not None else _demux_index(container, stream)
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
     times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
     keyframes = np.flatnonzero(keys).astype(np.int64)
@@ -190,4 +210,4 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     else:
         rate = stream.average_rate or stream.guessed_rate or 25
         frame_duration = 1.0 / float(rate)
-    return FrameIndex(pts, times, keyframes, time_base, frame_duration)
+    return FrameIndex(pts, times, keyframes, time_base, frame_duration, decode_order)

@@ -45,6 +45,7 @@ class VideoInfo:
     ``width`` and ``height`` are those of upright frames (after applying ``rotation``, the display
     rotation in degrees counter-clockwise that the file asks for). ``num_frames`` counts frames that
     are present in the file; ``duration`` (seconds) runs from the first frame to the end of the last.
+    ``container`` is FFmpeg's name for the file format (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"mpegts"``).
     """
 
     path: str
@@ -58,6 +59,7 @@ class VideoInfo:
     backend: str
     variable_frame_rate: bool = False
     num_keyframes: int = 0
+    container: str = ""
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -163,6 +165,7 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
     try:
         coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
         codec = stream.codec_context.name
+        container_format = container.format.name
         if coded_w * coded_h > MAX_PIXELS:
             raise VideoDecodeError(
                 f"{str(path)!r} is {coded_w}x{coded_h}, above the {MAX_PIXELS:,}-pixel limit; "
@@ -194,6 +197,7 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
         backend=backend,
         variable_frame_rate=vfr,
         num_keyframes=int(index.keyframes.size),
+        container=container_format,
     )
     return (info, index, (container, stream)) if keep_open else (info, index)
 

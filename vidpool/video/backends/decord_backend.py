@@ -5,6 +5,9 @@
   batch with a timeout.
 * Memory grows across seeks in a long-lived ``VideoReader``: the reader object is released and reopened
   every ``_REOPEN_FRAMES`` frames and on close.
+* decord numbers frames by its own reading of the timestamps, which is wrong where they are not what
+  they seem: MPEG-TS (its seeks land frames away from the request) and AVI with reordered frames (the
+  stamps are decode times). Those files are refused, so that ``"auto"`` decodes them with PyAV.
 * decord applies the display rotation itself and resizes on decode to the upright ``(H, W)`` asked for,
   except that on rotated files it mis-sizes frames whose aspect ratio changes; those are decoded at full
   size and resized afterwards (``VideoReader(backend="auto")`` sends rotated files to PyAV instead).
@@ -34,6 +37,7 @@ class DecordBackend:
 
     def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None):
         self._decord = require("decord", "video", "Decoding video with decord")
+        _check_trusted(path, index, info)
         self.path, self.index, self.info = path, index, info
         self._reader = None
         self._size: tuple[int, int] | None = None
@@ -79,6 +83,20 @@ class DecordBackend:
                 arrays = _resize(arrays, size)
             for i, arr in zip(batch, arrays):
                 yield i, i, arr
+
+
+def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
+    """Refuse files on which decord returns other frames than those it names."""
+    why = None
+    if "mpegts" in info.container.split(","):
+        why = "MPEG-TS files"
+    elif index.decode_order_stamps:
+        why = "AVI-style files with B-frames"
+    if why is not None:
+        raise VideoDecodeError(
+            f"decord returns other frames than the ones asked for in {why} such as {str(path)!r}; "
+            "use backend='pyav' (or 'auto', which does)"
+        )
 
 
 def _resize(arrays: np.ndarray, size: tuple[int, int]) -> np.ndarray:
