@@ -27,10 +27,11 @@ class FrameIndex:
     ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
     ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
 
-    ``decode_order_stamps``: the container stamps packets in decode order although the codec reorders
-    frames (AVI holds no presentation times: FFmpeg makes them up from the decode times), so a decoded
-    frame's ``pts`` does not say where it is shown. Frames are then numbered in the order the decoder
-    emits them, counting from a keyframe whose own stamp is known; ``pts`` is the stamp grid.
+    ``output_order``: a decoded frame's stamp does not say where it is shown, so frames are numbered in
+    the order the decoder emits them, counting from a keyframe whose own stamp is known. So it is where
+    the container stamps packets in decode order although the codec reorders frames (AVI holds no
+    presentation times: FFmpeg makes them up from the decode times), or leaves packets unstamped (H.264
+    in an MPEG program stream). ``pts`` is then a grid of one frame duration per frame.
     """
 
     pts: np.ndarray
@@ -38,7 +39,7 @@ class FrameIndex:
     keyframes: np.ndarray
     time_base: Fraction
     frame_duration: float
-    decode_order_stamps: bool = False
+    output_order: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -154,10 +155,10 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool
 
 
 def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Frame ``pts`` and keyframe flags of every packet, in presentation order, and whether the stamps
-    follow decode order in a codec that reorders (see :class:`FrameIndex`)."""
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order, and whether frames must
+    be numbered in output order (see :class:`FrameIndex`)."""
     av = require("av", "video", "Reading videos")
-    pts_list: list[int] = []
+    stamps: list[int | None] = []
     key_list: list[bool] = []
     with contextlib.suppress(av.error.FFmpegError):
         container.seek(0, stream=stream)
@@ -166,21 +167,21 @@ def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
             if packet.size == 0:
                 continue
             stamp = packet.pts if packet.pts is not None else packet.dts
-            if stamp is None:
-                continue
-            pts_list.append(int(stamp))
+            stamps.append(None if stamp is None else int(stamp))
             key_list.append(bool(packet.is_keyframe))
     except (av.error.FFmpegError, EOFError, OSError):
         pass
-    pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=bool)
-    decode_order = _stamps_follow_decode_order(stream, pts)
+    if None in stamps:
+        return (*_stamp_grid(stream, stamps, keys), True)
+    pts = np.asarray(stamps, dtype=np.int64)
+    output_order = _stamps_follow_decode_order(stream, pts)
     order = np.argsort(pts, kind="stable")
     pts, keys = pts[order], keys[order]
     if pts.size:
         unique = np.concatenate([[True], np.diff(pts) > 0])
         pts, keys = pts[unique], keys[unique]
-    return pts, keys, decode_order
+    return pts, keys, output_order
 
 
 def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool:
@@ -188,6 +189,26 @@ def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool
     order (``has_b_frames``): then they are decode times passed off as presentation times."""
     reorders = bool(stream.codec_context.has_b_frames)
     return reorders and pts_in_decode_order.size > 1 and bool(np.all(np.diff(pts_in_decode_order) > 0))
+
+
+def _stamp_grid(stream, stamps: list[int | None], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``pts`` and keyframe flags of packets that are not all stamped (in decode order): one frame
+    duration per packet from the earliest stamp. A stamped keyframe sits where its stamp falls on that
+    grid; an unstamped one where it is decoded (a GOP's frames are all shown before the next keyframe's)."""
+    rate = stream.average_rate or stream.guessed_rate
+    time_base = stream.time_base
+    step = max(1, round(1 / (rate * time_base))) if rate and time_base else 1
+    known = [s for s in stamps if s is not None]
+    origin = min(known) if known else 0
+    count = len(stamps)
+    pts = origin + step * np.arange(count, dtype=np.int64)
+    grid_keys = np.zeros(count, dtype=bool)
+    for position in np.flatnonzero(keys).tolist():
+        stamp = stamps[position]
+        at = position if stamp is None else round((stamp - origin) / step)
+        if 0 <= at < count:
+            grid_keys[at] = True
+    return pts, grid_keys
 
 
 def build_index(container, stream, demux: bool = False) -> FrameIndex:

@@ -45,7 +45,8 @@ class VideoInfo:
     ``width`` and ``height`` are those of upright frames (after applying ``rotation``, the display
     rotation in degrees counter-clockwise that the file asks for). ``num_frames`` counts frames that
     are present in the file; ``duration`` (seconds) runs from the first frame to the end of the last.
-    ``container`` is FFmpeg's name for the file format (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"mpegts"``).
+    ``container`` is FFmpeg's name for the file format (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"mpegts"``);
+    ``b_frames``: the codec may show frames in another order than it decodes them.
     """
 
     path: str
@@ -60,6 +61,7 @@ class VideoInfo:
     variable_frame_rate: bool = False
     num_keyframes: int = 0
     container: str = ""
+    b_frames: bool = False
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -166,6 +168,7 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
         coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
         codec = stream.codec_context.name
         container_format = container.format.name
+        b_frames = bool(stream.codec_context.has_b_frames)
         if coded_w * coded_h > MAX_PIXELS:
             raise VideoDecodeError(
                 f"{str(path)!r} is {coded_w}x{coded_h}, above the {MAX_PIXELS:,}-pixel limit; "
@@ -198,6 +201,7 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
         variable_frame_rate=vfr,
         num_keyframes=int(index.keyframes.size),
         container=container_format,
+        b_frames=b_frames,
     )
     return (info, index, (container, stream)) if keep_open else (info, index)
 

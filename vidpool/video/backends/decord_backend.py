@@ -5,9 +5,10 @@
   batch with a timeout.
 * Memory grows across seeks in a long-lived ``VideoReader``: the reader object is released and reopened
   every ``_REOPEN_FRAMES`` frames and on close.
-* decord numbers frames by its own reading of the timestamps, which is wrong where they are not what
-  they seem: MPEG-TS (its seeks land frames away from the request) and AVI with reordered frames (the
-  stamps are decode times). Those files are refused, so that ``"auto"`` decodes them with PyAV.
+* decord returns other frames than those it names in MPEG-TS (its seeks land frames away), in files
+  whose stamps are decode times (AVI with B-frames) and in MPEG-1/2/4 Part 2 video with B-frames, and
+  fails on VP9 ("Error sending packet"). Those files are refused, so that ``"auto"`` decodes them with
+  PyAV.
 * decord applies the display rotation itself and resizes on decode to the upright ``(H, W)`` asked for,
   except that on rotated files it mis-sizes frames whose aspect ratio changes; those are decoded at full
   size and resized afterwards (``VideoReader(backend="auto")`` sends rotated files to PyAV instead).
@@ -27,6 +28,9 @@ from vidpool.video.info import FrameIndex, VideoInfo
 __all__ = ["DecordBackend"]
 
 _BATCH = 8
+# Codecs whose B-frames decord puts in the right place, and codecs it cannot decode.
+_REORDER_SAFE = frozenset({"h264", "hevc"})
+_UNSUPPORTED = frozenset({"vp9"})
 _REOPEN_FRAMES = 1024
 
 
@@ -86,15 +90,19 @@ class DecordBackend:
 
 
 def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
-    """Refuse files on which decord returns other frames than those it names."""
+    """Refuse files on which decord returns other frames than those it names, or fails."""
     why = None
     if "mpegts" in info.container.split(","):
         why = "MPEG-TS files"
-    elif index.decode_order_stamps:
-        why = "AVI-style files with B-frames"
+    elif index.output_order:
+        why = "files whose timestamps do not give the display order (AVI with B-frames)"
+    elif info.b_frames and info.codec not in _REORDER_SAFE:
+        why = f"{info.codec} video with B-frames"
+    elif info.codec in _UNSUPPORTED:
+        why = f"{info.codec} video"
     if why is not None:
         raise VideoDecodeError(
-            f"decord returns other frames than the ones asked for in {why} such as {str(path)!r}; "
+            f"decord cannot be trusted with {why} such as {str(path)!r}; "
             "use backend='pyav' (or 'auto', which does)"
         )
 

@@ -102,7 +102,7 @@ class PyAVBackend:
         container, stream = self._container, self._stream
         if key >= 0:
             container.seek(int(self.index.pts[key]), stream=stream, backward=True, any_frame=False)
-        if not self.index.decode_order_stamps:
+        if not self.index.output_order:
             for frame in container.decode(stream):
                 i = self._frame_index(frame)
                 if i >= 0:
@@ -119,16 +119,23 @@ class PyAVBackend:
 
     def _start(self, target: int) -> tuple[Iterator[tuple[int, object]], tuple[int, object] | None]:
         """A decode positioned at or before frame ``target``, and its first ``(index, frame)`` (``None``
-        at the end of the stream): the keyframe before ``target``, else earlier ones, else the file's start."""
-        keys = []
-        for back in (0, *_BACK_OFF):
+        at the end of the stream).
+
+        A seek to the keyframe before ``target`` counts when that keyframe comes out first. Otherwise the
+        seek landed late, or the first frames after it carry their neighbours' stamps (FFmpeg's MPEG-4
+        decoder after a seek in an MPEG program or transport stream): decoding then starts at an earlier
+        keyframe, whose interval settles the stamps before ``target``'s, or at the file's start.
+        """
+        own = self._key_before(target)
+        keys = [own]
+        for back in _BACK_OFF:
             key = self._key_before(target, back)
             if key not in keys:
                 keys.append(key)
         for key in keys:
             frames = self._frames_from(key)
             first = next(frames, None)
-            if first is not None and first[0] <= target:
+            if first is not None and (first[0] == key if key == own else first[0] <= key):
                 return frames, first
             if key == 0:
                 break
@@ -168,11 +175,10 @@ class PyAVBackend:
                 if late or (stamp is not None and stamp > want and packet.is_keyframe):
                     return None, True
                 continue
-            for frame in codec.decode(packet) + codec.decode(None):
-                if self._frame_index(frame) == target and not self.index.decode_order_stamps:
-                    return self._to_array(frame, size), False
-                if self.index.decode_order_stamps and frame.pts == want:
-                    return self._to_array(frame, size), False
+            frames = codec.decode(packet) + codec.decode(None)
+            if len(frames) == 1:
+                # the keyframe's packet alone made it, whatever stamp the decoder gave it
+                return self._to_array(frames[0], size), False
             return None, False
         return None, True
 
@@ -197,7 +203,9 @@ class PyAVBackend:
             indices = indices[done:]
         yield from self._decode_exact(indices, size)
 
-    def _decode_exact(self, indices: np.ndarray, size: tuple[int, int]) -> Iterator[tuple[int, int, np.ndarray]]:
+    def _decode_exact(
+        self, indices: np.ndarray, size: tuple[int, int]
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
         av = self._av
         wanted = {int(t) for t in indices}
         frames: Iterator[tuple[int, object]] | None = None
@@ -239,4 +247,3 @@ class PyAVBackend:
                 yield target, stand_in[0], self._to_array(stand_in[1], size)
             else:
                 return  # the stream ended before this frame
-
