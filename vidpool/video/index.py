@@ -88,6 +88,12 @@ def _mp4_offsets(container, stream, dts: np.ndarray, keyframe: np.ndarray) -> np
     return offsets + shifts.pop() if len(shifts) == 1 else None
 
 
+def _index_entries(stream):
+    """The stream's index entries: PyAV 17 added ``stream.index_entries``; before it, ``None`` (every
+    packet is demuxed instead)."""
+    return getattr(stream, "index_entries", None)
+
+
 def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
     frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
@@ -100,7 +106,7 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool
     has that delay; otherwise every packet is demuxed.
     """
     av = require("av", "video", "Reading videos")
-    entries = getattr(stream, "index_entries", None)  # PyAV >= 17; before that every packet is demuxed
+    entries = _index_entries(stream)
     if entries is None:
         return None
     count = len(entries)

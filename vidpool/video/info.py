@@ -9,6 +9,7 @@ first packet alone.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -137,6 +138,18 @@ def _first_frame(container, stream):
     return None
 
 
+def _frame_rotation(frame) -> int:
+    """Display rotation of a decoded frame, in degrees counter-clockwise: ``frame.rotation`` (PyAV >=
+    14), else read off its display matrix side data (nine native int32, 16.16 fixed point)."""
+    if hasattr(frame, "rotation"):
+        return round(frame.rotation)
+    for side in frame.side_data:
+        if str(side.type).rsplit(".", 1)[-1] == "DISPLAYMATRIX":
+            a, b = np.frombuffer(bytes(side), dtype=np.int32, count=2).tolist()
+            return round(-math.degrees(math.atan2(b, a)))
+    return 0
+
+
 def _rotation(container, stream) -> int:
     """Display rotation in degrees counter-clockwise, from the track header of MP4/MOV files, else from
     the first frame (PyAV exposes the display matrix on decoded frames only), or the stream's tags."""
@@ -146,7 +159,7 @@ def _rotation(container, stream) -> int:
             rotation = mp4.rotation(container.name, stream.id)
         if rotation is None:
             frame = _first_frame(container, stream)
-            rotation = round(frame.rotation) if frame is not None else 0
+            rotation = _frame_rotation(frame) if frame is not None else 0
     except Exception:
         rotation = 0
     if not rotation:
