@@ -43,6 +43,14 @@ CONTAINERS = {  # extension: FFmpeg muxer
 CANNOT = {
     ("vp9", "mpg"): "an MPEG program stream has no stream type for VP9 (FFmpeg reads it back as audio)",
     ("vp9", "ts"): "MPEG-TS has no stream type for VP9 (FFmpeg reads it back as a data stream)",
+    **{
+        (
+            codec,
+            ext,
+        ): "a raw MPEG video stream holds MPEG-1/2 video only (older PyAV writes other codecs' bytes into it)"
+        for codec in ("mpeg4", "h264", "vp9")
+        for ext in ("m1v", "m2v")
+    },
 }
 PAIRS = [(codec, ext) for codec in CODECS for ext in CONTAINERS]
 

@@ -149,7 +149,7 @@ class PyAVBackend:
         want = int(self.index.pts[target])
         for back in (0, *_BACK_OFF):
             seek_to = self._key_before(target, back) if back else target
-            found, passed = self._keyframe_after(int(self.index.pts[seek_to]), want, target, size)
+            found, passed = self._keyframe_after(int(self.index.pts[seek_to]), want, size)
             if found is not None or not passed:
                 return found
             if seek_to == 0:
@@ -157,7 +157,7 @@ class PyAVBackend:
         return None
 
     def _keyframe_after(
-        self, seek_pts: int, want: int, target: int, size: tuple[int, int]
+        self, seek_pts: int, want: int, size: tuple[int, int]
     ) -> tuple[np.ndarray | None, bool]:
         """Seek to ``seek_pts`` and decode the packet stamped ``want`` alone. Returns the frame (or
         ``None``) and whether the seek landed after that packet."""
