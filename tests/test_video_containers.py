@@ -233,3 +233,20 @@ def test_seeks_that_land_late_fall_back_to_an_earlier_point(files, monkeypatch, 
             frames = reader.sample(**args)
             assert frames.indices == reader.plan(**args).tolist(), args
             check(frames, index, ref_pts, ref, f"late seeks {args}")
+
+
+@pytest.mark.parametrize(
+    ("codec", "ext"), [("h264", "ts"), ("h264", "avi"), ("mpeg2video", "mp4"), ("vp9", "webm")]
+)
+def test_decord_is_refused_where_it_returns_other_frames(files, codec, ext):
+    """decord, asked for these files' frames, returns neighbours under the requested indices (MPEG-TS,
+    AVI with B-frames, MPEG-1/2/4 with B-frames) or fails (VP9): it is refused, and "auto" uses PyAV."""
+    pytest.importorskip("decord")
+    path, index, ref_pts, ref = files(codec, ext)
+    with pytest.raises(VideoDecodeError, match="backend='pyav'"):
+        VideoReader(path, backend="decord")
+    with VideoReader(path) as reader:
+        assert reader.info.backend == "pyav"
+        frames = reader.sample(num_frames=8)
+        assert reader.info.backend == "pyav"
+    check(frames, index, ref_pts, ref, "auto")

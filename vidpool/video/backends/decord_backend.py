@@ -25,7 +25,7 @@ import torch
 from vidpool.errors import VideoDecodeError, require
 from vidpool.video.info import FrameIndex, VideoInfo
 
-__all__ = ["DecordBackend"]
+__all__ = ["DecordBackend", "untrusted_reason"]
 
 _BATCH = 8
 # Codecs whose B-frames decord puts in the right place, and codecs it cannot decode.
@@ -89,17 +89,22 @@ class DecordBackend:
                 yield i, i, arr
 
 
-def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
-    """Refuse files on which decord returns other frames than those it names, or fails."""
-    why = None
+def untrusted_reason(index: FrameIndex, info: VideoInfo) -> str | None:
+    """What makes decord return other frames than those it names in this file, or fail on it; ``None``
+    where it decodes the file right."""
     if "mpegts" in info.container.split(","):
-        why = "MPEG-TS files"
-    elif index.output_order:
-        why = "files whose timestamps do not give the display order (AVI with B-frames)"
-    elif info.b_frames and info.codec not in _REORDER_SAFE:
-        why = f"{info.codec} video with B-frames"
-    elif info.codec in _UNSUPPORTED:
-        why = f"{info.codec} video"
+        return "MPEG-TS files"
+    if index.output_order:
+        return "files whose timestamps do not give the display order (AVI with B-frames)"
+    if info.b_frames and info.codec not in _REORDER_SAFE:
+        return f"{info.codec} video with B-frames"
+    if info.codec in _UNSUPPORTED:
+        return f"{info.codec} video"
+    return None
+
+
+def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
+    why = untrusted_reason(index, info)
     if why is not None:
         raise VideoDecodeError(
             f"decord cannot be trusted with {why} such as {str(path)!r}; "
