@@ -139,8 +139,8 @@ def _first_frame(container, stream):
 
 
 def _frame_rotation(frame) -> int:
-    """Display rotation of a decoded frame, in degrees counter-clockwise: ``frame.rotation`` (PyAV >=
-    14), else read off its display matrix side data (nine native int32, 16.16 fixed point)."""
+    """Display rotation of a decoded frame, in degrees counter-clockwise: ``frame.rotation`` where PyAV
+    has it (not 12), else read off its display matrix side data (nine native int32, 16.16 fixed point)."""
     if hasattr(frame, "rotation"):
         return round(frame.rotation)
     for side in frame.side_data:

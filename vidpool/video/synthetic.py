@@ -179,7 +179,7 @@ def make_test_video(
         stream.options = codec_opts
         if frame_times is not None:
             stream.codec_context.time_base = Fraction(1, 90_000)
-        # PyAV < 15 cannot attach a display matrix: it is written into the MP4 track header afterwards
+        # Older PyAV (12) cannot attach a display matrix: it goes into the MP4 track header afterwards
         later_rotation = bool(rotation % 360) and not hasattr(stream, "set_display_rotation")
         if rotation % 360 and not later_rotation:
             stream.set_display_rotation(rotation % 360)
@@ -203,7 +203,7 @@ def make_test_video(
             container.mux(packet)
     if later_rotation and not mp4.set_rotation(str(path), rotation % 360):
         raise InvalidArgumentError(
-            f"writing a display rotation into {path.suffix or 'this'} files needs PyAV >= 15; "
+            f"this PyAV cannot write a display rotation into {path.suffix or 'this kind of'} files; "
             "write an .mp4 or upgrade PyAV"
         )
     return path

@@ -6,7 +6,7 @@
 * Memory grows across seeks in a long-lived ``VideoReader``: the reader object is released and reopened
   every ``_REOPEN_FRAMES`` frames and on close.
 * decord returns other frames than those it names in MPEG-TS (its seeks land frames away), in files
-  whose stamps are decode times (AVI with B-frames) and in MPEG-1/2/4 Part 2 video with B-frames, and
+  whose stamps are decode times (AVI with B-frames) and in video with B-frames other than H.264, and
   fails on VP9 ("Error sending packet"). Those files are refused, so that ``"auto"`` decodes them with
   PyAV.
 * decord applies the display rotation itself and resizes on decode to the upright ``(H, W)`` asked for,
@@ -28,8 +28,9 @@ from vidpool.video.info import FrameIndex, VideoInfo
 __all__ = ["DecordBackend", "untrusted_reason"]
 
 _BATCH = 8
-# Codecs whose B-frames decord puts in the right place, and codecs it cannot decode.
-_REORDER_SAFE = frozenset({"h264", "hevc"})
+# Codecs whose B-frames decord was seen to put in the right place (tests/test_video_containers.py), and
+# codecs it fails on.
+_REORDER_SAFE = frozenset({"h264"})
 _UNSUPPORTED = frozenset({"vp9"})
 _REOPEN_FRAMES = 1024
 
