@@ -235,6 +235,26 @@ def test_seeks_that_land_late_fall_back_to_an_earlier_point(files, monkeypatch, 
             check(frames, index, ref_pts, ref, f"late seeks {args}")
 
 
+def test_once_seeks_fail_a_request_is_decoded_in_one_pass(files, monkeypatch):
+    from vidpool.video.backends import pyav_backend
+
+    path, index, ref_pts, ref = files("mpeg2video", "mpg")
+    late = int(index.pts[GOP + GOP // 2] - index.pts[0])
+    real_open = pyav_backend.open_container
+    monkeypatch.setattr(pyav_backend, "open_container", lambda p: _wrap(real_open(p), _LateSeeks, late))
+    reopened = []
+    real_reopen = pyav_backend.PyAVBackend._reopen
+    monkeypatch.setattr(
+        pyav_backend.PyAVBackend, "_reopen", lambda self: reopened.append(1) or real_reopen(self)
+    )
+    with VideoReader(path, backend="pyav") as warm:
+        warm.plan()
+    with VideoReader(path, backend="pyav") as reader:
+        frames = reader.sample(num_frames=2)  # two frames two keyframe intervals apart
+    check(frames, index, ref_pts, ref, "late seeks, sparse")
+    assert len(reopened) == 1  # the second frame is decoded on from the first, not from the start again
+
+
 @pytest.mark.parametrize(
     ("codec", "ext"), [("h264", "ts"), ("h264", "avi"), ("mpeg2video", "mp4"), ("vp9", "webm")]
 )

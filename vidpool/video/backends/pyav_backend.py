@@ -61,6 +61,9 @@ class PyAVBackend:
         self.path, self.index, self.info = path, index, info
         self._container, self._stream = opened
         self._interp = self._av.video.reformatter.Interpolation.BILINEAR
+        # Set once seeking has failed on this file: later requests decode on instead of seeking, so that a
+        # request costs at most one pass over the file.
+        self._linear = False
 
     def close(self) -> None:
         if self._container is not None:
@@ -140,6 +143,7 @@ class PyAVBackend:
             if key == 0:
                 break
         self._reopen()
+        self._linear = True
         frames = self._frames_from(-1)
         return frames, next(frames, None)
 
@@ -220,7 +224,8 @@ class PyAVBackend:
             key = self._key_before(target)
             pending: list[tuple[int, object]] = []
             try:
-                if frames is None or key - pos > _SEEK_GAP or target + _REORDER < pos:
+                far = key - pos > _SEEK_GAP and not self._linear
+                if frames is None or far or target + _REORDER < pos:
                     frames, first = self._start(target)
                     pos = -1
                     if first is not None:
