@@ -5,9 +5,11 @@ before the request, whichever decodes fewer frames: dense requests decode sequen
 decode rate, sparse ones seek. Frames are converted to RGB and resized in one swscale pass.
 
 A decoded frame is named by its own presentation time, looked up in the frame index, never by counting
-what came out: decoders may emit frames out of presentation order, and a seek may land elsewhere than
-asked. A seek counts only when the first frame it gives is not after the request; otherwise decoding
-starts from an earlier keyframe, and at last from the start of the file.
+what came out: decoders may emit frames out of presentation order (frames that come out before an
+earlier request are kept), and a seek may land elsewhere than asked. A seek counts only when the
+keyframe it asked for comes out first; otherwise decoding starts from an earlier keyframe, and at last
+from the start of the file. Only where the stamps cannot name frames (``FrameIndex.output_order``) are
+frames counted, from a keyframe identified by its stamp.
 """
 
 from __future__ import annotations
