@@ -26,6 +26,12 @@ class FrameIndex:
 
     ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
     ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
+
+    ``output_order``: a decoded frame's stamp does not say where it is shown, so frames are numbered in
+    the order the decoder emits them, counting from a keyframe whose own stamp is known. So it is where
+    the container stamps packets in decode order although the codec reorders frames (AVI holds no
+    presentation times: FFmpeg makes them up from the decode times), or leaves packets unstamped (H.264
+    in an MPEG program stream). ``pts`` is then a grid of one frame duration per frame.
     """
 
     pts: np.ndarray
@@ -33,6 +39,7 @@ class FrameIndex:
     keyframes: np.ndarray
     time_base: Fraction
     frame_duration: float
+    output_order: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -81,7 +88,13 @@ def _mp4_offsets(container, stream, dts: np.ndarray, keyframe: np.ndarray) -> np
     return offsets + shifts.pop() if len(shifts) == 1 else None
 
 
-def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | None:
+def _index_entries(stream):
+    """The stream's index entries: PyAV 17 added ``stream.index_entries``; before it, ``None`` (every
+    packet is demuxed instead)."""
+    return getattr(stream, "index_entries", None)
+
+
+def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
     frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
 
@@ -93,7 +106,9 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     has that delay; otherwise every packet is demuxed.
     """
     av = require("av", "video", "Reading videos")
-    entries = stream.index_entries
+    entries = _index_entries(stream)
+    if entries is None:
+        return None
     count = len(entries)
     if count < 2 or count != stream.frames:
         return None
@@ -112,6 +127,7 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     key_dts = dts[keyframe]
     try:
         frame_offsets = _mp4_offsets(container, stream, dts, keyframe)
+        decode_order = False
         if frame_offsets is not None:
             # every frame's presentation time is known: no grid to assume, variable rates included
             key_pts = key_dts + frame_offsets[keyframe]
@@ -130,6 +146,8 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
             if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
                 return None
             pts = dts + offsets[0]
+            # a grid shifted from decode times: it cannot say where reordered frames are shown
+            decode_order = bool(stream.codec_context.has_b_frames)
     except (av.error.FFmpegError, EOFError, OSError):
         return None
     where = np.searchsorted(pts, key_pts)
@@ -139,13 +157,14 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray] | No
     keys[where] = True
     if int(keys.sum()) != len(key_pts):
         return None
-    return pts, keys
+    return pts, keys, decode_order
 
 
-def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``pts`` and keyframe flags of every packet, in presentation order."""
+def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order, and whether frames must
+    be numbered in output order (see :class:`FrameIndex`)."""
     av = require("av", "video", "Reading videos")
-    pts_list: list[int] = []
+    stamps: list[int | None] = []
     key_list: list[bool] = []
     with contextlib.suppress(av.error.FFmpegError):
         container.seek(0, stream=stream)
@@ -154,20 +173,48 @@ def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray]:
             if packet.size == 0:
                 continue
             stamp = packet.pts if packet.pts is not None else packet.dts
-            if stamp is None:
-                continue
-            pts_list.append(int(stamp))
+            stamps.append(None if stamp is None else int(stamp))
             key_list.append(bool(packet.is_keyframe))
     except (av.error.FFmpegError, EOFError, OSError):
         pass
-    pts = np.asarray(pts_list, dtype=np.int64)
     keys = np.asarray(key_list, dtype=bool)
+    if None in stamps:
+        return (*_stamp_grid(stream, stamps, keys), True)
+    pts = np.asarray(stamps, dtype=np.int64)
+    output_order = _stamps_follow_decode_order(stream, pts)
     order = np.argsort(pts, kind="stable")
     pts, keys = pts[order], keys[order]
     if pts.size:
         unique = np.concatenate([[True], np.diff(pts) > 0])
         pts, keys = pts[unique], keys[unique]
-    return pts, keys
+    return pts, keys, output_order
+
+
+def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool:
+    """Whether packet stamps only ever grow in decode order while the codec may show frames in another
+    order (``has_b_frames``): then they are decode times passed off as presentation times."""
+    reorders = bool(stream.codec_context.has_b_frames)
+    return reorders and pts_in_decode_order.size > 1 and bool(np.all(np.diff(pts_in_decode_order) > 0))
+
+
+def _stamp_grid(stream, stamps: list[int | None], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``pts`` and keyframe flags of packets that are not all stamped (in decode order): one frame
+    duration per packet from the earliest stamp. A stamped keyframe sits where its stamp falls on that
+    grid; an unstamped one where it is decoded (a GOP's frames are all shown before the next keyframe's)."""
+    rate = stream.average_rate or stream.guessed_rate
+    time_base = stream.time_base
+    step = max(1, round(1 / (rate * time_base))) if rate and time_base else 1
+    known = [s for s in stamps if s is not None]
+    origin = min(known) if known else 0
+    count = len(stamps)
+    pts = origin + step * np.arange(count, dtype=np.int64)
+    grid_keys = np.zeros(count, dtype=bool)
+    for position in np.flatnonzero(keys).tolist():
+        stamp = stamps[position]
+        at = position if stamp is None else round((stamp - origin) / step)
+        if 0 <= at < count:
+            grid_keys[at] = True
+    return pts, grid_keys
 
 
 def build_index(container, stream, demux: bool = False) -> FrameIndex:
@@ -177,7 +224,7 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     A truncated or damaged tail ends the index at the last packet that could be read.
     """
     found = None if demux else _index_from_entries(container, stream)
-    pts, keys = found if found is not None else _demux_index(container, stream)
+    pts, keys, decode_order = found if found is not None else _demux_index(container, stream)
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
     times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
     keyframes = np.flatnonzero(keys).astype(np.int64)
@@ -190,4 +237,4 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     else:
         rate = stream.average_rate or stream.guessed_rate or 25
         frame_duration = 1.0 / float(rate)
-    return FrameIndex(pts, times, keyframes, time_base, frame_duration)
+    return FrameIndex(pts, times, keyframes, time_base, frame_duration, decode_order)

@@ -9,6 +9,7 @@ first packet alone.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -45,6 +46,8 @@ class VideoInfo:
     ``width`` and ``height`` are those of upright frames (after applying ``rotation``, the display
     rotation in degrees counter-clockwise that the file asks for). ``num_frames`` counts frames that
     are present in the file; ``duration`` (seconds) runs from the first frame to the end of the last.
+    ``container`` is FFmpeg's name for the file format (``"mov,mp4,m4a,3gp,3g2,mj2"``, ``"mpegts"``);
+    ``b_frames``: the codec may show frames in another order than it decodes them.
     """
 
     path: str
@@ -58,6 +61,8 @@ class VideoInfo:
     backend: str
     variable_frame_rate: bool = False
     num_keyframes: int = 0
+    container: str = ""
+    b_frames: bool = False
 
 
 def check_path(path: str | os.PathLike) -> Path:
@@ -133,6 +138,18 @@ def _first_frame(container, stream):
     return None
 
 
+def _frame_rotation(frame) -> int:
+    """Display rotation of a decoded frame, in degrees counter-clockwise: ``frame.rotation`` where PyAV
+    has it (not 12), else read off its display matrix side data (nine native int32, 16.16 fixed point)."""
+    if hasattr(frame, "rotation"):
+        return round(frame.rotation)
+    for side in frame.side_data:
+        if str(side.type).rsplit(".", 1)[-1] == "DISPLAYMATRIX":
+            a, b = np.frombuffer(bytes(side), dtype=np.int32, count=2).tolist()
+            return round(-math.degrees(math.atan2(b, a)))
+    return 0
+
+
 def _rotation(container, stream) -> int:
     """Display rotation in degrees counter-clockwise, from the track header of MP4/MOV files, else from
     the first frame (PyAV exposes the display matrix on decoded frames only), or the stream's tags."""
@@ -142,7 +159,7 @@ def _rotation(container, stream) -> int:
             rotation = mp4.rotation(container.name, stream.id)
         if rotation is None:
             frame = _first_frame(container, stream)
-            rotation = round(frame.rotation) if frame is not None else 0
+            rotation = _frame_rotation(frame) if frame is not None else 0
     except Exception:
         rotation = 0
     if not rotation:
@@ -163,6 +180,8 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
     try:
         coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
         codec = stream.codec_context.name
+        container_format = container.format.name
+        b_frames = bool(stream.codec_context.has_b_frames)
         if coded_w * coded_h > MAX_PIXELS:
             raise VideoDecodeError(
                 f"{str(path)!r} is {coded_w}x{coded_h}, above the {MAX_PIXELS:,}-pixel limit; "
@@ -194,6 +213,8 @@ def read_metadata(path: Path, backend: str = "pyav", keep_open: bool = False):
         backend=backend,
         variable_frame_rate=vfr,
         num_keyframes=int(index.keyframes.size),
+        container=container_format,
+        b_frames=b_frames,
     )
     return (info, index, (container, stream)) if keep_open else (info, index)
 

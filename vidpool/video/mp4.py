@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["composition_offsets", "rotation"]
+__all__ = ["composition_offsets", "rotation", "set_rotation"]
 
 # moov/trak/mdia/minf/stbl: the boxes that lead to a track's sample table
 _SAMPLE_TABLE_PATH = (b"mdia", b"minf", b"stbl")
@@ -74,6 +74,29 @@ def rotation(path: str, track_id: int) -> int | None:
         return None
     a, b = struct.unpack(">ii", data[matrix_at : matrix_at + 8])
     return round(-math.degrees(math.atan2(b, a)))
+
+
+def set_rotation(path: str, degrees: int) -> bool:
+    """Write display rotation ``degrees`` (counter-clockwise, as :func:`rotation` reads it) into the
+    track header of the first track of the MP4/MOV file at ``path``, in place, as FFmpeg writes a
+    display matrix (no translation). ``False`` where there is no track header to write."""
+    theta = math.radians(-degrees)
+    cos, sin = round(math.cos(theta)), round(math.sin(theta))
+    matrix = struct.pack(">9i", cos << 16, sin << 16, 0, -sin << 16, cos << 16, 0, 0, 0, 1 << 30)
+    with open(path, "r+b") as file:
+        end = os.fstat(file.fileno()).st_size
+        moov = _child(file, (0, end), b"moov")
+        trak = _child(file, moov, b"trak") if moov else None
+        tkhd = _child(file, trak, b"tkhd") if trak else None
+        if tkhd is None:
+            return False
+        file.seek(tkhd[0])
+        matrix_at = 52 if file.read(1) == b"\x01" else 40
+        if tkhd[1] - tkhd[0] < matrix_at + 36:
+            return False
+        file.seek(tkhd[0] + matrix_at)
+        file.write(matrix)
+    return True
 
 
 def composition_offsets(path: str, track_id: int) -> np.ndarray | None:

@@ -111,7 +111,9 @@ class VideoReader:
     def _likely_backend(self) -> str:
         if self._info.rotation or importlib.util.find_spec("decord") is None:
             return "pyav"
-        return "decord"
+        from vidpool.video.backends.decord_backend import untrusted_reason
+
+        return "pyav" if untrusted_reason(self._index, self._info) else "decord"
 
     @property
     def info(self) -> VideoInfo:
@@ -126,8 +128,8 @@ class VideoReader:
 
     def _open_backend(self, size: tuple[int, int] | None = None) -> Backend:
         names = list_backends() if self._requested == "auto" else [self._requested]
-        if self._requested == "auto" and self._info.rotation:
-            names = ["pyav"]  # decord cannot resize rotated frames on decode
+        if self._requested == "auto" and self._likely_backend() == "pyav":
+            names = ["pyav"]  # decord cannot resize rotated frames on decode, nor read some files right
         errors = []
         for name in names:
             try:

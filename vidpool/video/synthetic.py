@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from vidpool.errors import InvalidArgumentError, require
+from vidpool.video import mp4
 
 __all__ = ["COUNTER_BITS", "make_audio_file", "make_test_video", "read_frame_counter", "render_frame"]
 
@@ -178,7 +179,9 @@ def make_test_video(
         stream.options = codec_opts
         if frame_times is not None:
             stream.codec_context.time_base = Fraction(1, 90_000)
-        if rotation % 360:
+        # Older PyAV (12) cannot attach a display matrix: it goes into the MP4 track header afterwards
+        later_rotation = bool(rotation % 360) and not hasattr(stream, "set_display_rotation")
+        if rotation % 360 and not later_rotation:
             stream.set_display_rotation(rotation % 360)
         background = _background(height, width)
         noise = _texture(height, width, 64) if texture else None
@@ -198,6 +201,11 @@ def make_test_video(
             container.start_encoding()  # a valid file whose video stream holds no frames
         for packet in stream.encode():
             container.mux(packet)
+    if later_rotation and not mp4.set_rotation(str(path), rotation % 360):
+        raise InvalidArgumentError(
+            f"this PyAV cannot write a display rotation into {path.suffix or 'this kind of'} files; "
+            "write an .mp4 or upgrade PyAV"
+        )
     return path
 
 

@@ -5,6 +5,10 @@
   batch with a timeout.
 * Memory grows across seeks in a long-lived ``VideoReader``: the reader object is released and reopened
   every ``_REOPEN_FRAMES`` frames and on close.
+* decord returns other frames than those it names in MPEG-TS (its seeks land frames away), in files
+  whose stamps are decode times (AVI with B-frames) and in video with B-frames other than H.264, and
+  fails on VP9 ("Error sending packet"). Those files are refused, so that ``"auto"`` decodes them with
+  PyAV.
 * decord applies the display rotation itself and resizes on decode to the upright ``(H, W)`` asked for,
   except that on rotated files it mis-sizes frames whose aspect ratio changes; those are decoded at full
   size and resized afterwards (``VideoReader(backend="auto")`` sends rotated files to PyAV instead).
@@ -21,9 +25,13 @@ import torch
 from vidpool.errors import VideoDecodeError, require
 from vidpool.video.info import FrameIndex, VideoInfo
 
-__all__ = ["DecordBackend"]
+__all__ = ["DecordBackend", "untrusted_reason"]
 
 _BATCH = 8
+# Codecs whose B-frames decord was seen to put in the right place (tests/test_video_containers.py), and
+# codecs it fails on.
+_REORDER_SAFE = frozenset({"h264"})
+_UNSUPPORTED = frozenset({"vp9"})
 _REOPEN_FRAMES = 1024
 
 
@@ -34,6 +42,7 @@ class DecordBackend:
 
     def __init__(self, path: Path, index: FrameIndex, info: VideoInfo, size: tuple[int, int] | None = None):
         self._decord = require("decord", "video", "Decoding video with decord")
+        _check_trusted(path, index, info)
         self.path, self.index, self.info = path, index, info
         self._reader = None
         self._size: tuple[int, int] | None = None
@@ -79,6 +88,29 @@ class DecordBackend:
                 arrays = _resize(arrays, size)
             for i, arr in zip(batch, arrays):
                 yield i, i, arr
+
+
+def untrusted_reason(index: FrameIndex, info: VideoInfo) -> str | None:
+    """What makes decord return other frames than those it names in this file, or fail on it; ``None``
+    where it decodes the file right."""
+    if "mpegts" in info.container.split(","):
+        return "MPEG-TS files"
+    if index.output_order:
+        return "files whose timestamps do not give the display order (AVI with B-frames)"
+    if info.b_frames and info.codec not in _REORDER_SAFE:
+        return f"{info.codec} video with B-frames"
+    if info.codec in _UNSUPPORTED:
+        return f"{info.codec} video"
+    return None
+
+
+def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
+    why = untrusted_reason(index, info)
+    if why is not None:
+        raise VideoDecodeError(
+            f"decord cannot be trusted with {why} such as {str(path)!r}; "
+            "use backend='pyav' (or 'auto', which does)"
+        )
 
 
 def _resize(arrays: np.ndarray, size: tuple[int, int]) -> np.ndarray:
