@@ -78,7 +78,7 @@ def load(
     return model
 
 
-def _default_if_none(model: Any) -> Any:
+def _default_if_none(model: ModelOrPath) -> VideoModel | str | os.PathLike:
     if model is None:
         from vidpool.models import default_model
 
