@@ -63,7 +63,7 @@ def test_default_reproduces_transformers_features_and_logits(models, frames, kin
     assert tokens.shape[0] == model.num_visual_tokens(4)
     pixels = _hf_pixels(model, frames)
     with torch.inference_mode():
-        theirs = feature_tensor(model.model.get_video_features(pixel_values_videos=pixels))[0]
+        theirs = feature_tensor(model.model.get_video_features(pixels))[0]
     assert torch.allclose(tokens, theirs, atol=1e-5)
     if kind == "llava_onevision":
         assert torch.allclose(tokens[-1], llava_parts(model.model).image_newline)
