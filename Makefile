@@ -46,7 +46,6 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-oldest: $(OLDEST_VENV)/.installed
-	$(OLDEST_PY) -m pip check
 	VIDPOOL_OLDEST_CONSTRAINTS=$(OLDEST_CONSTRAINTS) $(OLDEST_PY) -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
 
 lint: $(VENV)/.installed

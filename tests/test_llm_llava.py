@@ -62,8 +62,9 @@ def test_default_reproduces_transformers_features_and_logits(models, frames, kin
     tokens = model.visual_tokens(model.encode_frames(frames))
     assert tokens.shape[0] == model.num_visual_tokens(4)
     pixels = _hf_pixels(model, frames)
+    newline = llava_parts(model.model).image_newline if kind == "llava_onevision" else None
     with torch.inference_mode():
-        theirs = video_features(model.model, pixels)[0]
+        theirs = video_features(model.model, pixels, suffix=newline)[0]
     assert torch.allclose(tokens, theirs, atol=1e-5)
     if kind == "llava_onevision":
         assert torch.allclose(tokens[-1], llava_parts(model.model).image_newline)
