@@ -45,7 +45,11 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check vidpool tests scripts demos
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# The tiny test checkpoints are rebuilt by the transformers under test: one that a newer release
+# saved loads into transformers 5.0 with its vision tower missing (left random), which is not what
+# this job tests.
 test-oldest: $(OLDEST_VENV)/.installed
+	rm -rf checkpoints/tiny-*
 	VIDPOOL_OLDEST_CONSTRAINTS=$(OLDEST_CONSTRAINTS) $(OLDEST_PY) -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
 
 lint: $(VENV)/.installed
