@@ -13,7 +13,7 @@ import vidpool
 from vidpool.errors import CheckpointError, InvalidArgumentError
 from vidpool.integrations import LlavaVideoLM
 from vidpool.llm import load_model
-from vidpool.llm.compat import feature_tensor, llava_parts, token_id
+from vidpool.llm.compat import llava_parts, token_id, video_features
 from vidpool.llm.prompt import VIDEO_MARKER, tokenize_around_marker
 
 QUESTION = "What is going on?"
@@ -62,8 +62,9 @@ def test_default_reproduces_transformers_features_and_logits(models, frames, kin
     tokens = model.visual_tokens(model.encode_frames(frames))
     assert tokens.shape[0] == model.num_visual_tokens(4)
     pixels = _hf_pixels(model, frames)
+    newline = llava_parts(model.model).image_newline if kind == "llava_onevision" else None
     with torch.inference_mode():
-        theirs = feature_tensor(model.model.get_video_features(pixel_values_videos=pixels))[0]
+        theirs = video_features(model.model, pixels, suffix=newline)[0]
     assert torch.allclose(tokens, theirs, atol=1e-5)
     if kind == "llava_onevision":
         assert torch.allclose(tokens[-1], llava_parts(model.model).image_newline)
@@ -232,12 +233,12 @@ def test_learned_conv_pooling_is_named_not_silently_replaced(caplog):
 
 
 def test_hidden_state_indices_out_of_range_are_refused(models, frames):
-    from vidpool.llm.compat import vision_hidden_states
+    from vidpool.llm.compat import _encoder_layers, vision_hidden_states
 
     model = models["llava_onevision"]
     tower = llava_parts(model.model).vision_tower
     pixels = model._pixels(frames)
-    blocks = len(tower.encoder.layers)
+    blocks = len(_encoder_layers(tower))
     for layers in ([blocks + 1], [-(blocks + 2)], []):
         with pytest.raises(InvalidArgumentError, match="vision feature layers"):
             vision_hidden_states(tower, pixels, layers)

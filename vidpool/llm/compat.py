@@ -24,6 +24,7 @@ __all__ = [
     "llava_parts",
     "token_id",
     "transformers_version",
+    "video_features",
     "vision_hidden_states",
 ]
 
@@ -63,6 +64,33 @@ def feature_tensor(output: Any) -> torch.Tensor:
     if torch.is_tensor(output):
         return output
     raise TypeError(f"cannot find a feature tensor in {type(output).__name__}")
+
+
+def video_features(
+    model: Any, pixel_values: torch.Tensor, suffix: torch.Tensor | None = None
+) -> torch.Tensor:
+    """A LLaVA-family model's own visual tokens for a batch of videos, ``[B, N, C]``, as its forward
+    splices them into the prompt.
+
+    Args:
+        model: a transformers LLaVA-family model (or its inner ``model``).
+        pixel_values: ``[B, T, 3, S, S]`` preprocessed frames.
+        suffix: ``[C]`` or ``[k, C]`` tokens the forward puts after each video's features (OneVision's
+            ``image_newline``), or ``None``.
+
+    ``get_video_features`` changed within 5.x: its argument is ``pixel_values`` before 5.18 and
+    ``pixel_values_videos`` since, so it is passed by position; LLaVA-NeXT-Video returned one
+    ``[T, tokens, C]`` tensor per video before 5.21; the ``suffix`` is in its output since 5.18 and was
+    added by the forward before, so it is appended here for those releases.
+    """
+    output = llava_parts(model).get_video_features(pixel_values)
+    features = getattr(output, "pooler_output", output)
+    if isinstance(features, (list, tuple)):
+        features = torch.stack([per_video.flatten(0, 1) for per_video in features])
+    if suffix is not None and transformers_version() < (5, 18):
+        tail = suffix.to(features).reshape(1, -1, features.shape[-1]).expand(features.shape[0], -1, -1)
+        features = torch.cat((features, tail), dim=1)
+    return features
 
 
 def llava_parts(model: Any) -> Any:
