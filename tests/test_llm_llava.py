@@ -295,3 +295,18 @@ def test_preprocessing_matches_the_transformers_video_processors(models, frames,
     ours = model._pixels(frames)
     levels = (ours - theirs).abs() * torch.tensor(std).view(1, 3, 1, 1) * 255
     assert ours.shape == theirs.shape and levels.max().item() < 0.01
+
+
+def test_weights_missing_from_a_checkpoint_are_refused_not_left_random(folders, tmp_path):
+    """A checkpoint whose tensor names this transformers does not know loads with those weights random
+    (transformers only logs it); vidpool refuses it and says what to do."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "renamed"
+    shutil.copytree(folders["llava_next_video"], folder)
+    weights = load_file(folder / "model.safetensors")
+    renamed = {k.replace("vision_tower.", "visual_tower."): v for k, v in weights.items()}
+    assert renamed.keys() != weights.keys()
+    save_file(renamed, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"lacks \d+ weight tensors .* left random"):
+        load_model(folder)

@@ -90,6 +90,21 @@ def _processor_chat_template(folder: Path) -> str | None:
     return None
 
 
+def _refuse_missing_weights(loading: dict[str, Any], folder: Path, version: str) -> None:
+    """transformers leaves weights it cannot find in a checkpoint random and only logs it; a checkpoint
+    whose tensor names another transformers release spells differently would then answer from an
+    untrained tower without any error."""
+    missing = list(loading.get("missing_keys") or ())
+    if missing:
+        shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+        raise CheckpointError(
+            f"{folder} lacks {len(missing)} weight tensors that transformers {version} expects ({shown}); "
+            "they would be left random. The checkpoint was probably saved by another transformers "
+            "release that names them differently: load it with that release (pip install -U "
+            "'transformers>=5,<6'), or re-save it with this one"
+        )
+
+
 class LlavaVideoLM(VideoLM):
     """A transformers LLaVA-family model behind the :class:`~vidpool.llm.VideoLM` interface."""
 
@@ -145,12 +160,13 @@ class LlavaVideoLM(VideoLM):
         kwargs = opts.pretrained_kwargs()
         model_cls = getattr(transformers, _CLASSES[kind])
         try:
-            model = model_cls.from_pretrained(folder, **kwargs)
+            model, loading = model_cls.from_pretrained(folder, output_loading_info=True, **kwargs)
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 folder, trust_remote_code=opts.trust_remote_code
             )
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
+        _refuse_missing_weights(loading, folder, transformers.__version__)
         opts.place(model)
         mean, std, crop = _preprocessing(folder, kind)
         config = ModelConfig(
