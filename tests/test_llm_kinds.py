@@ -134,3 +134,17 @@ def test_resolution_is_a_fixed_point():
 def test_budget_and_shape_in_one_call_conflict():
     with pytest.raises(InvalidArgumentError, match="budget=16 and stride=2 both size 'spatial'"):
         ModelConfig().resolve_compression(budget=16, params={"stride": 2})
+
+
+def test_feature_cache_keys_come_from_the_protocol():
+    """A native model's features are keyed by its CLIP encoder's identity, so two loads of one checkpoint
+    share cached features; the pipeline reads that through the protocol, not through model internals."""
+    from vidpool.llm import load_model
+
+    folder = checkpoint("tiny-native")
+    first, second = load_model(folder), load_model(folder)
+    assert first.encoder_identity == second.encoder_identity == str(first.encoder.identity)
+    llava = loaded("tiny-llava-next-video")
+    assert llava.encoder_identity == llava.encoder_identity and str(id(llava)) in llava.encoder_identity
+    text = (ROOT / "vidpool" / "pipeline.py").read_text()
+    assert ".encoder_identity" in text and '"encoder"' not in text

@@ -306,10 +306,7 @@ class VideoChat:
             vid = video_identity(self.video)
         else:
             vid = _frames_identity(self.video)
-        encoder = (
-            getattr(getattr(self.model, "encoder", None), "identity", None)
-            or f"{type(self.model).__name__}-{id(self.model)}"
-        )
+        encoder = self.model.encoder_identity
         if self._joint:
             encoder = f"{encoder}+joint"
         return FeatureCache.key(vid, self.plan.sample_kwargs(), str(encoder))

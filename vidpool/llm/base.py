@@ -120,6 +120,12 @@ class VideoLM:
         """Whether :meth:`encode` should return joint embeddings for ``method`` (default: the configured one)."""
         return False
 
+    @property
+    def encoder_identity(self) -> str:
+        """What this model's vision features depend on, for feature-cache keys. Without a weights
+        fingerprint it is this object: features are then shared only within one process."""
+        return f"{type(self).__name__}-{id(self)}"
+
     def text_embedding(self, prompt: str) -> torch.Tensor | None:
         """Joint-space text embedding ``[D]`` for prompt-guided scores, or ``None`` if the model has none."""
         return None

@@ -140,6 +140,11 @@ class NativeVideoLM(VideoLM):
 
         return bool(get_method(method or self.config.method).uses_scores)
 
+    @property
+    def encoder_identity(self) -> str:
+        """The CLIP encoder's identity (config, weights, layer): equal features across processes."""
+        return str(self.encoder.identity)
+
     def text_embedding(self, prompt: str) -> torch.Tensor:
         """CLIP text embedding ``[D]`` of ``prompt`` (joint space, not normalised)."""
         return self.encoder.encode_text([prompt])[0]

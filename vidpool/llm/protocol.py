@@ -78,6 +78,9 @@ class VideoModel(Protocol):
 
     def uses_joint(self, method: str | None = None) -> bool: ...
 
+    @property
+    def encoder_identity(self) -> str: ...
+
     def num_visual_tokens(
         self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
     ) -> int: ...
