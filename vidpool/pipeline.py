@@ -239,7 +239,7 @@ class VideoChat:
     def __init__(
         self,
         video: Any,
-        model: ModelOrPath,
+        model: ModelOrPath = None,
         *,
         device: str | None = None,
         plan: Plan | None = None,
@@ -471,7 +471,7 @@ class Captioner:
 
     def __init__(
         self,
-        model: ModelOrPath,
+        model: ModelOrPath = None,
         *,
         device: str = "cpu",
         prompt: str = CAPTION_PROMPT,
