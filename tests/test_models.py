@@ -115,3 +115,16 @@ def test_plan_without_model_uses_the_default_from_the_cache(cache, tmp_path, mon
     by_default = capsys.readouterr().out
     assert main([*argv, "--model", str(built)]) == 0
     assert by_default == capsys.readouterr().out and "weights" in by_default
+
+
+def test_videochat_and_captioner_without_a_model_use_the_default(cache, tmp_path, monkeypatch):
+    """No model given means $VIDPOOL_MODEL (else the cache's default), in the library as in the CLI."""
+    import vidpool
+
+    monkeypatch.setenv("VIDPOOL_MODEL", str(checkpoint("tiny-native")))
+    video = sample_video(tmp_path, num_frames=8)
+    chat = vidpool.VideoChat(video, num_frames=4, max_new_tokens=2)
+    assert chat.model.name == "tiny-native"
+    assert isinstance(chat.ask("What?"), str)
+    captioner = vidpool.Captioner(num_frames=4, max_new_tokens=2)
+    assert captioner.caption_many([video])[0].ok
