@@ -18,8 +18,8 @@
 5. **Refuse** (:func:`refuse`): :class:`~vidpool.errors.OutOfMemoryError` with the numbers.
 
 Offloading comes before fewer frames because it keeps what the answer is about: on the 7B-shaped
-model planned for 256 frames, 15 GiB gives 256 frames at 16 tokens with 2.7 GiB of the LM on the CPU,
-where dropping frames first gives 28 frames. The price is speed (each new token streams the offloaded
+model planned for 256 frames, 15 GiB gives 256 frames at 16 tokens with about 3 GiB of the LM on the
+CPU (docs/memory.md shows the plan), and more memory never gives fewer frames. The price is speed (each new token streams the offloaded
 layers over PCIe), so offloading never buys more tokens than the floor and never moves more than
 half the LM. Each step that changes the request writes a note. Every candidate fits the memory and
 the context.
@@ -147,11 +147,10 @@ def fit_context(search: PlanSearch, req: Request, notes: list[str]) -> Request:
     """Step 0: the request, or the request degraded to fit the LM's context; refuses explicit overflows."""
     if search.fits_context(req.frames, req.tokens):
         return req
-    frames_ok = largest_passing(
-        1, req.frames - 1, lambda f: True if search.fits_context(f, req.cap(search, f)) else None
-    )
-    at_floor = search.largest_context_budget(req.frames, req.floor * req.frames, req.tokens)
     if req.tokens_given:
+        frames_ok = largest_passing(
+            1, req.frames - 1, lambda f: True if search.fits_context(f, req.cap(search, f)) else None
+        )
         advice = []
         if frames_ok is not None:
             advice.append(f"num_frames <= {frames_ok[0]} (--frames)")
@@ -162,6 +161,7 @@ def fit_context(search: PlanSearch, req: Request, notes: list[str]) -> Request:
             )
         advice.append("fewer max_new_tokens, or a model with a longer context")
         raise _context_error(search, req, "pass " + ", or ".join(advice))
+    at_floor = search.largest_context_budget(req.frames, req.floor * req.frames, req.tokens)
     if at_floor is not None:
         budget, tokens = at_floor
         notes.append(
