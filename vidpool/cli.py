@@ -8,11 +8,12 @@ run can take), 1 for failures with a one-line reason on stderr (the traceback on
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from typing import Any
 
+from vidpool import options
 from vidpool.models.store import DEFAULT_MODEL, MODEL_ENV
 
 __all__ = ["DEFAULT_MODEL", "build_parser", "main"]
@@ -57,40 +58,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 (0 means greedy decoding), got {text!r}")
-    return value
+def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then apply the library's own check (:mod:`vidpool.options`),
+    so that the command and the library refuse the same values with the same words (exit 2 here)."""
+
+    def parse(text: str) -> Any:
+        from vidpool.errors import InvalidArgumentError
+
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        try:
+            check(value)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
 
 
-def _top_p(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] (1 keeps every token), got {text!r}")
-    return value
-
-
-def _question(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("the question is empty; ask something, e.g. 'What happens?'")
-    return text
-
-
-def _device_name(text: str) -> str:
-    from vidpool.errors import InvalidArgumentError
-    from vidpool.options import check_device
-
-    try:
-        return check_device(text, need_present=False)
-    except InvalidArgumentError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_temperature = _checked(float, lambda value: options.check_generation(temperature=value))
+_top_p = _checked(float, lambda value: options.check_generation(top_p=value))
+_question = _checked(str, options.check_question)
+_device_name = _checked(str, lambda value: options.check_device(value, need_present=False))
 
 
 def _method(text: str) -> str:

@@ -66,8 +66,12 @@ def device_available(device: str) -> bool:
 
 def check_question(question: Any) -> str:
     """A question must be a string with something in it."""
-    if not isinstance(question, str) or not question.strip():
+    if not isinstance(question, str):
         raise InvalidArgumentError(f"the question must be a non-empty string, got {question!r}")
+    if not question.strip():
+        raise InvalidArgumentError(
+            "the question is empty; it must be a non-empty string: ask something, e.g. 'What happens?'"
+        )
     return question
 
 
