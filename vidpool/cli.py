@@ -278,10 +278,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from vidpool.options import check_video
     from vidpool.schedule import plan
 
-    check_video(args.video)
+    options.check_video(args.video)
     model = _model(args)
     device = _device(args)
     result = plan(args.video, model, device, **_run_options(args))
@@ -290,12 +289,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from vidpool.options import check_device, check_video
     from vidpool.progress import TerminalProgress
 
-    check_video(args.video)
+    options.check_video(args.video)
     model = _model(args)
-    device = check_device(_device(args))
+    device = options.check_device(_device(args))
     with TerminalProgress(enabled=not args.quiet) as progress:
         from vidpool.pipeline import VideoChat
 
