@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vidpool.bench.synth.stills import caption, random_still, random_stills  # noqa: E402
+from vidpool.bench.synth.world import COLOURS  # noqa: E402
 from vidpool.bench.synth.zeroshot import zero_shot_accuracy  # noqa: E402
 from vidpool.encode.config import encoder_spec, load_config  # noqa: E402
 from vidpool.encode.preprocess import preprocess_frames  # noqa: E402
@@ -53,8 +54,11 @@ def batch(step: int, size: int, seed: int):
     rng = np.random.default_rng([seed, step])
     side = int(rng.choice(SIDES))
     frames, texts = [], []
+    # Half the batches hold only two colours: colour alone then cannot tell captions apart, so the
+    # contrastive loss has to learn shapes too (with all eight colours it is nearly solved by colour).
+    colours = list(rng.choice(list(COLOURS), size=2, replace=False)) if rng.random() < 0.5 else None
     for _ in range(size):
-        frame, still = random_still(rng, side)
+        frame, still = random_still(rng, side, colours)
         frames.append(frame)
         texts.append(caption(still, rng))
     frames = np.stack(frames)

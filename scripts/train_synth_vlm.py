@@ -35,6 +35,8 @@ from vidpool.bench.synth.tasks import (  # noqa: E402
     multiple_choice_prompt,
     render_item,
 )
+
+from vidpool.errors import BudgetError  # noqa: E402
 from vidpool.models.builders import SYNTH_DIR, build_vidpool_synth  # noqa: E402
 
 # Static questions are what the model must do best; the others are there so it learns what it can.
@@ -154,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
-    import vidpool
     from safetensors.torch import save_file
 
+    import vidpool
     from vidpool.llm import build_projector
 
     args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     if not (folder / "vidpool.json").is_file():
         torch.manual_seed(args.seed)
         start = args.work_dir / "projector-init.safetensors"
-        save_file({k: v.contiguous() for k, v in build_projector("mlp2x_gelu", 128, 576).state_dict().items()},
-                  str(start))
+        save_file(
+            {k: v.contiguous() for k, v in build_projector("mlp2x_gelu", 128, 576).state_dict().items()},
+            str(start),
+        )
         staging = Path(tempfile.mkdtemp(dir=args.work_dir))
         build_vidpool_synth(staging, projector=start)
         staging.rename(folder)
@@ -195,21 +199,32 @@ def main(argv: list[str] | None = None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
         rng = np.random.default_rng([args.seed, step])
-        total, tokens, families = 0.0, 0, []
+        total, families = 0.0, []
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
             item, clip, stamps = draw_item(rng, seed=step * args.accum + k + 1, frames=args.frames)
-            method = str(rng.choice(methods))
-            budget = int(rng.choice(BUDGET_CHOICES))
-            loss = sample_loss(model, item, clip, stamps, method, budget, mc=bool(rng.random() < 0.5))
+            mc = bool(rng.random() < 0.5)
+            while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
+                method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
+                try:
+                    loss = sample_loss(model, item, clip, stamps, method, budget, mc)
+                    break
+                except BudgetError:
+                    continue
             (loss / args.accum).backward()
             total += float(loss)
             families.append(item.family)
         torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
         opt.step()
         step += 1
-        log({"step": step, "loss": round(total / args.accum, 4), "lr": opt.param_groups[0]["lr"],
-             "seconds": round(time.perf_counter() - started, 1)})
+        log(
+            {
+                "step": step,
+                "loss": round(total / args.accum, 4),
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
         if step % args.save_every == 0 or step == args.steps:
             tmp = state_path.with_suffix(".tmp")
             torch.save({"projector": projector.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
@@ -223,9 +238,18 @@ def main(argv: list[str] | None = None) -> int:
     save_file(weights, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
     (args.out / "vlm_training_log.jsonl").write_text(log_path.read_text())
     plot_losses(log_path, args.out / "vlm_loss.png")
-    summary = {"steps": step, "accum": args.accum, "lr": args.lr, "warmup": args.warmup,
-               "frames": args.frames, "seed": args.seed, "budgets": list(BUDGET_CHOICES),
-               "family_weights": FAMILY_WEIGHTS, "families": list(FAMILIES), "final_eval": final}
+    summary = {
+        "steps": step,
+        "accum": args.accum,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "frames": args.frames,
+        "seed": args.seed,
+        "budgets": list(BUDGET_CHOICES),
+        "family_weights": FAMILY_WEIGHTS,
+        "families": list(FAMILIES),
+        "final_eval": final,
+    }
     (args.out / "vlm_training.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary), flush=True)
     return 0

@@ -227,10 +227,11 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None) -> None:
     from vidpool.errors import CheckpointError
 
     projector = projector or SYNTH_DIR / "projector.safetensors"
-    missing = [name for name in SYNTH_FILES if not (SYNTH_DIR / name).is_file() and name != projector.name]
-    if missing or not projector.is_file():
+    needed = [SYNTH_DIR / SYNTH_CLIP_CONFIG, SYNTH_DIR / "clip.safetensors", projector]
+    missing = [path.name for path in needed if not path.is_file()]
+    if missing:
         raise CheckpointError(
-            f"vidpool-synth's trained weights are missing from {SYNTH_DIR} ({', '.join(missing) or projector}): "
+            f"vidpool-synth's trained weights are missing from {SYNTH_DIR} ({', '.join(missing)}): "
             "train them with scripts/train_synth_clip.py and scripts/train_synth_vlm.py from a source checkout"
         )
     lm, hidden = _smollm2_lm(folder)

@@ -47,9 +47,12 @@ class Still:
     background: str
 
 
-def random_still(rng: np.random.Generator, side: int = FRAME_SIZE) -> tuple[np.ndarray, Still]:
-    """One random still ``[S, S, 3]`` uint8 and its facts."""
-    colour = str(rng.choice(list(COLOURS)))
+def random_still(
+    rng: np.random.Generator, side: int = FRAME_SIZE, colours: list[str] | None = None
+) -> tuple[np.ndarray, Still]:
+    """One random still ``[S, S, 3]`` uint8 and its facts; its colour is drawn from ``colours``
+    (default: all of the world's)."""
+    colour = str(rng.choice(colours or list(COLOURS)))
     shape = str(rng.choice(SHAPES))
     bg = str(rng.choice(BACKGROUNDS))
     small = bool(rng.random() < 0.3)
