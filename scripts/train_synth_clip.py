@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 from vidpool.bench.synth.stills import caption, random_still, random_stills  # noqa: E402
 from vidpool.bench.synth.world import COLOURS  # noqa: E402
+from vidpool.bench.synth.zeroshot import HELD_OUT_SEED as EVAL_SEED  # noqa: E402
 from vidpool.bench.synth.zeroshot import zero_shot_accuracy  # noqa: E402
 from vidpool.encode.config import encoder_spec, load_config  # noqa: E402
 from vidpool.encode.preprocess import preprocess_frames  # noqa: E402
 
 OUT = ROOT / "vidpool" / "models" / "synth"  # also reachable as checkpoints/vidpool-synth
 CONFIG = OUT / "vidpool-synth-clip.json"
-EVAL_SEED = 10_000_019  # held-out stills: training draws from seeds below 10_000_000
 SIDES = (64, 64, 96, 128)
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from vidpool.bench.synth.stills import COLOUR_PROMPT, SHAPE_PROMPT, Still
+from vidpool.bench.synth.stills import COLOUR_PROMPT, SHAPE_PROMPT, Still, random_stills
 from vidpool.bench.synth.world import COLOURS, SHAPES
 
-__all__ = ["zero_shot_accuracy"]
+__all__ = ["HELD_OUT_SEED", "encoder_zero_shot", "zero_shot_accuracy"]
+
+# Training stills come from seeds below 10_000_000; these are never trained on.
+HELD_OUT_SEED = 10_000_019
 
 
 def _accuracy(image: torch.Tensor, text: torch.Tensor, truth: list[int]) -> float:
@@ -53,3 +57,17 @@ def zero_shot_accuracy(
         for suffix, idx in (("", np.flatnonzero(~small)), ("_small", np.flatnonzero(small))):
             result[key + suffix] = round(_accuracy(image[idx], text, [truth[i] for i in idx]), 4)
     return result
+
+
+def encoder_zero_shot(encoder: Any, count: int = 1000, seed: int = HELD_OUT_SEED) -> dict[str, float]:
+    """:func:`zero_shot_accuracy` of a ``vidpool.encode.CLIPEncoder`` on ``count`` held-out stills.
+
+    The image embedding is the mean of the patches' joint embeddings, which is the CLIP image embedding
+    of an average-pooling tower (``pool_type: avg``), as the world's CLIP is.
+    """
+    frames, stills = random_stills(seed, count)
+
+    def images(batch: np.ndarray) -> torch.Tensor:
+        return encoder.encode_frames(torch.from_numpy(batch), joint=True).joint.float().mean(dim=(1, 2))
+
+    return zero_shot_accuracy(images, lambda prompts: encoder.encode_text(prompts).float(), frames, stills)
