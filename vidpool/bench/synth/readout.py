@@ -16,13 +16,16 @@ remaining tokens' joint embeddings, spans and centres describe only their record
 readout therefore sees such methods with fewer (finer) tokens than they produce.
 
 Readout rules (``s_n`` is the cosine of kept token ``n`` with a prompt; prompts are the phrases the
-world's CLIP was trained on, ``"a red shape"``, ``"a circle"``, ``"a red circle"``):
+world's CLIP was trained on: ``"a red shape"`` for a colour, ``"a red circle"`` for a needle option or a
+shape (the shape question names the object's colour, so grey distractors of an offered shape match
+it only half)):
 
 - ``static``, ``small``, ``needle``: each option scores ``max_n s_n`` of its prompt.
 - ``change``: the same, over the *late* tokens only, those whose span reaches the last quarter of
   the video (frame ``>= T - T // 4``; the latest-ending tokens when none does).
-- the other families use the tokens that *match* the question's subject (``"a red square"``): with
-  ``r_n = s_n - median(s)``, those with ``r_n > 0`` and ``r_n >= max(r) / 2``.
+- the other families use the tokens that *match* the question's subject, by its colour
+  (``"a red shape"``; no other object in those scenes has it): with ``r_n = s_n - min(s)``, those in
+  the upper half of the range, ``r_n >= max(r) / 2`` (none when all ``s_n`` are equal).
 - ``needle_time``: quarter ``q`` scores ``max_n r_n · f_n(q)``, ``f_n(q)`` the share of token ``n``'s span
   inside quarter ``q``.
 - ``count``: the matched tokens' spans are united into runs of consecutive frames; option ``k``
@@ -45,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vidpool.bench.synth.stills import COLOUR_PROMPT, SHAPE_PROMPT
+from vidpool.bench.synth.stills import COLOUR_PROMPT
 from vidpool.bench.synth.tasks import SUBJECT_ROLE, Item
 from vidpool.bench.synth.world import SHAPES
 from vidpool.compression.result import Compressed
@@ -117,14 +120,19 @@ def option_prompts(item: Item) -> list[str] | None:
     if item.family == "needle":
         return [f"a {text}" for text in item.options]
     if item.family == "static" and item.options[0] in SHAPES:
-        return [SHAPE_PROMPT.format(shape=s) for s in item.options]
+        colour = item.scene.find("main").first_colour  # named in the question
+        return [f"a {colour} {shape}" for shape in item.options]
     return [COLOUR_PROMPT.format(colour=c) for c in item.options]
 
 
 def subject_prompt(item: Item) -> str:
-    """``"a red square"``: the object the question names, as the question names it."""
+    """``"a red shape"``: the colour of the object the question names (its first colour, as named).
+
+    The colour alone, because it is what sets the subject apart in every scene (no other object
+    shares it) while grey distractors may share its shape.
+    """
     obj = item.scene.find(SUBJECT_ROLE[item.family])
-    return f"a {obj.first_colour} {obj.shape}"
+    return COLOUR_PROMPT.format(colour=obj.first_colour)
 
 
 def text_embedder(encoder) -> Callable[[list[str]], torch.Tensor]:
@@ -150,9 +158,11 @@ def _cosines(kept: Kept, text: torch.Tensor) -> np.ndarray:
 
 def _relevance(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(r, matched)``: how far each token stands out for one prompt, and the tokens that match it."""
-    r = s - np.median(s)
+    # The upper half of the range rather than above the median: under a tight budget the subject's
+    # tokens may be most of what is kept.
+    r = s - s.min()
     top = r.max(initial=0.0)
-    matched = (r > 0) & (r >= top / 2) if top > 0 else np.zeros_like(r, dtype=bool)
+    matched = r >= top / 2 if top > 1e-6 else np.zeros_like(r, dtype=bool)
     return r, matched
 
 

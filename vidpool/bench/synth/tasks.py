@@ -133,7 +133,12 @@ def _item(family: str, seed: int, i: int, num_frames: int) -> Item:
         values = _COLOURS if i % 2 == 0 else SHAPES
         right = values[_balanced(len(values), i // 2, f"value{i % 2}", fam, seed)]
         scene, facts = BUILDERS[family](rng, right, num_frames)
-        question = "What colour is the large shape?" if i % 2 == 0 else "What shape is the coloured object?"
+        # The shape question names the colour, so that grey distractors of an offered shape do not answer it
+        question = (
+            "What colour is the large shape?"
+            if i % 2 == 0
+            else f"What shape is the {facts['colour']} object?"
+        )
         options = _arrange(right, _wrong(rng, values, right), position)
     elif family in ("small", "order", "change"):
         right = _COLOURS[_balanced(len(_COLOURS), i, "value", fam, seed)]
