@@ -3,6 +3,8 @@ rule on hand-made tokens, the text-only control at chance, and the controls' pro
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -79,20 +81,25 @@ def test_rules_answer_every_family_from_ideal_tokens(family):
 def test_rules_read_provenance_on_hand_made_tokens():
     item = make_items("direction", 4, seed=0)[0]
     subject = item.scene.find("mover").first_colour
-    bg = [_vec("background")] * 3
-    for direction, step in {"right": (0, 1), "left": (0, -1), "up": (-1, 0), "down": (1, 0)}.items():
-        # the subject at (4, 4) moving one cell per frame over frames 0..3, among still background
-        centres = [(4 + step[0] * t, 4 + step[1] * t) for t in range(4)] + [(1, 1)] * 3
+    bg = [_vec("background")] * 6
+    moves = {"right": (0, 1), "left": (0, -1), "up": (-1, 0), "down": (1, 0)}
+    for (direction, step), inverted in itertools.product(moves.items(), (False, True)):
+        # the subject at (4, 4) moving one cell per frame over frames 0..3, among still background;
+        # inverted: the frame's colour is on the background tokens and the object's own token lacks it
+        obj, rest = (
+            (_vec("square"), _vec(subject, "background")) if inverted else (_vec(subject, "square"), bg[0])
+        )
+        centres = [(4 + step[0] * t, 4 + step[1] * t) for t in range(4)] + [(1, 1), (6, 6), (1, 6)] * 2
         kept = Kept(
-            torch.stack([_vec(subject, "square")] * 4 + bg),
-            torch.tensor([(t, t) for t in range(4)] + [(0, 3)] * 3),
+            torch.stack([obj] * 4 + [rest] * 6),
+            torch.tensor([(t, t) for t in range(4)] + [(0, 3)] * 6),
             torch.tensor(centres, dtype=torch.float32),
             4,
         )
         scores = option_scores(item, kept, embed)
-        assert item.options[int(np.argmax(scores))] == direction
+        assert item.options[int(np.argmax(scores))] == direction, (direction, inverted)
     # a subject token that spans the whole clip (temporal pooling) carries no motion: a tie, broken by item
-    pooled = Kept(torch.stack([_vec(subject), *bg]), torch.tensor([(0, 3)] * 4), torch.full((4, 2), 4.0), 4)
+    pooled = Kept(torch.stack([_vec(subject), *bg[:3]]), torch.tensor([(0, 3)] * 4), torch.full((4, 2), 4.0), 4)
     raw = option_scores(item, pooled, embed)
     assert np.sort(raw)[-2] == 0 and raw.max() < 1e-5
 

@@ -32,8 +32,12 @@ it only half)):
   scores ``-|k - runs|``.
 - ``order``: each option colour has its own matched tokens; the three options matched most strongly
   (largest ``max r``) are the three objects, and among them the earliest matched span start wins.
-- ``direction``: the ``r``-weighted least-squares slope of the matched tokens' centre against their
-  span midpoint gives a velocity ``(vx, vy)``; each option scores its dot product with it.
+- ``direction``: here the subject's tokens are those that stand apart from the bulk either way,
+  ``a_n = |s_n - median(s)| >= max(a) / 2``: a CLIP's patch tokens may carry the frame's content
+  everywhere but on the object itself, which then stands out low (this world's CLIP does). The
+  ``a``-weighted least-squares slope of their centres against their span midpoints gives a velocity
+  ``(vx, vy)``; each option scores its dot product with it. The bulk is taken as background, so the
+  subject must be under half of the kept tokens (true while a token covers less than half a frame).
 
 Ties at the top (a control with no video, a rule with nothing matched) are broken by a choice seeded
 by the item id, which is independent of the right answer: a tie costs chance accuracy, never more.
@@ -218,7 +222,13 @@ def _raw_scores(item: Item, kept: Kept, embed_text: Callable[[list[str]], torch.
             return np.zeros(4)
         runs = _runs(span[matched], kept.num_frames)
         return -np.abs(np.array([int(o) for o in item.options]) - runs).astype(np.float64)
-    vx, vy = _velocity(r, matched, kept)
+    # Direction needs where the subject is, and a CLIP's patch tokens may carry the frame's content
+    # everywhere but on the object (this world's CLIP does): the subject's tokens are those that stand
+    # apart from the bulk either way.
+    s = _cosines(kept, embed_text([subject_prompt(item)]))[:, 0]
+    apart = np.abs(s - np.median(s))
+    matched = apart >= apart.max() / 2 if apart.max() > 1e-6 else np.zeros_like(apart, dtype=bool)
+    vx, vy = _velocity(apart, matched, kept)
     return np.array([_UNIT[o][0] * vx + _UNIT[o][1] * vy for o in item.options])
 
 
