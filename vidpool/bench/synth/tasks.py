@@ -25,6 +25,7 @@ natural order, so position and value are the same balanced draw. Item ``i`` depe
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ class Item:
 
 def _balanced(n: int, index: int, key: str, family: int, seed: int) -> int:
     """Entry ``index % n`` of the seeded shuffle of ``range(n)`` for block ``index // n``."""
-    perm = np.random.default_rng([family, seed, len(key), sum(map(ord, key)), index // n]).permutation(n)
+    perm = np.random.default_rng([family, seed, zlib.crc32(key.encode()), index // n]).permutation(n)
     return int(perm[index % n])
 
 
