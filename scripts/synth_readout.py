@@ -27,6 +27,7 @@ from vidpool.bench.synth import (  # noqa: E402
     CONTROLS,
     FAMILIES,
     control_kept,
+    item_seed,
     make_items,
     option_scores,
     render_item,
@@ -80,7 +81,8 @@ def main() -> None:
             encoded = enc.encode_frames(torch.from_numpy(render_item(item)), joint=True)
             budget = max(1, round(args.fraction * encoded.patches.shape[:3].numel()))
             for name in args.controls:
-                kept = control_kept(name, encoded.patches, encoded.joint, budget=budget, seed=args.seed)
+                seed = item_seed(item.id, args.seed)
+                kept = control_kept(name, encoded.patches, encoded.joint, budget=budget, seed=seed)
                 hits[name] += int(option_scores(item, kept, embed).argmax() == item.answer)
         n = len(items)
         table[family] = {c: {"accuracy": hits[c] / n, "ci95": wilson(hits[c], n)} for c in args.controls}

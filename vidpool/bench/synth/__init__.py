@@ -9,6 +9,7 @@ from vidpool.bench.synth.controls import (
     CONTROLS,
     control_compressed,
     control_kept,
+    item_seed,
     shuffle_frames,
 )
 from vidpool.bench.synth.readout import (
@@ -43,6 +44,7 @@ __all__ = [
     "SceneObject",
     "control_compressed",
     "control_kept",
+    "item_seed",
     "kept_tokens",
     "make_items",
     "multiple_choice_prompt",
