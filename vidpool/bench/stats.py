@@ -66,7 +66,9 @@ class Paired:
 def _as_bool(correct: np.ndarray | list, name: str = "correct") -> np.ndarray:
     arr = np.asarray(correct)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of per-question results, got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of per-question results, got shape {arr.shape}"
+        )
     return arr.astype(bool)
 
 
@@ -169,7 +171,9 @@ def paired(
     """
     x, y = _as_bool(a, "a"), _as_bool(b, "b")
     if x.shape != y.shape:
-        raise ValueError(f"a paired comparison needs the same questions on both sides: {x.shape} vs {y.shape}")
+        raise ValueError(
+            f"a paired comparison needs the same questions on both sides: {x.shape} vs {y.shape}"
+        )
     d = x.astype(np.int8) - y.astype(np.int8)
     idx = bootstrap_indices(d.size, resamples, seed)
     low, high = _interval(d[idx].mean(axis=1), level)

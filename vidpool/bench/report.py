@@ -1,0 +1,111 @@
+"""The fidelity benchmark's results for people: a plain-text table and one PNG per question family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_table", "write_plots"]
+
+
+def _acc(cell: dict | None) -> str:
+    if cell is None:
+        return "-"
+    if cell["accuracy"] is None:
+        return "no budget fit"
+    a = cell["accuracy"]
+    mark = "*" if cell["status"] == "partial" else ""
+    return f"{a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}]{mark}"
+
+
+def _by_family(results: dict) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for cell in results["cells"]:
+        out.setdefault(cell["family"], {})[cell["key"]] = cell
+    return out
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Accuracy [95% interval] per family x method x budget fraction, controls after the methods.
+
+    ``*`` marks a cell where some questions' videos could not meet the budget (its ``n`` is smaller).
+    """
+    budgets = results["settings"]["budgets"]
+    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    width = max(len(n) for n in names)
+    col = 20
+    lines = []
+    for family, cells in _by_family(results).items():
+        n = cells["full"]["n_items"]
+        fixed = ", ".join(
+            f"{c} {_acc(cells.get(c))}" for c in ("full", "middle_frame", "shuffled", "text_only")
+        )
+        lines.append(f"{family} ({n} questions): {fixed}")
+        lines.append(f"{'':<{width}}  " + "".join(f"{f'{b:.4g} of tokens':<{col}}" for b in budgets).rstrip())
+        for name in names:
+            row = "".join(f"{_acc(cells.get(f'{name}@{b:g}')):<{col}}" for b in budgets)
+            lines.append(f"{name:<{width}}  {row}".rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
+    """``accuracy_<family>.png`` per family: accuracy against visual tokens (log scale), one line per
+    method with its 95% band, the budgeted controls dotted, the full tokens and the text alone dashed."""
+    from vidpool.errors import require
+
+    matplotlib = require("matplotlib", "eval", "the fidelity benchmark's plots")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    out = Path(out)
+    budgets = results["settings"]["budgets"]
+    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    written = []
+    for family, cells in _by_family(results).items():
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        for i, name in enumerate(names):
+            points = [cells.get(f"{name}@{b:g}") for b in budgets]
+            points = sorted(
+                (c for c in points if c is not None and c["accuracy"] is not None),
+                key=lambda c: c["tokens"]["mean"],
+            )
+            if not points:
+                continue
+            x = [max(c["tokens"]["mean"], 1.0) for c in points]
+            control = name in ("random_drop", "frame_subsample")
+            style = {"linestyle": ":", "color": "0.35" if name == "random_drop" else "0.6"} if control else {}
+            (line,) = ax.plot(
+                x, [c["accuracy"]["value"] for c in points], marker="o", ms=3, label=name, **style
+            )
+            if not control:
+                line.set_color(plt.cm.tab10(i % 10))
+            ax.fill_between(
+                x,
+                [c["accuracy"]["low"] for c in points],
+                [c["accuracy"]["high"] for c in points],
+                color=line.get_color(),
+                alpha=0.05 if control else 0.12,
+                linewidth=0,
+            )
+        for name, colour in (("full", "black"), ("text_only", "tab:red")):
+            cell = cells.get(name)
+            if cell is not None and cell["accuracy"] is not None:
+                ax.axhline(cell["accuracy"]["value"], linestyle="--", color=colour, linewidth=1, label=name)
+        ax.axhline(0.25, linestyle=":", color="0.75", linewidth=1, label="chance (1 in 4)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("visual tokens kept (log scale)")
+        ax.set_ylabel("accuracy (95% bootstrap band)")
+        ax.set_title(f"{family}: {cells['full']['n_items']} questions, 4 options")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        path = out / f"accuracy_{family}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
