@@ -11,6 +11,7 @@ a printed table (:mod:`vidpool.bench.report`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import time
@@ -118,10 +119,8 @@ def _versions() -> dict[str, str]:
 
     out = {"vidpool": __version__, "python": platform.python_version(), "torch": torch.__version__}
     for pkg in ("numpy", "open_clip_torch", "transformers"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return out
 
 
