@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vidpool.cli import main  # noqa: E402
+from vidpool.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", "fidelity", *sys.argv[1:]]))

@@ -121,7 +121,7 @@ def test_paired_comparisons_use_the_same_questions(run):
 
 
 def test_png_per_family_and_the_printed_table(run):
-    results, out, log = run
+    _, out, log = run
     for family in ("static", "order", "all"):
         assert (out / f"accuracy_{family}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "table.txt").read_text()
