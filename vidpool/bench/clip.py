@@ -23,6 +23,7 @@ __all__ = [
     "TextEmbeddings",
     "clip_zero_shot",
     "load_clip",
+    "resolve_clip",
     "synth_folders",
 ]
 
