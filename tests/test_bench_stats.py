@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vidpool.bench.stats import accuracy, bootstrap_indices, fidelity, mcnemar_exact, paired
+from vidpool.bench.stats import accuracy, bootstrap_indices, fidelity, holm, mcnemar_exact, paired
 
 
 def test_all_right_and_all_wrong_have_degenerate_intervals():
@@ -103,3 +103,10 @@ def test_fidelity_without_a_right_full_answer_is_nan():
 def test_bootstrap_indices_are_seeded():
     assert np.array_equal(bootstrap_indices(10, 5, seed=1), bootstrap_indices(10, 5, seed=1))
     assert bootstrap_indices(10, 2000).shape == (2000, 10)
+
+
+def test_holm_adjustment_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 scaled by 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    assert np.allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    assert np.allclose(holm([0.5, 0.9]), [1.0, 1.0])
+    assert holm([]).size == 0

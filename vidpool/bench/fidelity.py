@@ -238,6 +238,15 @@ def _compare(family: str, correct: dict[str, list[int]], pairs, s: FidelitySetti
     return out
 
 
+def _adjust(comparisons: list[dict]) -> None:
+    """Holm-adjusted p-values over every comparison of the run (``p_holm``), beside the raw ones."""
+    from vidpool.bench.stats import holm
+
+    tested = [row for row in comparisons if "p_value" in row]
+    for row, adjusted in zip(tested, holm([row["p_value"] for row in tested])):
+        row["p_holm"] = float(adjusted)
+
+
 def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
 
@@ -284,6 +293,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         cells += [_cell("all", arm, pooled[arm.key], full, s) for arm in arms]
         comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, pairs, s)
 
+    _adjust(comparisons)
     memory = _memory_section(s, methods, log)
     results = {
         "version": RESULTS_VERSION,
