@@ -225,6 +225,6 @@ def test_bench_help_has_an_example(capsys):
 
 
 def checkpoint_config():
-    from pipeline_support import ROOT
+    from vidpool.models.builders import SYNTH_CLIP_CONFIG, SYNTH_DIR
 
-    return ROOT / "checkpoints" / "vidpool-synth" / "vidpool-synth-clip.json"
+    return SYNTH_DIR / SYNTH_CLIP_CONFIG

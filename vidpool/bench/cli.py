@@ -23,7 +23,7 @@ _FIDELITY_EPILOG = """examples:
 
 Writes results.json (every cell with its 95% bootstrap interval, the paired comparisons, memory at 256
 frames), table.txt and accuracy_<family>.png into --out, and prints the table. The default CLIP is the
-synthetic world's (checkpoints/vidpool-synth/clip.safetensors, trained by scripts/train_synth_clip.py);
+synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/train_synth_clip.py);
 --weights random runs an untrained one, to try the benchmark itself.
 """
 

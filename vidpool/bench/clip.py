@@ -1,8 +1,8 @@
 """The CLIP the fidelity benchmark scores with: the synthetic world's own, or any open_clip ViT a user has.
 
-The world's CLIP (``vidpool-synth-clip``: a ViT at 64 px with an 8 x 8 patch grid) is trained by
-``scripts/train_synth_clip.py`` into ``checkpoints/vidpool-synth/``; a pip install finds it under
-vidpool's model cache (``$VIDPOOL_HOME/models/vidpool-synth``) instead.
+The world's CLIP (``vidpool-synth-clip``: a ViT at 64 px with an 8 x 8 patch grid) ships in
+``vidpool/models/synth/`` (also reachable as ``checkpoints/vidpool-synth``), where
+``scripts/train_synth_clip.py`` writes it.
 """
 
 from __future__ import annotations
@@ -37,10 +37,9 @@ ZERO_SHOT_SEED = 10_000_019
 
 def synth_folders() -> list[Path]:
     """Where the world's CLIP config and weights are looked for, in order."""
-    from vidpool.models.store import home
+    from vidpool.models.builders import SYNTH_DIR
 
-    repo = Path(__file__).resolve().parents[2] / "checkpoints" / "vidpool-synth"
-    return [repo, home() / "models" / "vidpool-synth"]
+    return [SYNTH_DIR]
 
 
 def _find(filename: str) -> Path | None:
@@ -50,7 +49,7 @@ def _find(filename: str) -> Path | None:
 def _train_hint() -> str:
     return (
         "train it with `python scripts/train_synth_clip.py` (a repository checkout, CPU, under an hour; it "
-        f"writes checkpoints/vidpool-synth/{SYNTH_WEIGHTS}), or pass --weights PATH, or --weights "
+        f"writes vidpool/models/synth/{SYNTH_WEIGHTS}), or pass --weights PATH, or --weights "
         f"{RANDOM_WEIGHTS} for a smoke test whose accuracies mean nothing"
     )
 
