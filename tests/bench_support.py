@@ -160,7 +160,10 @@ def install(monkeypatch) -> None:
             "shuffle_frames": shuffle_frames,
         },
     }
+    import vidpool.bench.synth as package
+
     for name, attrs in parts.items():
         module = types.ModuleType(f"vidpool.bench.synth.{name}")
         module.__dict__.update(attrs)
         monkeypatch.setitem(sys.modules, module.__name__, module)
+        monkeypatch.setattr(package, name, module, raising=False)

@@ -129,7 +129,7 @@ def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
         "--frames",
         type=_positive_int,
         metavar="N",
-        help="frames of every video (default: each family's; --quick 16)",
+        help="frames of every video (default: each family's own; --quick: at most 20)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the questions, controls and intervals (default 0)"

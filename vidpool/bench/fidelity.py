@@ -37,8 +37,9 @@ __all__ = [
 #: budget fractions of the full ``T·h·w`` tokens (the issue's 100, 50, 25, 12.5, 6.25 and 3%)
 BUDGETS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03)
 FULL_ITEMS = 300
-#: what ``--quick`` changes: fewer questions, budgets and frames, and no measured prefill
-QUICK = {"items": 40, "budgets": (1.0, 0.25, 0.0625), "frames": 16, "measure_memory": False}
+#: what ``--quick`` changes: fewer questions, budgets and frames (each family's length, at most 20), and
+#: no measured prefill
+QUICK = {"items": 40, "budgets": (1.0, 0.25, 0.0625), "max_frames": 20, "measure_memory": False}
 RESULTS_VERSION = 1
 
 
@@ -53,6 +54,7 @@ class FidelitySettings:
     budgets: tuple[float, ...] = BUDGETS
     items: int = FULL_ITEMS
     frames: int | None = None
+    max_frames: int | None = None
     seed: int = 0
     out: str = "bench-fidelity"
     device: str = "cpu"
@@ -90,8 +92,9 @@ def check_settings(s: FidelitySettings) -> FidelitySettings:
     for name in ("items", "resamples", "memory_frames"):
         if int(getattr(s, name)) < 1:
             raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
-    if s.frames is not None and s.frames < 1:
-        raise InvalidArgumentError(f"frames must be a positive integer, got {s.frames}")
+    for name in ("frames", "max_frames"):
+        if getattr(s, name) is not None and getattr(s, name) < 1:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
     if not 0 < s.memory_fraction <= 1:
         raise InvalidArgumentError(f"memory_fraction must be in (0, 1], got {s.memory_fraction}")
     from vidpool.options import check_device
@@ -138,13 +141,24 @@ def _shuffled(frames: np.ndarray, features, joint, encoder, seed: int):
     return enc.patches, enc.joint
 
 
+def _frames_of(family: str, s: FidelitySettings) -> int | None:
+    """Frames of ``family``'s videos: ``frames``, else the family's own length capped at ``max_frames``."""
+    if s.frames is not None or s.max_frames is None:
+        return s.frames
+    import importlib
+
+    tasks = importlib.import_module("vidpool.bench.synth.tasks")
+    own = getattr(tasks, "DEFAULT_FRAMES", {}).get(family)
+    return s.max_frames if own is None else min(own, s.max_frames)
+
+
 def _run_family(
     family: str, s: FidelitySettings, arms: list[Arm], encoder, text, log: Callable[[str], None]
 ) -> tuple[list[str], dict[str, _Column]]:
     from vidpool.bench.arms import answer_item
     from vidpool.bench.synth.tasks import make_items, render_item
 
-    items = make_items(family, s.items, seed=s.seed, num_frames=s.frames)
+    items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
     columns = {arm.key: _Column() for arm in arms}
     start = time.perf_counter()
     for i, item in enumerate(items):
