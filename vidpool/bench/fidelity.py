@@ -268,7 +268,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     """
     import vidpool
     from vidpool.bench.clip import TextEmbeddings, clip_zero_shot, load_clip
-    from vidpool.bench.report import format_table, write_plots
+    from vidpool.bench.report import format_memory, format_table, write_plots
     from vidpool.bench.synth.tasks import FAMILIES
 
     s = check_settings(settings)
@@ -321,7 +321,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         "seconds": round(time.perf_counter() - started, 1),
     }
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    table = format_table(results)
+    table = format_table(results) + "\n\n" + format_memory(memory)
     (out / "table.txt").write_text(table + "\n")
     results["plots"] = [str(p) for p in write_plots(results, out)]
     log(table)

@@ -135,8 +135,9 @@ def _measure(model: Any, rows: list[dict], frames: int, device: str, log: Callab
             row["measured_over_planned"] = round(after / row["plan_after_encoding"], 3)
 
 
-def _relative(rows: list[dict]) -> None:
-    """Each row's planner-formula peak against ``none`` (all tokens) and ``spatial`` at the same fraction."""
+def _relative(rows: list[dict], weights: int) -> None:
+    """Each row's planner-formula peak against ``none`` (all tokens) and ``spatial`` at the same fraction;
+    ``working_vs_none`` leaves the weights out of both sides (what the visual tokens themselves cost)."""
     none = next((r for r in rows if r["method"] == "none" and "estimate_after_encoding" in r), None)
     spatial = {r["fraction"]: r for r in rows if r["method"] == "spatial" and "estimate_after_encoding" in r}
     for r in rows:
@@ -144,6 +145,8 @@ def _relative(rows: list[dict]) -> None:
             continue
         if none is not None:
             r["vs_none"] = round(r["estimate_after_encoding"] / none["estimate_after_encoding"], 3)
+            working = none["estimate_after_encoding"] - weights
+            r["working_vs_none"] = round((r["estimate_after_encoding"] - weights) / working, 3)
         if r["fraction"] in spatial:
             r["vs_spatial"] = round(
                 r["estimate_after_encoding"] / spatial[r["fraction"]]["estimate_after_encoding"], 3
@@ -170,7 +173,7 @@ def memory_table(
     Returns:
         ``{"model", "frames", "device", "context_length", "rows": [...], "status"}``; a row has ``method``,
         ``fraction``, ``budget``, ``tokens``, ``estimate_peak``, ``estimate_after_encoding``, ``vs_none``,
-        ``vs_spatial``, ``status`` (``ok``, ``degraded``, ``refused``, ``budget_error``), the plan's
+        ``working_vs_none``, ``vs_spatial``, ``status`` (``ok``, ``degraded``, ``refused``, ``budget_error``), the plan's
         ``plan_tokens``/``plan_peak``/``plan_after_encoding``/``notes`` or its ``error``, and
         ``measured_after_encoding`` where measured (bytes).
     """
@@ -189,7 +192,7 @@ def memory_table(
     fractions = sorted({*fractions, *([measure_fraction] if measure_fraction else [])}, reverse=True)
     rows = [_planned(spec, "none", 1.0, frames, device)]
     rows += [_planned(spec, m, f, frames, device) for m in methods if m != "none" for f in fractions]
-    _relative(rows)
+    _relative(rows, spec.weight_bytes)
     if loaded is not None:
         chosen = [r for r in rows if r["method"] == "none" or r["fraction"] == measure_fraction]
         _measure(loaded, chosen, frames, device, log)
@@ -199,6 +202,7 @@ def memory_table(
         "frames": frames,
         "device": device,
         "context_length": spec.context_length,
+        "weights": spec.weight_bytes,
         "grid": list(spec.grid),
         "measured_fraction": measure_fraction,
         "max_new_tokens": MAX_NEW_TOKENS,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "write_plots"]
+__all__ = ["format_memory", "format_table", "write_plots"]
 
 
 def _acc(cell: dict | None) -> str:
@@ -41,12 +42,45 @@ def format_table(results: dict[str, Any]) -> str:
             f"{c} {_acc(cells.get(c))}" for c in ("full", "middle_frame", "shuffled", "text_only")
         )
         lines.append(f"{family} ({n} questions): {fixed}")
-        lines.append(f"{'':<{width}}  " + "".join(f"{f'{b:.4g} of tokens':<{col}}" for b in budgets).rstrip())
+        lines.append(
+            f"{'':<{width}}  " + "".join(f"{f'{b * 100:.4g}% tokens':<{col}}" for b in budgets).rstrip()
+        )
         for name in names:
             row = "".join(f"{_acc(cells.get(f'{name}@{b:g}')):<{col}}" for b in budgets)
             lines.append(f"{name:<{width}}  {row}".rstrip())
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def format_memory(memory: dict[str, Any]) -> str:
+    """The memory rows as text: tokens, the planner's peak after encoding, the measured one, the ratios."""
+    if memory.get("status") != "ok":
+        return f"memory: {memory.get('status')} ({memory.get('reason')})"
+    head = (
+        f"memory at {memory['frames']} frames, {memory['model']} on {memory['device']} "
+        f"(context {memory['context_length']}, weights {_mib(memory['weights'])}; peak once the features exist)"
+    )
+    lines = [
+        head,
+        f"{'method':<16}{'budget':>8}{'tokens':>8}{'planned':>12}{'measured':>12}{'vs none':>9}"
+        f"{'vs spatial':>11}  plan",
+    ]
+    for r in memory["rows"]:
+        if r["status"] == "budget_error":
+            continue
+        plan = r["status"]
+        if plan == "refused":
+            need = re.search(r"need (\d+) positions", r["error"])
+            plan += f": {need.group(1)} positions > context" if need else f": {r['error'][:60]}"
+        lines.append(
+            f"{r['method']:<16}{r['fraction'] * 100:>7.4g}%{r['tokens']:>8}{_mib(r['estimate_after_encoding']):>12}"
+            f"{_mib(r.get('measured_after_encoding')):>12}{r.get('vs_none', '-'):>9}{r.get('vs_spatial', '-'):>11}  {plan}"
+        )
+    return "\n".join(lines)
 
 
 def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
