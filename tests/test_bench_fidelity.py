@@ -228,3 +228,29 @@ def checkpoint_config():
     from vidpool.models.builders import SYNTH_CLIP_CONFIG, SYNTH_DIR
 
     return SYNTH_DIR / SYNTH_CLIP_CONFIG
+
+
+def test_runner_on_the_real_synthetic_tasks(tmp_path):
+    pytest.importorskip("vidpool.bench.synth.readout")
+    results = run_fidelity(
+        FidelitySettings(
+            clip="tiny-clip-32",
+            weights="random",
+            families=("static", "order"),
+            methods=("spatial", "prompt_guided"),
+            budgets=(1.0, 0.25),
+            items=3,
+            max_frames=12,
+            out=str(tmp_path),
+            resamples=100,
+            memory=False,
+        ),
+        log=lambda line: None,
+    )
+    cells = {(c["family"], c["key"]): c for c in results["cells"]}
+    assert (
+        cells[("order", "shuffled")]["n"] == 3 and cells[("order", "spatial@1")]["tokens"]["max"] == 12 * 16
+    )
+    for family in ("static", "order"):
+        assert results["items"][family]["correct"]["spatial@1"] == results["items"][family]["correct"]["full"]
+    assert (tmp_path / "accuracy_order.png").is_file()
