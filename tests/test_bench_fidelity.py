@@ -53,6 +53,7 @@ def test_results_json_has_every_cell_with_intervals(run):
     assert {"settings", "versions", "clip", "cells", "comparisons", "memory", "items", "seconds"} <= set(
         on_disk
     )
+    assert sorted(on_disk["plots"]) == ["accuracy_all.png", "accuracy_order.png", "accuracy_static.png"]
     assert on_disk["clip"]["weights"] == "random" and set(on_disk["clip"]["zero_shot"]) >= {"colour", "shape"}
     keys = {c["key"] for c in on_disk["cells"] if c["family"] == "static"}
     expected = {f"{m}@{b:g}" for m in (*METHODS, "random_drop", "frame_subsample") for b in BUDGETS}
@@ -116,6 +117,7 @@ def test_paired_comparisons_use_the_same_questions(run):
         expected.b_only,
         expected.p_value,
     )
+    assert expected.p_value <= row["p_holm"] <= 1
     # none@0.25 never ran: its comparison has no questions
     assert next(r for r in rows if r["a"] == "none@0.25")["n"] == 0
 

@@ -320,10 +320,10 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         "items": per_item,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    results["plots"] = [p.name for p in write_plots(results, out)]
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     table = format_table(results) + "\n\n" + format_memory(memory)
     (out / "table.txt").write_text(table + "\n")
-    results["plots"] = [str(p) for p in write_plots(results, out)]
     log(table)
     log(f"wrote {out / 'results.json'}, {len(results['plots'])} plots, in {results['seconds']}s")
     return results
