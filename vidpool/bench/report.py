@@ -9,6 +9,19 @@ from typing import Any
 __all__ = ["format_memory", "format_table", "write_plots"]
 
 
+_COLOURS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
+
+
 def _acc(cell: dict | None) -> str:
     if cell is None:
         return "-"
@@ -113,8 +126,8 @@ def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
             (line,) = ax.plot(
                 x, [c["accuracy"]["value"] for c in points], marker="o", ms=3, label=name, **style
             )
-            if not control:
-                line.set_color(plt.cm.tab10(i % 10))
+            if not control:  # tab10 without its grey, which the controls use
+                line.set_color(_COLOURS[i % len(_COLOURS)])
             ax.fill_between(
                 x,
                 [c["accuracy"]["low"] for c in points],
