@@ -185,9 +185,11 @@ def memory_table(
     loaded = None
     if measure_fraction is not None:
         from vidpool.llm import load_model
+        from vidpool.quiet import quiet_libraries
 
         log(f"memory: loading {folder} to measure")
-        loaded = load_model(folder, device=device)
+        with quiet_libraries():  # loading bars would break up the benchmark's log
+            loaded = load_model(folder, device=device)
         spec = model_spec(loaded)
     fractions = sorted({*fractions, *([measure_fraction] if measure_fraction else [])}, reverse=True)
     rows = [_planned(spec, "none", 1.0, frames, device)]
