@@ -1,4 +1,4 @@
-"""The ``vidpool`` command: list methods, plan a run, chat about a video, build models.
+"""The ``vidpool`` command: list methods, plan a run, chat about a video, build models, run benchmarks.
 
 Exit status: 0 on success, 2 for usage errors (argparse, and option values or combinations that no
 run can take), 1 for failures with a one-line reason on stderr (the traceback only with
@@ -23,6 +23,7 @@ _MAIN_EPILOG = """examples:
   vidpool chat clip.mp4 "What happens in this video?"
   vidpool plan clip.mp4 --gpu-memory 24GB --frames 64
   vidpool methods
+  vidpool bench fidelity --quick
 """
 _METHODS_EPILOG = "example:\n  vidpool methods\n"
 _PLAN_EPILOG = """example:
@@ -213,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
     build_p.set_defaults(handler=_cmd_models_build, parser=build_p)
 
-    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p):
+    from vidpool.bench.cli import add_bench_parser
+
+    bench_ps = add_bench_parser(sub)
+    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p, *bench_ps):
         _debug_flag(p)
     return parser
 

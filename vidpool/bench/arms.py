@@ -1,0 +1,145 @@
+"""What the fidelity benchmark compares on each question: compression methods and controls, and one answer.
+
+An *arm* is a method at a budget fraction, a budgeted control (``random_drop``, ``frame_subsample``) at
+a fraction, or a fixed control (``full``, ``middle_frame``, ``shuffled``, ``text_only``) with no budget.
+A budget fraction ``f`` of a ``[T, h, w, C]`` video asks for ``max(1, round(f · T·h·w))`` tokens; a
+method may give fewer (or, for content-dependent ones, a different number): the count it gave is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidpool.errors import VidpoolError
+
+__all__ = [
+    "BUDGETED_CONTROLS",
+    "FIXED_CONTROLS",
+    "Answer",
+    "Arm",
+    "answer_item",
+    "arms_for",
+    "item_seed",
+    "requested_tokens",
+]
+
+BUDGETED_CONTROLS = ("random_drop", "frame_subsample")
+FIXED_CONTROLS = ("full", "middle_frame", "shuffled", "text_only")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One column of the results: ``name`` (a method or a control), ``fraction`` (None: no budget)."""
+
+    name: str
+    fraction: float | None
+    control: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.name if self.fraction is None else f"{self.name}@{self.fraction:g}"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One arm on one question: ``correct`` (None when the arm could not run), tokens asked and given."""
+
+    correct: bool | None
+    requested: int
+    tokens: int
+    error: str | None = None
+
+
+def arms_for(methods: Sequence[str], fractions: Sequence[float]) -> list[Arm]:
+    """Every method and budgeted control at every fraction, then the fixed controls."""
+    arms = [Arm(m, f) for m in methods for f in fractions]
+    arms += [Arm(c, f, control=True) for c in BUDGETED_CONTROLS for f in fractions]
+    arms += [Arm(c, None, control=True) for c in FIXED_CONTROLS]
+    return arms
+
+
+def requested_tokens(fraction: float, shape: tuple[int, int, int]) -> int:
+    """Tokens a budget ``fraction`` of a ``(T, h, w)`` input asks for."""
+    t, h, w = shape
+    return max(1, round(fraction * t * h * w))
+
+
+def item_seed(base: int, index: int) -> int:
+    """The seed of item ``index``'s random controls (shuffled order, dropped tokens, kept frames)."""
+    return int(np.random.SeedSequence([base, index]).generate_state(1)[0])
+
+
+def answer_item(
+    item: Any,
+    index: int,
+    features: torch.Tensor,
+    joint: torch.Tensor,
+    arms: Sequence[Arm],
+    embed_text: Callable[[list[str]], torch.Tensor],
+    *,
+    seed: int = 0,
+    logit_scale: float = 100.0,
+    shuffled: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, Answer]:
+    """Every arm's answer to ``item``.
+
+    Args:
+        item: a :class:`vidpool.bench.synth.tasks.Item`.
+        index: the item's place in its family (seeds the controls' randomness).
+        features: ``[T, h, w, C]`` the encoder's patch features (what methods compress).
+        joint: ``[T, h, w, D]`` the last block's patches in the joint space (what the readout scores).
+        embed_text: ``K`` strings -> ``[K, D]``.
+        logit_scale: the CLIP's temperature, for the prompt relevance of score-using methods.
+        shuffled: ``(features, joint)`` of the item's frames in the order ``shuffle_frames`` gives with
+            ``item_seed(seed, index)``; needed by the ``shuffled`` control.
+
+    Returns:
+        ``{arm.key: Answer}``.
+    """
+    import vidpool
+    from vidpool.bench.synth.controls import control_compressed
+    from vidpool.bench.synth.readout import kept_tokens, option_scores
+
+    shape = tuple(int(s) for s in features.shape[:3])
+    total = shape[0] * shape[1] * shape[2]
+    rng_seed = item_seed(seed, index)
+    scores = None
+
+    def score(compressed: Any, on: torch.Tensor) -> bool:
+        kept = None if compressed is None else kept_tokens(compressed, on)
+        return int(np.argmax(option_scores(item, kept, embed_text))) == int(item.answer)
+
+    out: dict[str, Answer] = {}
+    for arm in arms:
+        requested = total if arm.fraction is None else requested_tokens(arm.fraction, shape)
+        on = joint
+        try:
+            if not arm.control:
+                extra = {}
+                if vidpool.get_method(arm.name).uses_scores:
+                    if scores is None:
+                        question = embed_text([item.question])[0]
+                        scores = vidpool.prompt_scores(joint.float(), question, logit_scale=logit_scale)
+                    extra["scores"] = scores
+                compressed = vidpool.compress(features, arm.name, budget=requested, **extra)
+            elif arm.name == "shuffled":
+                if shuffled is None:
+                    raise ValueError("the shuffled control needs shuffled=(features, joint)")
+                compressed = control_compressed("full", shuffled[0], None, rng_seed)
+                on = shuffled[1]
+            else:
+                budget = None if arm.fraction is None else requested
+                compressed = control_compressed(arm.name, features, budget, rng_seed)
+        except VidpoolError as exc:  # a budget the arm cannot meet is a result, not a crash
+            out[arm.key] = Answer(None, requested, 0, f"{type(exc).__name__}: {exc}")
+            continue
+        tokens = 0 if compressed is None else int(compressed.num_tokens)
+        if arm.name == "text_only":
+            requested = 0
+        out[arm.key] = Answer(score(compressed, on), requested, tokens)
+    return out

@@ -1,0 +1,202 @@
+"""``vidpool bench fidelity``: the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`.
+
+Every option is checked (exit 2) before the CLIP loads or a frame is rendered.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+__all__ = ["add_bench_parser", "settings_from_args"]
+
+_BENCH_EPILOG = """example:
+  vidpool bench fidelity --quick
+"""
+_FIDELITY_EPILOG = """examples:
+  vidpool bench fidelity --quick                        # about 40 questions a family, 3 budgets
+  vidpool bench fidelity --out results/fidelity         # the full run: 300 questions a cell
+  vidpool bench fidelity --clip ViT-B-16 --weights ~/ViT-B-16.safetensors --device cuda
+  vidpool bench fidelity --families count,order --methods spatial,progressive --budgets 1,0.25,0.0625
+
+Writes results.json (every cell with its 95% bootstrap interval, the paired comparisons, memory at 256
+frames), table.txt and accuracy_<family>.png into --out, and prints the table. The default CLIP is the
+synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/train_synth_clip.py);
+--weights random runs an untrained one, to try the benchmark itself.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """``0.25`` or ``25%``: a share of the full tokens in (0, 1]."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.25 or 25%, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"a budget is a fraction of the full tokens in (0, 1] (0.25 or 25%), got {text!r}"
+        )
+    return value
+
+
+def _list_of(convert: Callable[[str], Any]) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        return tuple(convert(p) for p in parts)
+
+    return parse
+
+
+def _method(text: str) -> str:
+    from vidpool.compression import list_methods
+
+    if text not in list_methods():
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(list_methods())}")
+    return text
+
+
+def _family(text: str) -> str:
+    from vidpool.bench.synth.tasks import FAMILIES
+
+    if text not in FAMILIES:
+        raise argparse.ArgumentTypeError(f"unknown family {text!r}; choose from {', '.join(FAMILIES)}")
+    return text
+
+
+def _device(text: str) -> str:
+    from vidpool.errors import InvalidArgumentError
+    from vidpool.options import check_device
+
+    try:
+        return check_device(text)
+    except InvalidArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
+    """Add ``bench`` (with ``fidelity``) to the ``vidpool`` sub-parsers; returns the parsers it made."""
+    raw = argparse.RawDescriptionHelpFormatter
+    bench_p = sub.add_parser(
+        "bench", help="benchmarks of the compression methods", epilog=_BENCH_EPILOG, formatter_class=raw
+    )
+    bench_sub = bench_p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    p = bench_sub.add_parser(
+        "fidelity",
+        help="accuracy against visual tokens on generated videos with known answers",
+        epilog=_FIDELITY_EPILOG,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "--clip",
+        metavar="CONFIG_OR_NAME",
+        help="an open_clip model name (ViT-B-16), a vidpool config or a JSON config (default: the world's CLIP)",
+    )
+    p.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="the CLIP's .safetensors weights (default: the world's trained CLIP); 'random' for an untrained one",
+    )
+    p.add_argument(
+        "--families", type=_list_of(_family), metavar="A,B", help="question families (default: all)"
+    )
+    p.add_argument(
+        "--methods", type=_list_of(_method), metavar="A,B", help="methods (default: all registered)"
+    )
+    p.add_argument(
+        "--budgets",
+        type=_list_of(_fraction),
+        metavar="F,F",
+        help="budget fractions of the full tokens (default 1,0.5,0.25,0.125,0.0625,0.03; --quick 1,0.25,0.0625)",
+    )
+    p.add_argument(
+        "--items", type=_positive_int, metavar="N", help="questions per family (default 300; --quick 40)"
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive_int,
+        metavar="N",
+        help="frames of every video (default: each family's own; --quick: at most 20)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the questions, controls and intervals (default 0)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="a few minutes on a CPU: fewer questions, budgets, frames"
+    )
+    p.add_argument(
+        "--out", default="bench-fidelity", metavar="DIR", help="output folder (default ./bench-fidelity)"
+    )
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--resamples", type=_positive_int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory table")
+    p.add_argument(
+        "--memory-model",
+        metavar="PATH_OR_NAME",
+        help="checkpoint whose memory is planned and measured (default: the default model)",
+    )
+    p.add_argument(
+        "--memory-frames", type=_positive_int, default=256, metavar="N", help="frames planned for (256)"
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=_fraction,
+        default=0.25,
+        metavar="F",
+        help="budget fraction whose memory is measured, not only planned (default 0.25; --quick plans only)",
+    )
+    p.set_defaults(handler=_cmd_fidelity, parser=p)
+    return [bench_p, p]
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`FidelitySettings` of parsed ``bench fidelity`` options, checked (exit 2 when not)."""
+    from vidpool.bench.fidelity import FidelitySettings, check_settings
+    from vidpool.errors import InvalidArgumentError
+
+    given = {
+        "clip": args.clip,
+        "weights": args.weights,
+        "families": args.families,
+        "methods": args.methods,
+        "budgets": args.budgets,
+        "items": args.items,
+        "frames": args.frames,
+    }
+    base = FidelitySettings().with_quick() if args.quick else FidelitySettings()
+    settings = replace(
+        base,
+        **{k: v for k, v in given.items() if v is not None},
+        seed=args.seed,
+        out=args.out,
+        device=args.device,
+        resamples=args.resamples,
+        memory=not args.no_memory,
+        memory_model=args.memory_model,
+        memory_frames=args.memory_frames,
+        memory_fraction=args.memory_budget,
+    )
+    try:
+        return check_settings(settings)
+    except InvalidArgumentError as exc:
+        args.parser.error(str(exc))
+
+
+def _cmd_fidelity(args: argparse.Namespace) -> int:
+    from vidpool.bench.fidelity import run_fidelity
+
+    run_fidelity(settings_from_args(args))
+    return 0

@@ -1,0 +1,353 @@
+"""``vidpool bench fidelity``: accuracy against visual tokens, per question family, method and budget.
+
+For each family the runner makes the questions, renders each video, encodes it once with the CLIP
+(features: patches of layer -2; joint: the last block in the joint space), then answers every question
+with every arm (:mod:`vidpool.bench.arms`): each method at each budget fraction, the budgeted controls,
+and the fixed controls. Accuracy and fidelity get bootstrap intervals (:mod:`vidpool.bench.stats`),
+comparisons are paired on the same questions, and memory at 256 frames comes from the planner and a
+measured prefill (:mod:`vidpool.bench.memory`). Results go to ``results.json``, one PNG per family and
+a printed table (:mod:`vidpool.bench.report`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidpool.bench.arms import Arm, arms_for, item_seed
+from vidpool.errors import InvalidArgumentError
+
+__all__ = [
+    "BUDGETS",
+    "QUICK",
+    "FidelitySettings",
+    "check_settings",
+    "run_fidelity",
+]
+
+#: budget fractions of the full ``T·h·w`` tokens (the issue's 100, 50, 25, 12.5, 6.25 and 3%)
+BUDGETS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03)
+FULL_ITEMS = 300
+#: what ``--quick`` changes: fewer questions, budgets and frames (each family's length, at most 20), and
+#: no measured prefill
+QUICK = {"items": 40, "budgets": (1.0, 0.25, 0.0625), "max_frames": 20, "measure_memory": False}
+RESULTS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FidelitySettings:
+    """One run of the benchmark. ``None`` means: every family / every method / each family's length."""
+
+    clip: str | None = None
+    weights: str | None = None
+    families: tuple[str, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    budgets: tuple[float, ...] = BUDGETS
+    items: int = FULL_ITEMS
+    frames: int | None = None
+    max_frames: int | None = None
+    seed: int = 0
+    out: str = "bench-fidelity"
+    device: str = "cpu"
+    resamples: int = 2000
+    memory: bool = True
+    memory_model: str | None = None
+    memory_frames: int = 256
+    memory_fraction: float = 0.25
+    measure_memory: bool = True
+    quick: bool = False
+
+    def with_quick(self) -> FidelitySettings:
+        """These settings with ``--quick``'s smaller sizes (:data:`QUICK`)."""
+        return replace(self, quick=True, **QUICK)
+
+
+def check_settings(s: FidelitySettings) -> FidelitySettings:
+    """Refuse settings no run can take (:class:`InvalidArgumentError`), before anything is loaded."""
+    import vidpool
+    from vidpool.bench.synth.tasks import FAMILIES
+
+    for name, values, known in (
+        ("famil", s.families, FAMILIES),
+        ("method", s.methods, vidpool.list_methods()),
+    ):
+        unknown = [v for v in values or () if v not in known]
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown {name}{'ies' if name == 'famil' else 's'} {', '.join(unknown)}; choose from {', '.join(known)}"
+            )
+    if not s.budgets or any(not (0 < b <= 1) for b in s.budgets):
+        raise InvalidArgumentError(
+            f"budgets are fractions of the full tokens in (0, 1], e.g. 1,0.25,0.0625; got {list(s.budgets)}"
+        )
+    for name in ("items", "resamples", "memory_frames"):
+        if int(getattr(s, name)) < 1:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
+    for name in ("frames", "max_frames"):
+        if getattr(s, name) is not None and getattr(s, name) < 1:
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
+    if not 0 < s.memory_fraction <= 1:
+        raise InvalidArgumentError(f"memory_fraction must be in (0, 1], got {s.memory_fraction}")
+    from vidpool.options import check_device
+
+    check_device(s.device)
+    return replace(s, budgets=tuple(sorted(set(s.budgets), reverse=True)))
+
+
+@dataclass
+class _Column:
+    """One arm's answers over a family's items, in item order (``correct``: 1, 0, or -1 not run)."""
+
+    correct: list[int] = field(default_factory=list)
+    requested: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    from vidpool._version import __version__
+
+    out = {"vidpool": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("numpy", "open_clip_torch", "transformers"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[pkg] = md.version(pkg)
+    return out
+
+
+def _shuffled(frames: np.ndarray, features, joint, encoder, seed: int):
+    """Features and joint embeddings of the frames in ``shuffle_frames``' order, without re-encoding when
+    the shuffle is a pure reordering (the encoder sees each frame on its own)."""
+    from vidpool.bench.synth.controls import shuffle_frames
+
+    shuffled, order = shuffle_frames(frames, seed)
+    order = np.asarray(order)
+    if order.shape == (len(frames),) and np.array_equal(shuffled, frames[order]):
+        index = torch.as_tensor(order)
+        return features[index], joint[index]
+    enc = encoder.encode_frames(
+        torch.from_numpy(np.ascontiguousarray(shuffled)), joint=True, out_device="cpu"
+    )
+    return enc.patches, enc.joint
+
+
+def _frames_of(family: str, s: FidelitySettings) -> int | None:
+    """Frames of ``family``'s videos: ``frames``, else the family's own length capped at ``max_frames``."""
+    if s.frames is not None or s.max_frames is None:
+        return s.frames
+    import importlib
+
+    tasks = importlib.import_module("vidpool.bench.synth.tasks")
+    own = getattr(tasks, "DEFAULT_FRAMES", {}).get(family)
+    return s.max_frames if own is None else min(own, s.max_frames)
+
+
+def _run_family(
+    family: str, s: FidelitySettings, arms: list[Arm], encoder, text, log: Callable[[str], None]
+) -> tuple[list[str], dict[str, _Column]]:
+    from vidpool.bench.arms import answer_item
+    from vidpool.bench.synth.tasks import make_items, render_item
+
+    items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
+    columns = {arm.key: _Column() for arm in arms}
+    start = time.perf_counter()
+    for i, item in enumerate(items):
+        frames = np.ascontiguousarray(render_item(item, side=encoder.image_size))
+        enc = encoder.encode_frames(torch.from_numpy(frames), joint=True, out_device="cpu")
+        features, joint = enc.patches.float(), enc.joint.float()
+        shuffled = _shuffled(frames, features, joint, encoder, item_seed(s.seed, i))
+        answers = answer_item(
+            item,
+            i,
+            features,
+            joint,
+            arms,
+            text,
+            seed=s.seed,
+            logit_scale=encoder.logit_scale,
+            shuffled=shuffled,
+        )
+        for key, a in answers.items():
+            col = columns[key]
+            col.correct.append(-1 if a.correct is None else int(a.correct))
+            col.requested.append(a.requested)
+            col.tokens.append(a.tokens)
+            col.error = col.error or a.error
+        if (i + 1) % 25 == 0 or i + 1 == len(items):
+            log(f"  {family}: {i + 1}/{len(items)} questions, {time.perf_counter() - start:.0f}s")
+    return [str(item.id) for item in items], columns
+
+
+def _cell(family: str, arm: Arm, col: _Column, full: np.ndarray, s: FidelitySettings) -> dict[str, Any]:
+    from vidpool.bench.stats import accuracy, fidelity
+
+    correct = np.asarray(col.correct)
+    ran = correct >= 0
+    tokens = np.asarray(col.tokens)[ran]
+    cell: dict[str, Any] = {
+        "family": family,
+        "name": arm.name,
+        "key": arm.key,
+        "control": arm.control,
+        "fraction": arm.fraction,
+        "requested_tokens": float(np.mean(col.requested)),
+        "tokens": None,
+        "n_items": int(correct.size),
+        "n": int(ran.sum()),
+        "status": "ok" if ran.all() else ("budget_error" if not ran.any() else "partial"),
+        "error": col.error,
+        "accuracy": None,
+        "fidelity": None,
+    }
+    if ran.any():
+        cell["tokens"] = {"mean": float(tokens.mean()), "min": int(tokens.min()), "max": int(tokens.max())}
+        cell["accuracy"] = accuracy(correct[ran], resamples=s.resamples, seed=s.seed).as_dict()
+        both = ran & (full >= 0)
+        if both.any():
+            cell["fidelity"] = fidelity(
+                correct[both], full[both], resamples=s.resamples, seed=s.seed
+            ).as_dict()
+    return cell
+
+
+def _comparison_pairs(methods: Sequence[str], fractions: Sequence[float]) -> list[tuple[str, str, str]]:
+    """``(rule, key a, key b)`` of the paired comparisons the results report."""
+    pairs = []
+    for f in fractions:
+        if "prompt_guided" in methods and "spatial" in methods:
+            pairs.append(("prompt_guided vs spatial", f"prompt_guided@{f:g}", f"spatial@{f:g}"))
+    for m in methods:
+        for f in fractions:
+            pairs.append((f"{m} vs random_drop", f"{m}@{f:g}", f"random_drop@{f:g}"))
+    reference = "none@1" if "none" in methods and 1.0 in fractions else "full"
+    if "progressive" in methods:
+        for f in fractions:
+            pairs.append(("progressive vs none", f"progressive@{f:g}", reference))
+    return pairs
+
+
+def _compare(family: str, correct: dict[str, list[int]], pairs, s: FidelitySettings) -> list[dict]:
+    from vidpool.bench.stats import paired
+
+    out = []
+    for rule, a, b in pairs:
+        if a not in correct or b not in correct:
+            continue
+        x, y = np.asarray(correct[a]), np.asarray(correct[b])
+        both = (x >= 0) & (y >= 0)
+        row: dict[str, Any] = {"family": family, "rule": rule, "a": a, "b": b, "n": int(both.sum())}
+        if both.any():
+            row.update(paired(x[both] > 0, y[both] > 0, resamples=s.resamples, seed=s.seed).as_dict())
+        out.append(row)
+    return out
+
+
+def _adjust(comparisons: list[dict]) -> None:
+    """Holm-adjusted p-values over every comparison of the run (``p_holm``), beside the raw ones."""
+    from vidpool.bench.stats import holm
+
+    tested = [row for row in comparisons if "p_value" in row]
+    for row, adjusted in zip(tested, holm([row["p_value"] for row in tested])):
+        row["p_holm"] = float(adjusted)
+
+
+def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
+
+    Returns the results (what ``results.json`` holds).
+    """
+    import vidpool
+    from vidpool.bench.clip import TextEmbeddings, clip_zero_shot, load_clip
+    from vidpool.bench.report import format_memory, format_table, write_plots
+    from vidpool.bench.synth.tasks import FAMILIES
+
+    s = check_settings(settings)
+    started = time.perf_counter()
+    families = list(s.families or FAMILIES)
+    methods = list(s.methods or vidpool.list_methods())
+    out = Path(s.out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    encoder, clip_about = load_clip(s.clip, s.weights, s.device)
+    text = TextEmbeddings(encoder)
+    clip_about["zero_shot"] = clip_zero_shot(encoder, text)
+    log(f"CLIP {clip_about['model']} ({clip_about['weights']}): zero-shot {clip_about['zero_shot']}")
+    arms = arms_for(methods, s.budgets)
+    pairs = _comparison_pairs(methods, s.budgets)
+
+    cells: list[dict] = []
+    comparisons: list[dict] = []
+    per_item: dict[str, dict] = {}
+    pooled = {arm.key: _Column() for arm in arms}
+    for family in families:
+        log(f"{family}: {s.items} questions x {len(arms)} arms")
+        ids, columns = _run_family(family, s, arms, encoder, text, log)
+        full = np.asarray(columns["full"].correct)
+        cells += [_cell(family, arm, columns[arm.key], full, s) for arm in arms]
+        correct = {k: c.correct for k, c in columns.items()}
+        comparisons += _compare(family, correct, pairs, s)
+        per_item[family] = {"ids": ids, "correct": correct}
+        for k, c in columns.items():
+            pooled[k].correct += c.correct
+            pooled[k].requested += c.requested
+            pooled[k].tokens += c.tokens
+            pooled[k].error = pooled[k].error or c.error
+    if len(families) > 1:
+        # every family's questions together: one more row per arm, weighted by question count
+        full = np.asarray(pooled["full"].correct)
+        cells += [_cell("all", arm, pooled[arm.key], full, s) for arm in arms]
+        comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, pairs, s)
+
+    _adjust(comparisons)
+    memory = _memory_section(s, methods, log)
+    results = {
+        "version": RESULTS_VERSION,
+        "settings": {**asdict(s), "families": families, "methods": methods, "budgets": list(s.budgets)},
+        "versions": _versions(),
+        "clip": clip_about,
+        "cells": cells,
+        "comparisons": comparisons,
+        "memory": memory,
+        "items": per_item,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    results["plots"] = [p.name for p in write_plots(results, out)]
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    table = format_table(results) + "\n\n" + format_memory(memory)
+    (out / "table.txt").write_text(table + "\n")
+    log(table)
+    log(f"wrote {out / 'results.json'}, {len(results['plots'])} plots, in {results['seconds']}s")
+    return results
+
+
+def _memory_section(s: FidelitySettings, methods: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+    if not s.memory:
+        return {"status": "skipped", "reason": "--no-memory"}
+    from vidpool.bench.memory import memory_table
+
+    try:
+        return memory_table(
+            s.memory_model,
+            methods,
+            s.budgets,
+            frames=s.memory_frames,
+            device=s.device,
+            measure_fraction=s.memory_fraction if s.measure_memory else None,
+            log=log,
+        )
+    except Exception as exc:  # the accuracy results stand on their own; say why memory is missing
+        from vidpool.errors import VidpoolError
+
+        if not isinstance(exc, VidpoolError):
+            raise
+        log(f"memory: skipped ({exc})")
+        return {"status": "skipped", "reason": str(exc)}

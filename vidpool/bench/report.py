@@ -1,0 +1,158 @@
+"""The fidelity benchmark's results for people: a plain-text table and one PNG per question family."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_memory", "format_table", "write_plots"]
+
+
+_COLOURS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
+
+
+def _acc(cell: dict | None) -> str:
+    if cell is None:
+        return "-"
+    if cell["accuracy"] is None:
+        return "no budget fit"
+    a = cell["accuracy"]
+    mark = "*" if cell["status"] == "partial" else ""
+    return f"{a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}]{mark}"
+
+
+def _by_family(results: dict) -> dict[str, dict[str, dict]]:
+    out: dict[str, dict[str, dict]] = {}
+    for cell in results["cells"]:
+        out.setdefault(cell["family"], {})[cell["key"]] = cell
+    return out
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Accuracy [95% interval] per family x method x budget fraction, controls after the methods.
+
+    ``*`` marks a cell where some questions' videos could not meet the budget (its ``n`` is smaller).
+    """
+    budgets = results["settings"]["budgets"]
+    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    width = max(len(n) for n in names)
+    col = 20
+    lines = []
+    for family, cells in _by_family(results).items():
+        n = cells["full"]["n_items"]
+        fixed = ", ".join(
+            f"{c} {_acc(cells.get(c))}" for c in ("full", "middle_frame", "shuffled", "text_only")
+        )
+        lines.append(f"{family} ({n} questions): {fixed}")
+        lines.append(
+            f"{'':<{width}}  " + "".join(f"{f'{b * 100:.4g}% tokens':<{col}}" for b in budgets).rstrip()
+        )
+        for name in names:
+            row = "".join(f"{_acc(cells.get(f'{name}@{b:g}')):<{col}}" for b in budgets)
+            lines.append(f"{name:<{width}}  {row}".rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f} MiB"
+
+
+def format_memory(memory: dict[str, Any]) -> str:
+    """The memory rows as text: tokens, the planner's peak after encoding, the measured one, the ratios."""
+    if memory.get("status") != "ok":
+        return f"memory: {memory.get('status')} ({memory.get('reason')})"
+    head = (
+        f"memory at {memory['frames']} frames, {memory['model']} on {memory['device']} "
+        f"(context {memory['context_length']}, weights {_mib(memory['weights'])}; peak once the features exist)"
+    )
+    lines = [
+        head,
+        f"{'method':<16}{'budget':>8}{'tokens':>8}{'planned':>12}{'measured':>12}{'vs none':>9}"
+        f"{'vs spatial':>11}  plan",
+    ]
+    for r in memory["rows"]:
+        if r["status"] == "budget_error":
+            continue
+        plan = r["status"]
+        if plan == "refused":
+            need = re.search(r"need (\d+) positions", r["error"])
+            plan += f": {need.group(1)} positions > context" if need else f": {r['error'][:60]}"
+        lines.append(
+            f"{r['method']:<16}{r['fraction'] * 100:>7.4g}%{r['tokens']:>8}{_mib(r['estimate_after_encoding']):>12}"
+            f"{_mib(r.get('measured_after_encoding')):>12}{r.get('vs_none', '-'):>9}{r.get('vs_spatial', '-'):>11}  {plan}"
+        )
+    return "\n".join(lines)
+
+
+def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
+    """``accuracy_<family>.png`` per family: accuracy against visual tokens (log scale), one line per
+    method with its 95% band, the budgeted controls dotted, the full tokens and the text alone dashed."""
+    from vidpool.errors import require
+
+    matplotlib = require("matplotlib", "eval", "the fidelity benchmark's plots")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    out = Path(out)
+    budgets = results["settings"]["budgets"]
+    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    written = []
+    for family, cells in _by_family(results).items():
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        for i, name in enumerate(names):
+            points = [cells.get(f"{name}@{b:g}") for b in budgets]
+            points = sorted(
+                (c for c in points if c is not None and c["accuracy"] is not None),
+                key=lambda c: c["tokens"]["mean"],
+            )
+            if not points:
+                continue
+            x = [max(c["tokens"]["mean"], 1.0) for c in points]
+            control = name in ("random_drop", "frame_subsample")
+            style = {"linestyle": ":", "color": "0.35" if name == "random_drop" else "0.6"} if control else {}
+            (line,) = ax.plot(
+                x, [c["accuracy"]["value"] for c in points], marker="o", ms=3, label=name, **style
+            )
+            if not control:  # tab10 without its grey, which the controls use
+                line.set_color(_COLOURS[i % len(_COLOURS)])
+            ax.fill_between(
+                x,
+                [c["accuracy"]["low"] for c in points],
+                [c["accuracy"]["high"] for c in points],
+                color=line.get_color(),
+                alpha=0.05 if control else 0.12,
+                linewidth=0,
+            )
+        for name, colour in (("full", "black"), ("text_only", "tab:red")):
+            cell = cells.get(name)
+            if cell is not None and cell["accuracy"] is not None:
+                ax.axhline(cell["accuracy"]["value"], linestyle="--", color=colour, linewidth=1, label=name)
+        ax.axhline(0.25, linestyle=":", color="0.75", linewidth=1, label="chance (1 in 4)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("visual tokens kept (log scale)")
+        ax.set_ylabel("accuracy (95% bootstrap band)")
+        ax.set_title(f"{family}: {cells['full']['n_items']} questions, 4 options")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.tight_layout()
+        path = out / f"accuracy_{family}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
