@@ -161,6 +161,9 @@ def test_results_count_per_family_and_overall():
     assert process_results(doc, ["zzz"]) == {"accuracy": 0.0, "accuracy_count": 0.0, "answered": 0.0}
     likelihoods = [(-3.0, False), (-2.0, False), (-0.5, True), (-9.0, False)]
     assert process_choice_results(doc, likelihoods)["accuracy"] == 1.0
+    # what lmms-eval 0.7.3 hands over: each response passed through str() by unwrap_generation_output
+    assert process_choice_results(doc, [str(x) for x in likelihoods])["accuracy"] == 1.0
+    assert process_choice_results(doc, [str(likelihoods[0])] * 4)["accuracy"] == 0.0
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -347,6 +350,32 @@ def test_continuation_logprob_agrees_with_greedy_generate(lmm):
     other = [(ids[0] + 1) % model.lm.config.vocab_size, *ids[1:]]
     embeds = torch.cat([prompt, model.lm.get_input_embeddings()(torch.tensor(other))[None]], dim=1)
     assert not continuation_logprob(model.lm, embeds, other)[1]
+
+
+def test_lmms_eval_scores_the_choice_task_by_loglikelihood(tiny, task_dir, tmp_path, monkeypatch):
+    """lmms-eval's own evaluator with the simple class (what --force_simple picks): multiple_choice
+    requests, one loglikelihood per option letter, and the likeliest letter is the answer."""
+    for key, value in {**OFFLINE, "HF_HOME": str(tmp_path / "hf")}.items():
+        monkeypatch.setenv(key, value)
+    from lmms_eval import evaluator
+    from lmms_eval.tasks import TaskManager
+
+    from vidpool.integrations.lmms_eval.model import VidpoolSimpleLMM
+
+    lm = VidpoolSimpleLMM(model=tiny, method="spatial", budget=16, frames=4, device="cpu")
+    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    out = evaluator.simple_evaluate(
+        model=lm, tasks=["vidpool_synth_choice"], task_manager=manager, limit=4, log_samples=True
+    )
+    samples = out["samples"]["vidpool_synth_choice"]
+    assert len(samples) == 4
+    for sample in samples:
+        lls = [ast.literal_eval(r)[0] for r in sample["filtered_resps"]]
+        assert len(lls) == 4 and all(ll < 0 for ll in lls)
+        assert sample["accuracy"] == float("ABCD"[lls.index(max(lls))] == sample["target"])
+    metrics = out["results"]["vidpool_synth_choice"]
+    assert metrics["accuracy,none"] == pytest.approx(np.mean([s["accuracy"] for s in samples]))
+    assert metrics["answered,none"] == 1.0
 
 
 # -- registration ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ A document (one line of the JSONL) holds ``id``, ``family``, ``question``, ``opt
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from pathlib import Path
@@ -134,8 +135,16 @@ def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]
     return _scores(doc, parse_answer(results[0] if results else "", doc["options"]))
 
 
+def _loglikelihood(result: Any) -> float:
+    # lmms-eval 0.7.3 passes every response through unwrap_generation_output, which turns a
+    # loglikelihood's (logprob, is_greedy) tuple into its str(); read either form
+    if isinstance(result, str):
+        result = ast.literal_eval(result.strip())
+    return float(result[0]) if isinstance(result, (tuple, list)) else float(result)
+
+
 def process_choice_results(doc: dict[str, Any], results: list[Any]) -> dict[str, float]:
     """The same metrics for a ``multiple_choice`` run: the option whose letter is likeliest."""
-    lls = [float(r[0]) if isinstance(r, (tuple, list)) else float(r) for r in results]
+    lls = [_loglikelihood(r) for r in results]
     best = max(range(len(lls)), key=lambda i: lls[i]) if lls and all(math.isfinite(x) for x in lls) else None
     return _scores(doc, best)
