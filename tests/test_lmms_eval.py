@@ -455,3 +455,40 @@ def test_the_lmms_eval_command_runs_the_exported_task(task_dir, tiny, tmp_path):
     (samples_file,) = out.rglob("*_samples_vidpool_synth.jsonl")
     samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
     assert sorted(s["target"] for s in samples) == ["A", "B", "C", "D"]
+
+
+# -- vidpool bench export-lmms --------------------------------------------------------------
+def test_export_lmms_help_has_an_example(capsys):
+    from vidpool.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "export-lmms", "--help"])
+    assert info.value.code == 0
+    assert "vidpool bench export-lmms --out" in capsys.readouterr().out
+
+
+def test_export_lmms_without_the_generator_says_so(tmp_path, monkeypatch, capsys):
+    from vidpool.cli import main
+
+    monkeypatch.setitem(sys.modules, "vidpool.bench.synth.tasks", None)  # import fails as if absent
+    assert main(["bench", "export-lmms", "--out", str(tmp_path)]) == 1
+    assert "vidpool.bench.synth.tasks is not available" in capsys.readouterr().err
+
+
+def test_export_lmms_writes_the_task_and_prints_the_command(tmp_path, capsys):
+    tasks = pytest.importorskip("vidpool.bench.synth.tasks")
+    from vidpool.cli import main
+
+    family = tasks.FAMILIES[0]
+    out = tmp_path / "task"
+    argv = ["bench", "export-lmms", "--out", str(out), "--items", "2", "--families", family]
+    assert main([*argv, "--model", "/ckpt", "--method", "spatial", "--budget", "32"]) == 0
+    printed = capsys.readouterr().out
+    expected = lmms_eval_command(out, model="/ckpt", method="spatial", budget=32)
+    assert " ".join(expected) in printed
+    docs = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert len(docs) == 2 and {d["family"] for d in docs} == {family}
+    assert all((out / d["video"]).is_file() for d in docs)
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "export-lmms", "--out", str(out), "--families", "no_such_family"])
+    assert info.value.code == 2
