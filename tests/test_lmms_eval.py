@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from pipeline_support import ROOT, checkpoint
+from pipeline_support import ROOT, checkpoint, loaded
 
 pytest.importorskip("lmms_eval")
 
@@ -492,3 +492,20 @@ def test_export_lmms_writes_the_task_and_prints_the_command(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["bench", "export-lmms", "--out", str(out), "--families", "no_such_family"])
     assert info.value.code == 2
+
+
+def test_continuation_logprob_on_a_transformers_llava_model():
+    # the LLaVA wrapper's forward keeps only the logits asked for; the full forward is the reference
+    from vidpool.llm.generate import continuation_logprob
+
+    model = loaded("tiny-llava-onevision")
+    lm = model.language_model
+    ids = [5, 17, 9]
+    embeds = model.build_inputs_embeds(torch.randn(3, model.text_config.hidden_size), "Which colour?")
+    embeds = torch.cat([embeds, lm.get_input_embeddings()(torch.tensor(ids))[None]], dim=1)
+    with torch.no_grad():
+        steps = torch.log_softmax(lm(inputs_embeds=embeds).logits[0, -4:-1].float(), dim=-1)
+    expected = float(sum(steps[i, t] for i, t in enumerate(ids)))
+    logprob, greedy = continuation_logprob(lm, embeds, ids)
+    assert logprob == pytest.approx(expected, abs=1e-4)
+    assert greedy == all(int(steps[i].argmax()) == t for i, t in enumerate(ids))
