@@ -288,6 +288,40 @@ def test_generate_until_answers_as_video_chat_does(lmm, task_dir):
     assert lmm.generate_until([_request("generate_until", args, 1)]) == [free]
 
 
+def test_multi_round_is_one_conversation_about_one_video(lmm, task_dir):
+    from vidpool.pipeline import VideoChat
+
+    utils = exported_utils(task_dir)
+    doc = lmm.task_dict["vidpool_synth"]["test"][0]
+    seen = []
+
+    def rounds(doc, round_idx=None, previous_output=None, previous_round_info=None):
+        seen.append(list(previous_output or []))
+        if round_idx is None:
+            return utils.doc_to_messages(doc)
+        if round_idx == 2:
+            return None, True, previous_output, previous_round_info
+        return [{"role": "user", "content": [{"type": "text", "text": "And then?"}]}], False, None, "info"
+
+    args = ("ctx", rounds, {"max_new_tokens": 6}, 0, "vidpool_synth", "test")
+    (outputs,) = lmm.generate_until_multi_round([_request("generate_until_multi_round", args, 0)])
+    chat = VideoChat(
+        str(task_dir / doc["video"]), lmm.model, num_frames=4, budget_tokens=16, method="spatial"
+    )
+    expected = [chat.ask(doc["prompt"], max_new_tokens=6), chat.ask("And then?", max_new_tokens=6)]
+    assert outputs == expected
+    assert seen == [[], [expected[0]], expected]
+
+
+def test_a_model_name_is_built_in_the_model_cache(tmp_path, monkeypatch):
+    from vidpool.integrations.lmms_eval.model import resolve_model
+
+    monkeypatch.setenv("VIDPOOL_HOME", str(tmp_path))
+    folder = resolve_model("tiny-native")
+    assert folder == tmp_path / "models" / "tiny-native" and (folder / "vidpool.json").is_file()
+    assert resolve_model(str(folder)) == folder and resolve_model(None) is None
+
+
 def test_loglikelihood_is_the_lm_forward_over_the_spliced_prompt(lmm, task_dir):
     docs = lmm.task_dict["vidpool_synth"]["test"]
     to_visual = exported_utils(task_dir).doc_to_visual

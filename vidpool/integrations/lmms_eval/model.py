@@ -34,7 +34,7 @@ from vidpool.options import check_device, check_planning
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODEL_ARGS", "ModelArgs", "VidpoolLMM", "VidpoolSimpleLMM", "parse_model_args"]
+__all__ = ["MODEL_ARGS", "ModelArgs", "VidpoolLMM", "VidpoolSimpleLMM", "parse_model_args", "resolve_model"]
 
 #: the ``--model_args`` keys vidpool reads (``batch_size``, ``max_batch_size`` and ``device`` also come
 #: from lmms-eval's own ``--batch_size`` and ``--device``)
