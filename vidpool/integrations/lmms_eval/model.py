@@ -163,12 +163,9 @@ class VidpoolLMM(lmms):
         from vidpool.pipeline import load
 
         self.model = load(resolve_model(self.args.model), device=self.args.device)
-        self.cache = FeatureCache(max_items=8)
-        self.batch_size_per_gpu = 1
-
-    @property
-    def batch_size(self) -> int:
-        return 1
+        # lmms-eval sends a document's requests together (a multiple_choice item: one per option), so
+        # a few entries let each video be encoded once without holding the features of many
+        self.cache = FeatureCache(max_items=4)
 
     # -- one request ----------------------------------------------------------------------
     def chat(self, video: Any, *, max_new_tokens: int = 1) -> Any:
