@@ -216,10 +216,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vidpool.bench.cli import add_bench_parser
 
-    bench_ps = add_bench_parser(sub)
-    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p, *bench_ps):
+    bench_ps, bench_sub = add_bench_parser(sub)
+    export_p = _add_export_lmms(bench_sub)
+    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p, *bench_ps, export_p):
         _debug_flag(p)
     return parser
+
+
+_EXPORT_LMMS_EPILOG = """example:
+  vidpool bench export-lmms --out bench/lmms --items 50 --families static small count
+
+Writes the synthetic benchmark's questions as a local lmms-eval task (YAML, utils.py, JSONL, MP4s)
+and prints the lmms-eval command that runs it with the vidpool model, offline. The task
+<name>_choice scores each option's letter by likelihood instead (lmms-eval --force_simple).
+"""
+
+
+def _add_export_lmms(subparsers: Any) -> argparse.ArgumentParser:
+    """``vidpool bench export-lmms``: the synthetic benchmark as an lmms-eval task folder."""
+    p = subparsers.add_parser(
+        "export-lmms",
+        help="write the synthetic benchmark as an offline lmms-eval task",
+        epilog=_EXPORT_LMMS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the task into")
+    p.add_argument("--items", type=_positive_int, default=20, metavar="N", help="questions per family (20)")
+    p.add_argument("--families", nargs="+", metavar="FAMILY", help="question families (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    p.add_argument(
+        "--num-frames", type=_positive_int, metavar="N", help="frames of each video (default: the family's)"
+    )
+    p.add_argument("--side", type=_positive_int, default=128, metavar="PX", help="video side in pixels (128)")
+    p.add_argument("--fps", type=_positive_int, default=8, help="video frame rate (8)")
+    p.add_argument("--name", default="vidpool_synth", help="lmms-eval task name (vidpool_synth)")
+    p.add_argument("--model", help="checkpoint folder or model name for the printed command")
+    p.add_argument("--method", type=_method, help="compression method for the printed command")
+    p.add_argument("--budget", type=_positive_int, metavar="N", help="token budget for the printed command")
+    p.set_defaults(handler=_cmd_bench_export_lmms, parser=p)
+    return p
+
+
+def _cmd_bench_export_lmms(args: argparse.Namespace) -> int:
+    import shlex
+
+    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command, synth_tasks
+
+    tasks = synth_tasks()
+    families = args.families or list(tasks.FAMILIES)
+    unknown = [f for f in families if f not in tasks.FAMILIES]
+    if unknown:
+        args.parser.error(f"unknown families {unknown}; choose from {', '.join(tasks.FAMILIES)}")
+    items = [
+        item
+        for family in dict.fromkeys(families)
+        for item in tasks.make_items(family, args.items, seed=args.seed, num_frames=args.num_frames)
+    ]
+    folder = export_task(items, args.out, name=args.name, side=args.side, fps=args.fps)
+    print(f"wrote {len(items)} questions ({', '.join(dict.fromkeys(families))}) to {folder}")
+    run = {"name": args.name, "model": args.model, "method": args.method, "budget": args.budget}
+    print("run it (answers parsed from generated text):")
+    print("  " + shlex.join(lmms_eval_command(folder, **run)))
+    print("or score each option's letter by likelihood:")
+    print("  " + shlex.join(lmms_eval_command(folder, choice=True, **run)))
+    return 0
 
 
 def _version() -> str:

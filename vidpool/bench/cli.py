@@ -87,8 +87,9 @@ def _device(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
-    """Add ``bench`` (with ``fidelity``) to the ``vidpool`` sub-parsers; returns the parsers it made."""
+def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
+    """Add ``bench`` (with ``fidelity``) to the ``vidpool`` sub-parsers; returns the parsers it made and
+    ``bench``'s sub-parsers, where other benchmarks' commands are added."""
     raw = argparse.RawDescriptionHelpFormatter
     bench_p = sub.add_parser(
         "bench", help="benchmarks of the compression methods", epilog=_BENCH_EPILOG, formatter_class=raw
@@ -159,7 +160,7 @@ def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
         help="budget fraction whose memory is measured, not only planned (default 0.25; --quick plans only)",
     )
     p.set_defaults(handler=_cmd_fidelity, parser=p)
-    return [bench_p, p]
+    return [bench_p, p], bench_sub
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

@@ -15,13 +15,14 @@ import torch
 
 from vidpool.errors import InvalidArgumentError
 from vidpool.llm.config import ModelConfig
-from vidpool.llm.generate import generate_text
+from vidpool.llm.generate import continuation_logprob, generate_text
 from vidpool.llm.prompt import (
     VIDEO_MARKER,
     build_messages,
     render_prompt,
     splice_embeddings,
     tokenize_around_marker,
+    tokenize_continuation,
 )
 
 if TYPE_CHECKING:
@@ -307,6 +308,30 @@ class VideoLM:
         """
         embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
         return generate_text(self.language_model, self.tokenizer, embeds, stream=stream, **options)
+
+    def continuation_logprob(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        continuation: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> tuple[float, bool]:
+        """How likely the answer to ``prompt`` begins with ``continuation``, given the video's visual tokens.
+
+        The prompt is built as :meth:`generate` builds it (chat template, generation prompt included) and
+        ``continuation`` follows the generation prompt, tokenized with it
+        (:func:`vidpool.llm.prompt.tokenize_continuation`).
+
+        Returns:
+            ``(log-probability of the continuation's tokens, whether greedy decoding gives exactly them)``.
+        """
+        text = self.prompt_text(prompt, timestamps=timestamps, history=history)
+        before, _ = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
+        after, ids = tokenize_continuation(self.tokenizer, text.split(VIDEO_MARKER, 1)[1], continuation)
+        embeds = splice_embeddings(self._embedding, before, visual_tokens, [*after, *ids])
+        return continuation_logprob(self.language_model, embeds, ids)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, method={self.config.method!r}, position={self.config.position!r})"

@@ -7,6 +7,7 @@ pieces join to exactly the non-streamed text.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 
 from vidpool.errors import InvalidArgumentError
 
-__all__ = ["generate_text", "truncate_at_stop"]
+__all__ = ["continuation_logprob", "generate_text", "truncate_at_stop"]
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -124,6 +125,40 @@ def generate_text(
         text = tokenizer.decode(out[0], skip_special_tokens=True)
         return truncate_at_stop(text, stops)[0]
     return _stream(lm, tokenizer, kwargs, seed, stops)
+
+
+def continuation_logprob(lm: Any, inputs_embeds: torch.Tensor, ids: Sequence[int]) -> tuple[float, bool]:
+    """Log-probability of the token ``ids`` that the last ``len(ids)`` positions of ``inputs_embeds`` embed.
+
+    Args:
+        lm: a transformers model whose forward takes ``inputs_embeds`` and returns ``logits``.
+        inputs_embeds: ``[1, L, D]``: the prompt, then the embeddings of ``ids`` (``L > len(ids)``).
+        ids: the token ids of the continuation.
+
+    Returns:
+        ``(sum of log p(ids[i] | everything before it), whether greedy decoding would give exactly ids)``.
+    """
+    ids = [int(i) for i in ids]
+    num_tokens, length = len(ids), int(inputs_embeds.shape[1])
+    if not 0 < num_tokens < length:
+        raise InvalidArgumentError(
+            f"cannot score {num_tokens} continuation tokens after a prompt of {length - num_tokens} positions; "
+            "give a non-empty continuation after a non-empty prompt"
+        )
+    kwargs: dict[str, Any] = {
+        "inputs_embeds": inputs_embeds,
+        "attention_mask": torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device),
+    }
+    # only the positions that predict the continuation are needed: a long video prompt times a large
+    # vocabulary would otherwise hold gigabytes of logits
+    if "logits_to_keep" in inspect.signature(lm.forward).parameters:
+        kwargs["logits_to_keep"] = num_tokens + 1
+    with torch.inference_mode():
+        logits = lm(**kwargs).logits[0]
+    logits = logits[-num_tokens - 1 : -1].float()
+    target = torch.tensor(ids, device=logits.device)
+    logprob = torch.log_softmax(logits, dim=-1).gather(1, target[:, None]).sum()
+    return float(logprob), bool((logits.argmax(dim=-1) == target).all())
 
 
 def _stream(

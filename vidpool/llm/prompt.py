@@ -22,6 +22,7 @@ __all__ = [
     "render_prompt",
     "splice_embeddings",
     "tokenize_around_marker",
+    "tokenize_continuation",
 ]
 
 VIDEO_MARKER = "<|vidpool:video|>"
@@ -112,6 +113,24 @@ def tokenize_around_marker(
     ):
         ids_before = [bos, *ids_before]
     return list(ids_before), list(ids_after)
+
+
+def tokenize_continuation(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``context`` and of the ``continuation`` that follows it.
+
+    The two are tokenized together, as the LM would read them, so that a merge across the boundary does
+    not give the continuation ids the LM never sees; only when the joint ids do not begin with the
+    context's own ids (the boundary merged) is the continuation tokenized on its own.
+    """
+    if not isinstance(continuation, str) or not continuation:
+        raise InvalidArgumentError(
+            f"the continuation to score must be a non-empty string, got {continuation!r}"
+        )
+    ids_context = list(tokenizer(context, add_special_tokens=False)["input_ids"]) if context else []
+    whole = list(tokenizer(context + continuation, add_special_tokens=False)["input_ids"])
+    if whole[: len(ids_context)] == ids_context and len(whole) > len(ids_context):
+        return ids_context, whole[len(ids_context) :]
+    return ids_context, list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
 
 
 def splice_embeddings(
