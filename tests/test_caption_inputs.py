@@ -28,7 +28,10 @@ def test_folders_are_searched_recursively_by_extension(tmp_path):
     _touch(tmp_path / ".hidden" / "x.mp4")
     _touch(tmp_path / "a" / ".y.mp4")
     items = resolve_inputs([tmp_path])
-    assert [i.path for i in items] == [str(c.resolve()), str(a.resolve())]  # sorted walk, upper-case extension
+    assert [i.path for i in items] == [
+        str(c.resolve()),
+        str(a.resolve()),
+    ]  # sorted walk, upper-case extension
     assert all(len(i.id) == 16 for i in items)
 
 
@@ -88,9 +91,8 @@ def test_journal_lines_are_in_the_file_before_close(tmp_path):
 
 def test_a_second_writer_is_refused(tmp_path):
     out = tmp_path / "c.jsonl"
-    with Journal(out):
-        with pytest.raises(InvalidArgumentError, match="another run is writing"):
-            Journal(out)
+    with Journal(out), pytest.raises(InvalidArgumentError, match="another run is writing"):
+        Journal(out)
     Journal(out).close()  # released with the first
 
 

@@ -4,6 +4,7 @@ equals a single-process run, every id exactly once, and leftovers of a killed ru
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -35,9 +36,16 @@ def test_two_ranks_equal_one_process_and_resume_a_killed_run(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     command += ["-m", "vidpool", "caption", str(videos), "--out", str(out), "--engine", "torchrun"]
     command += ["--model", str(ckpt), "--device", "cpu", "--frames", "4", "--max-new-tokens", "6", "--quiet"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "3 skipped" in done.stderr and "wrote" in done.stderr
+    # its own session: a hung rank must not outlive the test
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "3 skipped" in stderr and "wrote" in stderr
 
     got = by_id(lines(out))  # every line whole, every id once
     assert part_paths(out) == []  # merged and removed
