@@ -119,3 +119,21 @@ def test_command_line(first_run, videos, ckpt, tmp_path, capsys):
         == 1
     )
     assert json.loads((tmp_path / "bad.jsonl").read_text())["error_type"] == "VideoDecodeError"
+
+
+def test_plans_use_the_memory_measured_when_the_model_loaded(ckpt, videos, monkeypatch):
+    from vidpool.caption import CaptionWorker
+    from vidpool.schedule import device as device_module
+    from vidpool.schedule import planner
+
+    worker = CaptionWorker(ckpt, **CAPTION_OPTIONS)
+    item = next(i for i in resolve_inputs([videos]) if i.path.endswith("clip0.mp4"))
+    before = worker.decode(item).plan
+    # while another video's activations fill the device, the memory reported free drops; a plan made
+    # in a decode thread then must not shrink (or fail) because of memory that frees up before it runs
+    monkeypatch.setattr(
+        planner, "device_memory", lambda device: device_module.DeviceMemory(device, 1 << 30, 1)
+    )
+    during = worker.decode(item)
+    assert during.error is None
+    assert during.plan.to_dict() == before.to_dict()

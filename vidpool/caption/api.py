@@ -63,6 +63,8 @@ def caption_videos(
         raise InvalidArgumentError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     fmt = output_format(out, format)
     journal = journal_path(out, fmt)
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     items = [i for i in inputs if isinstance(i, VideoItem)]
     if len(items) != len(inputs):
         items = resolve_inputs(inputs)  # type: ignore[arg-type]

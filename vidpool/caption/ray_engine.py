@@ -92,7 +92,9 @@ def caption_ray(
             # leave half a CPU to the read tasks: whole-CPU actors on a small machine starve them
             cpus = float(resources.get("CPU", 1))
             remote = {"num_cpus": max(0.1, min(1.0, (cpus - 0.5) / count))}
-        ds = ray.data.from_items([{"path": i.path, "id": i.id} for i in todo], override_num_blocks=len(todo))
+        ds = ray.data.from_items(
+            [{"path": i.path, "id": i.id} for i in todo], override_num_blocks=min(len(todo), 64 * count)
+        )
         ds = ds.map_batches(
             RayCaptioner,
             fn_constructor_kwargs={

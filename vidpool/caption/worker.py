@@ -63,7 +63,9 @@ class CaptionWorker:
         num_frames, budget_tokens, method, method_params, max_memory: planning options (see ``vidpool.plan``).
         decode_timeout: seconds a decode may stall before the video fails with ``DecodeTimeoutError``.
 
-    All options are checked before the model loads.
+    All options are checked before the model loads. Without ``max_memory`` every video is planned for
+    the memory the device had free once the model loaded (measured once: plans made while another
+    video runs would otherwise see its activations as used memory and come out smaller).
     """
 
     def __init__(
@@ -99,6 +101,12 @@ class CaptionWorker:
             "top_p": top_p,
             "seed": seed,
         }
+        if max_memory is None:
+            # what the device has now, with the model loaded: measured once, so that a plan made in a
+            # decode thread while the model thread holds activations sees the same memory as any other
+            from vidpool.schedule import plan
+
+            max_memory = plan(None, self.model, self.device, max_new_tokens=max_new_tokens).available
         self.plan_options = {
             "num_frames": num_frames,
             "budget_tokens": budget_tokens,
