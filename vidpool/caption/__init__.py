@@ -25,7 +25,6 @@ _WHERE = {
     "Journal": "journal",
     "merge_parts": "journal",
     "read_records": "journal",
-    "prefetch": "prefetch",
     "Summary": "runner",
     "CaptionWorker": "worker",
     "caption_videos": "api",
