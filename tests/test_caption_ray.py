@@ -3,8 +3,6 @@ captions identical (greedy decoding), and a resumed run skipping what is written
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from caption_support import CAPTION_OPTIONS, by_id, lines, video_folder
 from pipeline_support import checkpoint
@@ -78,4 +76,3 @@ def test_resume_on_ray_skips_what_is_written(cluster, setup, tmp_path):
     assert journal.read_text().startswith("".join(text[:4]))
     rows = pq.read_table(out).to_pylist()
     assert sorted(r["id"] for r in rows) == sorted(i.id for i in resolve_inputs([videos]))
-    shutil.rmtree(tmp_path, ignore_errors=True)
