@@ -23,6 +23,7 @@ _MAIN_EPILOG = """examples:
   vidpool chat clip.mp4 "What happens in this video?"
   vidpool plan clip.mp4 --gpu-memory 24GB --frames 64
   vidpool methods
+  vidpool caption videos/ --out captions.jsonl
   vidpool bench fidelity --quick
 """
 _METHODS_EPILOG = "example:\n  vidpool methods\n"
@@ -38,6 +39,18 @@ _CHAT_EPILOG = """example:
 
 Streams one answer to stdout. On a terminal, loading, encoding and prefill show a status line on
 stderr (--quiet turns it off); --show-plan prints the plan to stderr first.
+"""
+_CAPTION_EPILOG = """examples:
+  vidpool caption videos/ more.mp4 list.txt --out captions.jsonl --frames 16 --max-new-tokens 128
+  torchrun --nproc_per_node 4 -m vidpool caption videos/ --out captions.jsonl --engine torchrun
+  vidpool caption videos/ --out captions.parquet --engine ray --ray-address auto
+
+Inputs are video files, folders (searched recursively by video extension) and list files (.txt, .lst,
+.list: one path per line). Each video gets one JSON line in --out: id, path, caption, model, method,
+budget, frames, visual_tokens, output_tokens and timings in seconds, or an error for a video that
+failed (the run goes on). Run the same command again to resume: videos already written are skipped.
+--format parquet (or an --out ending in .parquet) also writes Parquet, from the OUT.jsonl journal.
+Exit status 1 when every video failed.
 """
 _MODELS_EPILOG = """examples:
   vidpool models list
@@ -111,8 +124,9 @@ def _model_name(text: str) -> str:
     return text
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="path of a video file")
+def _add_run_options(p: argparse.ArgumentParser, *, video: bool = True) -> None:
+    if video:
+        p.add_argument("video", help="path of a video file")
     p.add_argument(
         "--model",
         default=None,
@@ -147,6 +161,59 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="answer length, also what the KV cache is planned for (default 256)",
     )
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _add_caption_options(p: argparse.ArgumentParser) -> None:
+    from vidpool.caption.fields import ENGINES, FORMATS
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, folders or list files")
+    p.add_argument("--out", required=True, metavar="FILE", help="output file (resumed when it exists)")
+    p.add_argument("--format", choices=FORMATS, help="jsonl or parquet (default: from --out's suffix)")
+    p.add_argument("--engine", choices=ENGINES, default="local", help="local (default), torchrun or ray")
+    _add_run_options(p, video=False)
+    p.set_defaults(max_new_tokens=128)
+    for action in p._actions:
+        if action.dest == "max_new_tokens":
+            action.help = "caption length in tokens (default 128)"
+    p.add_argument(
+        "--prompt", type=_question, help="what to ask about each video (default: a detailed description)"
+    )
+    p.add_argument(
+        "--temperature", type=_temperature, default=0.0, help="sampling temperature (default 0: greedy)"
+    )
+    p.add_argument("--top-p", type=_top_p, default=1.0, help="nucleus sampling (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    p.add_argument(
+        "--prefetch",
+        type=_non_negative_int,
+        default=2,
+        metavar="N",
+        help="videos decoded ahead of the model (default 2; 0: none)",
+    )
+    p.add_argument(
+        "--decode-workers", type=_positive_int, default=1, metavar="N", help="decoding threads (default 1)"
+    )
+    p.add_argument("--retry-failed", action="store_true", help="caption videos with an error line again")
+    p.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. auto (default: a local one)"
+    )
+    p.add_argument(
+        "--ray-actors", type=_positive_int, metavar="N", help="captioning actors (default: one per GPU)"
+    )
+    p.add_argument(
+        "--ray-batch-size", type=_positive_int, default=4, metavar="N", help="videos per actor call"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _debug_flag(p: argparse.ArgumentParser) -> None:
@@ -196,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
     chat_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
     chat_p.set_defaults(handler=_cmd_chat, parser=chat_p)
 
+    caption_p = sub.add_parser(
+        "caption",
+        help="caption many videos into JSONL or Parquet, resumably",
+        epilog=_CAPTION_EPILOG,
+        formatter_class=raw,
+    )
+    _add_caption_options(caption_p)
+    caption_p.set_defaults(handler=_cmd_caption, parser=caption_p)
+
     models_p = sub.add_parser(
         "models", help="list or build local models", epilog=_MODELS_EPILOG, formatter_class=raw
     )
@@ -218,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_ps, bench_sub = add_bench_parser(sub)
     export_p = _add_export_lmms(bench_sub)
-    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p, *bench_ps, export_p):
+    for p in (methods_p, plan_p, chat_p, caption_p, models_p, list_p, build_p, *bench_ps, export_p):
         _debug_flag(p)
     return parser
 
@@ -383,6 +459,45 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_caption(args: argparse.Namespace) -> int:
+    from vidpool.caption import caption_videos
+
+    model = _model(args)
+    if args.engine == "ray":
+        device = args.device if args.device else ("cuda" if args.gpu_memory is not None else None)
+    elif args.engine == "torchrun":
+        device = args.device  # each rank takes its own GPU
+    else:
+        device = options.check_device(_device(args))
+    worker = {
+        "model": model,
+        **({"prompt": args.prompt} if args.prompt is not None else {}),
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "seed": args.seed,
+        **_run_options(args),
+    }
+    if device is not None:
+        worker["device"] = device
+    summary = caption_videos(
+        args.inputs,
+        args.out,
+        engine=args.engine,
+        format=args.format,
+        prefetch=args.prefetch,
+        decode_workers=args.decode_workers,
+        retry_failed=args.retry_failed,
+        progress=not args.quiet,
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        ray_batch_size=args.ray_batch_size,
+        **worker,
+    )
+    if summary.outputs:  # torchrun: rank 0 speaks for the run
+        print(f"vidpool caption: {summary.line()}; wrote {', '.join(summary.outputs)}", file=sys.stderr)
+    return 1 if summary.failed and not summary.done and not summary.skipped else 0
+
+
 def _cmd_models_list(args: argparse.Namespace) -> int:
     from vidpool.models import list_models
 
@@ -421,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_usage(args)
     try:
         with ExitStack() as scope:
-            if not args.debug and args.handler in (_cmd_chat, _cmd_models_build):
+            if not args.debug and args.handler in (_cmd_chat, _cmd_caption, _cmd_models_build):
                 from vidpool.quiet import quiet_libraries
 
                 # loading bars would interleave with the answer on the terminal
