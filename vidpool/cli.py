@@ -336,9 +336,9 @@ def _add_export_lmms(subparsers: Any) -> argparse.ArgumentParser:
 def _cmd_bench_export_lmms(args: argparse.Namespace) -> int:
     import shlex
 
-    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command, synth_tasks
+    from vidpool.bench.synth import tasks
+    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command
 
-    tasks = synth_tasks()
     families = args.families or list(tasks.FAMILIES)
     unknown = [f for f in families if f not in tasks.FAMILIES]
     if unknown:

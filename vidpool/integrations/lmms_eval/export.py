@@ -23,22 +23,10 @@ from typing import Any
 
 from vidpool.errors import InvalidArgumentError
 
-__all__ = ["DATA_FILE", "export_task", "lmms_eval_command", "synth_tasks"]
+__all__ = ["DATA_FILE", "export_task", "lmms_eval_command"]
 
 DATA_FILE = "items.jsonl"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_")
-
-
-def synth_tasks() -> Any:
-    """``vidpool.bench.synth.tasks`` (items, their videos and prompts), or an error saying what to pass."""
-    try:
-        from vidpool.bench.synth import tasks
-    except ImportError as exc:  # the generator's question module, not an optional dependency
-        raise InvalidArgumentError(
-            "vidpool.bench.synth.tasks is not available in this vidpool; pass write_video= and prompt= "
-            "to export_task for items of your own"
-        ) from exc
-    return tasks
 
 
 def _doc(item: Any, prompt: str, video: str) -> dict[str, Any]:
@@ -107,7 +95,8 @@ def export_task(
     if not name or not set(name) <= _NAME_CHARS:
         raise InvalidArgumentError(f"task name must be lowercase letters, digits and '_', got {name!r}")
     if write_video is None or prompt is None:
-        tasks = synth_tasks()
+        from vidpool.bench.synth import tasks
+
         write_video = write_video or tasks.write_item_mp4
         prompt = prompt or tasks.multiple_choice_prompt
     ids = [str(item.id) for item in items]
