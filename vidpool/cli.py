@@ -1,4 +1,4 @@
-"""The ``vidpool`` command: list methods, plan a run, chat about a video, build models.
+"""The ``vidpool`` command: list methods, plan a run, chat about a video, serve the chat demo, build models.
 
 Exit status: 0 on success, 2 for usage errors (argparse, and option values or combinations that no
 run can take), 1 for failures with a one-line reason on stderr (the traceback only with
@@ -22,6 +22,7 @@ _MAIN_EPILOG = """examples:
   vidpool models build                  # the default model, once, into ~/.cache/vidpool
   vidpool chat clip.mp4 "What happens in this video?"
   vidpool plan clip.mp4 --gpu-memory 24GB --frames 64
+  vidpool demo                          # the Gradio chat on http://127.0.0.1:7860
   vidpool methods
 """
 _METHODS_EPILOG = "example:\n  vidpool methods\n"
@@ -37,6 +38,15 @@ _CHAT_EPILOG = """example:
 
 Streams one answer to stdout. On a terminal, loading, encoding and prefill show a status line on
 stderr (--quiet turns it off); --show-plan prints the plan to stderr first.
+"""
+_DEMO_EPILOG = """examples:
+  vidpool demo
+  vidpool demo --model /models/llava-onevision-qwen2-7b-ov-hf --device cuda --port 8080
+
+Serves a chat about uploaded videos (needs pip install 'vidpool[demo]'), with a panel of what each
+answer did: sampled frames, what compression kept, visual tokens before and after, time per stage and
+the memory plan. Offline: no share link, no analytics; it listens on 127.0.0.1 unless --host says
+otherwise. Uploads are decoded in a child process with a timeout.
 """
 _MODELS_EPILOG = """examples:
   vidpool models list
@@ -102,6 +112,23 @@ def _memory(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _model_name(text: str) -> str:
     from vidpool.models import model_names
 
@@ -145,6 +172,63 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=256,
         metavar="N",
         help="answer length, also what the KV cache is planned for (default 256)",
+    )
+
+
+def _add_demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"checkpoint folder vidpool loads; default: ${MODEL_ENV}, else {DEFAULT_MODEL} (as 'vidpool chat')",
+    )
+    p.add_argument(
+        "--device", type=_device_name, default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--port", type=_port, default=None, help="port (default: 7860, or the next free one)")
+    p.add_argument(
+        "--max-file-size",
+        type=_memory,
+        default="200MB",
+        metavar="SIZE",
+        help="largest upload, e.g. 200MB or 1GiB (default 200MB)",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=_seconds,
+        default=600.0,
+        metavar="S",
+        help="longest video, seconds (default 600)",
+    )
+    p.add_argument(
+        "--decode-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds an upload may take to decode before it is stopped (default 60)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="requests that may wait (default 16)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="requests the model serves at once (default 1)",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="largest frame count offered (default 64)",
     )
 
 
@@ -195,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     chat_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
     chat_p.set_defaults(handler=_cmd_chat, parser=chat_p)
 
+    demo_p = sub.add_parser(
+        "demo", help="serve the Gradio chat demo (offline)", epilog=_DEMO_EPILOG, formatter_class=raw
+    )
+    _add_demo_options(demo_p)
+    demo_p.set_defaults(handler=_cmd_demo, parser=demo_p)
+
     models_p = sub.add_parser(
         "models", help="list or build local models", epilog=_MODELS_EPILOG, formatter_class=raw
     )
@@ -213,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--quiet", action="store_true", help="no progress status line on stderr")
     build_p.set_defaults(handler=_cmd_models_build, parser=build_p)
 
-    for p in (methods_p, plan_p, chat_p, models_p, list_p, build_p):
+    for p in (methods_p, plan_p, chat_p, demo_p, models_p, list_p, build_p):
         _debug_flag(p)
     return parser
 
@@ -316,6 +406,31 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             sys.stdout.write(piece)
             sys.stdout.flush()
     sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vidpool.errors import require
+
+    require("gradio", "demo", "vidpool demo")
+    model = _model(args)
+    device = options.check_device(args.device) if args.device else None
+    from vidpool.demo import DemoConfig, launch
+
+    config = DemoConfig(
+        model=model,
+        device=device,
+        host=args.host,
+        port=args.port,
+        max_file_size=args.max_file_size,
+        max_duration=args.max_duration,
+        decode_timeout=args.decode_timeout,
+        queue_size=args.queue_size,
+        concurrency=args.concurrency,
+        max_frames=args.max_frames,
+    )
+    print(f"vidpool demo: loading {model} ...", file=sys.stderr)
+    launch(config)
     return 0
 
 

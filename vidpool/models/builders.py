@@ -31,6 +31,7 @@ __all__ = [
     "SMOLLM2_PACKAGE",
     "TINY_TEXT",
     "TINY_VISION",
+    "UNTRAINED",
     "VIDEO_TOKEN_ID",
     "VOCAB_SIZE",
     "llava_model",
@@ -118,7 +119,9 @@ def _save_state(module: torch.nn.Module, path: Path) -> None:
     save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
 
 
-def _native(folder: Path, *, encoder_model: str, lm: dict, hidden: int, seed: int) -> None:
+def _native(
+    folder: Path, *, encoder_model: str, lm: dict, hidden: int, seed: int, untrained: list[str]
+) -> None:
     from vidpool.encode import CLIPEncoder
     from vidpool.llm import ModelConfig, build_projector
 
@@ -134,6 +137,7 @@ def _native(folder: Path, *, encoder_model: str, lm: dict, hidden: int, seed: in
         lm=lm,
         compress={"method": "spatial", "params": {"stride": 2}, "position": "before"},
         num_frames=4,
+        untrained=untrained,
     ).save(folder)
 
 
@@ -146,7 +150,14 @@ def build_tiny_native(folder: Path) -> None:
     lm.generation_config.pad_token_id = PAD_TOKEN_ID
     lm.save_pretrained(folder / "lm", safe_serialization=True)
     tiny_tokenizer().save_pretrained(folder / "lm")
-    _native(folder, encoder_model="tiny-clip-32", lm={"path": "lm"}, hidden=TINY_TEXT["hidden_size"], seed=1)
+    _native(
+        folder,
+        encoder_model="tiny-clip-32",
+        lm={"path": "lm"},
+        hidden=TINY_TEXT["hidden_size"],
+        seed=1,
+        untrained=list(UNTRAINED["tiny-native"]),
+    )
 
 
 def build_smollm2_native(folder: Path) -> None:
@@ -170,7 +181,14 @@ def build_smollm2_native(folder: Path) -> None:
         "tokenizer": "tokenizer",
         "config": "lm_config",
     }
-    _native(folder, encoder_model="tiny-clip-48", lm=lm, hidden=hidden, seed=2)
+    _native(
+        folder,
+        encoder_model="tiny-clip-48",
+        lm=lm,
+        hidden=hidden,
+        seed=2,
+        untrained=list(UNTRAINED["smollm2-native"]),
+    )
 
 
 def _save_llava(folder: Path, model) -> None:
@@ -242,4 +260,12 @@ DESCRIPTIONS = {
     "tiny-llava-onevision": "random tiny transformers LLaVA-OneVision (tests)",
     "tiny-llava-next-video": "random tiny transformers LLaVA-NeXT-Video (tests)",
     "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector",
+}
+
+#: the parts of each built model whose weights are random, not trained
+UNTRAINED = {
+    "tiny-native": ("encoder", "projector", "lm"),
+    "tiny-llava-onevision": ("encoder", "projector", "lm"),
+    "tiny-llava-next-video": ("encoder", "projector", "lm"),
+    "smollm2-native": ("encoder", "projector"),
 }
