@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,7 @@ def decode_upload(
     max_side: int = 448,
     max_duration: float | None = None,
     timeout: float = 60.0,
+    job: Callable[..., None] | None = None,
 ) -> DecodedVideo:
     """Sample ``num_frames`` frames (at most ``max_side`` pixels on a side) of ``path`` in a child process.
 
@@ -96,12 +98,15 @@ def decode_upload(
         VideoTooLongError: the video is longer than ``max_duration`` seconds.
         DecodeTimeoutError: the child did not finish within ``timeout`` seconds (it is killed).
         VideoDecodeError: the file is not a video the decoders can read, or the decoder crashed.
+
+    ``job`` replaces the function the child runs (same arguments as ``_decode_job``; tests use it to
+    crash a child on purpose).
     """
     work = tempfile.mkdtemp(prefix="vidpool-decode-")
     out = os.path.join(work, "frames.npz")
     try:
         child = _context().Process(
-            target=_decode_job,
+            target=job or _decode_job,
             args=(os.fspath(path), int(num_frames), int(max_side), max_duration, out),
             daemon=True,
             name="vidpool-decode",
