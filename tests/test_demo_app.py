@@ -7,6 +7,7 @@ against the library itself: the tiny model answers greedily, so the app must giv
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -179,3 +180,5 @@ def test_the_page_uploads_asks_and_shows_what_was_kept(server, videos, tmp_path)
             browser.close()
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    if os.environ.get("VIDPOOL_DEMO_SCREENSHOT"):  # refreshing the README's picture
+        shutil.copyfile(shot, os.environ["VIDPOOL_DEMO_SCREENSHOT"])
