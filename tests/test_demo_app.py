@@ -140,7 +140,7 @@ def test_a_text_file_named_mp4_gives_a_message_and_the_app_keeps_serving(server,
 def test_an_oversized_upload_is_refused(server, tmp_path):
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\0" * (MAX_FILE_SIZE + 1))
-    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+    with pytest.raises(Exception, match=r"(?i)size|large|exceed"):
         _client(server).predict(_message("What happens?", big), FRAMES, api_name="/chat")
 
 
