@@ -112,7 +112,9 @@ def test_two_clients_at_once_see_only_their_own_answers(server, videos):
     results: dict[str, tuple] = {}
 
     def ask(name):
-        results[name] = clients[name].predict(_message("What happens?", videos[name]), FRAMES, api_name="/chat")
+        results[name] = clients[name].predict(
+            _message("What happens?", videos[name]), FRAMES, api_name="/chat"
+        )
 
     threads = [threading.Thread(target=ask, args=(name,)) for name in videos]
     for thread in threads:

@@ -41,7 +41,8 @@ def test_streaming_splits_prefill_from_generation_and_a_follow_up_uses_the_cache
     assert first.done and first.answer == text and {"prefill", "generate"} <= set(first.timings)
     assert first.scores is not None and tuple(first.scores.shape) == (4, *model.grid)
     reference = vidpool.prompt_scores(
-        chat._encoded()["joint"], model.text_embedding("Where is the red square?"),
+        chat._encoded()["joint"],
+        model.text_embedding("Where is the red square?"),
         logit_scale=model.encoder.logit_scale,
     )
     torch.testing.assert_close(first.scores, reference)
