@@ -51,3 +51,25 @@ def test_help_shows_an_example_and_says_it_is_offline(capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "vidpool demo --model" in out and "127.0.0.1" in out and "no share link" in out
+
+
+def test_the_page_says_when_the_vision_side_is_untrained(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from pipeline_support import checkpoint
+
+    from vidpool.demo import model_notice
+    from vidpool.models import untrained_parts
+
+    tiny = checkpoint("tiny-native")
+    assert untrained_parts(tiny) == ("encoder", "projector", "lm")
+    model = SimpleNamespace(name="tiny-native", kind="native", config=SimpleNamespace(untrained=[]))
+    notice = model_notice(model, tiny, "cpu")
+    assert "`tiny-native`" in notice and "its answers do not describe the video" in notice
+    # a checkpoint that declares itself trained, or says nothing, gets no warning
+    (tmp_path / "vidpool.json").write_text(json.dumps({"kind": "native", "untrained": []}))
+    assert untrained_parts(tmp_path) == ()
+    assert "do not describe" not in model_notice(model, tmp_path, "cpu")
+    (tmp_path / "vidpool.json").write_text(json.dumps({"kind": "native", "untrained": ["projector"]}))
+    assert "projector has random" in model_notice(model, tmp_path, "cpu")
