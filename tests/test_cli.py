@@ -217,7 +217,7 @@ def test_plan_for_a_gpu_this_machine_lacks_still_works(video, tiny, capsys):
 
 
 class Recorder:
-    """A loaded VideoLM that records what reaches ``visual_tokens`` and ``generate``."""
+    """A loaded VideoLM that records what reaches ``visual_tokens`` (or ``compress_visual``) and ``generate``."""
 
     def __init__(self, model):
         self._model = model
@@ -227,6 +227,11 @@ class Recorder:
     def visual_tokens(self, features, **kwargs):
         self.visual_calls.append({"frames": int(features.shape[0]), **kwargs})
         return self._model.visual_tokens(features, **kwargs)
+
+    def compress_visual(self, features, **kwargs):
+        # what the pipeline calls to keep the provenance for its trace; the same options arrive
+        self.visual_calls.append({"frames": int(features.shape[0]), **kwargs})
+        return self._model.compress_visual(features, **kwargs)
 
     def generate(self, tokens, prompt, **kwargs):
         self.generate_calls.append({"tokens": int(tokens.shape[0]), "prompt": prompt, **kwargs})

@@ -96,8 +96,12 @@ def test_schedule_reads_no_private_model_attributes():
             assert f".{private}" not in text and f'"{private}"' not in text, f"{path} reaches into {private}"
 
 
+def _pipeline_source() -> str:
+    return "\n".join(p.read_text() for p in sorted((ROOT / "vidpool" / "pipeline").glob("*.py")))
+
+
 def test_pipeline_types_its_model_with_the_protocol():
-    text = (ROOT / "vidpool" / "pipeline.py").read_text()
+    text = _pipeline_source()
     assert "model: Any" not in text and "model: VideoModel" in text
 
 
@@ -146,5 +150,5 @@ def test_feature_cache_keys_come_from_the_protocol():
     assert first.encoder_identity == second.encoder_identity == str(first.encoder.identity)
     llava = loaded("tiny-llava-next-video")
     assert llava.encoder_identity == llava.encoder_identity and str(id(llava)) in llava.encoder_identity
-    text = (ROOT / "vidpool" / "pipeline.py").read_text()
+    text = _pipeline_source()
     assert ".encoder_identity" in text and '"encoder"' not in text

@@ -1,4 +1,5 @@
-"""The ``vidpool`` command: list methods, plan a run, chat about a video, build models, run benchmarks.
+"""The ``vidpool`` command: list methods, plan a run, chat about a video, serve the chat demo, caption
+videos in batches, build models, run benchmarks.
 
 Exit status: 0 on success, 2 for usage errors (argparse, and option values or combinations that no
 run can take), 1 for failures with a one-line reason on stderr (the traceback only with
@@ -22,6 +23,7 @@ _MAIN_EPILOG = """examples:
   vidpool models build                  # the default model, once, into ~/.cache/vidpool
   vidpool chat clip.mp4 "What happens in this video?"
   vidpool plan clip.mp4 --gpu-memory 24GB --frames 64
+  vidpool demo                          # the Gradio chat on http://127.0.0.1:7860
   vidpool methods
   vidpool caption videos/ --out captions.jsonl
   vidpool bench fidelity --quick
@@ -51,6 +53,15 @@ budget, frames, visual_tokens, output_tokens and timings in seconds, or an error
 failed (the run goes on). Run the same command again to resume: videos already written are skipped.
 --format parquet (or an --out ending in .parquet) also writes Parquet, from the OUT.jsonl journal.
 Exit status 1 when every video failed.
+"""
+_DEMO_EPILOG = """examples:
+  vidpool demo
+  vidpool demo --model /models/llava-onevision-qwen2-7b-ov-hf --device cuda --port 8080
+
+Serves a chat about uploaded videos (needs pip install 'vidpool[demo]'), with a panel of what each
+answer did: sampled frames, what compression kept, visual tokens before and after, time per stage and
+the memory plan. Offline: no share link, no analytics; it listens on 127.0.0.1 unless --host says
+otherwise. Uploads are decoded in a child process with a timeout.
 """
 _MODELS_EPILOG = """examples:
   vidpool models list
@@ -114,6 +125,23 @@ def _memory(text: str) -> int:
         return parse_bytes(text)
     except (InvalidArgumentError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _model_name(text: str) -> str:
@@ -216,6 +244,63 @@ def _add_caption_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_demo_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"checkpoint folder vidpool loads; default: ${MODEL_ENV}, else {DEFAULT_MODEL} (as 'vidpool chat')",
+    )
+    p.add_argument(
+        "--device", type=_device_name, default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)"
+    )
+    p.add_argument("--port", type=_port, default=None, help="port (default: 7860, or the next free one)")
+    p.add_argument(
+        "--max-file-size",
+        type=_memory,
+        default="200MB",
+        metavar="SIZE",
+        help="largest upload, e.g. 200MB or 1GiB (default 200MB)",
+    )
+    p.add_argument(
+        "--max-duration",
+        type=_seconds,
+        default=600.0,
+        metavar="S",
+        help="longest video, seconds (default 600)",
+    )
+    p.add_argument(
+        "--decode-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="S",
+        help="seconds an upload may take to decode before it is stopped (default 60)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="requests that may wait (default 16)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="requests the model serves at once (default 1)",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="largest frame count offered (default 64)",
+    )
+
+
 def _debug_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
@@ -272,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_caption_options(caption_p)
     caption_p.set_defaults(handler=_cmd_caption, parser=caption_p)
 
+    demo_p = sub.add_parser(
+        "demo", help="serve the Gradio chat demo (offline)", epilog=_DEMO_EPILOG, formatter_class=raw
+    )
+    _add_demo_options(demo_p)
+    demo_p.set_defaults(handler=_cmd_demo, parser=demo_p)
+
     models_p = sub.add_parser(
         "models", help="list or build local models", epilog=_MODELS_EPILOG, formatter_class=raw
     )
@@ -294,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_ps, bench_sub = add_bench_parser(sub)
     export_p = _add_export_lmms(bench_sub)
-    for p in (methods_p, plan_p, chat_p, caption_p, models_p, list_p, build_p, *bench_ps, export_p):
+    for p in (methods_p, plan_p, chat_p, caption_p, demo_p, models_p, list_p, build_p, *bench_ps, export_p):
         _debug_flag(p)
     return parser
 
@@ -496,6 +587,31 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     if summary.outputs:  # torchrun: rank 0 speaks for the run
         print(f"vidpool caption: {summary.line()}; wrote {', '.join(summary.outputs)}", file=sys.stderr)
     return 1 if summary.failed and not summary.done and not summary.skipped else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vidpool.errors import require
+
+    require("gradio", "demo", "vidpool demo")
+    model = _model(args)
+    device = options.check_device(args.device) if args.device else None
+    from vidpool.demo import DemoConfig, launch
+
+    config = DemoConfig(
+        model=model,
+        device=device,
+        host=args.host,
+        port=args.port,
+        max_file_size=args.max_file_size,
+        max_duration=args.max_duration,
+        decode_timeout=args.decode_timeout,
+        queue_size=args.queue_size,
+        concurrency=args.concurrency,
+        max_frames=args.max_frames,
+    )
+    print(f"vidpool demo: loading {model} ...", file=sys.stderr)
+    launch(config)
+    return 0
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:

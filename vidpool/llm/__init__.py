@@ -15,7 +15,7 @@ checkpoints (:mod:`vidpool.integrations.transformers_llava`). Kinds are register
 
 from __future__ import annotations
 
-from vidpool.llm.base import VideoLM
+from vidpool.llm.base import VideoLM, VisualTokens
 from vidpool.llm.config import CONFIG_NAME, ModelConfig
 from vidpool.llm.kinds import ModelKind, get_kind, list_kinds, register_kind
 from vidpool.llm.loading import LoadOptions, detect_kind, load_model
@@ -30,6 +30,7 @@ __all__ = [
     "ModelKind",
     "VideoLM",
     "VideoModel",
+    "VisualTokens",
     "build_messages",
     "build_projector",
     "describe_frames",

@@ -8,6 +8,7 @@ What the planner and the pipeline use of a model is :class:`vidpool.llm.protocol
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,9 +27,17 @@ from vidpool.llm.prompt import (
 )
 
 if TYPE_CHECKING:
+    from vidpool.compression import Compressed
     from vidpool.encode.encoder import EncodedFrames
 
-__all__ = ["QUESTION_TOKENS", "VideoLM", "as_frames_tensor", "lm_spec_of", "module_param_bytes"]
+__all__ = [
+    "QUESTION_TOKENS",
+    "VideoLM",
+    "VisualTokens",
+    "as_frames_tensor",
+    "lm_spec_of",
+    "module_param_bytes",
+]
 
 #: tokens set aside for the question when a prompt is sized before the question is known
 QUESTION_TOKENS = 32
@@ -80,6 +89,22 @@ def as_frames_tensor(frames: Any) -> torch.Tensor:
         shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
         raise InvalidArgumentError(f"frames must be uint8 [T, H, W, 3], got {shape}")
     return frames
+
+
+@dataclass
+class VisualTokens:
+    """What :meth:`VideoLM.compress_visual` made: the tokens and how they came about.
+
+    Attributes:
+        tokens: ``[N, hidden]`` tokens in the LM's embedding space (what :meth:`VideoLM.visual_tokens` returns).
+        compressed: the compression result over the ``[T, h, w]`` patch grid (``assign``/``weight`` say which
+            patches fed which token); its ``tokens`` are pre-projection when the model compresses first.
+        scores: ``[T, h, w]`` prompt relevance the method used, or ``None`` when it used none.
+    """
+
+    tokens: torch.Tensor
+    compressed: Compressed
+    scores: torch.Tensor | None = None
 
 
 class VideoLM:
@@ -231,24 +256,42 @@ class VideoLM:
         Returns:
             ``[N, hidden]`` tokens in the LM's embedding space, ``N == num_visual_tokens(T, ...)``.
         """
+        return self.compress_visual(
+            features, prompt=prompt, budget=budget, method=method, scores=scores, joint=joint, **params
+        ).tokens
+
+    def compress_visual(
+        self,
+        features: torch.Tensor,
+        *,
+        prompt: str | None = None,
+        budget: int | None = None,
+        method: str | None = None,
+        scores: torch.Tensor | None = None,
+        joint: torch.Tensor | None = None,
+        **params: Any,
+    ) -> VisualTokens:
+        """:meth:`visual_tokens` with its provenance: the ``Compressed`` result and the prompt scores used."""
         from vidpool.compression import compress, get_method
 
         if features.dim() != 4:
             raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")
         method, budget, params = self._method(method, budget, params)
-        if get_method(method).uses_scores and scores is None and prompt is not None:
+        uses_scores = bool(get_method(method).uses_scores)
+        if uses_scores and scores is None and prompt is not None:
             scores = self._prompt_scores(features, prompt, joint=joint)
         extra = {"scores": scores} if scores is not None else {}
         with torch.inference_mode():
             if self.config.position == "before":
-                pooled = compress(features, method, budget=budget, **extra, **params).tokens
-                tokens = self._project(pooled)
+                result = compress(features, method, budget=budget, **extra, **params)
+                tokens = self._project(result.tokens)
             else:
-                tokens = compress(self._project(features), method, budget=budget, **extra, **params).tokens
+                result = compress(self._project(features), method, budget=budget, **extra, **params)
+                tokens = result.tokens
             suffix = self.video_suffix()
             if suffix is not None:
                 tokens = torch.cat([tokens, suffix.to(device=tokens.device, dtype=tokens.dtype)])
-            return tokens
+        return VisualTokens(tokens, result, scores if uses_scores else None)
 
     def build_inputs_embeds(
         self,

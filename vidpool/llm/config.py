@@ -45,6 +45,9 @@ class ModelConfig:
         num_frames: frames to sample by default.
         budget: default visual-token budget (``None``: the method's own count).
         system_prompt: optional system message; ``None`` keeps the chat template's default.
+        untrained: parts whose weights are random rather than trained (``"encoder"``, ``"projector"``,
+            ``"lm"``), so that a surface can say that the answers do not describe the video; empty when
+            all are trained or nothing is said.
     """
 
     kind: str = "native"
@@ -56,6 +59,7 @@ class ModelConfig:
     num_frames: int = 8
     budget: int | None = None
     system_prompt: str | None = None
+    untrained: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         merged = _default_compress()

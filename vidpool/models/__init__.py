@@ -18,6 +18,7 @@ from vidpool.models.store import (
     list_models,
     model_dir,
     model_names,
+    untrained_parts,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "list_models",
     "model_dir",
     "model_names",
+    "untrained_parts",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "SYNTH_NOTICE",
     "TINY_TEXT",
     "TINY_VISION",
+    "UNTRAINED",
     "VIDEO_TOKEN_ID",
     "VOCAB_SIZE",
     "llava_model",
@@ -135,10 +136,11 @@ def _native(
     seed: int,
     encoder_weights: Path | None = None,
     projector_weights: Path | None = None,
+    untrained: list[str] | None = None,
     **config,
 ) -> None:
     """Write a native checkpoint: the encoder's weights (random unless ``encoder_weights``), a projector
-    (random unless ``projector_weights``) and ``vidpool.json``; ``config`` overrides ModelConfig fields."""
+    (random unless ``projector_weights``) and ``vidpool.json``; ``config`` overrides ModelConfig fields; ``untrained`` names the parts left with random weights."""
     import shutil
 
     from vidpool.encode import CLIPEncoder
@@ -166,6 +168,7 @@ def _native(
         vision_width=encoder.width,
         lm=lm,
         **fields,
+        untrained=list(untrained or []),
     ).save(folder)
 
 
@@ -178,7 +181,14 @@ def build_tiny_native(folder: Path) -> None:
     lm.generation_config.pad_token_id = PAD_TOKEN_ID
     lm.save_pretrained(folder / "lm", safe_serialization=True)
     tiny_tokenizer().save_pretrained(folder / "lm")
-    _native(folder, encoder_model="tiny-clip-32", lm={"path": "lm"}, hidden=TINY_TEXT["hidden_size"], seed=1)
+    _native(
+        folder,
+        encoder_model="tiny-clip-32",
+        lm={"path": "lm"},
+        hidden=TINY_TEXT["hidden_size"],
+        seed=1,
+        untrained=list(UNTRAINED["tiny-native"]),
+    )
 
 
 def _smollm2_lm(folder: Path) -> tuple[dict, int]:
@@ -208,7 +218,14 @@ def _smollm2_lm(folder: Path) -> tuple[dict, int]:
 
 def build_smollm2_native(folder: Path) -> None:
     lm, hidden = _smollm2_lm(folder)
-    _native(folder, encoder_model="tiny-clip-48", lm=lm, hidden=hidden, seed=2)
+    _native(
+        folder,
+        encoder_model="tiny-clip-48",
+        lm=lm,
+        hidden=hidden,
+        seed=2,
+        untrained=list(UNTRAINED["smollm2-native"]),
+    )
 
 
 # What the vidpool-synth model says about itself wherever it is the default.
@@ -329,4 +346,13 @@ DESCRIPTIONS = {
     "tiny-llava-next-video": "random tiny transformers LLaVA-NeXT-Video (tests)",
     "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector",
     "vidpool-synth": "real SmolLM2-135M-Instruct + CLIP and projector trained on the synthetic shapes world",
+}
+
+#: the parts of each built model whose weights are random, not trained
+UNTRAINED = {
+    "tiny-native": ("encoder", "projector", "lm"),
+    "tiny-llava-onevision": ("encoder", "projector", "lm"),
+    "tiny-llava-next-video": ("encoder", "projector", "lm"),
+    "smollm2-native": ("encoder", "projector"),
+    "vidpool-synth": (),
 }

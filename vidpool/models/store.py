@@ -29,6 +29,7 @@ __all__ = [
     "list_models",
     "model_dir",
     "model_names",
+    "untrained_parts",
 ]
 
 DEFAULT_MODEL = "smollm2-native"
@@ -151,3 +152,23 @@ def default_model() -> Path:
         f"no model given and the default model {DEFAULT_MODEL} is not built in {model_dir(DEFAULT_MODEL)}: "
         f"run {steps}; or pass a checkpoint folder (--model, model=) or set ${MODEL_ENV}"
     )
+
+
+def untrained_parts(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The parts (``"encoder"``, ``"projector"``, ``"lm"``) of the checkpoint in ``folder`` whose weights
+    are random: its ``vidpool.json``'s ``untrained`` list, else what the builder of a model built here
+    knows (its ``.built`` stamp names it), else none. Reads two small JSON files, no weights."""
+    from vidpool.models.builders import UNTRAINED
+
+    folder = Path(folder)
+    try:
+        declared = json.loads((folder / "vidpool.json").read_text()).get("untrained")
+    except (OSError, ValueError, AttributeError):
+        declared = None
+    if declared:
+        return tuple(str(part) for part in declared)
+    try:
+        name = json.loads((folder / STAMP).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(UNTRAINED.get(name, ()))

@@ -1,0 +1,134 @@
+"""The demo's pictures of what was kept, its chat-history bookkeeping and its isolated decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vidpool
+from vidpool.compression import Compressed
+from vidpool.demo.pictures import heat_colors, kept_picture, overlay, patch_weights, pick_frames, token_colors
+from vidpool.demo.sessions import model_turns
+
+
+def _known() -> Compressed:
+    """Two frames of a 2x2 grid: frame 0 averaged into token 0, frame 1 keeps one patch (token 1)."""
+    assign = torch.tensor([[[0, 0], [0, 0]], [[1, -1], [-1, -1]]])
+    weight = torch.tensor([[[0.25, 0.25], [0.25, 0.25]], [[1.0, 0.0], [0.0, 0.0]]])
+    return Compressed(torch.zeros(2, 8), assign, weight, "test", input_shape=(2, 2, 2))
+
+
+def test_patch_weights_are_the_weights_with_dropped_patches_zero():
+    result = _known()
+    result.weight[1, 0, 1] = 0.7  # a weight on a dropped position must not show
+    weights = patch_weights(result)
+    assert weights.shape == (2, 2, 2) and weights.dtype == np.float32
+    np.testing.assert_array_equal(weights[0], np.full((2, 2), 0.25))
+    np.testing.assert_array_equal(weights[1], [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_patch_weights_of_a_real_method_sum_to_one_per_token():
+    features = torch.randn(4, 6, 6, 8)
+    result = vidpool.compress(features, "spatial", stride=2)
+    weights = patch_weights(result)
+    assign = result.assign.numpy()
+    for token in range(result.num_tokens):
+        assert weights[assign == token].sum() == pytest.approx(1.0)
+
+
+def test_heat_colors_run_dark_to_light_and_clip():
+    colors = heat_colors(np.array([-1.0, 0.0, 0.5, 1.0, 2.0]))
+    assert colors.shape == (5, 3) and colors.dtype == np.uint8
+    lightness = colors.astype(int).sum(-1)
+    assert lightness[0] == lightness[1] < lightness[2] < lightness[3] == lightness[4]
+
+
+def test_token_colors_tell_tokens_apart_and_grey_out_dropped_patches():
+    colors = token_colors(np.array([[0, 0, 1], [2, -1, -1]]))
+    assert (colors[0, 0] == colors[0, 1]).all()
+    assert not (colors[0, 0] == colors[0, 2]).all() and not (colors[0, 2] == colors[1, 0]).all()
+    assert (colors[1, 1] == 70).all() and (colors[1, 2] == 70).all()
+
+
+def test_overlay_stretches_each_patch_over_its_pixels():
+    frame = np.zeros((4, 6, 3), dtype=np.uint8)
+    colors = np.array([[[200, 0, 0], [0, 200, 0]]], dtype=np.uint8)  # 1 x 2 patches
+    out = overlay(frame, colors, alpha=0.5)
+    assert out.shape == (4, 6, 3)
+    assert (out[:, :3] == [100, 0, 0]).all() and (out[:, 3:] == [0, 100, 0]).all()
+
+
+def test_kept_picture_has_a_tile_per_frame_and_a_row_per_map():
+    result = _known()
+    frames = np.full((2, 30, 40, 3), 128, dtype=np.uint8)
+    picture = kept_picture(frames, result, tile_height=30)
+    tile_width = 40
+    assert picture.shape == (2 * 30 + 2, 2 * tile_width + 2, 3)
+    # frame 1: its kept patch (top left) is the lightest, the dropped ones the darkest
+    top_row = picture[:30, tile_width + 2 :].astype(int).sum(-1)
+    assert top_row[:15, :20].min() > top_row[15:, 20:].max()
+    scores = torch.rand(2, 2, 2)
+    assert kept_picture(frames, result, scores, tile_height=30).shape[0] == 3 * 30 + 4
+
+
+def test_kept_picture_refuses_frames_that_do_not_match():
+    with pytest.raises(ValueError, match="3 frames for a compression of 2"):
+        kept_picture(np.zeros((3, 8, 8, 3), dtype=np.uint8), _known())
+
+
+def test_pick_frames_finds_the_nearest_decoded_frame():
+    assert pick_frames([0.26, 1.9], [0.25, 0.75, 1.25, 1.75]) == [0, 3]
+
+
+def test_model_turns_keep_the_model_answers_since_the_last_video():
+    answers = {("q1", "a1"), ("q2", "a2"), ("q3", "a3")}
+    history = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/a.mp4"}}]},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": [{"path": "/tmp/b.mp4"}, "q2"]},  # a new video with its question
+        {"role": "assistant", "content": [{"type": "text", "text": "a2"}]},
+        {"role": "user", "content": "q9"},
+        {"role": "assistant", "content": "Could not answer: out of memory"},  # the demo's own message
+        {"role": "user", "content": "q3"},
+        {"role": "assistant", "content": "a3"},
+    ]
+    assert model_turns(history, answers) == [("q2", "a2"), ("q3", "a3")]
+    assert model_turns(history[:3], set()) == []
+
+
+def test_an_upload_that_hangs_is_stopped_and_the_caller_told(tmp_path):
+    from vidpool.demo.decode import decode_upload
+    from vidpool.errors import DecodeTimeoutError
+    from vidpool.video import make_test_video
+
+    video = make_test_video(tmp_path / "v.mp4", num_frames=8)
+    with pytest.raises(DecodeTimeoutError, match=r"longer than 0\.001 s"):
+        decode_upload(video, 4, timeout=0.001)
+
+
+def test_decoded_frames_are_the_readers_frames(tmp_path):
+    from vidpool.demo.decode import decode_upload
+    from vidpool.video import VideoReader, make_test_video
+
+    video = make_test_video(tmp_path / "v.mp4", num_frames=30, size=(160, 120))
+    decoded = decode_upload(video, 5, timeout=300)
+    with VideoReader(video, max_side=448) as reader:
+        reference = reader.sample(5)
+    np.testing.assert_array_equal(decoded.frames, reference.frames.numpy())
+    np.testing.assert_allclose(decoded.timestamps, reference.timestamps.numpy())
+    assert (decoded.width, decoded.height) == (160, 120)
+
+
+def test_a_decoder_crash_ends_only_its_child_process(tmp_path):
+    from demo_support import crashing_decoder
+
+    from vidpool.demo.decode import decode_upload
+    from vidpool.errors import VideoDecodeError
+    from vidpool.video import make_test_video
+
+    video = make_test_video(tmp_path / "v.mp4", num_frames=8)
+    with pytest.raises(VideoDecodeError, match="crashed on this file"):
+        decode_upload(video, 4, timeout=300, job=crashing_decoder)
+    assert decode_upload(video, 4, timeout=300).frames.shape[0] == 4  # this process goes on decoding
