@@ -35,7 +35,6 @@ from vidpool.bench.synth.tasks import (  # noqa: E402
     multiple_choice_prompt,
     render_item,
 )
-
 from vidpool.errors import BudgetError  # noqa: E402
 from vidpool.models.builders import SYNTH_DIR, build_vidpool_synth  # noqa: E402
 
