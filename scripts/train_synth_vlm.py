@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from train_synth_clip import lr_at  # noqa: E402  (the same warm-up + cosine schedule)
 
 from vidpool.bench.synth.tasks import (  # noqa: E402
     FAMILIES,
@@ -52,13 +53,6 @@ FAMILY_WEIGHTS = {
 BUDGET_CHOICES = (8, 16, 16, 32, 32, 64, 64, 128)
 EVAL_SEED = 900_000
 FPS = 8.0
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def sample_frames(frames: np.ndarray, count: int) -> tuple[np.ndarray, list[float]]:

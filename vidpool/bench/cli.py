@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+# Option types shared with the other sub-commands: one rule and one message for each.
+from vidpool.cli import _checked, _method, _positive_int
+from vidpool.options import check_device
+
 __all__ = ["add_bench_parser", "settings_from_args"]
 
 _BENCH_EPILOG = """example:
@@ -26,16 +30,6 @@ frames), table.txt and accuracy_<family>.png into --out, and prints the table. T
 synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/train_synth_clip.py);
 --weights random runs an untrained one, to try the benchmark itself.
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -61,14 +55,6 @@ def _list_of(convert: Callable[[str], Any]) -> Callable[[str], tuple]:
     return parse
 
 
-def _method(text: str) -> str:
-    from vidpool.compression import list_methods
-
-    if text not in list_methods():
-        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(list_methods())}")
-    return text
-
-
 def _family(text: str) -> str:
     from vidpool.bench.synth.tasks import FAMILIES
 
@@ -77,14 +63,8 @@ def _family(text: str) -> str:
     return text
 
 
-def _device(text: str) -> str:
-    from vidpool.errors import InvalidArgumentError
-    from vidpool.options import check_device
-
-    try:
-        return check_device(text)
-    except InvalidArgumentError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+# The device must be present here: the run starts right after parsing.
+_device = _checked(str, check_device)
 
 
 def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
