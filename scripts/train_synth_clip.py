@@ -3,7 +3,7 @@
     python scripts/train_synth_clip.py                      # resumes from --work-dir if it holds a state
     python scripts/train_synth_clip.py --steps 3000 --batch 128
 
-The config (``vidpool/models/synth/vidpool-synth-clip.json``, also ``checkpoints/vidpool-synth/``) is registered with
+The config (``checkpoints/vidpool-synth/vidpool-synth-clip.json``, in the package as ``vidpool/models/synth/``) is registered with
 ``open_clip.add_model_config`` and built by ``open_clip.create_model``; the text side uses open_clip's
 bundled BPE tokenizer, so nothing is downloaded. Training uses one torch thread, saves a resumable state
 every ``--save-every`` steps, logs JSON lines, scores zero-shot colour and shape accuracy on held-out
@@ -33,7 +33,7 @@ from vidpool.bench.synth.zeroshot import zero_shot_accuracy  # noqa: E402
 from vidpool.encode.config import encoder_spec, load_config  # noqa: E402
 from vidpool.encode.preprocess import preprocess_frames  # noqa: E402
 
-OUT = ROOT / "vidpool" / "models" / "synth"  # also reachable as checkpoints/vidpool-synth
+OUT = ROOT / "checkpoints" / "vidpool-synth"  # the package reaches it as vidpool/models/synth (a link)
 CONFIG = OUT / "vidpool-synth-clip.json"
 SIDES = (64, 64, 96, 128)
 
