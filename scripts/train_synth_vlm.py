@@ -52,6 +52,21 @@ FAMILY_WEIGHTS = {
 }
 BUDGET_CHOICES = (8, 16, 16, 32, 32, 64, 64, 128)
 EVAL_SEED = 900_000
+# Other wordings of the static questions, so that a person's own phrasing reaches the same answer.
+COLOUR_WORDINGS = (
+    "What colour is the shape?",
+    "What color is the shape?",
+    "What colour is the object?",
+    "Which colour is the shape in the video?",
+    "What is the colour of the shape?",
+)
+SHAPE_WORDINGS = (
+    "What shape is it?",
+    "What shape is the object?",
+    "Which shape is shown?",
+    "What shape do you see?",
+    "What is the shape in the video?",
+)
 FPS = 8.0
 
 
@@ -62,19 +77,34 @@ def sample_frames(frames: np.ndarray, count: int) -> tuple[np.ndarray, list[floa
     return frames[idx], [float(i) / FPS for i in idx]
 
 
-def draw_item(rng: np.random.Generator, seed: int, frames: int):
-    family = str(rng.choice(list(FAMILY_WEIGHTS), p=list(FAMILY_WEIGHTS.values())))
+def family_weights(static: float) -> dict[str, float]:
+    """``FAMILY_WEIGHTS`` with static questions at ``static`` and the other families scaled to the rest."""
+    others = {k: v for k, v in FAMILY_WEIGHTS.items() if k != "static"}
+    scale = (1.0 - static) / sum(others.values())
+    return {"static": static, **{k: v * scale for k, v in others.items()}}
+
+
+def draw_item(rng: np.random.Generator, seed: int, frames: int, weights: dict[str, float]):
+    family = str(rng.choice(list(weights), p=list(weights.values())))
     item = make_items(family, 1, seed=seed)[0]
     clip, stamps = sample_frames(render_item(item), frames)
     return item, clip, stamps
 
 
-def sample_loss(model, item, clip, stamps, method: str, budget: int, mc: bool) -> torch.Tensor:
+def reworded(item, rng: np.random.Generator) -> str:
+    """The item's question, or for half the static ones another wording of it."""
+    if item.family != "static" or rng.random() < 0.5:
+        return item.question
+    wordings = COLOUR_WORDINGS if item.question.startswith("What colour") else SHAPE_WORDINGS
+    return str(rng.choice(wordings))
+
+
+def sample_loss(model, item, question, clip, stamps, method: str, budget: int, mc: bool) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
     from vidpool.compression import compress, get_method
     from vidpool.llm.prompt import splice_embeddings, tokenize_around_marker
 
-    question = multiple_choice_prompt(item) if mc else item.question
+    question = multiple_choice_prompt(item) if mc else question
     target = LETTERS[item.answer] if mc else item.options[item.answer]
     uses_scores = get_method(method).uses_scores
     with torch.no_grad():
@@ -141,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=15)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--static-weight", type=float, default=FAMILY_WEIGHTS["static"], help="share of static questions"
+    )
     parser.add_argument("--save-every", type=int, default=5)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--eval-count", type=int, default=24)
@@ -180,12 +213,19 @@ def main(argv: list[str] | None = None) -> int:
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
         print(f"resumed at step {step}", flush=True)
+        if log_path.is_file():  # steps after the saved state are run again: drop their old records
+            kept = [
+                r for r in log_path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step
+            ]
+            log_path.write_text("".join(r + "\n" for r in kept))
 
     def log(record: dict) -> None:
         print(json.dumps(record), flush=True)
         with log_path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
 
+    weights = family_weights(args.static_weight)
+    log({"step": step, "start": {k: str(v) for k, v in vars(args).items()}})
     methods = vidpool.list_methods()
     while step < args.steps:
         started = time.perf_counter()
@@ -195,17 +235,18 @@ def main(argv: list[str] | None = None) -> int:
         total, families = 0.0, []
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
-            item, clip, stamps = draw_item(rng, seed=step * args.accum + k + 1, frames=args.frames)
+            item, clip, stamps = draw_item(rng, step * args.accum + k + 1, args.frames, weights)
             mc = bool(rng.random() < 0.5)
+            question = item.question if mc else reworded(item, rng)
             while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
                 method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
                 try:
-                    loss = sample_loss(model, item, clip, stamps, method, budget, mc)
+                    loss = sample_loss(model, item, question, clip, stamps, method, budget, mc)
                     break
                 except BudgetError:
                     continue
             (loss / args.accum).backward()
-            total += float(loss)
+            total += float(loss.detach())
             families.append(item.family)
         torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
         opt.step()
@@ -226,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             log({"step": step, "eval": evaluate(model, args.frames, args.eval_count)})
 
     final = evaluate(model, args.frames, args.eval_count)
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
     save_file(weights, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
@@ -239,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "seed": args.seed,
         "budgets": list(BUDGET_CHOICES),
-        "family_weights": FAMILY_WEIGHTS,
+        "family_weights": weights,
+        "stages": [r["start"] for r in rows if "start" in r],
         "families": list(FAMILIES),
         "final_eval": final,
     }
