@@ -60,6 +60,7 @@ COLOUR_WORDINGS = (
     "Which colour is the shape in the video?",
     "What is the colour of the shape?",
 )
+DESCRIBE_WORDINGS = ("Describe the video.", "What is in the video?", "What do you see?")
 SHAPE_WORDINGS = (
     "What shape is it?",
     "What shape is the object?",
@@ -86,26 +87,39 @@ def family_weights(static: float) -> dict[str, float]:
 
 def draw_item(rng: np.random.Generator, seed: int, frames: int, weights: dict[str, float]):
     family = str(rng.choice(list(weights), p=list(weights.values())))
-    item = make_items(family, 1, seed=seed)[0]
+    # items alternate within a family (static: colour, then shape; direction: a clip, then reversed)
+    item = make_items(family, 2, seed=seed)[int(rng.integers(2))]
     clip, stamps = sample_frames(render_item(item), frames)
     return item, clip, stamps
 
 
-def reworded(item, rng: np.random.Generator) -> str:
-    """The item's question, or for half the static ones another wording of it."""
-    if item.family != "static" or rng.random() < 0.5:
-        return item.question
-    wordings = COLOUR_WORDINGS if item.question.startswith("What colour") else SHAPE_WORDINGS
-    return str(rng.choice(wordings))
+def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, str]:
+    """What to ask about ``item`` and the answer to learn.
+
+    Multiple choice: the lettered prompt and the letter. Free-form: the question and the option's
+    words; a static video is asked, in equal shares, for a caption ("A red circle."), its shape or its
+    colour, each in one of several wordings (shape is the harder half, so it gets a question of its own
+    whichever the item asks).
+    """
+    if mc:
+        return multiple_choice_prompt(item), LETTERS[item.answer]
+    if item.family != "static":
+        return item.question, item.options[item.answer]
+    main = next(o for o in item.scene.objects if o.role == "main")
+    colour, shape = main.colour_at(0), main.shape
+    pick = rng.random()
+    if pick < 1 / 3:
+        return str(rng.choice(DESCRIBE_WORDINGS)), f"A {colour} {shape}."
+    if pick < 2 / 3:
+        return str(rng.choice([f"What shape is the {colour} object?", *SHAPE_WORDINGS])), shape
+    return str(rng.choice(["What colour is the large shape?", *COLOUR_WORDINGS])), colour
 
 
-def sample_loss(model, item, question, clip, stamps, method: str, budget: int, mc: bool) -> torch.Tensor:
+def sample_loss(model, question, target, clip, stamps, method: str, budget: int) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
     from vidpool.compression import compress, get_method
     from vidpool.llm.prompt import splice_embeddings, tokenize_around_marker
 
-    question = multiple_choice_prompt(item) if mc else question
-    target = LETTERS[item.answer] if mc else item.options[item.answer]
     uses_scores = get_method(method).uses_scores
     with torch.no_grad():
         encoded = model.encode(torch.from_numpy(clip), joint=uses_scores)
@@ -126,7 +140,7 @@ def sample_loss(model, item, question, clip, stamps, method: str, budget: int, m
 
 def evaluate(model, frames: int, count: int) -> dict[str, float]:
     """Greedy free-form accuracy on held-out static items with the model's default compression."""
-    correct = 0
+    correct = {"colour": [], "shape": []}
     items = make_items("static", count, seed=EVAL_SEED)
     model.projector.eval()
     for item in items:
@@ -135,9 +149,15 @@ def evaluate(model, frames: int, count: int) -> dict[str, float]:
             encoded = model.encode(torch.from_numpy(clip))
             tokens = model.visual_tokens(encoded.patches)
             text = model.generate(tokens, item.question, timestamps=stamps, max_new_tokens=6)
-        correct += item.options[item.answer].lower() in str(text).lower()
+        kind = "colour" if item.question.startswith("What colour") else "shape"
+        correct[kind].append(item.options[item.answer].lower() in str(text).lower())
     model.projector.train()
-    return {"static_freeform": round(correct / count, 4), "n": count}
+    both = correct["colour"] + correct["shape"]
+    return {
+        "static_freeform": round(float(np.mean(both)), 4),
+        **{kind: round(float(np.mean(v)), 4) for kind, v in correct.items() if v},
+        "n": count,
+    }
 
 
 def plot_losses(log_path: Path, out: Path) -> None:
@@ -236,12 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
             item, clip, stamps = draw_item(rng, step * args.accum + k + 1, args.frames, weights)
-            mc = bool(rng.random() < 0.5)
-            question = item.question if mc else reworded(item, rng)
+            question, target = question_and_answer(item, rng, mc=bool(rng.random() < 0.4))
             while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
                 method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
                 try:
-                    loss = sample_loss(model, item, question, clip, stamps, method, budget, mc)
+                    loss = sample_loss(model, question, target, clip, stamps, method, budget)
                     break
                 except BudgetError:
                     continue
