@@ -212,3 +212,11 @@ def test_the_built_default_model_says_what_it_is_and_is_trained():
     assert config["notice"] == builders.SYNTH_NOTICE and config["untrained"] == []
     assert model_notice_line(folder) == builders.SYNTH_NOTICE and untrained_parts(folder) == ()
     assert is_built("vidpool-synth", folder.parent)
+
+
+def test_models_build_without_a_name_builds_the_default_model(cache, monkeypatch, capsys):
+    built = []
+    monkeypatch.setitem(builders.BUILDERS, "vidpool-synth", lambda folder: built.append(folder.name))
+    assert main(["models", "build", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"vidpool-synth: {cache / 'models' / 'vidpool-synth'}"
+    assert len(built) == 1 and is_built("vidpool-synth")
