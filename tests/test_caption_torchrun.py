@@ -1,5 +1,6 @@
 """``torchrun --nproc_per_node 2`` with accelerate's PartialState on the CPU: the union of the ranks' outputs
-equals a single-process run, every id exactly once, and leftovers of a killed run are resumed."""
+equals a single-process run, every id exactly once, leftovers of a killed run are resumed, and the
+model's notice is said once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 from caption_support import CAPTION_OPTIONS, by_id, lines, video_folder
-from pipeline_support import ROOT, checkpoint
+from pipeline_support import ROOT, noted_checkpoint
 
 from vidpool.caption import caption_videos
 from vidpool.caption.journal import part_path, part_paths
@@ -19,7 +20,7 @@ pytest.importorskip("accelerate")
 
 
 def test_two_ranks_equal_one_process_and_resume_a_killed_run(tmp_path):
-    ckpt = checkpoint("tiny-native")
+    ckpt = noted_checkpoint(tmp_path / "noted", "a toy model; it cannot describe real footage")
     videos = video_folder(tmp_path / "videos", 5)
     reference = tmp_path / "single.jsonl"
     caption_videos([videos], reference, model=ckpt, progress=False, **CAPTION_OPTIONS)
@@ -46,6 +47,8 @@ def test_two_ranks_equal_one_process_and_resume_a_killed_run(tmp_path):
             proc.wait()
     assert proc.returncode == 0, stderr[-3000:]
     assert "3 skipped" in stderr and "wrote" in stderr
+    notice = "vidpool: noted: a toy model; it cannot describe real footage"
+    assert stderr.splitlines().count(notice) == 1  # rank 0 only
 
     got = by_id(lines(out))  # every line whole, every id once
     assert part_paths(out) == []  # merged and removed

@@ -8,10 +8,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from pipeline_support import ROOT, checkpoint, loaded, sample_video, smollm2_available
+from pipeline_support import ROOT, checkpoint, loaded, noted_checkpoint, sample_video, smollm2_available
 
 import vidpool
 from vidpool.cli import main
@@ -431,3 +432,62 @@ def test_chat_shows_no_progress_when_stderr_is_not_a_terminal(video, tiny, capsy
     argv = ["chat", video, "What?", "--model", tiny, "--device", "cpu", "--frames", "2"]
     assert main([*argv, "--max-new-tokens", "2"]) == 0
     assert capsys.readouterr().err == ""
+
+
+NOTICE = "a toy model; it cannot describe real footage"
+
+
+@pytest.fixture(scope="module")
+def noted(tmp_path_factory):
+    """tiny-native, copied into a folder named ``noted`` whose vidpool.json carries NOTICE."""
+    return str(noted_checkpoint(tmp_path_factory.mktemp("noted") / "noted", NOTICE))
+
+
+def _notices(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "cannot describe" in line]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["plan", "{video}", "--device", "cpu", "--memory", "4GiB"],
+        ["plan", "{video}", "--device", "cpu", "--memory", "4GiB", "--json"],
+        ["chat", "{video}", "What?", "--device", "cpu", "--frames", "4", "--max-new-tokens", "2"],
+        ["caption", "{video}", "--out", "{out}", "--device", "cpu", "--frames", "4", "--max-new-tokens", "2"],
+    ],
+    ids=["plan", "plan-json", "chat", "caption"],
+)
+def test_a_model_with_a_notice_says_it_once_on_stderr(argv, video, noted, tiny, tmp_path, capsys):
+    argv = [a.format(video=video, out=tmp_path / "captions.jsonl") for a in argv]
+    assert main([*argv, "--model", noted]) == 0
+    captured = capsys.readouterr()
+    assert _notices(captured.err) == [f"vidpool: noted: {NOTICE}"]
+    assert "cannot describe" not in captured.out  # stdout keeps the answer, the table or the JSON alone
+    (tmp_path / "captions.jsonl").unlink(missing_ok=True)
+    assert main([*argv, "--model", tiny]) == 0
+    captured = capsys.readouterr()
+    assert not _notices(captured.err) and not captured.err.startswith("vidpool: tiny-native:")
+
+
+def test_under_torchrun_only_rank_0_says_the_notice(noted, video, tmp_path, monkeypatch, capsys):
+    import vidpool.caption
+
+    calls = []
+
+    def caption_videos(*args, **kwargs):
+        calls.append(kwargs["model"])
+        return SimpleNamespace(outputs=[], failed=0, done=1, skipped=0)
+
+    monkeypatch.setattr(vidpool.caption, "caption_videos", caption_videos)
+    argv = ["caption", video, "--out", str(tmp_path / "c.jsonl"), "--engine", "torchrun", "--model", noted]
+    for rank, says in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(argv) == 0
+        assert len(_notices(capsys.readouterr().err)) == says
+    assert calls == [noted, noted]
+
+
+def test_no_model_given_says_the_default_models_notice(video, noted, monkeypatch, capsys):
+    monkeypatch.setenv("VIDPOOL_MODEL", noted)
+    assert main(["plan", video, "--device", "cpu", "--memory", "4GiB"]) == 0
+    assert _notices(capsys.readouterr().err) == [f"vidpool: noted: {NOTICE}"]

@@ -73,3 +73,30 @@ def test_the_page_says_when_the_vision_side_is_untrained(tmp_path):
     assert "do not describe" not in model_notice(model, tmp_path, "cpu")
     (tmp_path / "vidpool.json").write_text(json.dumps({"kind": "native", "untrained": ["projector"]}))
     assert "projector has random" in model_notice(model, tmp_path, "cpu")
+
+
+def test_the_page_and_stderr_say_the_models_notice(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from pipeline_support import checkpoint, noted_checkpoint
+
+    import vidpool.demo
+    from vidpool.demo import model_notice
+
+    notice = "a toy model; it cannot describe real footage"
+    noted = noted_checkpoint(tmp_path / "noted", notice)
+    model = SimpleNamespace(name="noted", kind="native", config=SimpleNamespace(untrained=[], notice=None))
+    page = model_notice(model, noted, "cpu")
+    lines = page.splitlines()
+    assert lines[0].startswith("**Model:** `noted`") and f"**About this model:** {notice}" in lines
+    assert "its answers do not describe the video" in page  # its parts are still untrained: both are said
+    assert "About this model" not in model_notice(model, checkpoint("tiny-native"), "cpu")
+    # a model served without a folder says what its config says
+    loaded = SimpleNamespace(name="x", kind="native", config=SimpleNamespace(untrained=[], notice=notice))
+    assert notice in model_notice(loaded, None, "cpu")
+
+    launched = []
+    monkeypatch.setattr(vidpool.demo, "launch", launched.append)
+    assert main(["demo", "--model", str(noted)]) == 0
+    assert launched[0].model == str(noted)
+    assert capsys.readouterr().err.splitlines().count(f"vidpool: noted: {notice}") == 1

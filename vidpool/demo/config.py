@@ -50,16 +50,20 @@ class DemoConfig:
 
 
 def model_notice(model: Any, folder: str | os.PathLike | None, device: str) -> str:
-    """Markdown naming the running model and, when parts of it are untrained, saying that its answers
-    do not describe the video."""
-    from vidpool.models import untrained_parts
+    """Markdown naming the running model, then the line the model says about itself (its notice) and,
+    when parts of it are untrained, a note that its answers do not describe the video."""
+    from vidpool.models import model_notice_line, untrained_parts
 
     name = getattr(model, "name", None) or (Path(folder).name if folder else type(model).__name__)
     parts = list(untrained_parts(folder)) if folder is not None else []
     parts = parts or list(getattr(getattr(model, "config", None), "untrained", None) or [])
+    notice = model_notice_line(folder) if folder is not None else None
+    notice = notice or getattr(getattr(model, "config", None), "notice", None)
     text = f"**Model:** `{name}` ({getattr(model, 'kind', 'model')}) on `{device}`"
     if folder is not None:
         text += f" — from `{folder}`"
+    if notice:
+        text += f"\n\n**About this model:** {notice}"
     if "encoder" in parts or "projector" in parts:
         named = " and ".join(_PART_NAMES.get(p, p) for p in parts)
         text += (

@@ -114,12 +114,19 @@ class VideoLM:
         kind: ``"native"``, ``"llava_onevision"`` or ``"llava_next_video"``.
         config: the :class:`ModelConfig` (compression method, its position, defaults).
         tokenizer: the LM's tokenizer.
+        name: the checkpoint folder's name.
     """
 
     kind: str
     config: ModelConfig
     tokenizer: Any
     name: str = "model"
+
+    @property
+    def notice(self) -> str | None:
+        """One line the model says about itself (its config's ``notice``): what it is and what it
+        cannot do; ``None`` when it says nothing."""
+        return getattr(self.config, "notice", None)
 
     # -- supplied by subclasses -------------------------------------------------------------
     @property

@@ -48,6 +48,8 @@ class ModelConfig:
         untrained: parts whose weights are random rather than trained (``"encoder"``, ``"projector"``,
             ``"lm"``), so that a surface can say that the answers do not describe the video; empty when
             all are trained or nothing is said.
+        notice: one line the model says about itself on every surface (the CLI's stderr, the demo's
+            page): what it is and what it cannot do; ``None`` when it has nothing to say.
     """
 
     kind: str = "native"
@@ -60,6 +62,7 @@ class ModelConfig:
     budget: int | None = None
     system_prompt: str | None = None
     untrained: list[str] = field(default_factory=list)
+    notice: str | None = None
 
     def __post_init__(self) -> None:
         merged = _default_compress()

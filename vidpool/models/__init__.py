@@ -1,8 +1,8 @@
 """Models vidpool can build locally, and the default model: ``vidpool models list`` / ``build NAME``.
 
 >>> from vidpool.models import build_model, default_model   # doctest: +SKIP
->>> build_model("smollm2-native")                           # doctest: +SKIP
-PosixPath('/home/me/.cache/vidpool/models/smollm2-native')
+>>> build_model("vidpool-synth")                            # doctest: +SKIP
+PosixPath('/home/me/.cache/vidpool/models/vidpool-synth')
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from vidpool.models.store import (
     list_models,
     model_dir,
     model_names,
+    model_notice_line,
     untrained_parts,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "list_models",
     "model_dir",
     "model_names",
+    "model_notice_line",
     "untrained_parts",
 ]

@@ -262,6 +262,7 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None) -> None:
         seed=5,
         num_frames=8,
         system_prompt=SYNTH_SYSTEM_PROMPT,
+        notice=SYNTH_NOTICE,
     )
 
 

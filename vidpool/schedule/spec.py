@@ -258,7 +258,16 @@ def _clip_text_param_count(clip: Any) -> int:
 
 def native_folder_spec(config: Any, folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
     """The ModelSpec of the native checkpoint in ``folder`` (its ``vidpool.json`` is ``config``)."""
+    import dataclasses
+
+    from vidpool.llm.config import resolve_path
+
     lm_config = _lm_config(folder, dict(config.lm or {}))
+    encoder = dict(config.encoder or {})
+    if isinstance(encoder.get("model"), str):
+        # an encoder config file shipped in the checkpoint is named relative to it, as load_model reads it
+        encoder["model"] = resolve_path(folder, encoder["model"])
+        config = dataclasses.replace(config, encoder=encoder)
     return native_spec(config, lm_config, dtype_bytes, name=folder.name, device_type=device_type)
 
 
