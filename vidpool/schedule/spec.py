@@ -7,6 +7,7 @@ computed from the shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -258,7 +259,14 @@ def _clip_text_param_count(clip: Any) -> int:
 
 def native_folder_spec(config: Any, folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
     """The ModelSpec of the native checkpoint in ``folder`` (its ``vidpool.json`` is ``config``)."""
+    from vidpool.llm.config import resolve_path
+
     lm_config = _lm_config(folder, dict(config.lm or {}))
+    encoder = dict(config.encoder or {})
+    if isinstance(encoder.get("model"), str):
+        # an encoder config file shipped in the folder is named relative to it, as loading reads it
+        encoder["model"] = resolve_path(folder, encoder["model"])
+        config = dataclasses.replace(config, encoder=encoder)
     return native_spec(config, lm_config, dtype_bytes, name=folder.name, device_type=device_type)
 
 
