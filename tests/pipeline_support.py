@@ -11,10 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def checkpoint(name: str) -> Path:
-    """The tiny checkpoint ``name`` under checkpoints/, built once (idempotent) by ``vidpool.models``."""
+    """The checkpoint ``name`` under checkpoints/, built once (idempotent) by ``vidpool.models``.
+
+    vidpool-synth goes to checkpoints/built/: checkpoints/vidpool-synth holds the files it is built from.
+    """
     from vidpool.models import build_model
 
-    return build_model(name, ROOT / "checkpoints")
+    root = ROOT / "checkpoints"
+    return build_model(name, root / "built" if name == "vidpool-synth" else root)
 
 
 def smollm2_available() -> bool:
