@@ -209,7 +209,9 @@ def test_plan_from_a_folder_whose_encoder_config_file_lies_in_it(tmp_path):
     shutil.copytree(checkpoint("tiny-native"), folder)
     config = json.loads((folder / "vidpool.json").read_text())
     named = config["encoder"]["model"]
-    shutil.copyfile(Path(encode_config.__file__).parent / "configs" / f"{named}.json", folder / "own-clip.json")
+    shutil.copyfile(
+        Path(encode_config.__file__).parent / "configs" / f"{named}.json", folder / "own-clip.json"
+    )
     config["encoder"]["model"] = "own-clip.json"
     (folder / "vidpool.json").write_text(json.dumps(config))
     by_file = plan(None, folder, "cpu", num_frames=4, max_memory="1GB")
