@@ -89,6 +89,26 @@ def test_drawn_videos_are_what_the_reader_decodes(videos):
     assert np.abs(centre - np.array(RGB["blue"])).max() <= 12 and frames[:, 5, 5].max() <= 12
 
 
+def test_a_wide_frame_is_seen_through_its_middle_square(model, videos):
+    """A 320x240 video is decoded with its short side at the CLIP's 64 pixels (85x64) and the CLIP takes
+    the middle 64x64 of that: what lies in the outer columns of the frame is never seen."""
+    import torch
+
+    from vidpool.schedule import plan
+
+    p = plan(videos["red-circle-320x240-moving"], model, "cpu")
+    assert p.frame_size == (64, 85) and p.num_frames == 8
+    frames = draw_frames("red", "circle", (320, 240), moving=False)[:1]
+    sides = frames.copy()
+    sides[:, :, :30], sides[:, :, -30:] = RGB["yellow"], RGB["blue"]
+    inside = frames.copy()
+    inside[:, :, 150:170] = RGB["blue"]  # a bar through the middle square is seen
+    with torch.inference_mode():
+        seen = model.encode_frames(frames)
+        assert torch.equal(seen, model.encode_frames(sides))
+        assert not torch.allclose(seen, model.encode_frames(inside), atol=1e-3)
+
+
 @pytest.mark.parametrize("question", list(QUESTIONS), ids=list(QUESTIONS))
 @pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
 def test_vidpool_synth_names_the_colour_and_shape_of_a_drawn_video(model, videos, case, question):
