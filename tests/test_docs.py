@@ -59,3 +59,22 @@ def test_readme_compression_example_runs_and_its_comments_hold():
     assert tuple(out.assign.shape) == (2, 32, 24, 24)
     assert "torch.Size([2, 2304, 1024])" in code
     assert str(out.num_tokens) in code  # the count the comment shows is the count the call gives
+
+
+def test_synth_drawing_example_writes_the_video_it_describes(tmp_path, monkeypatch):
+    """docs/synth.md's drawing example runs and its file holds a red circle, 40% of the side, on black."""
+    pytest.importorskip("av")
+    pytest.importorskip("PIL")
+    from vidpool.video import VideoReader
+
+    text = (ROOT / "docs" / "synth.md").read_text()
+    section = text[text.index("### Drawing your own video for vidpool-synth") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/synth.md", "exec"), {})
+    with VideoReader(tmp_path / "red-circle.mp4") as reader:
+        frames = reader.sample(8).frames.numpy().astype(int)
+    assert frames.shape == (8, 160, 160, 3)
+    assert abs(frames[:, 80, 80] - (220, 30, 30)).max() <= 12  # the fill, in the middle
+    assert frames[:, 80, 50].min(axis=0)[0] > 150 and frames[:, 80, 44].max() <= 20  # radius 32: edge
+    assert frames[:, 54, 54].max() <= 20 and frames[:, 2, 2].max() <= 12  # round, on black

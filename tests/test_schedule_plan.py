@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -216,3 +217,24 @@ def test_weights_of_a_loaded_model_count_as_available(monkeypatch):
     assert (
         plan(None, checkpoint("tiny-native"), "cpu", num_frames=4).available == GB
     )  # not loaded: nothing resident
+
+
+def test_plan_from_a_folder_whose_encoder_config_file_lies_in_it(tmp_path):
+    """A native folder may name its encoder by a JSON config file beside vidpool.json (vidpool-synth does);
+    the planner reads it from there, as loading does, whatever the working directory."""
+    import shutil
+
+    from vidpool.encode import config as encode_config
+
+    folder = tmp_path / "model"
+    shutil.copytree(checkpoint("tiny-native"), folder)
+    config = json.loads((folder / "vidpool.json").read_text())
+    named = config["encoder"]["model"]
+    shutil.copyfile(
+        Path(encode_config.__file__).parent / "configs" / f"{named}.json", folder / "own-clip.json"
+    )
+    config["encoder"]["model"] = "own-clip.json"
+    (folder / "vidpool.json").write_text(json.dumps(config))
+    by_file = plan(None, folder, "cpu", num_frames=4, max_memory="1GB")
+    by_name = plan(None, checkpoint("tiny-native"), "cpu", num_frames=4, max_memory="1GB")
+    assert by_file.num_tokens == by_name.num_tokens and by_file.memory == by_name.memory

@@ -1,15 +1,18 @@
 """The synthetic world: its vocabulary and how one frame of it is drawn.
 
-The world's rules (also in ``docs/synth.md``), which any drawing tool can follow:
+The world's rules, which any drawing tool can follow (``docs/synth.md``, "Drawing your own video for
+vidpool-synth", says how a video drawn elsewhere reaches the model trained on it):
 
 - a square frame (64 x 64 pixels by default; any size draws the same picture, as every position and
-  size is a fraction of the side);
+  size is a fraction of the side); vidpool-synth samples 8 frames and sees each at 64 x 64, and of a
+  frame that is not square only the middle square;
 - a dark background: plain (one dark grey), noise, stripes, checker or a gradient, every pixel of it
-  with each channel below 90 and little colour;
+  with each channel below 90 and little colour (plain black works);
 - objects of one of :data:`COLOURS` (flat RGB) and one of :data:`SHAPES`, filled; the main object is
-  large (about 30-45% of the side), a small object is about one eighth of the side (one patch of an
-  8 x 8 grid), distractors are grey, mid-sized and move;
-- objects never carry text, outlines or shading.
+  large (30-50% of the side, 35-50% in ``static``), a small object is about one eighth of the side
+  (one patch of an 8 x 8 grid), distractors are grey, mid-sized and move;
+- objects never carry text, outlines or shading;
+- questions use only these colour and shape names (the families' wordings are in ``tasks.py``).
 
 Everything here is pure numpy: ``[H, W, 3]`` uint8 RGB frames.
 """
