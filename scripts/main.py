@@ -1,7 +1,7 @@
 """The README's main job: one video, two compression methods at a tight token budget, answers checked.
 
     python scripts/main.py                          # or: make run
-    python scripts/main.py --seed 3 --budget 16 --methods prompt_guided,uniform
+    python scripts/main.py --seed 1 --budget 16 --methods prompt_guided,temporal_merge
     python scripts/main.py --video my.mp4 --question "What happens?" --model /path/to/checkpoint
 
 Offline, on a CPU: builds vidpool-synth (a video LLM trained on generated videos of coloured shapes:
@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MODEL = "vidpool-synth"
+from vidpool.models import DEFAULT_MODEL as MODEL  # noqa: E402
+
 DEFAULT_METHODS = "prompt_guided,spatial"
 DEFAULT_QUESTION = "What happens in this video?"
 
@@ -41,11 +42,11 @@ def ensure_model(name: str = MODEL) -> Path:
 
 def notice_line(folder: Path) -> str | None:
     """What the model in ``folder`` says about itself in one line (``None``: nothing)."""
-    from vidpool.models import untrained_parts
-    from vidpool.models.builders import SYNTH_NOTICE
+    from vidpool.models import model_notice_line, untrained_parts
 
-    if folder.name == MODEL:
-        return SYNTH_NOTICE
+    notice = model_notice_line(folder)
+    if notice:
+        return notice
     parts = untrained_parts(folder)
     if parts:
         return f"its {', '.join(parts)} weights are random, so its answers say nothing true about a video"
@@ -102,10 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def generated_video(seed: int, folder: Path):
-    """A static-family item of the synthetic world (its large object's colour) and its MP4 in ``folder``."""
+    """A static-family item of the synthetic world (its large object's colour or shape) and its MP4 in ``folder``."""
     from vidpool.bench.synth.tasks import make_items, write_item_mp4
 
-    item = make_items("static", 1, seed=seed)[0]
+    # static items alternate: a colour question (even seeds), then a shape question (odd seeds)
+    item = make_items("static", 2, seed=seed)[seed % 2]
     return item, write_item_mp4(item, folder / f"{item.id}.mp4")
 
 

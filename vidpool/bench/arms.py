@@ -9,7 +9,7 @@ method may give fewer (or, for content-dependent ones, a different number): the 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ __all__ = [
     "FIXED_CONTROLS",
     "Answer",
     "Arm",
+    "Column",
     "answer_item",
     "arms_for",
     "item_seed",
@@ -53,6 +54,29 @@ class Answer:
     requested: int
     tokens: int
     error: str | None = None
+
+
+@dataclass
+class Column:
+    """One arm's answers over a family's items, in item order (``correct``: 1, 0, or -1 not run)."""
+
+    correct: list[int] = field(default_factory=list)
+    requested: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    def add(self, answer: Any) -> None:
+        """Append one :class:`~vidpool.bench.arms.Answer`."""
+        self.correct.append(-1 if answer.correct is None else int(answer.correct))
+        self.requested.append(answer.requested)
+        self.tokens.append(answer.tokens)
+        self.error = self.error or answer.error
+
+    def extend(self, other: Column) -> None:
+        self.correct += other.correct
+        self.requested += other.requested
+        self.tokens += other.tokens
+        self.error = self.error or other.error
 
 
 def arms_for(methods: Sequence[str], fractions: Sequence[float]) -> list[Arm]:

@@ -24,11 +24,17 @@ _FIDELITY_EPILOG = """examples:
   vidpool bench fidelity --out results/fidelity         # the full run: 300 questions a cell
   vidpool bench fidelity --clip ViT-B-16 --weights ~/ViT-B-16.safetensors --device cuda
   vidpool bench fidelity --families count,order --methods spatial,progressive --budgets 1,0.25,0.0625
+  vidpool bench fidelity --model vidpool-synth --budgets 1,0.25,0.1,0.05 --items 60 --jobs 2
 
 Writes results.json (every cell with its 95% bootstrap interval, the paired comparisons, memory at 256
 frames), table.txt and accuracy_<family>.png into --out, and prints the table. The default CLIP is the
 synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/train_synth_clip.py);
 --weights random runs an untrained one, to try the benchmark itself.
+
+--model also asks a video LM every question as multiple choice and reads the letter it generates
+(greedy): its accuracy per cell, the same intervals and comparisons, next to the retrieval scorer's,
+with the text-only control (the LM without the video). Its budgets are fractions of the model's own
+frames x patches; --no-retrieval runs only the LM; --jobs N answers in N processes.
 """
 
 
@@ -123,6 +129,23 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
     )
     p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--resamples", type=_positive_int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument(
+        "--model",
+        metavar="PATH_OR_NAME",
+        help="a video LM that also answers every question by generation: a checkpoint folder or a model "
+        "name from 'vidpool models list' (e.g. vidpool-synth)",
+    )
+    p.add_argument(
+        "--model-frames", type=_positive_int, metavar="N", help="frames the LM sees (default: the model's)"
+    )
+    p.add_argument("--no-retrieval", action="store_true", help="only the LM's answers (needs --model)")
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="processes answering with the LM (default 1)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the memory table")
     p.add_argument(
         "--memory-model",
@@ -169,6 +192,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         memory_model=args.memory_model,
         memory_frames=args.memory_frames,
         memory_fraction=args.memory_budget,
+        model=args.model,
+        model_frames=args.model_frames,
+        retrieval=not args.no_retrieval,
+        jobs=args.jobs,
     )
     try:
         return check_settings(settings)

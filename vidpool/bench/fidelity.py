@@ -5,8 +5,10 @@ For each family the runner makes the questions, renders each video, encodes it o
 with every arm (:mod:`vidpool.bench.arms`): each method at each budget fraction, the budgeted controls,
 and the fixed controls. Accuracy and fidelity get bootstrap intervals (:mod:`vidpool.bench.stats`),
 comparisons are paired on the same questions, and memory at 256 frames comes from the planner and a
-measured prefill (:mod:`vidpool.bench.memory`). Results go to ``results.json``, one PNG per family and
-a printed table (:mod:`vidpool.bench.report`).
+measured prefill (:mod:`vidpool.bench.memory`). With a video LM (``model``), the same questions are
+also answered by generation (:mod:`vidpool.bench.generative`), with the same statistics, in the
+results' ``generative`` section. Results go to ``results.json``, one PNG per family and a printed table
+(:mod:`vidpool.bench.report`).
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import json
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vidpool.bench.arms import Arm, arms_for, item_seed
+from vidpool.bench.arms import Arm, Column, arms_for, item_seed
 from vidpool.errors import InvalidArgumentError
 
 __all__ = [
@@ -65,6 +67,10 @@ class FidelitySettings:
     memory_fraction: float = 0.25
     measure_memory: bool = True
     quick: bool = False
+    model: str | None = None
+    model_frames: int | None = None
+    retrieval: bool = True
+    jobs: int = 1
 
     def with_quick(self) -> FidelitySettings:
         """These settings with ``--quick``'s smaller sizes (:data:`QUICK`)."""
@@ -89,28 +95,24 @@ def check_settings(s: FidelitySettings) -> FidelitySettings:
         raise InvalidArgumentError(
             f"budgets are fractions of the full tokens in (0, 1], e.g. 1,0.25,0.0625; got {list(s.budgets)}"
         )
-    for name in ("items", "resamples", "memory_frames"):
+    for name in ("items", "resamples", "memory_frames", "jobs"):
         if int(getattr(s, name)) < 1:
             raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
-    for name in ("frames", "max_frames"):
+    for name in ("frames", "max_frames", "model_frames"):
         if getattr(s, name) is not None and getattr(s, name) < 1:
             raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
     if not 0 < s.memory_fraction <= 1:
         raise InvalidArgumentError(f"memory_fraction must be in (0, 1], got {s.memory_fraction}")
+    if not s.retrieval and s.model is None:
+        raise InvalidArgumentError("nothing to score: --no-retrieval needs --model (a video LM to ask)")
+    if s.model is not None:
+        from vidpool.bench.generative import model_folder
+
+        model_folder(s.model, build=False)
     from vidpool.options import check_device
 
     check_device(s.device)
     return replace(s, budgets=tuple(sorted(set(s.budgets), reverse=True)))
-
-
-@dataclass
-class _Column:
-    """One arm's answers over a family's items, in item order (``correct``: 1, 0, or -1 not run)."""
-
-    correct: list[int] = field(default_factory=list)
-    requested: list[int] = field(default_factory=list)
-    tokens: list[int] = field(default_factory=list)
-    error: str | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -153,13 +155,12 @@ def _frames_of(family: str, s: FidelitySettings) -> int | None:
 
 
 def _run_family(
-    family: str, s: FidelitySettings, arms: list[Arm], encoder, text, log: Callable[[str], None]
-) -> tuple[list[str], dict[str, _Column]]:
+    family: str, items: list, s: FidelitySettings, arms: list[Arm], encoder, text, log: Callable[[str], None]
+) -> dict[str, Column]:
     from vidpool.bench.arms import answer_item
-    from vidpool.bench.synth.tasks import make_items, render_item
+    from vidpool.bench.synth.tasks import render_item
 
-    items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
-    columns = {arm.key: _Column() for arm in arms}
+    columns = {arm.key: Column() for arm in arms}
     start = time.perf_counter()
     for i, item in enumerate(items):
         frames = np.ascontiguousarray(render_item(item, side=encoder.image_size))
@@ -178,17 +179,13 @@ def _run_family(
             shuffled=shuffled,
         )
         for key, a in answers.items():
-            col = columns[key]
-            col.correct.append(-1 if a.correct is None else int(a.correct))
-            col.requested.append(a.requested)
-            col.tokens.append(a.tokens)
-            col.error = col.error or a.error
+            columns[key].add(a)
         if (i + 1) % 25 == 0 or i + 1 == len(items):
             log(f"  {family}: {i + 1}/{len(items)} questions, {time.perf_counter() - start:.0f}s")
-    return [str(item.id) for item in items], columns
+    return columns
 
 
-def _cell(family: str, arm: Arm, col: _Column, full: np.ndarray, s: FidelitySettings) -> dict[str, Any]:
+def _cell(family: str, arm: Arm, col: Column, full: np.ndarray, s: FidelitySettings) -> dict[str, Any]:
     from vidpool.bench.stats import accuracy, fidelity
 
     correct = np.asarray(col.correct)
@@ -261,15 +258,36 @@ def _adjust(comparisons: list[dict]) -> None:
         row["p_holm"] = float(adjusted)
 
 
+def _section(
+    family_columns: dict[str, dict[str, Column]], arms: list[Arm], pairs, s: FidelitySettings
+) -> tuple[list[dict], list[dict]]:
+    """Cells and paired comparisons of one scorer: per family, then (with several) every family pooled."""
+    cells: list[dict] = []
+    comparisons: list[dict] = []
+    pooled = {arm.key: Column() for arm in arms}
+    for family, columns in family_columns.items():
+        full = np.asarray(columns["full"].correct)
+        cells += [_cell(family, arm, columns[arm.key], full, s) for arm in arms]
+        comparisons += _compare(family, {k: c.correct for k, c in columns.items()}, pairs, s)
+        for key, column in columns.items():
+            pooled[key].extend(column)
+    if len(family_columns) > 1:
+        # every family's questions together: one more row per arm, weighted by question count
+        full = np.asarray(pooled["full"].correct)
+        cells += [_cell("all", arm, pooled[arm.key], full, s) for arm in arms]
+        comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, pairs, s)
+    _adjust(comparisons)
+    return cells, comparisons
+
+
 def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
 
     Returns the results (what ``results.json`` holds).
     """
     import vidpool
-    from vidpool.bench.clip import TextEmbeddings, clip_zero_shot, load_clip
-    from vidpool.bench.report import format_memory, format_table, write_plots
-    from vidpool.bench.synth.tasks import FAMILIES
+    from vidpool.bench.report import format_generative, format_memory, format_table, write_plots
+    from vidpool.bench.synth.tasks import FAMILIES, make_items
 
     s = check_settings(settings)
     started = time.perf_counter()
@@ -277,37 +295,84 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     methods = list(s.methods or vidpool.list_methods())
     out = Path(s.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    encoder, clip_about = load_clip(s.clip, s.weights, s.device)
-    text = TextEmbeddings(encoder)
-    clip_about["zero_shot"] = clip_zero_shot(encoder, text)
-    log(f"CLIP {clip_about['model']} ({clip_about['weights']}): zero-shot {clip_about['zero_shot']}")
-    arms = arms_for(methods, s.budgets)
     pairs = _comparison_pairs(methods, s.budgets)
+    arms, clip_about, encoder, text = [], None, None, None
+    if s.retrieval:
+        from vidpool.bench.clip import TextEmbeddings, clip_zero_shot, load_clip
 
-    cells: list[dict] = []
-    comparisons: list[dict] = []
+        encoder, clip_about = load_clip(s.clip, s.weights, s.device)
+        text = TextEmbeddings(encoder)
+        clip_about["zero_shot"] = clip_zero_shot(encoder, text)
+        log(f"CLIP {clip_about['model']} ({clip_about['weights']}): zero-shot {clip_about['zero_shot']}")
+        arms = arms_for(methods, s.budgets)
+    model, gen_arms, scope = None, [], contextlib.ExitStack()
+    pool = None
+    if s.model is not None:
+        from vidpool.bench.generative import answer_family, generative_arms, init_worker, model_folder
+
+        folder = model_folder(s.model, build=True)
+        model = vidpool.load_model(folder, device=s.device)
+        gen_arms = generative_arms(methods, s.budgets)
+        log(f"video LM {folder} answers by generation ({s.model_frames or model.config.num_frames} frames)")
+        if s.jobs > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = scope.enter_context(
+                ProcessPoolExecutor(
+                    s.jobs,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=init_worker,
+                    initargs=(str(folder), s.device),
+                )
+            )
+
+    retrieval: dict[str, dict[str, Column]] = {}
+    generation: dict[str, dict[str, Column]] = {}
     per_item: dict[str, dict] = {}
-    pooled = {arm.key: _Column() for arm in arms}
-    for family in families:
-        log(f"{family}: {s.items} questions x {len(arms)} arms")
-        ids, columns = _run_family(family, s, arms, encoder, text, log)
-        full = np.asarray(columns["full"].correct)
-        cells += [_cell(family, arm, columns[arm.key], full, s) for arm in arms]
-        correct = {k: c.correct for k, c in columns.items()}
-        comparisons += _compare(family, correct, pairs, s)
-        per_item[family] = {"ids": ids, "correct": correct}
-        for k, c in columns.items():
-            pooled[k].correct += c.correct
-            pooled[k].requested += c.requested
-            pooled[k].tokens += c.tokens
-            pooled[k].error = pooled[k].error or c.error
-    if len(families) > 1:
-        # every family's questions together: one more row per arm, weighted by question count
-        full = np.asarray(pooled["full"].correct)
-        cells += [_cell("all", arm, pooled[arm.key], full, s) for arm in arms]
-        comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, pairs, s)
+    replies: dict[str, dict] = {}
+    with scope:
+        for family in families:
+            items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
+            per_item[family] = {"ids": [str(item.id) for item in items]}
+            if s.retrieval:
+                log(f"{family}: {s.items} questions x {len(arms)} arms")
+                retrieval[family] = _run_family(family, items, s, arms, encoder, text, log)
+                per_item[family]["correct"] = {k: c.correct for k, c in retrieval[family].items()}
+            if model is not None:
+                log(f"{family}: {s.items} questions x {len(gen_arms)} arms, answered by generation")
+                make = {
+                    "count": s.items,
+                    "seed": s.seed,
+                    "num_frames": _frames_of(family, s),
+                    "frames": s.model_frames,
+                }
+                generation[family], replies[family] = answer_family(
+                    family, items, gen_arms, model, pool, make, log
+                )
+                per_item[family]["generated"] = {k: c.correct for k, c in generation[family].items()}
+    cells, comparisons = _section(retrieval, arms, pairs, s)
+    generative = None
+    if model is not None:
+        gen_cells, gen_comparisons = _section(generation, gen_arms, pairs, s)
+        generative = {
+            "model": str(folder),
+            "model_name": s.model,
+            "frames": int(s.model_frames or model.config.num_frames),
+            "cells": gen_cells,
+            "comparisons": gen_comparisons,
+            "unparsed": {
+                family: {
+                    key: sum(
+                        r["choice"] is None for r, c in zip(rows, generation[family][key].correct) if c >= 0
+                    )
+                    for key, rows in by_key.items()
+                }
+                for family, by_key in replies.items()
+            },
+            "replies": replies,
+        }
 
-    _adjust(comparisons)
     memory = _memory_section(s, methods, log)
     results = {
         "version": RESULTS_VERSION,
@@ -316,13 +381,15 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         "clip": clip_about,
         "cells": cells,
         "comparisons": comparisons,
+        "generative": generative,
         "memory": memory,
         "items": per_item,
         "seconds": round(time.perf_counter() - started, 1),
     }
     results["plots"] = [p.name for p in write_plots(results, out)]
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    table = format_table(results) + "\n\n" + format_memory(memory)
+    parts = [format_table(results), format_generative(results), format_memory(memory)]
+    table = "\n\n".join(part for part in parts if part)
     (out / "table.txt").write_text(table + "\n")
     log(table)
     log(f"wrote {out / 'results.json'}, {len(results['plots'])} plots, in {results['seconds']}s")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_memory", "format_table", "write_plots"]
+__all__ = ["format_generative", "format_memory", "format_table", "write_plots"]
 
 
 _COLOURS = (
@@ -32,11 +32,47 @@ def _acc(cell: dict | None) -> str:
     return f"{a['value']:.2f} [{a['low']:.2f}, {a['high']:.2f}]{mark}"
 
 
-def _by_family(results: dict) -> dict[str, dict[str, dict]]:
+def _by_family(results: dict, section: dict | None = None) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
-    for cell in results["cells"]:
+    for cell in (section or results)["cells"]:
         out.setdefault(cell["family"], {})[cell["key"]] = cell
     return out
+
+
+def _short(cell: dict | None) -> str:
+    return "-" if cell is None or cell["accuracy"] is None else f"{cell['accuracy']['value']:.2f}"
+
+
+def format_generative(results: dict[str, Any]) -> str:
+    """The video LM's accuracy [95% interval] per family x method x budget, each followed by the
+    retrieval scorer's accuracy for the same cell after ``|`` (``-`` where it did not run); empty
+    without a generative section."""
+    section = results.get("generative")
+    if not section:
+        return ""
+    budgets = results["settings"]["budgets"]
+    names = results["settings"]["methods"]
+    width = max(len(n) for n in names)
+    col = 27
+    retrieval = _by_family(results)
+    lines = [
+        f"answered by generation: {section['model_name']} ({section['frames']} frames; each cell: "
+        "generated accuracy [95% interval] | retrieval scorer's accuracy)"
+    ]
+    for family, cells in _by_family(results, section).items():
+        other = retrieval.get(family, {})
+        n = cells["full"]["n_items"]
+        fixed = ", ".join(f"{c} {_acc(cells.get(c))} | {_short(other.get(c))}" for c in ("full", "text_only"))
+        lines.append(f"{family} ({n} questions): {fixed}")
+        lines.append(
+            f"{'':<{width}}  " + "".join(f"{f'{b * 100:.4g}% tokens':<{col}}" for b in budgets).rstrip()
+        )
+        for name in names:
+            keys = [f"{name}@{b:g}" for b in budgets]
+            row = "".join(f"{_acc(cells.get(k)) + ' | ' + _short(other.get(k)):<{col}}" for k in keys)
+            lines.append(f"{name:<{width}}  {row}".rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def format_table(results: dict[str, Any]) -> str:

@@ -1,0 +1,245 @@
+"""The generative scorer: a video LM answers each multiple-choice question by writing its letter.
+
+Beside the retrieval scorer (:mod:`vidpool.bench.synth.readout`, no LM), this asks the question the way a
+user would: the item's video is sampled to the model's frame count (centres of equal segments, as
+:class:`vidpool.VideoReader` samples a file), encoded once, compressed by each arm, projected, and the
+LM generates greedily from :func:`~vidpool.bench.synth.tasks.multiple_choice_prompt`. The reply counts
+as the option its letter names (or, without a letter, the one option whose words it contains); a reply
+naming none is wrong and is counted apart.
+
+Arms: each method at each budget fraction of the model's ``T·h·w`` tokens, ``full`` (every token, the
+``none`` method) and ``text_only`` (the same prompt with no visual tokens: what the LM answers from its
+priors).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidpool.bench.arms import Answer, Arm, Column, requested_tokens
+from vidpool.errors import InvalidArgumentError, VidpoolError
+
+__all__ = [
+    "GENERATIVE_CONTROLS",
+    "MAX_NEW_TOKENS",
+    "Reply",
+    "answer_chunk",
+    "answer_family",
+    "answer_generative",
+    "generative_arms",
+    "init_worker",
+    "model_folder",
+    "parse_choice",
+    "sample_clip",
+]
+
+GENERATIVE_CONTROLS = ("full", "text_only")
+#: a letter, its full stop and a little slack; the replies are read for a letter only
+MAX_NEW_TOKENS = 4
+#: frames per second of the benchmark's videos (what ``write_item_mp4`` writes)
+FPS = 8.0
+
+_LETTER = re.compile(r"^\W*([A-Z])(?:\W|$)")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One arm's answer to one question, with what the model wrote and the option read from it."""
+
+    answer: Answer
+    text: str = ""
+    choice: int | None = None
+
+
+def generative_arms(methods: Sequence[str], fractions: Sequence[float]) -> list[Arm]:
+    """Every method at every fraction, then ``full`` and ``text_only``."""
+    arms = [Arm(m, f) for m in methods for f in fractions]
+    return arms + [Arm(c, None, control=True) for c in GENERATIVE_CONTROLS]
+
+
+def parse_choice(text: str, options: Sequence[str], letters: str = "ABCD") -> int | None:
+    """The option a generated reply names: its leading letter (``B``, ``B.``, ``(B)``, ``B. red``), else the
+    one option whose words it contains; ``None`` when it names no option or several."""
+    match = _LETTER.match(text.strip())
+    if match and match.group(1) in letters[: len(options)]:
+        return letters.index(match.group(1))
+    said = text.lower()
+    named = [i for i, option in enumerate(options) if re.search(rf"\b{re.escape(option.lower())}\b", said)]
+    return named[0] if len(named) == 1 else None
+
+
+def sample_clip(frames: np.ndarray, count: int, fps: float = FPS) -> tuple[np.ndarray, list[float]]:
+    """``count`` frames of ``[N, H, W, 3]`` at the centres of equal segments and their times in seconds.
+
+    The frames :class:`vidpool.VideoReader` decodes for ``num_frames=count`` from the same video written
+    at ``fps``; the training script samples with this too.
+    """
+    from vidpool.video.sampling import sample_times, times_to_indices
+
+    total = int(frames.shape[0])
+    times = sample_times(total / fps, num_frames=min(int(count), total))
+    index = times_to_indices(times, np.arange(total, dtype=np.float64) / fps)
+    return frames[index], [float(i) / fps for i in index]
+
+
+def answer_generative(
+    model: Any, item: Any, arms: Sequence[Arm], *, frames: int | None = None, side: int | None = None
+) -> dict[str, Reply]:
+    """Every arm's generated answer to ``item``.
+
+    Args:
+        model: a loaded :class:`vidpool.llm.base.VideoLM`.
+        item: a :class:`vidpool.bench.synth.tasks.Item`.
+        frames: frames to sample from the item's video (default: the model's ``num_frames``).
+        side: the side the video is drawn at (default: the world's frame size).
+
+    Returns:
+        ``{arm.key: Reply}``; an arm whose budget the method cannot meet has ``answer.correct = None``.
+    """
+    import vidpool
+    from vidpool.bench.synth.tasks import multiple_choice_prompt, render_item
+
+    count = int(frames or model.config.num_frames)
+    video = render_item(item) if side is None else render_item(item, side)
+    clip, stamps = sample_clip(video, count)
+    joint = any(not a.control and vidpool.get_method(a.name).uses_scores for a in arms)
+    with torch.inference_mode():
+        encoded = model.encode(torch.from_numpy(np.ascontiguousarray(clip)), joint=joint)
+    features = encoded.patches
+    shape = tuple(int(s) for s in features.shape[:3])
+    total = shape[0] * shape[1] * shape[2]
+    prompt = multiple_choice_prompt(item)
+
+    def ask(tokens: torch.Tensor, timestamps: list[float] | None) -> tuple[str, int | None]:
+        text = str(model.generate(tokens, prompt, timestamps=timestamps, max_new_tokens=MAX_NEW_TOKENS))
+        return text, parse_choice(text, item.options)
+
+    out: dict[str, Reply] = {}
+    for arm in arms:
+        requested = total if arm.fraction is None else requested_tokens(arm.fraction, shape)
+        try:
+            if arm.name == "text_only":
+                weight = model._embedding.weight
+                empty = torch.zeros(0, weight.shape[1], dtype=weight.dtype, device=weight.device)
+                text, choice = ask(empty, None)
+                out[arm.key] = Reply(Answer(choice == item.answer, 0, 0), text, choice)
+                continue
+            method = "none" if arm.name == "full" else arm.name
+            budget = None if arm.fraction is None else requested
+            visual = model.compress_visual(
+                features, method=method, budget=budget, prompt=item.question, joint=encoded.joint
+            )
+        except VidpoolError as exc:  # a budget the method cannot meet is a result, not a crash
+            out[arm.key] = Reply(Answer(None, requested, 0, f"{type(exc).__name__}: {exc}"))
+            continue
+        text, choice = ask(visual.tokens, stamps)
+        tokens = int(visual.compressed.num_tokens)
+        out[arm.key] = Reply(Answer(choice == item.answer, requested, tokens), text, choice)
+    return out
+
+
+def _replies(
+    family: str, items: list, arms: Sequence[Arm], model: Any, pool: Any, make: dict
+) -> Iterator[dict]:
+    """Each item's ``{arm.key: Reply}``, in item order: here, or over ``pool``'s processes in chunks
+    (``make``: the ``make_items`` arguments that gave ``items`` — count, seed, num_frames — and frames)."""
+    if pool is None:
+        for item in items:
+            yield answer_generative(model, item, arms, frames=make["frames"])
+        return
+    chunk = 5
+    futures = [
+        pool.submit(
+            answer_chunk,
+            family,
+            make["count"],
+            make["seed"],
+            make["num_frames"],
+            range(a, min(a + chunk, len(items))),
+            arms,
+            make["frames"],
+        )
+        for a in range(0, len(items), chunk)
+    ]
+    for future in futures:  # in submission order: the workers run ahead while earlier chunks are read
+        for _, replies in future.result():
+            yield replies
+
+
+def answer_family(
+    family: str,
+    items: list,
+    arms: Sequence[Arm],
+    model: Any,
+    pool: Any,
+    make: dict,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Column], dict[str, list]]:
+    """Every generative arm's answers to ``items``, and what the model wrote and the option read from it
+    (``{key: [{"text", "choice"}, ...]}``; ``choice`` None: no option named, or the arm did not run)."""
+    columns = {arm.key: Column() for arm in arms}
+    replies: dict[str, list] = {arm.key: [] for arm in arms}
+    start = time.perf_counter()
+    for i, answers in enumerate(_replies(family, items, arms, model, pool, make)):
+        for key, reply in answers.items():
+            columns[key].add(reply.answer)
+            replies[key].append({"text": reply.text, "choice": reply.choice})
+        if (i + 1) % 10 == 0 or i + 1 == len(items):
+            log(
+                f"  {family} (generation): {i + 1}/{len(items)} questions, {time.perf_counter() - start:.0f}s"
+            )
+    return columns, replies
+
+
+def model_folder(model: str, *, build: bool) -> Path:
+    """The checkpoint folder of ``model``: a folder, or the name of a model vidpool builds (built when
+    ``build``); :class:`InvalidArgumentError` when it is neither."""
+    from vidpool.models import build_model, model_dir, model_names
+
+    if model in model_names():
+        return build_model(model) if build else model_dir(model)
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        raise InvalidArgumentError(
+            f"--model {model!r} is neither a checkpoint folder nor a model name ({', '.join(model_names())})"
+        )
+    from vidpool.llm.loading import detect_kind
+
+    detect_kind(folder)
+    return folder
+
+
+# -- worker processes (``jobs`` > 1): each loads the model once and answers chunks of a family's items --
+_WORKER: dict[str, Any] = {}
+
+
+def init_worker(folder: str, device: str) -> None:
+    """Process-pool initializer: one torch thread, the model loaded once per process."""
+    import vidpool
+
+    torch.set_num_threads(1)
+    _WORKER["model"] = vidpool.load_model(folder, device=device)
+
+
+def answer_chunk(
+    family: str,
+    count: int,
+    seed: int,
+    num_frames: int | None,
+    indices: Sequence[int],
+    arms: Sequence[Arm],
+    frames: int | None,
+) -> list[tuple[int, dict[str, Reply]]]:
+    """In a worker: ``(index, replies)`` for items ``indices`` of ``make_items(family, count, ...)``."""
+    from vidpool.bench.synth.tasks import make_items
+
+    items = make_items(family, count, seed=seed, num_frames=num_frames)
+    return [(i, answer_generative(_WORKER["model"], items[i], arms, frames=frames)) for i in indices]
