@@ -134,6 +134,9 @@ def test_generative_section_beside_the_retrieval_cells(run):
     table = (out / "table.txt").read_text()
     assert "answered by generation" in table and "text_only" in table
     assert json.loads((out / "results.json").read_text())["generative"]["frames"] == 4
+    for family in ("static", "direction", "all"):
+        assert (out / f"generated_{family}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "generated_all.png" in results["plots"] and "accuracy_all.png" in results["plots"]
 
 
 def test_two_processes_answer_as_one(run, tmp_path):

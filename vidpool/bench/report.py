@@ -134,7 +134,17 @@ def format_memory(memory: dict[str, Any]) -> str:
 
 def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
     """``accuracy_<family>.png`` per family: accuracy against visual tokens (log scale), one line per
-    method with its 95% band, the budgeted controls dotted, the full tokens and the text alone dashed."""
+    method with its 95% band, the budgeted controls dotted, the full tokens and the text alone dashed;
+    with a generative section, ``generated_<family>.png`` the same for the video LM's answers."""
+    written = _plots(results, _by_family(results), out, "accuracy", "retrieval scorer")
+    if results.get("generative"):
+        section = results["generative"]
+        by_family = _by_family(results, section)
+        written += _plots(results, by_family, out, "generated", f"answered by {section['model_name']}")
+    return written
+
+
+def _plots(results: dict, by_family: dict, out: str | Path, prefix: str, scorer: str) -> list[Path]:
     from vidpool.errors import require
 
     matplotlib = require("matplotlib", "eval", "the fidelity benchmark's plots")
@@ -146,7 +156,7 @@ def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
     budgets = results["settings"]["budgets"]
     names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
     written = []
-    for family, cells in _by_family(results).items():
+    for family, cells in by_family.items():
         fig, ax = plt.subplots(figsize=(9, 4.8))
         for i, name in enumerate(names):
             points = [cells.get(f"{name}@{b:g}") for b in budgets]
@@ -183,11 +193,11 @@ def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("visual tokens kept (log scale)")
         ax.set_ylabel("accuracy (95% bootstrap band)")
-        ax.set_title(f"{family}: {cells['full']['n_items']} questions, 4 options")
+        ax.set_title(f"{family}: {cells['full']['n_items']} questions, 4 options ({scorer})")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
-        path = out / f"accuracy_{family}.png"
+        path = out / f"{prefix}_{family}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
