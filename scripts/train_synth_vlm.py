@@ -97,8 +97,8 @@ def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, 
     """What to ask about ``item`` and the answer to learn.
 
     Multiple choice: the lettered prompt and the letter. Free-form: the question and the option's
-    words; a static video is asked, in equal shares, for a caption ("A red circle."), its shape or its
-    colour, each in one of several wordings (shape is the harder half, so it gets a question of its own
+    words; a static video is asked for a caption ("A red circle.", 35%), its shape (45%) or its colour
+    (20%), each in one of several wordings (shape is the harder half, so it gets most of the questions
     whichever the item asks).
     """
     if mc:
@@ -108,9 +108,9 @@ def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, 
     main = next(o for o in item.scene.objects if o.role == "main")
     colour, shape = main.colour_at(0), main.shape
     pick = rng.random()
-    if pick < 1 / 3:
+    if pick < 0.35:
         return str(rng.choice(DESCRIBE_WORDINGS)), f"A {colour} {shape}."
-    if pick < 2 / 3:
+    if pick < 0.8:
         return str(rng.choice([f"What shape is the {colour} object?", *SHAPE_WORDINGS])), shape
     return str(rng.choice(["What colour is the large shape?", *COLOUR_WORDINGS])), colour
 
@@ -189,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accum", type=int, default=8, help="samples per optimizer step")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=15)
+    parser.add_argument(
+        "--schedule-start",
+        type=int,
+        default=0,
+        help="step the warm-up + cosine schedule starts from (a warm restart when resuming)",
+    )
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -250,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         started = time.perf_counter()
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+            group["lr"] = lr_at(
+                step - args.schedule_start, args.steps - args.schedule_start, args.lr, args.warmup
+            )
         rng = np.random.default_rng([args.seed, step])
         total, families = 0.0, []
         opt.zero_grad(set_to_none=True)
