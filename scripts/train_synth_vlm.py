@@ -60,7 +60,13 @@ COLOUR_WORDINGS = (
     "Which colour is the shape in the video?",
     "What is the colour of the shape?",
 )
-DESCRIBE_WORDINGS = ("Describe the video.", "What is in the video?", "What do you see?")
+# the last is the prompt of ``vidpool caption`` (vidpool.pipeline.captioning.CAPTION_PROMPT)
+DESCRIBE_WORDINGS = (
+    "Describe the video.",
+    "What is in the video?",
+    "What do you see?",
+    "Describe this video in detail.",
+)
 SHAPE_WORDINGS = (
     "What shape is it?",
     "What shape is the object?",
