@@ -51,6 +51,9 @@ FAMILY_WEIGHTS = {
     "needle_time": 0.08,
 }
 BUDGET_CHOICES = (8, 16, 16, 32, 32, 64, 64, 128)
+# Samples that see every visual token (method ``none``: 512 for 8 frames), so that the full tokens are
+# not out of distribution at inference.
+FULL_SHARE = 0.2
 EVAL_SEED = 900_000
 # Other wordings of the static questions, so that a person's own phrasing reaches the same answer.
 COLOUR_WORDINGS = (
@@ -121,7 +124,7 @@ def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, 
     return str(rng.choice(["What colour is the large shape?", *COLOUR_WORDINGS])), colour
 
 
-def sample_loss(model, question, target, clip, stamps, method: str, budget: int) -> torch.Tensor:
+def sample_loss(model, question, target, clip, stamps, method: str, budget: int | None) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
     from vidpool.compression import compress, get_method
     from vidpool.llm.prompt import splice_embeddings, tokenize_around_marker
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--full-share", type=float, default=FULL_SHARE, help="share of samples with every visual token"
+    )
+    parser.add_argument(
         "--static-weight", type=float, default=FAMILY_WEIGHTS["static"], help="share of static questions"
     )
     parser.add_argument("--save-every", type=int, default=5)
@@ -271,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.accum):
             item, clip, stamps = draw_item(rng, step * args.accum + k + 1, args.frames, weights)
             question, target = question_and_answer(item, rng, mc=bool(rng.random() < 0.4))
+            full = bool(rng.random() < args.full_share)
             while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
                 method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
+                if full:
+                    method, budget = "none", None
                 try:
                     loss = sample_loss(model, question, target, clip, stamps, method, budget)
                     break
@@ -314,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "frames": args.frames,
         "seed": args.seed,
         "budgets": list(BUDGET_CHOICES),
+        "full_share": args.full_share,
         "family_weights": weights,
         "stages": [r["start"] for r in rows if "start" in r],
         "families": list(FAMILIES),
