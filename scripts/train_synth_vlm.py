@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     final = evaluate(model, args.frames, args.eval_count)
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
-    save_file(weights, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
+    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
+    save_file(tensors, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
     (args.out / "vlm_training_log.jsonl").write_text(log_path.read_text())
     plot_losses(log_path, args.out / "vlm_loss.png")
     summary = {
