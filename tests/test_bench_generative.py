@@ -166,6 +166,7 @@ def test_two_processes_answer_as_one(run, tmp_path):
         (["--model", "no-such-model"], "neither a checkpoint folder nor a model name"),
         (["--model", "tiny-native", "--jobs", "0"], "positive integer"),
         (["--model", "tiny-native", "--model-frames", "0"], "positive integer"),
+        (["--model", "tiny-native", "--model-prompt", "essay"], "invalid choice"),
     ],
 )
 def test_bad_model_options_exit_2_before_loading(argv, message, monkeypatch, capsys):
@@ -178,3 +179,19 @@ def test_bad_model_options_exit_2_before_loading(argv, message, monkeypatch, cap
         main(["bench", "fidelity", "--weights", "random", *argv])
     assert info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_free_answers_are_read_for_the_option_they_name(tiny):
+    """``style="free"``: the question alone is asked, and a reply is read for words, never a letter."""
+    assert parse_choice("A red circle.", OPTIONS, letters="") == 0
+    assert parse_choice("B", OPTIONS, letters="") is None
+    item = make_items("static", 1, seed=4)[0]
+    replies = answer_generative(tiny, item, generative_arms([], ()), style="free")
+    clip, stamps = sample_clip(render_item(item), tiny.config.num_frames)
+    features = tiny.encode(torch.from_numpy(np.ascontiguousarray(clip))).patches
+    tokens = tiny.visual_tokens(features, method="none")
+    expected = tiny.generate(tokens, item.question, timestamps=stamps, max_new_tokens=8)
+    assert replies["full"].text == expected
+    assert replies["full"].choice == parse_choice(expected, item.options, letters="")
+    with pytest.raises(vidpool.InvalidArgumentError, match="style"):
+        answer_generative(tiny, item, generative_arms([], ()), style="essay")

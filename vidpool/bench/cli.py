@@ -138,6 +138,13 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
     p.add_argument(
         "--model-frames", type=_positive_int, metavar="N", help="frames the LM sees (default: the model's)"
     )
+    p.add_argument(
+        "--model-prompt",
+        choices=("letter", "free"),
+        default="letter",
+        help="letter: the lettered options, the letter read (default); free: the question alone, the "
+        "option its reply names",
+    )
     p.add_argument("--no-retrieval", action="store_true", help="only the LM's answers (needs --model)")
     p.add_argument(
         "--jobs",
@@ -196,6 +203,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         model_frames=args.model_frames,
         retrieval=not args.no_retrieval,
         jobs=args.jobs,
+        model_prompt=args.model_prompt,
     )
     try:
         return check_settings(settings)

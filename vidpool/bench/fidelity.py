@@ -71,6 +71,7 @@ class FidelitySettings:
     model_frames: int | None = None
     retrieval: bool = True
     jobs: int = 1
+    model_prompt: str = "letter"
 
     def with_quick(self) -> FidelitySettings:
         """These settings with ``--quick``'s smaller sizes (:data:`QUICK`)."""
@@ -103,6 +104,10 @@ def check_settings(s: FidelitySettings) -> FidelitySettings:
             raise InvalidArgumentError(f"{name} must be a positive integer, got {getattr(s, name)}")
     if not 0 < s.memory_fraction <= 1:
         raise InvalidArgumentError(f"memory_fraction must be in (0, 1], got {s.memory_fraction}")
+    from vidpool.bench.generative import STYLES
+
+    if s.model_prompt not in STYLES:
+        raise InvalidArgumentError(f"model_prompt must be one of {', '.join(STYLES)}, got {s.model_prompt!r}")
     if not s.retrieval and s.model is None:
         raise InvalidArgumentError("nothing to score: --no-retrieval needs --model (a video LM to ask)")
     if s.model is not None:
@@ -346,6 +351,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
                     "seed": s.seed,
                     "num_frames": _frames_of(family, s),
                     "frames": s.model_frames,
+                    "style": s.model_prompt,
                 }
                 generation[family], replies[family] = answer_family(
                     family, items, gen_arms, model, pool, make, log
@@ -358,6 +364,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         generative = {
             "model": str(folder),
             "model_name": s.model,
+            "prompt": s.model_prompt,
             "frames": int(s.model_frames or model.config.num_frames),
             "cells": gen_cells,
             "comparisons": gen_comparisons,

@@ -7,6 +7,10 @@ LM generates greedily from :func:`~vidpool.bench.synth.tasks.multiple_choice_pro
 as the option its letter names (or, without a letter, the one option whose words it contains); a reply
 naming none is wrong and is counted apart.
 
+Two ways to ask (``style``): ``"letter"`` sends the lettered prompt and reads the letter;
+``"free"`` sends the question alone and reads which option the reply names (a small model may answer
+in words far better than it maps words to letters).
+
 Arms: each method at each budget fraction of the model's ``T·h·w`` tokens, ``full`` (every token, the
 ``none`` method) and ``text_only`` (the same prompt with no visual tokens: what the LM answers from its
 priors).
@@ -30,6 +34,7 @@ from vidpool.errors import InvalidArgumentError, VidpoolError
 __all__ = [
     "GENERATIVE_CONTROLS",
     "MAX_NEW_TOKENS",
+    "STYLES",
     "Reply",
     "answer_chunk",
     "answer_family",
@@ -42,8 +47,9 @@ __all__ = [
 ]
 
 GENERATIVE_CONTROLS = ("full", "text_only")
-#: a letter, its full stop and a little slack; the replies are read for a letter only
-MAX_NEW_TOKENS = 4
+#: ``"letter"``: a letter, its full stop and a little slack; ``"free"``: the longest option's words
+MAX_NEW_TOKENS = {"letter": 4, "free": 8}
+STYLES = tuple(MAX_NEW_TOKENS)
 #: frames per second of the benchmark's videos (what ``write_item_mp4`` writes)
 FPS = 8.0
 
@@ -67,8 +73,9 @@ def generative_arms(methods: Sequence[str], fractions: Sequence[float]) -> list[
 
 def parse_choice(text: str, options: Sequence[str], letters: str = "ABCD") -> int | None:
     """The option a generated reply names: its leading letter (``B``, ``B.``, ``(B)``, ``B. red``), else the
-    one option whose words it contains; ``None`` when it names no option or several."""
-    match = _LETTER.match(text.strip())
+    one option whose words it contains; ``None`` when it names no option or several. ``letters=""``
+    reads words only (a free reply such as "A red circle." names no letter)."""
+    match = _LETTER.match(text.strip()) if letters else None
     if match and match.group(1) in letters[: len(options)]:
         return letters.index(match.group(1))
     said = text.lower()
@@ -91,7 +98,13 @@ def sample_clip(frames: np.ndarray, count: int, fps: float = FPS) -> tuple[np.nd
 
 
 def answer_generative(
-    model: Any, item: Any, arms: Sequence[Arm], *, frames: int | None = None, side: int | None = None
+    model: Any,
+    item: Any,
+    arms: Sequence[Arm],
+    *,
+    frames: int | None = None,
+    side: int | None = None,
+    style: str = "letter",
 ) -> dict[str, Reply]:
     """Every arm's generated answer to ``item``.
 
@@ -100,6 +113,8 @@ def answer_generative(
         item: a :class:`vidpool.bench.synth.tasks.Item`.
         frames: frames to sample from the item's video (default: the model's ``num_frames``).
         side: the side the video is drawn at (default: the world's frame size).
+        style: ``"letter"`` (the lettered prompt, the letter read) or ``"free"`` (the question alone,
+            the option its words name).
 
     Returns:
         ``{arm.key: Reply}``; an arm whose budget the method cannot meet has ``answer.correct = None``.
@@ -116,11 +131,16 @@ def answer_generative(
     features = encoded.patches
     shape = tuple(int(s) for s in features.shape[:3])
     total = shape[0] * shape[1] * shape[2]
-    prompt = multiple_choice_prompt(item)
+    if style not in STYLES:
+        raise InvalidArgumentError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
+    prompt = multiple_choice_prompt(item) if style == "letter" else item.question
+    letters = "ABCD" if style == "letter" else ""
 
     def ask(tokens: torch.Tensor, timestamps: list[float] | None) -> tuple[str, int | None]:
-        text = str(model.generate(tokens, prompt, timestamps=timestamps, max_new_tokens=MAX_NEW_TOKENS))
-        return text, parse_choice(text, item.options)
+        text = str(
+            model.generate(tokens, prompt, timestamps=timestamps, max_new_tokens=MAX_NEW_TOKENS[style])
+        )
+        return text, parse_choice(text, item.options, letters)
 
     out: dict[str, Reply] = {}
     for arm in arms:
@@ -153,7 +173,7 @@ def _replies(
     (``make``: the ``make_items`` arguments that gave ``items`` — count, seed, num_frames — and frames)."""
     if pool is None:
         for item in items:
-            yield answer_generative(model, item, arms, frames=make["frames"])
+            yield answer_generative(model, item, arms, frames=make["frames"], style=make["style"])
         return
     chunk = 5
     futures = [
@@ -166,6 +186,7 @@ def _replies(
             range(a, min(a + chunk, len(items))),
             arms,
             make["frames"],
+            make["style"],
         )
         for a in range(0, len(items), chunk)
     ]
@@ -237,9 +258,11 @@ def answer_chunk(
     indices: Sequence[int],
     arms: Sequence[Arm],
     frames: int | None,
+    style: str = "letter",
 ) -> list[tuple[int, dict[str, Reply]]]:
     """In a worker: ``(index, replies)`` for items ``indices`` of ``make_items(family, count, ...)``."""
     from vidpool.bench.synth.tasks import make_items
 
     items = make_items(family, count, seed=seed, num_frames=num_frames)
-    return [(i, answer_generative(_WORKER["model"], items[i], arms, frames=frames)) for i in indices]
+    model = _WORKER["model"]
+    return [(i, answer_generative(model, items[i], arms, frames=frames, style=style)) for i in indices]

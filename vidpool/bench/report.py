@@ -56,7 +56,7 @@ def format_generative(results: dict[str, Any]) -> str:
     col = 27
     retrieval = _by_family(results)
     lines = [
-        f"answered by generation: {section['model_name']} ({section['frames']} frames; each cell: "
+        f"answered by generation: {section['model_name']} ({section['frames']} frames, {section.get('prompt', 'letter')} answers; each cell: "
         "generated accuracy [95% interval] | retrieval scorer's accuracy)"
     ]
     for family, cells in _by_family(results, section).items():
