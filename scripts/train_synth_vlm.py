@@ -147,8 +147,9 @@ def sample_loss(model, question, target, clip, stamps, method: str, budget: int 
     return model.language_model(inputs_embeds=embeds, labels=labels).loss
 
 
-def evaluate(model, frames: int, count: int) -> dict[str, float]:
-    """Greedy free-form accuracy on held-out static items with the model's default compression."""
+def evaluate(model, frames: int, count: int, method: str | None = None) -> dict[str, float]:
+    """Greedy free-form accuracy on held-out static items, compressed by ``method`` (``None``: the
+    model's default compression; ``"none"``: every visual token)."""
     correct = {"colour": [], "shape": []}
     items = make_items("static", count, seed=EVAL_SEED)
     model.projector.eval()
@@ -156,7 +157,7 @@ def evaluate(model, frames: int, count: int) -> dict[str, float]:
         clip, stamps = sample_frames(render_item(item), frames)
         with torch.inference_mode():
             encoded = model.encode(torch.from_numpy(clip))
-            tokens = model.visual_tokens(encoded.patches)
+            tokens = model.visual_tokens(encoded.patches, method=method)
             text = model.generate(tokens, item.question, timestamps=stamps, max_new_tokens=6)
         kind = "colour" if item.question.startswith("What colour") else "shape"
         correct[kind].append(item.options[item.answer].lower() in str(text).lower())
@@ -166,6 +167,7 @@ def evaluate(model, frames: int, count: int) -> dict[str, float]:
         "static_freeform": round(float(np.mean(both)), 4),
         **{kind: round(float(np.mean(v)), 4) for kind, v in correct.items() if v},
         "n": count,
+        "method": method or model.config.method,
     }
 
 
@@ -215,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=5)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--eval-count", type=int, default=24)
+    parser.add_argument(
+        "--eval-method", default=None, help="compression for the held-out check ('none': every token)"
+    )
+    parser.add_argument(
+        "--mc-share", type=float, default=0.4, help="share of samples asked as lettered multiple choice"
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_vlm")
     parser.add_argument("--out", type=Path, default=SYNTH_DIR)
     args = parser.parse_args(argv)
@@ -276,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
             item, clip, stamps = draw_item(rng, step * args.accum + k + 1, args.frames, weights)
-            question, target = question_and_answer(item, rng, mc=bool(rng.random() < 0.4))
+            question, target = question_and_answer(item, rng, mc=bool(rng.random() < args.mc_share))
             full = bool(rng.random() < args.full_share)
             while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
                 method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
@@ -306,9 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.save({"projector": projector.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
             os.replace(tmp, state_path)
         if step % args.eval_every == 0:
-            log({"step": step, "eval": evaluate(model, args.frames, args.eval_count)})
+            log({"step": step, "eval": evaluate(model, args.frames, args.eval_count, args.eval_method)})
 
-    final = evaluate(model, args.frames, args.eval_count)
+    final = evaluate(model, args.frames, args.eval_count, args.eval_method)
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}

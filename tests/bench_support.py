@@ -2,7 +2,8 @@
 
 It has the same names and signatures as the real modules and two families: ``static`` (the colour of
 one large object) and ``order`` (which of two colours came first). ``install(monkeypatch)`` puts it in
-``sys.modules`` in place of the real modules for one test.
+``sys.modules`` in place of the real modules for one test. ``small_settings`` is a benchmark run small
+enough for a test.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from vidpool.bench.synth.world import COLOURS, Sprite, render
 from vidpool.errors import BudgetError
 
 FAMILIES = ("static", "order")
+SMALL_RUN = {
+    "clip": "tiny-clip-32",
+    "weights": "random",
+    "methods": ("spatial", "prompt_guided"),
+    "budgets": (1.0, 0.25),
+    "max_frames": 8,
+    "resamples": 200,
+    "memory": False,
+}
 CONTROLS = ("full", "middle_frame", "shuffled", "text_only", "random_drop", "frame_subsample")
 _NAMES = list(COLOURS)[:4]
 
@@ -167,3 +177,10 @@ def install(monkeypatch) -> None:
         module.__dict__.update(attrs)
         monkeypatch.setitem(sys.modules, module.__name__, module)
         monkeypatch.setattr(package, name, module, raising=False)
+
+
+def small_settings(out, **changes: Any):
+    """``FidelitySettings`` for a test-sized run writing to ``out``; ``changes`` replace the defaults."""
+    from vidpool.bench.fidelity import FidelitySettings
+
+    return FidelitySettings(**{**SMALL_RUN, "out": str(out), **changes})

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bench_support import install
+from bench_support import install, small_settings
 from pipeline_support import checkpoint
 
 from vidpool.bench.fidelity import FidelitySettings, run_fidelity
@@ -233,21 +233,8 @@ def checkpoint_config():
 
 
 def test_runner_on_the_real_synthetic_tasks(tmp_path):
-    results = run_fidelity(
-        FidelitySettings(
-            clip="tiny-clip-32",
-            weights="random",
-            families=("static", "order"),
-            methods=("spatial", "prompt_guided"),
-            budgets=(1.0, 0.25),
-            items=3,
-            max_frames=12,
-            out=str(tmp_path),
-            resamples=100,
-            memory=False,
-        ),
-        log=lambda line: None,
-    )
+    settings = small_settings(tmp_path, families=("static", "order"), items=3, max_frames=12, resamples=100)
+    results = run_fidelity(settings, log=lambda line: None)
     cells = {(c["family"], c["key"]): c for c in results["cells"]}
     assert (
         cells[("order", "shuffled")]["n"] == 3 and cells[("order", "spatial@1")]["tokens"]["max"] == 12 * 16

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from bench_support import small_settings
 from pipeline_support import checkpoint
 
 import vidpool
-from vidpool.bench.fidelity import FidelitySettings, run_fidelity
+from vidpool.bench.fidelity import run_fidelity
 from vidpool.bench.generative import answer_generative, generative_arms, parse_choice, sample_clip
 from vidpool.bench.synth.tasks import make_items, multiple_choice_prompt, render_item, write_item_mp4
 from vidpool.cli import main
@@ -93,18 +94,8 @@ def test_text_only_sees_no_video(tiny):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("generative")
-    settings = FidelitySettings(
-        clip="tiny-clip-32",
-        weights="random",
-        families=("static", "direction"),
-        methods=("spatial", "prompt_guided"),
-        budgets=(1.0, 0.25),
-        items=4,
-        max_frames=8,
-        out=str(out),
-        resamples=200,
-        memory=False,
-        model=str(checkpoint("tiny-native")),
+    settings = small_settings(
+        out, families=("static", "direction"), items=4, model=str(checkpoint("tiny-native"))
     )
     lines: list[str] = []
     return run_fidelity(settings, log=lines.append), out, "\n".join(lines)
@@ -141,15 +132,10 @@ def test_generative_section_beside_the_retrieval_cells(run):
 
 def test_two_processes_answer_as_one(run, tmp_path):
     results, _, _ = run
-    settings = FidelitySettings(
+    settings = small_settings(
+        tmp_path,
         families=("static",),
-        methods=("spatial", "prompt_guided"),
-        budgets=(1.0, 0.25),
         items=4,
-        max_frames=8,
-        out=str(tmp_path),
-        resamples=200,
-        memory=False,
         model=str(checkpoint("tiny-native")),
         retrieval=False,
         jobs=2,
