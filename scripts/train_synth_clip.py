@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from training_run import TrainingRun, lr_at  # noqa: E402
 
 from vidpool.bench.synth.stills import caption, random_still, random_stills  # noqa: E402
 from vidpool.bench.synth.world import COLOURS  # noqa: E402
@@ -41,13 +42,6 @@ SIDES = (64, 64, 96, 128)
 def build(open_clip):
     open_clip.add_model_config(CONFIG)
     return open_clip.create_model("vidpool-synth-clip", device="cpu")
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def batch(step: int, size: int, seed: int):
@@ -116,21 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         betas=(0.9, 0.98),
         eps=1e-6,
     )
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    state_path = args.work_dir / "state.pt"
-    log_path = args.work_dir / "log.jsonl"
-    step = 0
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-        print(f"resumed at step {step}", flush=True)
-
-    def log(record: dict) -> None:
-        print(json.dumps(record), flush=True)
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+    run = TrainingRun(args.work_dir)
+    step = run.resume(model, opt)
+    log = run.log
 
     model.train()
     started = time.perf_counter()
@@ -160,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             started = time.perf_counter()
         if step % args.save_every == 0 or step == args.steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-            os.replace(tmp, state_path)
+            run.save(model, opt, step)
         if step % args.eval_every == 0 or step == args.steps:
             log({"step": step, "eval": evaluate(model, tokenizer, pre, args.eval_count)})
 
@@ -170,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(weights, str(args.out / "clip.safetensors"), metadata={"format": "pt"})
-    (args.out / "clip_training_log.jsonl").write_text(log_path.read_text())
+    (args.out / "clip_training_log.jsonl").write_text(run.log_path.read_text())
     summary = {
         "steps": step,
         "batch": args.batch,

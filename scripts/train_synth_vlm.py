@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from train_synth_clip import lr_at  # noqa: E402  (the same warm-up + cosine schedule)
+from training_run import TrainingRun, lr_at  # noqa: E402
 
 from vidpool.bench.synth.tasks import (  # noqa: E402
     FAMILIES,
@@ -171,13 +170,12 @@ def evaluate(model, frames: int, count: int, method: str | None = None) -> dict[
     }
 
 
-def plot_losses(log_path: Path, out: Path) -> None:
+def plot_losses(rows: list[dict], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in rows if "loss" in r]
     losses = np.array([r["loss"] for r in rows if "loss" in r])
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -233,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     import vidpool
     from vidpool.llm import build_projector
 
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    state_path = args.work_dir / "state.pt"
-    log_path = args.work_dir / "log.jsonl"
+    run = TrainingRun(args.work_dir, key="projector")
     folder = args.work_dir / "model"
     if not (folder / "vidpool.json").is_file():
         torch.manual_seed(args.seed)
@@ -252,23 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     model.encoder.model.requires_grad_(False)
     projector = model.projector.float().train().requires_grad_(True)
     opt = torch.optim.AdamW(projector.parameters(), lr=args.lr, weight_decay=0.0)
-    step = 0
-    if state_path.is_file():
-        state = torch.load(state_path, weights_only=True)
-        projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-        print(f"resumed at step {step}", flush=True)
-        if log_path.is_file():  # steps after the saved state are run again: drop their old records
-            kept = [
-                r for r in log_path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step
-            ]
-            log_path.write_text("".join(r + "\n" for r in kept))
-
-    def log(record: dict) -> None:
-        print(json.dumps(record), flush=True)
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+    step = run.resume(projector, opt)
+    log = run.log
 
     weights = family_weights(args.static_weight)
     log({"step": step, "start": {k: str(v) for k, v in vars(args).items()}})
@@ -310,19 +291,17 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         if step % args.save_every == 0 or step == args.steps:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"projector": projector.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
-            os.replace(tmp, state_path)
+            run.save(projector, opt, step)
         if step % args.eval_every == 0:
             log({"step": step, "eval": evaluate(model, args.frames, args.eval_count, args.eval_method)})
 
     final = evaluate(model, args.frames, args.eval_count, args.eval_method)
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = run.records()
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
     save_file(tensors, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
-    (args.out / "vlm_training_log.jsonl").write_text(log_path.read_text())
-    plot_losses(log_path, args.out / "vlm_loss.png")
+    (args.out / "vlm_training_log.jsonl").write_text(run.log_path.read_text())
+    plot_losses(run.records(), args.out / "vlm_loss.png")
     summary = {
         "steps": step,
         "accum": args.accum,

@@ -1,0 +1,79 @@
+"""scripts/training_run.py (resumable state, log, schedule) and a two-step run of scripts/train_synth_clip.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from pipeline_support import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from training_run import TrainingRun, lr_at
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    assert [lr_at(s, 10, 1.0, 2) for s in (0, 1)] == [0.5, 1.0]
+    assert lr_at(2, 10, 1.0, 2) == pytest.approx(1.0)
+    assert lr_at(6, 10, 1.0, 2) == pytest.approx(0.5)
+    assert lr_at(10, 10, 1.0, 2) == pytest.approx(0.0) and lr_at(20, 10, 1.0, 2) == pytest.approx(0.0)
+
+
+def _step(module, opt):
+    opt.zero_grad()
+    module(torch.ones(1, 3)).sum().backward()
+    opt.step()
+
+
+def test_resume_restores_weights_and_optimizer_and_drops_later_log_records(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(module.parameters(), lr=0.1)
+    run = TrainingRun(tmp_path / "run", key="projector")
+    assert run.resume(module, opt) == 0 and run.records() == []
+    for step in (1, 2):
+        _step(module, opt)
+        run.log({"step": step, "loss": float(step)})
+    run.save(module, opt, 2)
+    saved = {k: v.clone() for k, v in module.state_dict().items()}
+    _step(module, opt)
+    run.log({"step": 3, "loss": 3.0})  # a step after the saved state, lost when the run is killed
+
+    again = torch.nn.Linear(3, 2)
+    again_opt = torch.optim.AdamW(again.parameters(), lr=0.1)
+    run = TrainingRun(tmp_path / "run", key="projector")
+    assert run.resume(again, again_opt) == 2
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in saved.items())
+    assert again_opt.state_dict()["state"][0]["step"] == 2
+    assert [r["step"] for r in run.records()] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["log.jsonl", "state.pt"]
+    assert "projector" in torch.load(run.state_path, weights_only=True)
+
+
+def test_clip_training_script_runs_and_resumes(tmp_path, capsys):
+    pytest.importorskip("open_clip")
+    from train_synth_clip import main
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = [
+        "--batch",
+        "4",
+        "--eval-count",
+        "8",
+        "--save-every",
+        "1",
+        "--work-dir",
+        str(work),
+        "--out",
+        str(out),
+    ]
+    assert main(["--steps", "1", "--eval-every", "1", *common]) == 0
+    assert main(["--steps", "2", "--eval-every", "1", *common]) == 0
+    assert "resumed at step 1" in capsys.readouterr().out
+    summary = json.loads((out / "clip_training.json").read_text())
+    assert summary["steps"] == 2 and set(summary["zero_shot"]) >= {"colour", "shape"}
+    assert (out / "clip.safetensors").stat().st_size > 0
+    steps = [json.loads(line)["step"] for line in (out / "clip_training_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
