@@ -18,6 +18,7 @@ from vidpool.errors import InvalidArgumentError, UnknownMethodError
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
     "GENERATE_KEYS",
+    "check_caption_options",
     "check_device",
     "check_generation",
     "check_planning",
@@ -179,3 +180,24 @@ def generation_options(defaults: dict[str, Any], overrides: dict[str, Any]) -> d
     options = {**defaults, **overrides}
     check_generation(**{k: options[k] for k in ("max_new_tokens", "temperature", "top_p", "seed")})
     return options
+
+
+def check_caption_options(
+    *,
+    device: str,
+    prompt: Any,
+    max_new_tokens: Any,
+    temperature: Any,
+    top_p: Any,
+    seed: Any,
+    **planning: Any,
+) -> tuple[str, dict[str, Any]]:
+    """Check a captioning run's options before its model loads: ``(device, generation defaults)``.
+
+    ``planning`` are :func:`check_planning`'s options and ``max_memory`` (checked by the planner).
+    """
+    check_planning(**{k: v for k, v in planning.items() if k != "max_memory"})
+    check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    check_question(prompt)
+    generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
+    return check_device(device), generation

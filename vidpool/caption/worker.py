@@ -16,7 +16,7 @@ from typing import Any
 
 from vidpool.caption.fields import FIELDS
 from vidpool.caption.inputs import VideoItem
-from vidpool.options import check_device, check_generation, check_planning, check_question
+from vidpool.options import check_caption_options
 from vidpool.pipeline import CAPTION_PROMPT, ModelOrPath, VideoChat, load
 
 __all__ = ["FIELDS", "CaptionWorker", "Decoded"]
@@ -85,22 +85,22 @@ class CaptionWorker:
         max_memory: Any = None,
         decode_timeout: float | None = 30.0,
     ) -> None:
-        check_planning(
-            num_frames=num_frames, budget_tokens=budget_tokens, method=method, method_params=method_params
+        self.device, self.generation = check_caption_options(
+            device=device,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            num_frames=num_frames,
+            budget_tokens=budget_tokens,
+            method=method,
+            method_params=method_params,
         )
-        check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-        check_question(prompt)
-        self.device = check_device(device)
         self.model = load(model, device=device)
         self.model_name = str(getattr(self.model, "name", "") or (os.fspath(model) if model else ""))
         self.prompt = prompt
         self.decode_timeout = decode_timeout
-        self.generation = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        }
         if max_memory is None:
             # what the device has now, with the model loaded: measured once, so that a plan made in a
             # decode thread while the model thread holds activations sees the same memory as any other

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
-from vidpool.options import check_device, check_generation, check_planning, check_question, generation_options
+from vidpool.options import check_caption_options, generation_options
 from vidpool.pipeline.chat import VideoChat, _package
 from vidpool.pipeline.loading import ModelOrPath
 from vidpool.progress import ProgressCallback
@@ -73,19 +73,18 @@ class Captioner:
             raise InvalidArgumentError(
                 f"unknown Captioner options {unknown}; planning options are {_PLAN_KEYS}"
             )
-        check_planning(**{k: v for k, v in plan_kwargs.items() if k != "max_memory"})
-        check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-        check_question(prompt)
-        self.device = check_device(device)
+        self.device, self.generation = check_caption_options(
+            device=device,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            **plan_kwargs,
+        )
         self.model = _package().load(model, device=device, progress=progress)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        self.generation = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "top_p": top_p,
-            "seed": seed,
-        }
         self.plan_kwargs = plan_kwargs
         self.progress = progress
         self.last_plan: Plan | None = None
