@@ -6,6 +6,7 @@ A native checkpoint is a folder::
     projector.safetensors    the projector weights
     encoder.safetensors      (optional) vision encoder weights, when ``encoder["weights"]`` names it
     lm/                      (optional) a Hugging Face causal LM folder, when ``lm["path"]`` names it
+    adapter/                 (optional) a PEFT LoRA adapter merged into the LM, when ``lm["adapter"]`` names it
 
 Relative paths in the config are resolved against the checkpoint folder, so a folder can be moved whole.
 """
@@ -40,7 +41,8 @@ class ModelConfig:
         encoder: vision encoder spec passed to ``vidpool.encode.CLIPEncoder`` (``model``, ``weights``, ``layer``).
         projector: projector type name (see ``vidpool.llm.projector.list_projectors``).
         vision_width: channel count ``C`` of the encoder patch features the projector takes.
-        lm: language model spec: ``path`` (folder or hub name), optional ``gguf_file``, optional ``tokenizer``.
+        lm: language model spec: ``path`` (folder or hub name), optional ``gguf_file``, optional ``tokenizer``,
+            optional ``adapter`` (a LoRA adapter folder).
         compress: ``{"method": str, "params": dict, "position": "before" | "after"}`` the projector.
         num_frames: frames to sample by default.
         budget: default visual-token budget (``None``: the method's own count).

@@ -215,11 +215,12 @@ class LoadOptions:
 
 
 def load_causal_lm(spec: dict[str, Any], **options: Any) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` for an LM spec ``{"path", "gguf_file", "tokenizer", "config"}``.
+    """Load ``(model, tokenizer)`` for an LM spec ``{"path", "gguf_file", "tokenizer", "config", "adapter"}``.
 
     ``path`` is a local folder or a hub name (hub names load only from the local cache unless the
     environment allows downloads). With ``gguf_file`` the quantized file is dequantized to ``dtype``.
-    ``tokenizer`` and ``config`` optionally name folders holding those saved separately.
+    ``tokenizer`` and ``config`` optionally name folders holding those saved separately; ``adapter``
+    a PEFT LoRA adapter folder, merged into the weights (:func:`vidpool.llm.adapter.merge_lora`).
     ``options`` are those of :class:`LoadOptions`.
     """
     opts = LoadOptions.of(options)
@@ -249,6 +250,10 @@ def load_causal_lm(spec: dict[str, Any], **options: Any) -> tuple[Any, Any]:
         )
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot load the language model from {path}: {exc}") from exc
+    if spec.get("adapter"):
+        from vidpool.llm.adapter import merge_lora
+
+        merge_lora(model, spec["adapter"])
     return opts.place(model), tokenizer
 
 

@@ -76,7 +76,7 @@ class NativeVideoLM(VideoLM):
         state, weights_file = _projector_state(folder, opts.allow_pickle, safetensors_torch)
         dtype = opts.dtype
         lm_spec = dict(config.lm)
-        for key in ("path", "tokenizer", "config"):
+        for key in ("path", "tokenizer", "config", "adapter"):
             lm_spec[key] = resolve_path(folder, lm_spec.get(key))
         lm, tokenizer = load_causal_lm(lm_spec, **vars(opts))
         # With an accelerate device map the vision side goes where the LM's embeddings went.
