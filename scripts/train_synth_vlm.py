@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from training_run import TrainingRun, lr_at  # noqa: E402
 
+from vidpool.bench.generative import parse_choice, sample_clip  # noqa: E402
 from vidpool.bench.synth.tasks import (  # noqa: E402
     FAMILIES,
     LETTERS,
@@ -81,7 +82,6 @@ SHAPE_WORDINGS = (
     "What shape do you see?",
     "What is the shape in the video?",
 )
-FPS = 8.0
 
 
 class Trainable(torch.nn.Module):
@@ -97,13 +97,6 @@ class Trainable(torch.nn.Module):
         self.lora = torch.nn.ParameterDict({n.replace(".", "__"): p for n, p in named})
 
 
-def sample_frames(frames: np.ndarray, count: int) -> tuple[np.ndarray, list[float]]:
-    """``count`` evenly spaced frames (centres of equal segments, as the pipeline samples) and their times."""
-    total = frames.shape[0]
-    idx = np.minimum(((np.arange(count) + 0.5) * total / count).astype(int), total - 1)
-    return frames[idx], [float(i) / FPS for i in idx]
-
-
 def family_weights(static: float) -> dict[str, float]:
     """``FAMILY_WEIGHTS`` with static questions at ``static`` and the other families scaled to the rest."""
     others = {k: v for k, v in FAMILY_WEIGHTS.items() if k != "static"}
@@ -115,7 +108,7 @@ def draw_item(rng: np.random.Generator, seed: int, frames: int, weights: dict[st
     family = str(rng.choice(list(weights), p=list(weights.values())))
     # items alternate within a family (static: colour, then shape; direction: a clip, then reversed)
     item = make_items(family, 2, seed=seed)[int(rng.integers(2))]
-    clip, stamps = sample_frames(render_item(item), frames)
+    clip, stamps = sample_clip(render_item(item), frames)
     return item, clip, stamps
 
 
@@ -164,18 +157,24 @@ def sample_loss(model, question, target, clip, stamps, method: str, budget: int 
     return model.language_model(inputs_embeds=embeds, labels=labels).loss
 
 
-def evaluate(model, frames: int, count: int, method: str | None = None) -> dict[str, float]:
+def evaluate(model, frames: int, count: int, method: str | None = None, letters: bool = False) -> dict:
     """Greedy free-form accuracy on held-out static items, compressed by ``method`` (``None``: the
-    model's default compression; ``"none"``: every visual token)."""
-    correct = {"colour": [], "shape": []}
+    model's default compression; ``"none"``: every visual token); with ``letters`` also the share of
+    the same questions answered right as lettered multiple choice."""
+    correct: dict[str, list[bool]] = {"colour": [], "shape": [], "letter": []}
     items = make_items("static", count, seed=EVAL_SEED)
     model.projector.eval()
     for item in items:
-        clip, stamps = sample_frames(render_item(item), frames)
+        clip, stamps = sample_clip(render_item(item), frames)
         with torch.inference_mode():
             encoded = model.encode(torch.from_numpy(clip))
             tokens = model.visual_tokens(encoded.patches, method=method)
             text = model.generate(tokens, item.question, timestamps=stamps, max_new_tokens=6)
+            if letters:
+                reply = model.generate(
+                    tokens, multiple_choice_prompt(item), timestamps=stamps, max_new_tokens=6
+                )
+                correct["letter"].append(parse_choice(str(reply), item.options) == item.answer)
         kind = "colour" if item.question.startswith("What colour") else "shape"
         correct[kind].append(item.options[item.answer].lower() in str(text).lower())
     model.projector.train()
@@ -235,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-count", type=int, default=24)
     parser.add_argument(
         "--eval-method", default=None, help="compression for the held-out check ('none': every token)"
+    )
+    parser.add_argument(
+        "--eval-letters", action="store_true", help="the held-out check also asks for the letter"
     )
     parser.add_argument(
         "--mc-share", type=float, default=0.4, help="share of samples asked as lettered multiple choice"
@@ -343,9 +345,16 @@ def main(argv: list[str] | None = None) -> int:
         if step % args.save_every == 0 or step == args.steps:
             run.save(trainable, opt, step)
         if step % args.eval_every == 0:
-            log({"step": step, "eval": evaluate(model, args.frames, args.eval_count, args.eval_method)})
+            log(
+                {
+                    "step": step,
+                    "eval": evaluate(
+                        model, args.frames, args.eval_count, args.eval_method, args.eval_letters
+                    ),
+                }
+            )
 
-    final = evaluate(model, args.frames, args.eval_count, args.eval_method)
+    final = evaluate(model, args.frames, args.eval_count, args.eval_method, args.eval_letters)
     rows = run.records()
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
