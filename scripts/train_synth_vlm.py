@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eval-method", default=None, help="compression for the held-out check ('none': every token)"
     )
+    parser.add_argument("--note", default="", help="what this stage changes and why (kept in the summary)")
     parser.add_argument(
         "--eval-letters", action="store_true", help="the held-out check also asks for the letter"
     )
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         trainable = Trainable(projector, adapted)
         groups.append({"params": list(trainable.lora.values()), "peak": args.lora_lr})
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
-    step = run.resume(trainable, opt)
+    step = first_step = run.resume(trainable, opt)
     log = run.log
 
     weights = family_weights(args.static_weight)
@@ -364,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / SYNTH_ADAPTER / "README.md").unlink(missing_ok=True)  # peft's blank model card
     (args.out / "vlm_training_log.jsonl").write_text(run.log_path.read_text())
     plot_losses(run.records(), args.out / "vlm_loss.png")
+    # what earlier stages recorded in the summary is kept; this run's --note names its steps
+    summary_path = args.out / "vlm_training.json"
+    earlier = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    changes = dict(earlier.get("stage_changes", {}))
+    if args.note:
+        changes[f"{first_step + 1}-{step}"] = args.note
     summary = {
         "steps": step,
         "accum": args.accum,
@@ -385,8 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         "stages": [r["start"] for r in rows if "start" in r],
         "families": list(FAMILIES),
         "final_eval": final,
+        "stage_changes": changes,
+        **({"machine": earlier["machine"]} if "machine" in earlier else {}),
     }
-    (args.out / "vlm_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary), flush=True)
     return 0
 
