@@ -83,6 +83,16 @@ def test_a_native_checkpoint_loads_its_adapter(tmp_path):
     config["lm"]["adapter"] = "adapter"
     (folder / "vidpool.json").write_text(json.dumps(config))
 
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded the LM before checking its adapter")
+
+    (folder / "adapter" / "adapter_model.safetensors").rename(folder / "adapter.bak")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+        with pytest.raises(CheckpointError, match=r"adapter_model\.safetensors is missing"):
+            vidpool.load_model(folder, dtype=torch.float32)
+    (folder / "adapter.bak").rename(folder / "adapter" / "adapter_model.safetensors")
+
     model = vidpool.load_model(folder, dtype=torch.float32)
     with torch.no_grad():
         logits = model.language_model(IDS).logits

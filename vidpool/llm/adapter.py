@@ -17,7 +17,7 @@ import torch
 
 from vidpool.errors import CheckpointError, require
 
-__all__ = ["lora_delta", "merge_lora"]
+__all__ = ["check_adapter", "lora_delta", "merge_lora"]
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -63,6 +63,16 @@ def _config(folder: Path) -> dict[str, Any]:
     return config
 
 
+def check_adapter(folder: str | Path) -> dict[str, Any]:
+    """An adapter folder's config, once it is known to be a LoRA vidpool can merge and its weights file
+    exists (checked before the LM loads)."""
+    folder = Path(folder)
+    config = _config(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{folder}: {WEIGHTS_FILE} is missing")
+    return config
+
+
 def merge_lora(model: torch.nn.Module, folder: str | Path) -> int:
     """Add a saved LoRA adapter's updates to ``model``'s linear weights, in place.
 
@@ -74,13 +84,11 @@ def merge_lora(model: torch.nn.Module, folder: str | Path) -> int:
         How many linear layers changed.
     """
     folder = Path(folder)
-    config = _config(folder)
+    config = check_adapter(folder)
     rank = int(config["r"])
     alpha = float(config.get("lora_alpha", rank))
     scale = alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
     weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise CheckpointError(f"{folder}: {WEIGHTS_FILE} is missing")
     state = require("safetensors.torch", "llm", "Loading a LoRA adapter").load_file(str(weights_path))
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():

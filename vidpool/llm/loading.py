@@ -235,6 +235,10 @@ def load_causal_lm(spec: dict[str, Any], **options: Any) -> tuple[Any, Any]:
             raise CheckpointError(f"GGUF file {gguf_file} not found in {path}")
     else:
         check_weight_files(path, allow_pickle=opts.allow_pickle)
+    if spec.get("adapter"):
+        from vidpool.llm.adapter import check_adapter
+
+        check_adapter(spec["adapter"])  # a wrong adapter fails before the LM loads
     kwargs = opts.pretrained_kwargs(gguf=bool(gguf_file))
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
