@@ -129,6 +129,21 @@ def test_an_unknown_model_name_says_what_to_pass():
         VidpoolLMM(model="no-such-model", device="cpu")
 
 
+def test_the_model_says_its_notice_once_and_the_default_model_too(tmp_path, monkeypatch, capsys):
+    from pipeline_support import noted_checkpoint
+
+    notice = "a toy model; it cannot describe real footage"
+    noted = noted_checkpoint(tmp_path / "noted", notice)
+    VidpoolLMM(model=str(noted), device="cpu")
+    assert capsys.readouterr().err.count(f"vidpool: noted: {notice}") == 1
+    monkeypatch.setenv("VIDPOOL_MODEL", str(noted))  # no model= given: the default model
+    VidpoolLMM(device="cpu")
+    assert capsys.readouterr().err.count(f"vidpool: noted: {notice}") == 1
+    monkeypatch.setenv("RANK", "1")  # lmms-eval under accelerate: rank 0 alone says it
+    VidpoolLMM(model=str(noted), device="cpu")
+    assert "cannot describe" not in capsys.readouterr().err
+
+
 # -- answers --------------------------------------------------------------------------------
 OPTIONS = ["red", "dark red", "blue", "a green circle"]
 

@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from vidpool import options
-from vidpool.models.store import DEFAULT_MODEL, MODEL_ENV
+from vidpool.models.store import DEFAULT_MODEL, MODEL_ENV, say_notice
 
 __all__ = ["DEFAULT_MODEL", "build_parser", "main"]
 
@@ -487,19 +487,6 @@ def _model(args: argparse.Namespace) -> str:
     return model
 
 
-def _say_notice(model: str) -> None:
-    """The model's one line about itself (what it is, what it cannot do), on stderr before the run;
-    once per run: under torchrun only rank 0 says it."""
-    import os
-    from pathlib import Path
-
-    from vidpool.models import model_notice_line
-
-    notice = model_notice_line(model)
-    if notice and os.environ.get("RANK", "0") == "0":
-        print(f"vidpool: {Path(model).resolve().name}: {notice}", file=sys.stderr, flush=True)
-
-
 def _run_options(args: argparse.Namespace) -> dict:
     return {
         "num_frames": args.frames,
@@ -528,7 +515,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     options.check_video(args.video)
     model = _model(args)
-    _say_notice(model)
+    say_notice(model)
     device = _device(args)
     result = plan(args.video, model, device, **_run_options(args))
     print(json.dumps(result.to_dict(), indent=2, default=str) if args.json else result.table())
@@ -541,7 +528,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
     options.check_video(args.video)
     model = _model(args)
     device = options.check_device(_device(args))
-    _say_notice(model)
+    say_notice(model)
     with TerminalProgress(enabled=not args.quiet) as progress:
         from vidpool.pipeline import VideoChat
 
@@ -587,7 +574,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     }
     if device is not None:
         worker["device"] = device
-    _say_notice(model)
+    say_notice(model)
     summary = caption_videos(
         args.inputs,
         args.out,
@@ -628,7 +615,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
     )
     print(f"vidpool demo: loading {model} ...", file=sys.stderr)
-    _say_notice(model)
+    say_notice(model)
     launch(config)
     return 0
 

@@ -19,6 +19,7 @@ from vidpool.models.store import (
     model_dir,
     model_names,
     model_notice_line,
+    say_notice,
     untrained_parts,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "model_dir",
     "model_names",
     "model_notice_line",
+    "say_notice",
     "untrained_parts",
 ]

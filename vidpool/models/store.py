@@ -198,3 +198,14 @@ def model_notice_line(folder: str | os.PathLike) -> str | None:
     if notice is None:
         return None
     return " ".join(str(notice).split()) or None
+
+
+def say_notice(folder: str | os.PathLike) -> None:
+    """Print the checkpoint's notice (:func:`model_notice_line`) on stderr as ``vidpool: NAME: NOTICE``
+    before a run; nothing for a checkpoint without one. Once per run: when launched by torchrun or
+    accelerate only rank 0 (``$RANK``) says it."""
+    import sys
+
+    notice = model_notice_line(folder)
+    if notice and os.environ.get("RANK", "0") == "0":
+        print(f"vidpool: {Path(folder).resolve().name}: {notice}", file=sys.stderr, flush=True)

@@ -160,9 +160,12 @@ class VidpoolLMM(lmms):
         super().__init__()
         self.args = parse_model_args(**kwargs)
         from vidpool.encode import FeatureCache
+        from vidpool.models import default_model, say_notice
         from vidpool.pipeline import load
 
-        self.model = load(resolve_model(self.args.model), device=self.args.device)
+        folder = resolve_model(self.args.model)
+        self.model = load(folder, device=self.args.device)
+        say_notice(default_model() if folder is None else folder)
         # lmms-eval sends a document's requests together (a multiple_choice item: one per option), so
         # a few entries let each video be encoded once without holding the features of many
         self.cache = FeatureCache(max_items=4)
