@@ -109,19 +109,10 @@ def test_a_wide_frame_is_seen_through_its_middle_square(model, videos):
         assert not torch.allclose(seen, model.encode_frames(inside), atol=1e-3)
 
 
-# Measured misses of the shipped model, (case id, question) -> what it answers, marked strict xfail so
-# that a model which gets them right fails until they go. The shipped projector (600 steps) answers
-# all twelve; the one of 530 steps called both red circles "diamond".
-MISSES: dict[tuple[str, str], str] = {}
-
-
-def _marked(case, question):
-    said = MISSES.get((case_id(case), question))
-    marks = [pytest.mark.xfail(strict=True, reason=f"vidpool-synth answers {said!r}")] if said else []
-    return pytest.param(case, question, id=f"{case_id(case)}-{question}", marks=marks)
-
-
-@pytest.mark.parametrize(("case", "question"), [_marked(c, q) for c in CASES for q in QUESTIONS])
+@pytest.mark.parametrize(
+    ("case", "question"),
+    [pytest.param(c, q, id=f"{case_id(c)}-{q}") for c in CASES for q in QUESTIONS],
+)
 def test_vidpool_synth_names_the_colour_and_shape_of_a_drawn_video(model, videos, case, question):
     from vidpool import VideoChat
 

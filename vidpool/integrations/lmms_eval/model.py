@@ -163,9 +163,9 @@ class VidpoolLMM(lmms):
         from vidpool.models import default_model, say_notice
         from vidpool.pipeline import load
 
-        folder = resolve_model(self.args.model)
+        folder = resolve_model(self.args.model) or default_model()
         self.model = load(folder, device=self.args.device)
-        say_notice(default_model() if folder is None else folder)
+        say_notice(folder)
         # lmms-eval sends a document's requests together (a multiple_choice item: one per option), so
         # a few entries let each video be encoded once without holding the features of many
         self.cache = FeatureCache(max_items=4)
