@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import vidpool
+from vidpool.bench.synth.tasks import Item
 from vidpool.bench.synth.world import COLOURS, Sprite, render
 from vidpool.errors import BudgetError
 
@@ -32,17 +33,6 @@ SMALL_RUN = {
 }
 CONTROLS = ("full", "middle_frame", "shuffled", "text_only", "random_drop", "frame_subsample")
 _NAMES = list(COLOURS)[:4]
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    family: str
-    question: str
-    options: tuple[str, str, str, str]
-    answer: int
-    num_frames: int
-    scene: Any
 
 
 def make_items(family: str, count: int, *, seed: int = 0, num_frames: int | None = None) -> list[Item]:

@@ -1,5 +1,6 @@
-"""With the world's trained CLIP, the retrieval scorer reads static and small items from all tokens far
-above chance (skipped where the weights are absent); with random weights it runs but knows nothing."""
+"""With the world's trained CLIP, the retrieval scorer reads static items from all tokens far above
+chance (skipped where the weights are absent); with random weights it stays below that bar, so the bar
+measures training."""
 
 from __future__ import annotations
 
@@ -35,18 +36,23 @@ def _accuracy(encoder, family: str, count: int) -> float:
     return hits / count
 
 
-def test_random_weights_run_end_to_end():
+def test_random_weights_stay_below_the_trained_bar():
     from vidpool.encode import CLIPEncoder
 
+    torch.manual_seed(0)
     encoder = CLIPEncoder(CONFIG, weights=None)
     assert encoder.grid == (8, 8) and encoder.embed_dim == 128
-    assert 0.0 <= _accuracy(encoder, "static", 8) <= 1.0
+    assert _accuracy(encoder, "static", 40) < TRAINED_BAR
 
 
+# 40 items: chance (0.25) reaches 0.6 with probability below 1e-5
+TRAINED_BAR = 0.6
+
+# A known limit, kept strict so that the day it is fixed the mark has to go.
 _SINGLE_OBJECT_STILLS = pytest.mark.xfail(
     reason="the CLIP is trained on stills with one coloured object; a small item also shows a large one "
-    "of another colour, which its embeddings favour (training step 950: 0.40 on 40 items)",
-    strict=False,
+    "of another colour, which its embeddings favour (0.40 on these 40 items)",
+    strict=True,
 )
 
 
@@ -56,5 +62,4 @@ def test_trained_clip_reads_static_and_small_items(family):
     from vidpool.encode import CLIPEncoder
 
     encoder = CLIPEncoder(CONFIG, weights=WEIGHTS)
-    # 40 items: chance (0.25) reaches 0.6 with probability below 1e-5
-    assert _accuracy(encoder, family, 40) >= 0.6
+    assert _accuracy(encoder, family, 40) >= TRAINED_BAR

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ pytest.importorskip("lmms_eval")
 
 from lmms_eval.api.instance import Instance
 
+from vidpool.bench.synth.tasks import Item
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 from vidpool.integrations.lmms_eval import export_task, lmms_eval_command, manifests
 from vidpool.integrations.lmms_eval.model import VidpoolLMM, parse_model_args
@@ -40,33 +40,20 @@ from vidpool.integrations.lmms_eval.task_utils import (
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-@dataclass(frozen=True)
-class StandInItem:
-    """The fields of ``vidpool.bench.synth.tasks.Item`` that the export reads."""
-
-    id: str
-    family: str
-    question: str
-    options: tuple[str, str, str, str]
-    answer: int
-    num_frames: int
-    scene: Any = None
-
-
-def write_mp4(item: StandInItem, path: Path, *, side: int, fps: int) -> Path:
+def write_mp4(item: Item, path: Path, *, side: int, fps: int) -> Path:
     from vidpool.video import make_test_video
 
     make_test_video(path, num_frames=item.num_frames, fps=fps, size=(side, side))
     return path
 
 
-def mc_prompt(item: StandInItem) -> str:
+def mc_prompt(item: Item) -> str:
     lines = [f"{letter}. {option}" for letter, option in zip("ABCD", item.options)]
     return "\n".join([item.question, *lines, "Answer with the letter."])
 
 
 ITEMS = [
-    StandInItem(f"item{i}", ("static", "count")[i % 2], "What colour is the square?", COLOURS, i % 4, 8)
+    Item(f"item{i}", ("static", "count")[i % 2], "What colour is the square?", COLOURS, i % 4, 8, None)
     for i, COLOURS in enumerate([("red", "green", "blue", "white")] * 4)
 ]
 
