@@ -43,6 +43,7 @@ from vidpool.bench.synth.tasks import (  # noqa: E402
 )
 from vidpool.errors import BudgetError  # noqa: E402
 from vidpool.models.builders import SYNTH_ADAPTER, SYNTH_DIR, build_vidpool_synth  # noqa: E402
+from vidpool.models.store import portable_path  # noqa: E402
 
 # Static questions are what the model must do best; the others are there so it learns what it can.
 FAMILY_WEIGHTS = {
@@ -307,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     log = run.log
 
     weights = family_weights(args.static_weight)
-    log({"step": step, "start": {k: str(v) for k, v in vars(args).items()}})
+    # the stage's options as another machine can read them: no absolute paths of this one
+    start = {k: portable_path(v) if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
+    log({"step": step, "start": start})
     methods = vidpool.list_methods()
     while step < args.steps:
         started = time.perf_counter()

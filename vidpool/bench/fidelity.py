@@ -27,6 +27,7 @@ import torch
 
 from vidpool.bench.arms import Arm, Column, arms_for, item_seed
 from vidpool.errors import InvalidArgumentError
+from vidpool.models import portable_path
 
 __all__ = [
     "BUDGETS",
@@ -285,6 +286,13 @@ def _section(
     return cells, comparisons
 
 
+def _portable(value: Any) -> Any:
+    """An absolute path as results meant for other machines record it; any other value as it is."""
+    if isinstance(value, Path) or (isinstance(value, str) and Path(value).is_absolute()):
+        return portable_path(value)
+    return value
+
+
 def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
 
@@ -362,7 +370,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     if model is not None:
         gen_cells, gen_comparisons = _section(generation, gen_arms, pairs, s)
         generative = {
-            "model": str(folder),
+            "model": portable_path(folder),
             "model_name": s.model,
             "prompt": s.model_prompt,
             "frames": int(s.model_frames or model.config.num_frames),
@@ -383,9 +391,14 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     memory = _memory_section(s, methods, log)
     results = {
         "version": RESULTS_VERSION,
-        "settings": {**asdict(s), "families": families, "methods": methods, "budgets": list(s.budgets)},
+        "settings": {
+            **{k: _portable(v) for k, v in asdict(s).items()},
+            "families": families,
+            "methods": methods,
+            "budgets": list(s.budgets),
+        },
         "versions": _versions(),
-        "clip": clip_about,
+        "clip": {k: _portable(v) for k, v in clip_about.items()},
         "cells": cells,
         "comparisons": comparisons,
         "generative": generative,

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidpool.models import portable_path
+
 __all__ = ["MAX_NEW_TOKENS", "memory_table", "resolve_model"]
 
 #: the answer length the rows are planned for; the measured run generates one token
@@ -62,7 +64,7 @@ def _planned(spec: Any, method: str, fraction: float, frames: int, device: str) 
         encoder_batch=1,
         prompt_tokens=spec.prompt_tokens(frames),
         max_new_tokens=MAX_NEW_TOKENS,
-        joint=spec.keeps_joint(method),
+        joint=spec.uses_joint(method),
         cuda=device.startswith("cuda"),
     )
     row.update(tokens=tokens, estimate_peak=est.peak, estimate_after_encoding=_lm_phase(est))
@@ -200,7 +202,7 @@ def memory_table(
         _measure(loaded, chosen, frames, device, log)
     return {
         "status": "ok",
-        "model": str(folder),
+        "model": portable_path(folder),
         "frames": frames,
         "device": device,
         "context_length": spec.context_length,

@@ -19,6 +19,7 @@ from vidpool.models.store import (
     model_dir,
     model_names,
     model_notice_line,
+    portable_path,
     say_notice,
     untrained_parts,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "model_dir",
     "model_names",
     "model_notice_line",
+    "portable_path",
     "say_notice",
     "untrained_parts",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "model_dir",
     "model_names",
     "model_notice_line",
+    "portable_path",
     "untrained_parts",
 ]
 
@@ -57,6 +58,22 @@ def home() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vidpool"
     return Path.home() / ".cache" / "vidpool"
+
+
+def portable_path(path: str | os.PathLike) -> str:
+    """``path`` as a file meant for other machines (results, training logs) should record it.
+
+    Inside the vidpool package it becomes ``vidpool/…``, inside the user's home ``~/…``, inside the
+    current folder a relative path; anywhere else (a temporary folder) only its name, since the
+    absolute path says nothing on another machine.
+    """
+    target = Path(path).expanduser().absolute()
+    package = Path(__file__).resolve().parents[1]
+    for root, prefix in ((package, "vidpool"), (Path.cwd(), ""), (Path.home(), "~")):
+        if target.is_relative_to(root):
+            relative = target.relative_to(root).as_posix()
+            return f"{prefix}/{relative}" if prefix else relative
+    return target.name
 
 
 def model_names() -> list[str]:
