@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    the main job (creates .venv, installs, runs it)
-#   make test   lint, format check and the whole test suite (creates .venv, installs, runs them)
+#   make run    the main job (creates .venv, installs only what it needs, runs it)
+#   make test   lint, format check and the whole test suite (installs the rest and Chromium, runs them)
 #   make demo   the Gradio chat demo on http://127.0.0.1:7860 (DEMO_ARGS="--model DIR --port N")
 # CI also runs:
 #   make test-oldest   the video, encoder and LM tests again under the oldest versions pyproject declares
@@ -10,7 +10,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= video,clip,llm,test,demo,dist,eval
+# The main job needs decoding, the encoder and the LM; the tests need every surface besides.
+RUN_EXTRAS ?= video,clip,llm
+TEST_EXTRAS ?= video,clip,llm,test,demo,dist,eval
 # The version-range job needs only what its tests touch.
 OLDEST_EXTRAS ?= video,clip,llm,test
 OLDEST_VENV ?= .venv-oldest
@@ -38,19 +40,23 @@ define chromium
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 endef
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.run-installed: pyproject.toml Makefile
+	$(call install,$(VENV),,$(RUN_EXTRAS))
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.run-installed
 	$(call chromium)
-	$(call install,$(VENV),,$(EXTRAS))
+	$(VENV)/bin/python -m pip install --quiet -e ".[$(TEST_EXTRAS)]" $(TORCH_SPEC)
 	touch $@
 
 $(OLDEST_VENV)/.installed: pyproject.toml Makefile $(OLDEST_CONSTRAINTS)
 	$(call install,$(OLDEST_VENV),-c $(OLDEST_CONSTRAINTS),$(OLDEST_EXTRAS))
 	touch $@
 
-run: $(VENV)/.installed
+run: $(VENV)/.run-installed
 	$(PY) scripts/main.py
 
-test: $(VENV)/.installed
+test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check vidpool tests scripts demos
 	$(VENV)/bin/ruff format --check vidpool tests scripts demos
 	$(PY) -m pytest -q -p no:cacheprovider tests
@@ -62,14 +68,14 @@ test-oldest: $(OLDEST_VENV)/.installed
 	rm -rf checkpoints/tiny-*
 	VIDPOOL_OLDEST_CONSTRAINTS=$(OLDEST_CONSTRAINTS) $(OLDEST_PY) -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check --fix vidpool tests scripts demos
 	$(VENV)/bin/ruff format vidpool tests scripts demos
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.test-installed
 	$(PY) demos/gradio_chat.py $(DEMO_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.run-installed
 	$(PY) scripts/bench_compress.py
 
 clean:
