@@ -1,4 +1,10 @@
-"""Captions for many videos with one model: ``Captioner``, and the ``Caption`` each video gets."""
+"""Captions for many videos with one model: ``Captioner``, and the ``Caption`` each video gets.
+
+``Captioner`` is the one captioner: the library's ``caption``/``caption_many`` and every engine of
+``vidpool caption`` (:mod:`vidpool.caption`) run through it. A caption is made in two steps that an
+engine may run in different threads: :meth:`Captioner.plan_for` + :meth:`Captioner.read` (probe, plan,
+decode the planned frames) and :meth:`Captioner.caption` with that plan (encode, compress, generate).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
-from vidpool.options import check_caption_options, generation_options
-from vidpool.pipeline.chat import VideoChat, _package
-from vidpool.pipeline.loading import ModelOrPath
-from vidpool.progress import ProgressCallback
+from vidpool.options import DEFAULT_CAPTION_MAX_NEW_TOKENS, check_caption_options, generation_options
+from vidpool.pipeline.chat import VideoChat, _package, _video_info
+from vidpool.pipeline.loading import ModelOrPath, plan_before_loading
+from vidpool.pipeline.trace import Trace
+from vidpool.progress import ProgressCallback, report
 from vidpool.schedule import Plan
 
 log = logging.getLogger("vidpool.pipeline")
@@ -20,6 +27,9 @@ log = logging.getLogger("vidpool.pipeline")
 __all__ = ["CAPTION_PROMPT", "Caption", "Captioner"]
 
 CAPTION_PROMPT = "Describe this video in detail."
+
+#: seconds a probe or decode may stall before the video fails (``vidpool.video``'s own default)
+DECODE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Caption:
 
 
 _PLAN_KEYS = ("num_frames", "budget_tokens", "method", "method_params", "max_memory")
+_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
 
 
 class Captioner:
@@ -53,15 +64,20 @@ class Captioner:
     :func:`vidpool.plan`'s ``num_frames``, ``budget_tokens``, ``method``, ``method_params`` and
     ``max_memory``; ``max_new_tokens``, ``temperature``, ``top_p`` and ``seed`` are the generation
     defaults (a call's own options override them). All of them are checked before the model loads.
+    ``device`` ``None`` is :func:`vidpool.options.default_device` (``"cuda"`` when torch sees a GPU).
+
+    Without ``max_memory`` every video is planned for the memory the device had free once the model
+    loaded, measured once: a later measurement would count the allocator's cache of earlier videos
+    (or another thread's activations) as used, and plans would shrink as a run goes on.
     """
 
     def __init__(
         self,
         model: ModelOrPath = None,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         prompt: str = CAPTION_PROMPT,
-        max_new_tokens: int = 128,
+        max_new_tokens: int = DEFAULT_CAPTION_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int | None = None,
@@ -82,27 +98,73 @@ class Captioner:
             seed=seed,
             **plan_kwargs,
         )
-        self.model = _package().load(model, device=device, progress=progress)
+        plan_before_loading(None, model, self.device, {**plan_kwargs, "max_new_tokens": max_new_tokens})
+        self.model = _package().load(model, device=self.device, progress=progress)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        self.plan_kwargs = plan_kwargs
         self.progress = progress
+        self.plan_kwargs = dict(plan_kwargs)
+        if self.plan_kwargs.get("max_memory") is None:
+            available = (
+                _package().plan(None, self.model, self.device, max_new_tokens=max_new_tokens).available
+            )
+            self.plan_kwargs["max_memory"] = available
+        # a fast tokenizer switches its padding/truncation state on its first call; make that call
+        # here, before plans made in other threads count prompt tokens while this one generates
+        self.model.prompt_tokens(1)
+        #: the plan of the latest caption (``None`` before, or when it failed before planning)
         self.last_plan: Plan | None = None
+        #: what the latest caption did (seconds per stage, frames, what compression kept)
+        self.last_trace: Trace | None = None
 
-    def caption(self, video: Any, **generate: Any) -> str:
-        """One caption for ``video`` (a path or frames); raises what went wrong."""
+    def plan_for(
+        self, video: Any, *, max_new_tokens: int | None = None, timeout: float | None = DECODE_TIMEOUT
+    ) -> Plan:
+        """The plan for ``video`` (a path, probed within ``timeout`` seconds, or frames in memory).
+
+        Safe to call from another thread while :meth:`caption` runs.
+        """
+        if isinstance(video, (str, os.PathLike)):
+            from vidpool.video import probe
+
+            info = probe(video, timeout=timeout)
+        else:
+            info = _video_info(video)
+        tokens = max_new_tokens if max_new_tokens is not None else self.max_new_tokens
+        return _package().plan(info, self.model, self.device, max_new_tokens=tokens, **self.plan_kwargs)
+
+    def read(self, video: str | os.PathLike, plan: Plan, *, timeout: float | None = DECODE_TIMEOUT) -> Any:
+        """The frames ``plan`` samples from the file ``video`` (a ``Frames``), each decode step allowed
+        ``timeout`` seconds; pass them to :meth:`caption` with the same ``plan``. Safe to call from
+        another thread while :meth:`caption` runs."""
+        from vidpool.video import VideoReader
+
+        with VideoReader(video, timeout=timeout) as reader:
+            return reader.sample(**plan.sample_kwargs())
+
+    def caption(self, video: Any, *, plan: Plan | None = None, **generate: Any) -> str:
+        """One caption for ``video`` (a path or frames); raises what went wrong.
+
+        ``plan`` is the video's plan when it is already made (:meth:`plan_for`); ``generate`` overrides
+        the generation defaults. :attr:`last_plan` and :attr:`last_trace` tell what was done.
+        """
         options = generation_options(self.generation, generate)
-        self.last_plan = None
+        self.last_plan = self.last_trace = None
+        if plan is None:
+            report(self.progress, "planning")
+            plan = self.plan_for(video, max_new_tokens=options["max_new_tokens"])
+        self.last_plan = plan
         chat = VideoChat(
             video,
             self.model,
             device=self.device,
+            plan=plan,
             progress=self.progress,
-            **self.plan_kwargs,
-            **{k: options.pop(k) for k in ("max_new_tokens", "temperature", "top_p", "seed")},
+            **{k: options.pop(k) for k in _GENERATION_KEYS},
         )
-        self.last_plan = chat.plan
-        return str(chat.ask(self.prompt, **options)).strip()
+        text = str(chat.ask(self.prompt, **options)).strip()
+        self.last_trace = chat.last_trace
+        return text
 
     def caption_many(self, videos: Sequence[Any], **generate: Any) -> list[Caption]:
         """A :class:`Caption` for each of ``videos``, in order: ``zip(videos, result)`` pairs them.
