@@ -198,6 +198,7 @@ def estimate_accuracy(
     scores as materialised whatever the device (the CPU kernel holds them, CUDA's fused kernels not).
     """
     from vidpool.encode.memory import clip_activation_bytes_per_frame
+    from vidpool.encode.vision import block_index
 
     rows = []
     for name in models:
@@ -214,7 +215,7 @@ def estimate_accuracy(
                 item,
                 frame_hw=hw,
                 joint=joint,
-                block=enc._block,
+                block=block_index(enc.layer, enc.spec.layers),
                 device_type=enc.device.type,
                 attention_matrix=True,
             )

@@ -7,9 +7,6 @@ python scripts/bench_fidelity.py --out results/fidelity      # the full run
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vidpool.cli import main
 

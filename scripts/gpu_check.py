@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GIB = 2**30
 LLAMA_7B = {
@@ -71,20 +69,14 @@ QWEN2_7B = {
 
 
 def _builder():
-    """scripts/make_tiny_checkpoint.py as a module (its tokenizer and model builders)."""
-    builder = sys.modules.get("make_tiny_checkpoint")
-    if builder is None:
-        spec = importlib.util.spec_from_file_location(
-            "make_tiny_checkpoint", ROOT / "scripts" / "make_tiny_checkpoint.py"
-        )
-        builder = importlib.util.module_from_spec(spec)
-        sys.modules["make_tiny_checkpoint"] = builder
-        spec.loader.exec_module(builder)
-    return builder
+    """The tiny checkpoints' builders (their tokenizer and model builders)."""
+    from vidpool.models import builders
+
+    return builders
 
 
 def _tokenizer():
-    """The byte-level ChatML tokenizer of scripts/make_tiny_checkpoint.py (ids < 262, fits any vocab)."""
+    """The byte-level ChatML tokenizer of the tiny checkpoints (ids < 262, fits any vocab)."""
     builder = _builder()
     return builder.tiny_tokenizer(), builder.EOS_TOKEN_ID, builder.PAD_TOKEN_ID
 
@@ -177,24 +169,24 @@ def _measure(chat, question: str, device: str, weights: int, max_new_tokens: int
 
 def vision_memory(model, device: str, sizes: list[tuple[int, int]], count: int = 8) -> list[dict]:
     """Measured vs predicted vision memory per decoded frame (``model.activation_bytes_per_frame``):
-    CUDA peak above what was allocated before one ``encode_frames`` call (after a warm-up), or on CPU
+    CUDA peak above what was allocated before one ``encode_patches`` call (after a warm-up), or on CPU
     the peak of the allocator events plus the caller's frames, divided by the frame count."""
     from vidpool.schedule import measure_peak
 
     rows = []
     for hw in sizes:
         frames = torch.randint(0, 256, (count, *hw, 3), dtype=torch.uint8)
-        model.encode_frames(frames[:1])
+        model.encode_patches(frames[:1])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
-            out = model.encode_frames(frames)
+            out = model.encode_patches(frames)
             torch.cuda.synchronize()
             measured = (torch.cuda.max_memory_allocated() - before) / count
             del out
         else:
-            _, peak = measure_peak(lambda frames=frames: model.encode_frames(frames))
+            _, peak = measure_peak(lambda frames=frames: model.encode_patches(frames))
             measured = (peak + frames.numel()) / count
         predicted = model.activation_bytes_per_frame(hw)
         rows.append({"frame_hw": hw, "measured": measured, "predicted": predicted})
@@ -310,7 +302,7 @@ def seven_b_spec():
     """The schedule ModelSpec of the built 7B model, from shapes only (for --plan-only on any machine)."""
     from vidpool.encode.config import encoder_spec as clip_spec
     from vidpool.encode.config import load_config
-    from vidpool.schedule.spec import native_spec
+    from vidpool.llm.spec import native_spec
 
     width = clip_spec(load_config("ViT-L-14-336")).width
     config = native_config("ViT-L-14-336", width)

@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from vidpool.models import DEFAULT_MODEL as MODEL
 
-from vidpool.models import DEFAULT_MODEL as MODEL  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_METHODS = "prompt_guided,spatial"
 DEFAULT_QUESTION = "What happens in this video?"

@@ -15,13 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from vidpool.models.builders import smollm2_dir
+from vidpool.models.store import build_model, model_names
 
-from vidpool.models.builders import *  # noqa: E402, F403  (tests and gpu_check use the builders from here)
-from vidpool.models.builders import smollm2_dir  # noqa: E402
-from vidpool.models.store import build_model, model_names  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DIR = ROOT / "checkpoints"
 # checkpoints/vidpool-synth/ is the source of that model, not a place to build it

@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from vidpool.bench.synth import (  # noqa: E402
+from vidpool.bench.synth import (
     CONTROLS,
     FAMILIES,
     control_kept,
@@ -33,7 +29,9 @@ from vidpool.bench.synth import (  # noqa: E402
     render_item,
     text_embedder,
 )
-from vidpool.encode import CLIPEncoder  # noqa: E402
+from vidpool.encode import CLIPEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CONFIG = ROOT / "checkpoints" / "vidpool-synth" / "vidpool-synth-clip.json"
 WEIGHTS = ROOT / "checkpoints" / "vidpool-synth" / "clip.safetensors"

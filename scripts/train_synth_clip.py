@@ -15,24 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vidpool.bench.synth.stills import caption, random_still, random_stills
+from vidpool.bench.synth.world import COLOURS
+from vidpool.bench.synth.zeroshot import HELD_OUT_SEED as EVAL_SEED
+from vidpool.bench.synth.zeroshot import zero_shot_accuracy
+from vidpool.encode.config import encoder_spec, load_config
+from vidpool.encode.preprocess import preprocess_frames
+from vidpool.models.training import TrainingRun, lr_at
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from training_run import TrainingRun, lr_at  # noqa: E402
-
-from vidpool.bench.synth.stills import caption, random_still, random_stills  # noqa: E402
-from vidpool.bench.synth.world import COLOURS  # noqa: E402
-from vidpool.bench.synth.zeroshot import HELD_OUT_SEED as EVAL_SEED  # noqa: E402
-from vidpool.bench.synth.zeroshot import zero_shot_accuracy  # noqa: E402
-from vidpool.encode.config import encoder_spec, load_config  # noqa: E402
-from vidpool.encode.preprocess import preprocess_frames  # noqa: E402
 
 OUT = ROOT / "checkpoints" / "vidpool-synth"  # the package reaches it as vidpool/models/synth (a link)
 CONFIG = OUT / "vidpool-synth-clip.json"

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,22 +27,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from training_run import TrainingRun, lr_at  # noqa: E402
-
-from vidpool.bench.generative import parse_choice, sample_clip  # noqa: E402
-from vidpool.bench.synth.tasks import (  # noqa: E402
+from vidpool.bench.generative import parse_choice, sample_clip
+from vidpool.bench.synth.tasks import (
     FAMILIES,
     LETTERS,
     make_items,
     multiple_choice_prompt,
     render_item,
 )
-from vidpool.errors import BudgetError  # noqa: E402
-from vidpool.models.builders import SYNTH_ADAPTER, SYNTH_DIR, build_vidpool_synth  # noqa: E402
-from vidpool.models.store import portable_path  # noqa: E402
+from vidpool.errors import BudgetError
+from vidpool.models.builders import SYNTH_ADAPTER, SYNTH_DIR, build_vidpool_synth
+from vidpool.models.store import portable_path
+from vidpool.models.training import TrainingRun, lr_at
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Static questions are what the model must do best; the others are there so it learns what it can.
 FAMILY_WEIGHTS = {
@@ -137,22 +134,22 @@ def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, 
 
 def sample_loss(model, question, target, clip, stamps, method: str, budget: int | None) -> torch.Tensor:
     """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
-    from vidpool.compression import compress, get_method
+    from vidpool.compression import compress
     from vidpool.llm.prompt import splice_embeddings, tokenize_around_marker
 
-    uses_scores = get_method(method).uses_scores
+    joint = model.uses_joint(method)
     with torch.no_grad():
-        encoded = model.encode(torch.from_numpy(clip), joint=uses_scores)
-        method, budget, params = model._method(method, budget, {})
+        encoded = model.encode(torch.from_numpy(clip), joint=joint)
+        method, params, budget = model.resolve_compression(method, budget)
         extra = {}
-        if uses_scores:
-            extra["scores"] = model._prompt_scores(encoded.patches, question, joint=encoded.joint)
+        if joint:
+            extra["scores"] = model.prompt_scores(encoded.patches, question, joint=encoded.joint)
         pooled = compress(encoded.patches, method, budget=budget, **extra, **params).tokens
     visual = model.projector(pooled.float())
     tok = model.tokenizer
     before, after = tokenize_around_marker(tok, model.prompt_text(question, timestamps=stamps))
     answer = tok(target, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
-    embeds = splice_embeddings(model._embedding, before, visual, list(after) + answer)
+    embeds = splice_embeddings(model.input_embeddings, before, visual, list(after) + answer)
     labels = torch.full(embeds.shape[:2], -100, dtype=torch.long)
     labels[0, -len(answer) :] = torch.tensor(answer)
     return model.language_model(inputs_embeds=embeds, labels=labels).loss

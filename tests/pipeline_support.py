@@ -44,7 +44,7 @@ def sample_video(folder: Path, *, num_frames: int = 48, size: tuple[int, int] = 
 
 
 class OOMAbove:
-    """Wrap a VideoLM so that ``encode_frames`` raises an out-of-memory error for batches above ``limit``."""
+    """Wrap a VideoLM so that ``encode_patches`` raises an out-of-memory error for batches above ``limit``."""
 
     def __init__(self, model, limit: int, *, error: type[BaseException] = torch.OutOfMemoryError):
         self._model = model
@@ -52,11 +52,11 @@ class OOMAbove:
         self.error = error
         self.batches: list[int] = []
 
-    def encode_frames(self, frames):
+    def encode_patches(self, frames):
         self.batches.append(int(frames.shape[0]))
         if frames.shape[0] > self.limit:
             raise self.error(f"CUDA out of memory. Tried to allocate a batch of {frames.shape[0]} frames")
-        return self._model.encode_frames(frames)
+        return self._model.encode_patches(frames)
 
     def __getattr__(self, name):
         return getattr(self._model, name)

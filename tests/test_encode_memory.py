@@ -14,7 +14,7 @@ from vidpool.encode.memory import (
     measured_bytes_per_frame,
     vit_activation_bytes_per_frame,
 )
-from vidpool.schedule.spec import _clip_frame_activation
+from vidpool.llm.spec import _clip_frame_activation
 
 pytest.importorskip("open_clip")
 

@@ -24,7 +24,7 @@ def test_tiny_models_generate_on_cuda_in_bfloat16(name):
     assert lm.config._attn_implementation == expected_attn
     assert model.device.type == "cuda"
     frames = torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8)
-    tokens = model.visual_tokens(model.encode_frames(frames))
+    tokens = model.visual_tokens(model.encode_patches(frames))
     assert tokens.device.type == "cuda" and tokens.shape == (model.num_visual_tokens(4), 32)
     assert next(lm.parameters()).dtype in (torch.bfloat16, torch.float16)
     text = model.generate(tokens, "What happens?", max_new_tokens=8, temperature=0.7, seed=0)
@@ -36,6 +36,6 @@ def test_tiny_models_generate_on_cuda_in_bfloat16(name):
 def test_device_map_auto_places_the_native_model():
     model = load_model(checkpoint("tiny-native"), device_map="auto")
     frames = torch.randint(0, 256, (2, 40, 40, 3), dtype=torch.uint8)
-    tokens = model.visual_tokens(model.encode_frames(frames))
+    tokens = model.visual_tokens(model.encode_patches(frames))
     assert model.device.type == "cuda" and tokens.device == model.device
     assert isinstance(model.generate(tokens, "Hi?", max_new_tokens=4), str)

@@ -59,7 +59,7 @@ def test_default_reproduces_transformers_features_and_logits(models, frames, kin
     """With the checkpoint's own pooling, vidpool's path gives transformers' own answer (OneVision's
     image_newline included)."""
     model = models[kind]
-    tokens = model.visual_tokens(model.encode_frames(frames))
+    tokens = model.visual_tokens(model.encode_patches(frames))
     assert tokens.shape[0] == model.num_visual_tokens(4)
     pixels = _hf_pixels(model, frames)
     newline = llava_parts(model.model).image_newline if kind == "llava_onevision" else None
@@ -87,7 +87,7 @@ def test_default_reproduces_transformers_features_and_logits(models, frames, kin
 )
 def test_any_method_sets_the_placeholder_count(models, frames, kind, method, params):
     model = models[kind]
-    features = model.encode_frames(frames)
+    features = model.encode_patches(frames)
     tokens = model.visual_tokens(features, method=method, **params)
     newline = 1 if kind == "llava_onevision" else 0  # OneVision ends a video with image_newline
     expected = vidpool.num_output_tokens(method, (4, 4, 4), **params) + newline
@@ -103,7 +103,7 @@ def test_any_method_sets_the_placeholder_count(models, frames, kind, method, par
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_generation_streams_the_same_text_and_is_seeded(models, frames, kind):
     model = models[kind]
-    tokens = model.visual_tokens(model.encode_frames(frames), method="adaptive", grid=(2, 2, 2))
+    tokens = model.visual_tokens(model.encode_patches(frames), method="adaptive", grid=(2, 2, 2))
     whole = model.generate(tokens, QUESTION, max_new_tokens=12, temperature=0.8, seed=3)
     again = model.generate(tokens, QUESTION, max_new_tokens=12, temperature=0.8, seed=3)
     streamed = "".join(
@@ -123,7 +123,7 @@ def test_pickle_weights_are_refused_unless_allowed(folders, models, frames, tmp_
         load_model(copy)
     loaded = load_model(copy, allow_pickle=True)
     original = models["llava_next_video"]
-    assert torch.allclose(loaded.encode_frames(frames), original.encode_frames(frames))
+    assert torch.allclose(loaded.encode_patches(frames), original.encode_patches(frames))
 
 
 def test_next_video_crops_the_centre_and_onevision_squashes(models):
@@ -145,7 +145,7 @@ def test_next_video_crops_the_centre_and_onevision_squashes(models):
 def test_no_text_tower_means_no_joint_embeddings(models, frames):
     model = models["llava_onevision"]
     assert not model.uses_joint("prompt_guided")
-    assert torch.equal(model.encode(frames).patches, model.encode_frames(frames))
+    assert torch.equal(model.encode(frames).patches, model.encode_patches(frames))
     with pytest.raises(InvalidArgumentError, match="no joint image-text space"):
         model.encode(frames, joint=True)
 
@@ -190,15 +190,9 @@ MID_VISION = {  # 8 heads: with eager attention the scores, not the MLP, set the
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_vision_memory_formula_equals_the_measured_peak(kind, attn, dtype):
     """The tower runs up to its selected state; the planner's per-frame formula is its exact CPU peak."""
-    import importlib.util
+    from vidpool.encode.measure import measure_peak
+    from vidpool.models import builders as builder
 
-    from vidpool.schedule.measure import measure_peak
-
-    spec = importlib.util.spec_from_file_location(
-        "mtc", Path(__file__).parents[1] / "scripts/make_tiny_checkpoint.py"
-    )
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
     hf = builder.llava_model(kind, MID_VISION, builder.TINY_TEXT, seed=5, attn=attn).to(dtype)
     model = LlavaVideoLM(hf, builder.tiny_tokenizer(), kind=kind, center_crop=kind == "llava_next_video")
     assert model.vision_spec["activation_bytes_per_frame"] == model.activation_bytes_per_frame((720, 1280))
@@ -207,8 +201,8 @@ def test_vision_memory_formula_equals_the_measured_peak(kind, attn, dtype):
     try:
         for hw in ((112, 112), (240, 320), (480, 640)):
             frames = torch.randint(0, 256, (3, *hw, 3), dtype=torch.uint8)
-            model.encode_frames(frames)
-            _, peak = measure_peak(lambda frames=frames: model.encode_frames(frames))
+            model.encode_patches(frames)
+            _, peak = measure_peak(lambda frames=frames: model.encode_patches(frames))
             measured = (peak + frames.numel()) / 3  # the caller's uint8 frames count too
             assert model.activation_bytes_per_frame(hw) == measured, (hw, measured)
     finally:
@@ -216,13 +210,8 @@ def test_vision_memory_formula_equals_the_measured_peak(kind, attn, dtype):
 
 
 def test_learned_conv_pooling_is_named_not_silently_replaced(caplog):
-    import importlib.util
+    from vidpool.models import builders as builder
 
-    spec = importlib.util.spec_from_file_location(
-        "mtc", Path(__file__).parents[1] / "scripts/make_tiny_checkpoint.py"
-    )
-    builder = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(builder)
     hf = builder.llava_model(
         "llava_next_video", builder.TINY_VISION, builder.TINY_TEXT, seed=6, spatial_pool_mode="conv"
     )

@@ -35,7 +35,7 @@ def features(model) -> torch.Tensor:
     frames = torch.randint(
         0, 256, (4, 40, 56, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
-    return model.encode_frames(frames)
+    return model.encode_patches(frames)
 
 
 def test_loads_as_a_native_video_lm(model):
@@ -227,13 +227,13 @@ def test_prompt_scores_are_exact_with_the_joint_embeddings(model, method):
     expected = _ppllava_scores(model, frames, QUESTION)
     encoded = model.encode(frames, joint=True)
     assert model.uses_joint(method) and not model.uses_joint("spatial")
-    assert torch.equal(encoded.patches, model.encode_frames(frames))
+    assert torch.equal(encoded.patches, model.encode_patches(frames))
     assert encoded.joint.shape == (4, *model.grid, model.vision_spec["joint_dim"])
-    used = model._prompt_scores(encoded.patches, QUESTION, joint=encoded.joint)
+    used = model.prompt_scores(encoded.patches, QUESTION, joint=encoded.joint)
     torch.testing.assert_close(used, expected)
     # the chosen layer (-2) projected to the joint space is not what PPLLaVA scores
     assert model.encoder.layer != -1
-    assert not torch.allclose(model._prompt_scores(encoded.patches, QUESTION), expected)
+    assert not torch.allclose(model.prompt_scores(encoded.patches, QUESTION), expected)
     guided = model.visual_tokens(
         encoded.patches, prompt=QUESTION, joint=encoded.joint, method=method, budget=8
     )

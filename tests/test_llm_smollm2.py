@@ -38,7 +38,7 @@ def test_smollm2_gguf_answers_in_words_through_the_native_path(model, tmp_path):
     path = make_test_video(tmp_path / "clip.mp4", num_frames=24, fps=12, size=(96, 64))
     with VideoReader(path) as reader:
         sampled = reader.sample(num_frames=4)
-    tokens = model.visual_tokens(model.encode_frames(sampled.frames))
+    tokens = model.visual_tokens(model.encode_patches(sampled.frames))
     assert tokens.shape == (model.num_visual_tokens(4), 576)
 
     answer = model.generate(

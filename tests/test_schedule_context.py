@@ -240,7 +240,7 @@ def test_budget_works_on_every_tiny_checkpoint_and_agrees(name, budget):
     from_model = plan(None, model, "cpu", num_frames=8, budget_tokens=budget)
     assert from_folder.num_tokens == from_model.num_tokens == count
     assert from_model.params == from_folder.params == kept and from_model.budget == budget
-    features = model.encode_frames(vidpool_frames(8))
+    features = model.encode_patches(vidpool_frames(8))
     assert model.visual_tokens(features, **from_model.compress_kwargs()).shape[0] == count
 
 

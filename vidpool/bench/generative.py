@@ -109,7 +109,7 @@ def answer_generative(
     """Every arm's generated answer to ``item``.
 
     Args:
-        model: a loaded :class:`vidpool.llm.base.VideoLM`.
+        model: a loaded :class:`vidpool.llm.VideoModel`.
         item: a :class:`vidpool.bench.synth.tasks.Item`.
         frames: frames to sample from the item's video (default: the model's ``num_frames``).
         side: the side the video is drawn at (default: the world's frame size).
@@ -119,13 +119,12 @@ def answer_generative(
     Returns:
         ``{arm.key: Reply}``; an arm whose budget the method cannot meet has ``answer.correct = None``.
     """
-    import vidpool
     from vidpool.bench.synth.tasks import multiple_choice_prompt, render_item
 
     count = int(frames or model.config.num_frames)
     video = render_item(item) if side is None else render_item(item, side)
     clip, stamps = sample_clip(video, count)
-    joint = any(not a.control and vidpool.get_method(a.name).uses_scores for a in arms)
+    joint = any(not a.control and model.uses_joint(a.name) for a in arms)
     with torch.inference_mode():
         encoded = model.encode(torch.from_numpy(np.ascontiguousarray(clip)), joint=joint)
     features = encoded.patches
@@ -147,7 +146,7 @@ def answer_generative(
         requested = total if arm.fraction is None else requested_tokens(arm.fraction, shape)
         try:
             if arm.name == "text_only":
-                weight = model._embedding.weight
+                weight = model.input_embeddings.weight
                 empty = torch.zeros(0, weight.shape[1], dtype=weight.dtype, device=weight.device)
                 text, choice = ask(empty, None)
                 out[arm.key] = Reply(Answer(choice == item.answer, 0, 0), text, choice)
@@ -244,10 +243,10 @@ _WORKER: dict[str, Any] = {}
 
 def init_worker(folder: str, device: str) -> None:
     """Process-pool initializer: one torch thread, the model loaded once per process."""
-    import vidpool
+    from vidpool.pipeline import load
 
     torch.set_num_threads(1)
-    _WORKER["model"] = vidpool.load_model(folder, device=device)
+    _WORKER["model"] = load(folder, device=device)
 
 
 def answer_chunk(

@@ -20,7 +20,17 @@ import torch
 from vidpool.compression.validate import check_budget_value, check_shape
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 
-__all__ = ["Method", "MethodPlan", "Output", "get_method", "list_methods", "register", "with_budget"]
+__all__ = [
+    "Method",
+    "MethodPlan",
+    "Output",
+    "get_method",
+    "list_methods",
+    "register",
+    "resolve_compression",
+    "uses_joint",
+    "with_budget",
+]
 
 _REGISTRY: dict[str, Method] = {}
 
@@ -119,6 +129,16 @@ def get_method(name: str) -> Method:
         ) from None
 
 
+def uses_joint(method: str, joint_space: bool) -> bool:
+    """Whether a run of ``method`` encodes joint-space patch embeddings beside the features.
+
+    The one answer to that question (models and the planner ask it here): only a method that takes
+    prompt scores needs them, and only on a model with a joint image-text space (``joint_space``: a CLIP
+    text tower) to score in; elsewhere such a method runs unguided.
+    """
+    return bool(joint_space) and bool(get_method(method).uses_scores)
+
+
 def with_budget(
     method: str,
     default_params: dict[str, Any] | None,
@@ -150,3 +170,25 @@ def with_budget(
         budget = default_budget
     merged.update(params)
     return merged, budget
+
+
+def resolve_compression(
+    default_method: str,
+    default_params: dict[str, Any] | None,
+    default_budget: int | None,
+    method: str | None = None,
+    budget: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any], int | None]:
+    """``(method, params, budget)`` of a call over a checkpoint's defaults.
+
+    ``method=None`` means the default method, which keeps its default parameters; another method starts
+    from its own. A budget or a shape parameter in the call replaces the default's sizing (its
+    ``stride``, ``size``, ... and the default budget): :func:`vidpool.compression.registry.with_budget`.
+    The result is a fixed point: resolving it again gives it back, so a plan's choice passes through
+    ``VideoLM.visual_tokens`` unchanged.
+    """
+    chosen = method or default_method
+    defaults = default_params if chosen == default_method else None
+    merged, budget = with_budget(chosen, defaults, budget, params, default_budget=default_budget)
+    return chosen, merged, budget

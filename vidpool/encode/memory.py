@@ -3,7 +3,7 @@
 One formula serves the encoder's batch sizes (:meth:`vidpool.CLIPEncoder.activation_bytes_per_frame`)
 and the planner (``vidpool.schedule``), which must size a run without building the model. It follows
 the tensors an open_clip ViT holds at once during inference (``tokens = grid + 1``, ``W`` the width,
-``b`` the dtype's bytes), read from torch's CPU allocator events (``vidpool.schedule.measure_peak``):
+``b`` the dtype's bytes), read from torch's CPU allocator events (``vidpool.encode.measure.measure_peak``):
 
 * the decoded uint8 frame ``3 x H x W``: the caller's batch on the CPU, for the whole call; on a GPU
   its device copy, during preprocessing only;
@@ -170,7 +170,7 @@ def hf_vit_activation_bytes_per_frame(
     """Peak bytes one frame adds to a Hugging Face CLIP/SigLIP vision tower batch run up to the
     selected hidden state(s) (``vidpool.llm.compat.vision_hidden_states`` with ``layers``).
 
-    Measured on CPU with ``vidpool.schedule.measure_peak`` (``tokens x W`` units ``U``, ``I`` the MLP
+    Measured on CPU with ``vidpool.encode.measure.measure_peak`` (``tokens x W`` units ``U``, ``I`` the MLP
     size, ``k`` 3 for QuickGELU else 2, ``A`` the ``heads x tokens^2`` scores): with fused attention
     (``sdpa``, ``flash_attention_2``) a block holds ``max(4U + k·tokens·I, 6U)``; with ``eager`` the
     scores stay alive through the MLP, ``max(4U + k·tokens·I + A, 6U + 2A)``, where the second ``A``
@@ -242,7 +242,7 @@ def clip_activation_bytes_per_frame(
 def measured_bytes_per_frame(encoder: CLIPEncoder, frames: torch.Tensor, *, joint: bool = False) -> float:
     """Measured peak bytes per frame of one ``encoder.encode_frames(frames)`` batch.
 
-    CPU: the peak of torch's allocator events during the call (``vidpool.schedule.measure_peak``)
+    CPU: the peak of torch's allocator events during the call (``vidpool.encode.measure.measure_peak``)
     plus the uint8 ``frames [T, H, W, 3]`` themselves. CUDA: ``torch.cuda.max_memory_allocated``
     above what was allocated before the call (the frames' copy on the device included), after one
     warm-up call so that library workspaces already exist. Either is divided by ``T``; give the
@@ -262,7 +262,7 @@ def measured_bytes_per_frame(encoder: CLIPEncoder, frames: torch.Tensor, *, join
         del out
         return peak / int(frames.shape[0])
 
-    from vidpool.schedule.measure import measure_peak
+    from vidpool.encode.measure import measure_peak
 
     _, peak = measure_peak(lambda: encoder.encode_frames(frames, joint=joint))
     return (peak + frames.numel() * frames.element_size()) / int(frames.shape[0])

@@ -201,7 +201,7 @@ class LlavaVideoLM(VideoLM):
         processors do), through :func:`vidpool.encode.preprocess_frames` on ``device``."""
         return preprocess_frames(frames, self._preprocess, device=device, dtype=dtype)
 
-    def encode_frames(self, frames: Any) -> torch.Tensor:
+    def encode_patches(self, frames: Any) -> torch.Tensor:
         """Vision-tower features ``[T, h, w, C]`` at the checkpoint's selected layer(s), before projection."""
         frames = as_frames_tensor(frames)
         tower = self._parts.vision_tower
@@ -309,7 +309,7 @@ class LlavaVideoLM(VideoLM):
 
     @property
     def encode_width(self) -> int:
-        """Channel count ``C`` of :meth:`encode_frames` output."""
+        """Channel count ``C`` of :meth:`encode_patches` output."""
         layer = self.hf_config.vision_feature_layer
         count = 1 if isinstance(layer, int) else len(layer)
         return int(self.hf_config.vision_config.hidden_size) * count

@@ -2,7 +2,7 @@
 
 >>> from vidpool.llm import load_model                                          # doctest: +SKIP
 >>> model = load_model("checkpoints/tiny-native")                               # doctest: +SKIP
->>> feats = model.encode_frames(frames)            # [T, h, w, C]               # doctest: +SKIP
+>>> feats = model.encode_patches(frames)           # [T, h, w, C]               # doctest: +SKIP
 >>> tokens = model.visual_tokens(feats)            # [N, hidden]                # doctest: +SKIP
 >>> print(model.generate(tokens, "What happens?", timestamps=[0.0, 2.0]))      # doctest: +SKIP
 

@@ -1,6 +1,6 @@
 """The one interface both model kinds share: encode, compress + project, generate.
 
-Subclasses supply the vision side (``encode_frames``, ``_project``, ``grid``) and the language side
+Subclasses supply the vision side (``encode_patches``, ``_project``, ``grid``) and the language side
 (``tokenizer``, ``language_model``); compression order, prompt building and generation live here once.
 What the planner and the pipeline use of a model is :class:`vidpool.llm.protocol.VideoModel`.
 """
@@ -121,6 +121,8 @@ class VideoLM:
     config: ModelConfig
     tokenizer: Any
     name: str = "model"
+    #: whether the model has a joint image-text space (a CLIP text tower) to score patches against a prompt
+    joint_space: bool = False
 
     @property
     def notice(self) -> str | None:
@@ -134,12 +136,12 @@ class VideoLM:
         """``(h, w)`` patch grid of one encoded frame."""
         raise NotImplementedError
 
-    def encode_frames(self, frames: Any) -> torch.Tensor:
+    def encode_patches(self, frames: Any) -> torch.Tensor:
         """Vision features ``[T, h, w, C]`` (before projection) of uint8 frames ``[T, H, W, 3]``."""
         raise NotImplementedError
 
     def encode(self, frames: Any, *, joint: bool = False) -> EncodedFrames:
-        """``patches [T, h, w, C]`` (the :meth:`encode_frames` features) and, with ``joint``, joint-space
+        """``patches [T, h, w, C]`` (the :meth:`encode_patches` features) and, with ``joint``, joint-space
         patch embeddings ``[T, h, w, D]`` from the same forward pass (models with a text tower only)."""
         from vidpool.encode.encoder import EncodedFrames
 
@@ -147,11 +149,14 @@ class VideoLM:
             raise InvalidArgumentError(
                 f"{type(self).__name__} has no joint image-text space; encode with joint=False"
             )
-        return EncodedFrames(self.encode_frames(frames))
+        return EncodedFrames(self.encode_patches(frames))
 
     def uses_joint(self, method: str | None = None) -> bool:
-        """Whether :meth:`encode` should return joint embeddings for ``method`` (default: the configured one)."""
-        return False
+        """Whether :meth:`encode` should return joint embeddings for ``method`` (default: the configured
+        one): :func:`vidpool.compression.registry.uses_joint` over :attr:`joint_space`."""
+        from vidpool.compression.registry import uses_joint
+
+        return uses_joint(method or self.config.method, self.joint_space)
 
     @property
     def encoder_identity(self) -> str:
@@ -167,7 +172,7 @@ class VideoLM:
         """Projector ``[..., C] -> [..., hidden]``."""
         raise NotImplementedError
 
-    def _prompt_scores(
+    def prompt_scores(
         self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
     ) -> torch.Tensor | None:
         """Relevance ``[T, h, w]`` of each patch to ``prompt``, or ``None`` for models without a text tower."""
@@ -197,14 +202,14 @@ class VideoLM:
         return config.get_text_config() if hasattr(config, "get_text_config") else config
 
     @property
-    def _embedding(self) -> Any:
-        """The LM's input embedding module."""
+    def input_embeddings(self) -> Any:
+        """The LM's input embedding module (``[vocab, hidden]`` weight), where prompts are spliced."""
         return self.language_model.get_input_embeddings()
 
     @property
     def device(self) -> torch.device:
         """Where the LM's input embeddings live (visual tokens are moved there for the splice)."""
-        return self._embedding.weight.device
+        return self.input_embeddings.weight.device
 
     @property
     def lm_spec(self) -> dict[str, int]:
@@ -220,11 +225,13 @@ class VideoLM:
         return None
 
     # -- shared ---------------------------------------------------------------------------
-    def _method(self, method: str | None, budget: int | None, params: dict[str, Any]):
-        # The configured method keeps its configured parameters unless the call overrides them; a budget
-        # (or a shape parameter) given in the call replaces the configured sizing (stride=, size=, ...).
-        method, params, budget = self.config.resolve_compression(method, budget, params)
-        return method, budget, params
+    def resolve_compression(
+        self, method: str | None = None, budget: int | None = None, params: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any], int | None]:
+        """``(method, params, budget)`` a call runs with, over the configured defaults: the configured
+        method keeps its configured parameters unless the call overrides them; a budget (or a shape
+        parameter) given in the call replaces the configured sizing (``stride=``, ``size=``, ...)."""
+        return self.config.resolve_compression(method, budget, params)
 
     def num_visual_tokens(
         self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
@@ -232,7 +239,7 @@ class VideoLM:
         """Number of visual tokens ``visual_tokens`` gives for ``num_frames`` frames (known before running)."""
         from vidpool.compression import num_output_tokens
 
-        method, budget, params = self._method(method, budget, params)
+        method, params, budget = self.resolve_compression(method, budget, params)
         h, w = self.grid
         suffix = self.video_suffix()
         extra = 0 if suffix is None else int(suffix.shape[0])
@@ -252,7 +259,7 @@ class VideoLM:
         """Compress and project vision features in the configured order.
 
         Args:
-            features: ``[T, h, w, C]`` from :meth:`encode_frames`.
+            features: ``[T, h, w, C]`` from :meth:`encode_patches`.
             prompt: the question, used to score patches when the method uses scores and none are given.
             scores: optional ``[T, h, w]`` patch relevance for score-using methods. Without scores (no
                 prompt, or a model without a text tower) they run unguided: ``prompt_guided`` is then
@@ -283,10 +290,10 @@ class VideoLM:
 
         if features.dim() != 4:
             raise InvalidArgumentError(f"features must be [T, h, w, C], got shape {tuple(features.shape)}")
-        method, budget, params = self._method(method, budget, params)
+        method, params, budget = self.resolve_compression(method, budget, params)
         uses_scores = bool(get_method(method).uses_scores)
         if uses_scores and scores is None and prompt is not None:
-            scores = self._prompt_scores(features, prompt, joint=joint)
+            scores = self.prompt_scores(features, prompt, joint=joint)
         extra = {"scores": scores} if scores is not None else {}
         with torch.inference_mode():
             if self.config.position == "before":
@@ -311,7 +318,7 @@ class VideoLM:
         """``[1, L, hidden]`` prompt embeddings: chat template around the spliced visual tokens."""
         text = self.prompt_text(prompt, timestamps=timestamps, history=history)
         before, after = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
-        return splice_embeddings(self._embedding, before, visual_tokens, after)
+        return splice_embeddings(self.input_embeddings, before, visual_tokens, after)
 
     def prompt_text(
         self,
@@ -353,8 +360,9 @@ class VideoLM:
 
         ``timestamps`` (seconds, one per sampled frame) go into the prompt; ``history`` is a list of
         earlier ``(user, assistant)`` turns. With ``stream=True`` an iterator of text pieces is returned.
-        ``options`` are :func:`vidpool.llm.generate.generate_text`'s: ``max_new_tokens`` (256),
-        ``temperature`` (0: greedy), ``top_p``, ``seed`` and ``stop``.
+        ``options`` are :func:`vidpool.llm.generate.generate_text`'s: ``max_new_tokens``
+        (:data:`vidpool.options.DEFAULT_MAX_NEW_TOKENS`), ``temperature`` (0: greedy), ``top_p``, ``seed``
+        and ``stop``.
         """
         embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
         return generate_text(self.language_model, self.tokenizer, embeds, stream=stream, **options)
@@ -380,7 +388,7 @@ class VideoLM:
         text = self.prompt_text(prompt, timestamps=timestamps, history=history)
         before, _ = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
         after, ids = tokenize_continuation(self.tokenizer, text.split(VIDEO_MARKER, 1)[1], continuation)
-        embeds = splice_embeddings(self._embedding, before, visual_tokens, [*after, *ids])
+        embeds = splice_embeddings(self.input_embeddings, before, visual_tokens, [*after, *ids])
         return continuation_logprob(self.language_model, embeds, ids)
 
     def __repr__(self) -> str:

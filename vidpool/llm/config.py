@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vidpool.compression.registry import resolve_compression
 from vidpool.errors import CheckpointError, InvalidArgumentError
 
 __all__ = ["CONFIG_NAME", "ModelConfig", "resolve_compression", "resolve_path"]
@@ -132,30 +133,6 @@ class ModelConfig:
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
-
-
-def resolve_compression(
-    default_method: str,
-    default_params: dict[str, Any] | None,
-    default_budget: int | None,
-    method: str | None = None,
-    budget: int | None = None,
-    params: dict[str, Any] | None = None,
-) -> tuple[str, dict[str, Any], int | None]:
-    """``(method, params, budget)`` of a call over a checkpoint's defaults.
-
-    ``method=None`` means the default method, which keeps its default parameters; another method starts
-    from its own. A budget or a shape parameter in the call replaces the default's sizing (its
-    ``stride``, ``size``, ... and the default budget): :func:`vidpool.compression.registry.with_budget`.
-    The result is a fixed point: resolving it again gives it back, so a plan's choice passes through
-    ``VideoLM.visual_tokens`` unchanged.
-    """
-    from vidpool.compression.registry import with_budget
-
-    chosen = method or default_method
-    defaults = default_params if chosen == default_method else None
-    merged, budget = with_budget(chosen, defaults, budget, params, default_budget=default_budget)
-    return chosen, merged, budget
 
 
 def resolve_path(folder: str | Path, value: str | None) -> str | None:

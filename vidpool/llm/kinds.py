@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vidpool.errors import CheckpointError
+from vidpool.schedule.spec import register_spec
 
 __all__ = ["PROVIDERS", "ModelKind", "get_kind", "kind_of_model_type", "list_kinds", "register_kind"]
 
@@ -46,10 +47,11 @@ class ModelKind:
 
 
 def register_kind(kind: ModelKind) -> ModelKind:
-    """Add ``kind`` to the registry (a name is registered once)."""
+    """Add ``kind`` to the registry (a name is registered once) and its ``read_spec`` to the planner's."""
     if not kind.name or kind.name in _KINDS:
         raise ValueError(f"model kind {kind.name!r} is empty or already registered")
     _KINDS[kind.name] = kind
+    register_spec(kind.name, kind.read_spec)
     return kind
 
 
@@ -84,7 +86,7 @@ def _load_native(folder: str | Path, **options: Any) -> Any:
 
 def _native_spec(folder: Path, dtype_bytes: int, device_type: str) -> Any:
     from vidpool.llm.config import ModelConfig
-    from vidpool.schedule.spec import native_folder_spec
+    from vidpool.llm.spec import native_folder_spec
 
     return native_folder_spec(ModelConfig.load(folder), folder, dtype_bytes, device_type)
 

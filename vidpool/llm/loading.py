@@ -19,6 +19,7 @@ import torch
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.llm.compat import dtype_kwargs, faster_gguf_loading
 from vidpool.llm.config import CONFIG_NAME
+from vidpool.schedule.spec import register_kind_detector
 
 __all__ = [
     "LoadOptions",
@@ -68,6 +69,10 @@ def detect_kind(path: str | Path) -> str:
             f"({CONFIG_NAME}) and the transformers types {types}"
         )
     raise CheckpointError(f"{folder} has neither {CONFIG_NAME} nor config.json; it is not a model checkpoint")
+
+
+# the planner sizes a checkpoint folder by the kind this names (vidpool.schedule never imports vidpool.llm)
+register_kind_detector(detect_kind)
 
 
 def check_weight_files(folder: str | Path, *, allow_pickle: bool = False) -> None:

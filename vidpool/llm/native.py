@@ -50,6 +50,7 @@ class NativeVideoLM(VideoLM):
     """
 
     kind = "native"
+    joint_space = True
 
     def __init__(
         self, config: ModelConfig, encoder: Any, projector: torch.nn.Module, lm: Any, tokenizer: Any
@@ -122,7 +123,7 @@ class NativeVideoLM(VideoLM):
     def grid(self) -> tuple[int, int]:
         return tuple(self.encoder.grid)
 
-    def encode_frames(self, frames: Any) -> torch.Tensor:
+    def encode_patches(self, frames: Any) -> torch.Tensor:
         """CLIP patch features ``[T, h, w, C]`` of the encoder's layer, before projection."""
         return self.encode(frames).patches
 
@@ -134,12 +135,6 @@ class NativeVideoLM(VideoLM):
         """
         return self.encoder.encode_frames(as_frames_tensor(frames), joint=joint)
 
-    def uses_joint(self, method: str | None = None) -> bool:
-        """Whether ``method`` (default: the configured one) takes prompt scores, so encode with ``joint``."""
-        from vidpool.compression import get_method
-
-        return bool(get_method(method or self.config.method).uses_scores)
-
     @property
     def encoder_identity(self) -> str:
         """The CLIP encoder's identity (config, weights, layer): equal features across processes."""
@@ -149,7 +144,7 @@ class NativeVideoLM(VideoLM):
         """CLIP text embedding ``[D]`` of ``prompt`` (joint space, not normalised)."""
         return self.encoder.encode_text([prompt])[0]
 
-    def _prompt_scores(
+    def prompt_scores(
         self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``[T, h, w]`` CLIP similarity of each patch to ``prompt`` (PPLLaVA's relevance).

@@ -1,9 +1,10 @@
-"""What the planner and the pipeline use of a video LM, as a typed protocol.
+"""What the planner, the pipeline, the benchmark and the scripts use of a video LM, as a typed protocol.
 
-:class:`VideoModel` names the public members of :class:`vidpool.llm.VideoLM` that code outside
-``vidpool.llm`` relies on: the sizes the planner reads (``lm_spec``, ``vision_spec``,
-``activation_bytes_per_frame``, ``prompt_tokens``, ``weight_modules``) and the run the pipeline drives
-(``encode``, ``visual_tokens``, ``generate``). Both model kinds, native and transformers LLaVA, satisfy
+:class:`VideoModel` names every member of :class:`vidpool.llm.VideoLM` that code outside
+``vidpool.llm`` calls: the sizes the planner reads (:class:`vidpool.schedule.spec.SizedModel`, which it
+extends, and ``weight_modules``), the run the pipeline drives (``encode``, ``uses_joint``,
+``compress_visual``, ``generate``) and what training and the benchmark reach for (``input_embeddings``,
+``prompt_scores``, ``resolve_compression``). Both model kinds, native and transformers LLaVA, satisfy
 it; a model of another library can too, without subclassing ``VideoLM``.
 """
 
@@ -12,30 +13,33 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from vidpool.schedule.spec import SizedModel
+
 if TYPE_CHECKING:
     import torch
 
     from vidpool.encode.encoder import EncodedFrames
+    from vidpool.llm.base import VisualTokens
     from vidpool.llm.config import ModelConfig
 
 __all__ = ["VideoModel"]
 
 
 @runtime_checkable
-class VideoModel(Protocol):
-    """A video LM as the schedule and the pipeline see it.
+class VideoModel(SizedModel, Protocol):
+    """A video LM as the schedule, the pipeline and the benchmark see it.
 
     Attributes:
         kind: the registered model kind (``vidpool.llm.kinds.list_kinds()``).
         name: a display name (the checkpoint folder's).
         config: compression method, its position and parameters, default frames and budget.
         tokenizer: the LM's tokenizer.
+        joint_space: whether the model has a joint image-text space to score patches against a prompt.
     """
 
-    kind: str
-    name: str
     config: ModelConfig
     tokenizer: Any
+    joint_space: bool
 
     @property
     def device(self) -> torch.device:
@@ -64,26 +68,36 @@ class VideoModel(Protocol):
         """The modules holding all weights."""
         ...
 
-    def activation_bytes_per_frame(
-        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
-    ) -> int: ...
-
-    def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
-        """Text tokens of the prompt about ``num_frames`` frames, with room for a question."""
+    @property
+    def input_embeddings(self) -> Any:
+        """The LM's input embedding module, where the visual tokens are spliced into the prompt."""
         ...
-
-    def encode_frames(self, frames: Any) -> torch.Tensor: ...
-
-    def encode(self, frames: Any, *, joint: bool = False) -> EncodedFrames: ...
-
-    def uses_joint(self, method: str | None = None) -> bool: ...
 
     @property
     def encoder_identity(self) -> str: ...
 
-    def num_visual_tokens(
-        self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
-    ) -> int: ...
+    def encode_patches(self, frames: Any) -> torch.Tensor:
+        """Vision features ``[T, h, w, C]`` of uint8 frames ``[T, H, W, 3]``."""
+        ...
+
+    def encode(self, frames: Any, *, joint: bool = False) -> EncodedFrames: ...
+
+    def uses_joint(self, method: str | None = None) -> bool:
+        """Whether a run of ``method`` encodes joint embeddings (the one answer: ``vidpool.compression``'s
+        ``uses_joint``)."""
+        ...
+
+    def resolve_compression(
+        self, method: str | None = None, budget: int | None = None, params: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any], int | None]:
+        """``(method, params, budget)`` a call runs with, over the model's configured defaults."""
+        ...
+
+    def prompt_scores(
+        self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Relevance ``[T, h, w]`` of each patch to ``prompt``, or ``None`` without a joint space."""
+        ...
 
     def visual_tokens(
         self,
@@ -96,6 +110,28 @@ class VideoModel(Protocol):
         joint: torch.Tensor | None = None,
         **params: Any,
     ) -> torch.Tensor: ...
+
+    def compress_visual(
+        self,
+        features: torch.Tensor,
+        *,
+        prompt: str | None = None,
+        budget: int | None = None,
+        method: str | None = None,
+        scores: torch.Tensor | None = None,
+        joint: torch.Tensor | None = None,
+        **params: Any,
+    ) -> VisualTokens:
+        """:meth:`visual_tokens` with its provenance (what compression kept, the scores it used)."""
+        ...
+
+    def prompt_text(
+        self,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> str: ...
 
     def render(self, messages: list[dict[str, str]]) -> str: ...
 

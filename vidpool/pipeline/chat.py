@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidpool.compression import get_method
 from vidpool.errors import InvalidArgumentError
 from vidpool.llm.protocol import VideoModel
 from vidpool.options import (
@@ -36,18 +37,6 @@ def _package() -> Any:
     # load and plan are looked up on vidpool.pipeline, where users see them, so that replacing them
     # there (a wrapper that records plans, a test that refuses to load) reaches every run
     return sys.modules["vidpool.pipeline"]
-
-
-def _uses_scores(method: str) -> bool:
-    from vidpool.compression import get_method
-
-    return bool(getattr(get_method(method), "uses_scores", False))
-
-
-def _uses_joint(model: VideoModel, method: str) -> bool:
-    """Whether ``model`` scores patches for ``method`` in a joint space it can encode to."""
-    uses_joint = getattr(model, "uses_joint", None)
-    return bool(uses_joint(method)) if uses_joint is not None else False
 
 
 class VideoChat:
@@ -113,7 +102,7 @@ class VideoChat:
             # plan from the config files first: an offload placement changes how the weights load
             first = _make_plan(video, model, device, plan_options)
         placement = load_kwargs(first) if first is not None and isinstance(model, (str, os.PathLike)) else {}
-        self.model = _package().load(model, device=device, progress=progress, **placement)
+        self.model: VideoModel = _package().load(model, device=device, progress=progress, **placement)
         self.device = _model_device(self.model, device)
         self.video = video
         if plan is None:
@@ -154,7 +143,7 @@ class VideoChat:
 
     @property
     def _joint(self) -> bool:
-        return _uses_joint(self.model, self.plan.method)
+        return self.model.uses_joint(self.plan.method)
 
     def _encoded(self) -> dict[str, torch.Tensor]:
         clock = self._clock or StageClock(self.device)
@@ -191,15 +180,11 @@ class VideoChat:
         report(self.progress, "compressing")
         clock = self._clock or StageClock(self.device)
         with clock.measure("compress"):
-            compress_visual = getattr(self.model, "compress_visual", None)
-            if compress_visual is not None:
-                # the provenance (which patches fed which token) is kept for last_trace
-                self._visual = compress_visual(features, prompt=question, **kwargs)
-                tokens = self._visual.tokens
-            else:
-                tokens = self.model.visual_tokens(features, prompt=question, **kwargs)
+            # the provenance (which patches fed which token) is kept for last_trace
+            self._visual = self.model.compress_visual(features, prompt=question, **kwargs)
+            tokens = self._visual.tokens
         del features
-        if not _uses_scores(self.plan.method):
+        if not get_method(self.plan.method).uses_scores:  # then the tokens are the same for every question
             self._tokens = tokens
         return tokens
 

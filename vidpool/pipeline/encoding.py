@@ -68,7 +68,7 @@ def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
 def _encode_batch(model: VideoModel, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
     """``{"features": [n, h, w, C]}`` of ``frames`` (plus ``"joint": [n, h, w, D]`` when ``joint``)."""
     if not joint:
-        return {"features": model.encode_frames(frames)}
+        return {"features": model.encode_patches(frames)}
     out = model.encode(frames, joint=True)
     return {"features": out.patches, "joint": out.joint}
 

@@ -27,7 +27,7 @@ def load(
 
         report(progress, "loading model")
         return load_model(model, device=device, **kwargs)
-    if not hasattr(model, "encode_frames") or not hasattr(model, "generate"):
+    if not hasattr(model, "encode_patches") or not hasattr(model, "generate"):
         raise InvalidArgumentError(
             f"model must be a checkpoint folder or a loaded VideoLM, got {type(model).__name__}"
         )

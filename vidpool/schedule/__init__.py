@@ -6,10 +6,10 @@ placement from shapes alone and predicts peak memory by term; ``ChunkRunner`` ex
 
 from __future__ import annotations
 
+from vidpool.encode.measure import measure_peak
 from vidpool.schedule.chunked import ChunkRunner, is_out_of_memory, run_chunked
 from vidpool.schedule.device import DeviceMemory, device_memory, format_bytes, free_memory, parse_bytes
 from vidpool.schedule.estimate import MemoryEstimate, ModelSpec, estimate_memory, kv_cache_bytes
-from vidpool.schedule.measure import measure_peak
 from vidpool.schedule.planner import DEGRADE_METHOD, MIN_TOKENS_PER_FRAME, Plan, plan
 from vidpool.schedule.spec import model_spec
 

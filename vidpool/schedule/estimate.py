@@ -26,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from vidpool.compression.api import num_output_tokens
+from vidpool.compression.registry import resolve_compression, uses_joint
 from vidpool.encode.memory import vit_activation_bytes_per_frame
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS
 
 __all__ = [
     "CUDA_MARGIN_BYTES",
@@ -144,12 +147,10 @@ class ModelSpec:
             return int(self.frame_activation(frame_hw, joint))
         return int(self.activation_bytes_per_frame)
 
-    def keeps_joint(self, method: str) -> bool:
+    def uses_joint(self, method: str) -> bool:
         """Whether a run with ``method`` keeps joint-space patch embeddings beside the features
-        (score-using methods on models with a CLIP text tower, for PPLLaVA's prompt relevance)."""
-        import vidpool
-
-        return self.joint_dim > 0 and vidpool.get_method(method).uses_scores
+        (:func:`vidpool.compression.registry.uses_joint`; a joint space is a nonzero ``joint_dim``)."""
+        return uses_joint(method, self.joint_dim > 0)
 
     def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
         """Text tokens of a prompt about ``num_frames`` frames, with room for a question."""
@@ -171,13 +172,12 @@ class ModelSpec:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def resolve(
+    def resolve_compression(
         self, method: str | None, budget: int | None, params: dict[str, Any] | None
     ) -> tuple[str, dict[str, Any], int | None]:
         """``(method, params, budget)`` of a request over this checkpoint's defaults, as the model resolves
-        it (:func:`vidpool.llm.config.resolve_compression`: a budget replaces the default's stride/size)."""
-        from vidpool.llm.config import resolve_compression
-
+        it (:func:`vidpool.compression.registry.resolve_compression`: a budget replaces the default's
+        stride/size)."""
         return resolve_compression(self.method, self.method_params, self.budget, method, budget, params)
 
     def num_visual_tokens(self, num_frames: int, method: str, budget: int | None, params: dict) -> int:
@@ -185,9 +185,7 @@ class ModelSpec:
         ``params`` (resolved ones, see :meth:`resolve`)."""
         if self.model is not None:
             return int(self.model.num_visual_tokens(num_frames, budget=budget, method=method, **params))
-        import vidpool
-
-        count = vidpool.num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params)
+        count = num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params)
         return int(count) + self.suffix_tokens
 
 
@@ -235,7 +233,7 @@ def estimate_memory(
     encoder_batch: int,
     frame_size: tuple[int, int] = (0, 0),
     prompt_tokens: int = 0,
-    max_new_tokens: int = 256,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     lm_weight_bytes: int | None = None,
     features_on_device: bool = True,
     joint: bool = False,

@@ -143,7 +143,7 @@ class PlanSearch:
         """The estimate and LM bytes on the device, or None when it does not fit."""
         lm = self.spec.lm_param_bytes
         kwargs = dict(
-            joint=self.spec.keeps_joint(method),
+            joint=self.spec.uses_joint(method),
             num_frames=frames,
             num_tokens=tokens,
             encoder_batch=batch,
@@ -206,7 +206,7 @@ class PlanSearch:
         """The estimate with a 1-frame encoder batch and the features on the device (for messages)."""
         return estimate_memory(
             self.spec,
-            joint=self.spec.keeps_joint(method),
+            joint=self.spec.uses_joint(method),
             num_frames=frames,
             num_tokens=tokens,
             encoder_batch=1,

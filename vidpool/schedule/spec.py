@@ -1,8 +1,9 @@
 """Turn whatever the user has (a loaded model, a checkpoint folder, a config) into a :class:`ModelSpec`.
 
-Planning must not need weights: a checkpoint folder is read through its ``vidpool.json`` (native) or
-``config.json`` (transformers LLaVA family) and the LM's ``config.json`` or GGUF header, and the sizes are
-computed from the shapes.
+Planning must not need weights: a checkpoint folder is sized from its config files by the spec reader
+its model kind registered here (:func:`register_spec`). The planner knows no model kind itself:
+importing :mod:`vidpool.llm` registers the native kind and the function that names a folder's kind
+(:func:`register_kind_detector`), and each integration registers its own kinds when imported.
 """
 
 from __future__ import annotations
@@ -10,24 +11,103 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from vidpool.encode.memory import DEFAULT_FRAME_HW, clip_activation_bytes_per_frame
 from vidpool.errors import CheckpointError, InvalidArgumentError
-from vidpool.llm.protocol import VideoModel
-from vidpool.schedule.estimate import ModelSpec, llama_param_count, vit_param_count
+from vidpool.schedule.estimate import ModelSpec, llama_param_count
 
-__all__ = ["lm_fields", "model_spec", "native_folder_spec", "native_spec", "read_json"]
+__all__ = [
+    "SizedModel",
+    "SpecReader",
+    "compress_fields",
+    "lm_fields",
+    "model_spec",
+    "read_json",
+    "register_kind_detector",
+    "register_spec",
+    "registered_specs",
+]
 
-_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+#: ``read(folder, dtype_bytes, device_type) -> ModelSpec`` from a checkpoint folder's config files
+SpecReader = Callable[[Path, int, str], ModelSpec]
+
+_READERS: dict[str, SpecReader] = {}
+_DETECTORS: list[Callable[[Path], str]] = []
+
+
+@runtime_checkable
+class SizedModel(Protocol):
+    """A loaded model as the planner sizes it (:class:`vidpool.llm.VideoModel` extends this).
+
+    Attributes:
+        kind: the model kind's name.
+        name: a display name.
+        config: its compression defaults (``compress``, ``num_frames``, ``budget``) and ``projector``.
+    """
+
+    kind: str
+    name: str
+    config: Any
+
+    @property
+    def lm_spec(self) -> dict[str, int]:
+        """LM shape and size (see :class:`vidpool.llm.VideoModel`)."""
+        ...
+
+    @property
+    def vision_spec(self) -> dict[str, Any]:
+        """Vision tower sizes (see :class:`vidpool.llm.VideoModel`)."""
+        ...
+
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
+    ) -> int: ...
+
+    def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int: ...
+
+    def num_visual_tokens(
+        self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
+    ) -> int: ...
+
+
+def register_spec(kind: str, read: SpecReader) -> None:
+    """Let the planner size unloaded checkpoints of model kind ``kind`` with ``read``."""
+    _READERS[kind] = read
+
+
+def register_kind_detector(detect: Callable[[Path], str]) -> None:
+    """Name the function that tells a checkpoint folder's model kind (``vidpool.llm`` registers
+    ``detect_kind``); the latest registered is used."""
+    _DETECTORS.append(detect)
+
+
+def registered_specs() -> list[str]:
+    """The model kinds whose checkpoint folders the planner can size now, sorted."""
+    return sorted(_READERS)
+
+
+def _from_folder(folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
+    if not _DETECTORS:
+        raise CheckpointError(
+            f"cannot plan for the checkpoint folder {folder}: no model kind is registered with the "
+            "planner; import vidpool.llm first (vidpool.plan, vidpool.pipeline and the vidpool command do)"
+        )
+    kind = _DETECTORS[-1](folder)
+    read = _READERS.get(kind)
+    if read is None:
+        raise CheckpointError(
+            f"{folder} is a {kind!r} checkpoint, which the planner cannot size: the registered kinds are "
+            f"{registered_specs()}; import the module that provides {kind!r} first"
+        )
+    return read(folder, dtype_bytes, device_type)
 
 
 def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str = "cpu") -> ModelSpec:
     """A :class:`ModelSpec` for ``model``.
 
-    ``model`` may be a ``ModelSpec``, a dict of its fields, a loaded model (a
-    :class:`vidpool.llm.protocol.VideoModel`), or a checkpoint folder path (read by its kind's
-    ``read_spec``, :mod:`vidpool.llm.kinds`).
+    ``model`` may be a ``ModelSpec``, a dict of its fields, a loaded model (a :class:`SizedModel`, such
+    as any :class:`vidpool.llm.VideoModel`), or a checkpoint folder path (read by the spec reader its
+    kind registered, :func:`register_spec`).
     ``dtype_bytes`` sets the compute precision for specs read from files (the weights' own dtype is not
     what runs: GGUF files are dequantized on load) and ``device_type`` where they will run (the encoder's
     memory per frame depends on it); loaded models report their own.
@@ -36,7 +116,7 @@ def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str =
         return model
     if isinstance(model, dict):
         return ModelSpec.from_dict(model)
-    if isinstance(model, VideoModel):
+    if isinstance(model, SizedModel):
         return _from_loaded(model)
     if isinstance(model, (str, Path)):
         return _from_folder(Path(model), dtype_bytes or 4, device_type)
@@ -48,7 +128,8 @@ def model_spec(model: Any, *, dtype_bytes: int | None = None, device_type: str =
     )
 
 
-def _compress_fields(config: Any) -> dict[str, Any]:
+def compress_fields(config: Any) -> dict[str, Any]:
+    """ModelSpec fields of a model config's compression defaults: method, parameters, position, frames, budget."""
     compress = dict(getattr(config, "compress", None) or {})
     out: dict[str, Any] = {
         "method": compress.get("method", "none"),
@@ -62,7 +143,7 @@ def _compress_fields(config: Any) -> dict[str, Any]:
     return out
 
 
-def _from_loaded(model: VideoModel) -> ModelSpec:
+def _from_loaded(model: SizedModel) -> ModelSpec:
     lm = dict(model.lm_spec)
     vision = dict(model.vision_spec)
 
@@ -97,7 +178,7 @@ def _from_loaded(model: VideoModel) -> ModelSpec:
         projector_layers=1 if config.projector == "linear" else 2,
         name=str(model.name or model.kind),
         model=model,
-        **_compress_fields(config),
+        **compress_fields(config),
     )
 
 
@@ -136,178 +217,3 @@ def lm_fields(cfg: dict[str, Any], dtype_bytes: int) -> dict[str, Any]:
         "lm_param_bytes": params * dtype_bytes,
         "dtype_bytes": dtype_bytes,
     }
-
-
-_GGUF_SCALARS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-
-
-def _gguf_read_value(fh: Any, kind: int) -> Any:
-    import struct
-
-    if kind in _GGUF_SCALARS:
-        fmt = _GGUF_SCALARS[kind]
-        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
-    if kind == 8:
-        (length,) = struct.unpack("<Q", fh.read(8))
-        return fh.read(length).decode("utf-8", "replace")
-    if kind == 9:
-        item, count = struct.unpack("<IQ", fh.read(12))
-        if item in _GGUF_SCALARS:
-            fh.seek(count * struct.calcsize(_GGUF_SCALARS[item]), 1)
-        else:
-            for _ in range(count):
-                _gguf_read_value(fh, item)
-        return count  # arrays are summarised by their length
-    raise CheckpointError(f"unknown GGUF value type {kind}")
-
-
-def _gguf_config(path: Path) -> dict[str, Any]:
-    """A transformers-style LLaMA config dict from a GGUF file's header (no tensor data is read)."""
-    import struct
-
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise CheckpointError(f"{path} is not a GGUF file")
-            _version, n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
-            meta: dict[str, Any] = {}
-            for _ in range(n_kv):
-                (length,) = struct.unpack("<Q", fh.read(8))
-                key = fh.read(length).decode("utf-8", "replace")
-                (kind,) = struct.unpack("<I", fh.read(4))
-                meta[key] = _gguf_read_value(fh, kind)
-            names = set()
-            for _ in range(n_tensors):
-                (length,) = struct.unpack("<Q", fh.read(8))
-                names.add(fh.read(length).decode("utf-8", "replace"))
-                (dims,) = struct.unpack("<I", fh.read(4))
-                fh.seek(8 * dims + 4 + 8, 1)
-    except (OSError, struct.error) as exc:
-        raise CheckpointError(f"cannot read the GGUF header of {path}: {exc}") from exc
-    arch = meta.get("general.architecture", "llama")
-    heads = int(meta[f"{arch}.attention.head_count"])
-    hidden = int(meta[f"{arch}.embedding_length"])
-    return {
-        "hidden_size": hidden,
-        "num_hidden_layers": int(meta[f"{arch}.block_count"]),
-        "num_attention_heads": heads,
-        "num_key_value_heads": int(meta.get(f"{arch}.attention.head_count_kv", heads)),
-        "intermediate_size": int(meta[f"{arch}.feed_forward_length"]),
-        "vocab_size": int(meta.get(f"{arch}.vocab_size") or meta["tokenizer.ggml.tokens"]),
-        "head_dim": int(meta.get(f"{arch}.attention.key_length") or hidden // heads),
-        "max_position_embeddings": int(meta.get(f"{arch}.context_length") or 0),
-        "tie_word_embeddings": "output.weight" not in names,
-    }
-
-
-def _lm_config(folder: Path, lm: dict[str, Any]) -> dict[str, Any]:
-    from vidpool.llm.config import resolve_path
-
-    where = resolve_path(folder, lm.get("path"))
-    if where is None:
-        raise CheckpointError(f"{folder}/vidpool.json has no lm.path; cannot size the language model")
-    where_path = Path(where)
-    if lm.get("gguf_file"):
-        gguf = Path(resolve_path(where_path, lm["gguf_file"]) or lm["gguf_file"])
-        return _gguf_config(gguf if gguf.is_absolute() or gguf.exists() else where_path / gguf)
-    config = where_path / "config.json"
-    if not config.is_file():
-        raise CheckpointError(
-            f"no config.json in {where_path}: planning reads the LM's shape from it; "
-            "download the LM folder or pass a loaded model"
-        )
-    return read_json(config)
-
-
-def _clip_frame_activation(
-    clip: Any, dtype_bytes: int, device_type: str
-) -> Callable[[tuple[int, int], bool], int]:
-    """Encoder memory per frame of an open_clip ViT (``vidpool.encode`` geometry), by decoded size.
-
-    The formula :meth:`vidpool.CLIPEncoder.activation_bytes_per_frame` uses, from the config alone,
-    for the default layer (-2), with or without joint embeddings.
-    """
-
-    def per_frame(frame_hw: tuple[int, int], joint: bool = False) -> int:
-        return clip_activation_bytes_per_frame(
-            clip, dtype_bytes, frame_hw=tuple(frame_hw), joint=joint, device_type=device_type
-        )
-
-    return per_frame
-
-
-def _clip_text_param_count(clip: Any) -> int:
-    """Parameters of an open_clip text tower plus the two joint-space projections and logit scale."""
-    w = clip.text_width
-    block = 12 * w * w + 13 * w
-    text = clip.vocab_size * w + clip.context_length * w + clip.text_layers * block + 2 * w
-    return text + w * clip.embed_dim + clip.width * clip.embed_dim + 1
-
-
-def native_folder_spec(config: Any, folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
-    """The ModelSpec of the native checkpoint in ``folder`` (its ``vidpool.json`` is ``config``)."""
-    import dataclasses
-
-    from vidpool.llm.config import resolve_path
-
-    lm_config = _lm_config(folder, dict(config.lm or {}))
-    encoder = dict(config.encoder or {})
-    if isinstance(encoder.get("model"), str):
-        # an encoder config file shipped in the checkpoint is named relative to it, as load_model reads it
-        encoder["model"] = resolve_path(folder, encoder["model"])
-        config = dataclasses.replace(config, encoder=encoder)
-    return native_spec(config, lm_config, dtype_bytes, name=folder.name, device_type=device_type)
-
-
-def native_spec(
-    config: Any, lm_config: dict[str, Any], dtype_bytes: int, name: str = "model", device_type: str = "cpu"
-) -> ModelSpec:
-    """The ModelSpec of a native model from its ``ModelConfig`` and its LM's transformers config dict,
-    without building either (open_clip encoder with its text tower, projector, LLaMA-style LM), for
-    running on ``device_type``."""
-    from vidpool.encode.config import encoder_spec as clip_spec
-    from vidpool.encode.config import load_config
-
-    encoder = dict(config.encoder or {})
-    vision = clip_spec(load_config(encoder.get("model", "ViT-L-14-336")))
-    lm = lm_fields(lm_config, dtype_bytes)
-    side = vision.image_size[0]
-    patch = vision.patch_size[0]
-    frame_activation = _clip_frame_activation(vision, dtype_bytes, device_type)
-    vit = vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
-    hidden = lm["hidden_size"]
-    width = int(getattr(config, "vision_width", None) or vision.width)
-    projector = width * hidden + hidden + (hidden * hidden + hidden if config.projector != "linear" else 0)
-    return ModelSpec(
-        vision_param_bytes=(vit + _clip_text_param_count(vision)) * dtype_bytes,
-        projector_param_bytes=projector * dtype_bytes,
-        projector_layers=1 if config.projector == "linear" else 2,
-        activation_bytes_per_frame=frame_activation(DEFAULT_FRAME_HW),
-        frame_activation=frame_activation,
-        joint_dim=int(vision.embed_dim),
-        grid=vision.grid,
-        width=vision.width,
-        image_size=side,
-        name=name,
-        **lm,
-        **_compress_fields(config),
-    )
-
-
-def _from_folder(folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
-    from vidpool.llm.kinds import get_kind
-    from vidpool.llm.loading import detect_kind
-
-    return get_kind(detect_kind(folder)).read_spec(folder, dtype_bytes, device_type)

@@ -113,7 +113,7 @@ def resolve_request(
         notes.append(f"the video has only {video_frames} frames; sampling all of them")
         frames = video_frames
     tokens_given = method is not None or method_params is not None or budget_tokens is not None
-    method, params, budget = spec.resolve(method, budget_tokens, method_params)
+    method, params, budget = spec.resolve_compression(method, budget_tokens, method_params)
     tokens = spec.num_visual_tokens(frames, method, budget, params)
     patches = spec.grid[0] * spec.grid[1]
     floor = max(1, min(int(min_tokens_per_frame), patches, tokens // frames))

@@ -1,4 +1,6 @@
-"""What the two vidpool-synth training scripts share: the learning-rate schedule and a resumable run.
+"""What vidpool-synth's training scripts share: the learning-rate schedule and a resumable run.
+
+``scripts/train_synth_clip.py`` and ``scripts/train_synth_vlm.py`` import it from here.
 
 A run lives in one folder: ``state.pt`` (the trained module, the optimizer and the step, replaced
 atomically so a kill never leaves half a file) and ``log.jsonl`` (one JSON record a line, each with its
@@ -14,6 +16,8 @@ import os
 from pathlib import Path
 
 import torch
+
+__all__ = ["TrainingRun", "lr_at"]
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
