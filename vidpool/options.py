@@ -1,21 +1,28 @@
-"""Checks of run options, made before anything heavy runs (model loading, decoding, encoding).
+"""Run options: their defaults and their checks, made before anything heavy runs (model loading,
+decoding, encoding).
 
-The ``vidpool`` command, ``VideoChat``, ``Captioner`` and ``vidpool.pipeline.run`` share these, so a
-bad value is refused the same way, with the same message, wherever it comes from, and before the
-minutes of work it would otherwise waste.
+The ``vidpool`` command, ``vidpool bench``, ``VideoChat``, ``Captioner``, ``vidpool.pipeline.run``, the
+demo and the lmms-eval model share these, so a bad value is refused the same way, with the same
+message, wherever it comes from, and before the minutes of work it would otherwise waste; and an
+option left out means the same default everywhere (:func:`default_device`,
+:data:`DEFAULT_MAX_NEW_TOKENS`, :data:`DEFAULT_CAPTION_MAX_NEW_TOKENS`). Both command lines take their
+argparse types from here (:func:`positive_int`, :func:`comma_list` ...).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import numbers
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
 
 __all__ = [
+    "DEFAULT_CAPTION_MAX_NEW_TOKENS",
     "DEFAULT_MAX_NEW_TOKENS",
     "GENERATE_KEYS",
     "check_caption_options",
@@ -25,16 +32,40 @@ __all__ = [
     "check_question",
     "check_video",
     "check_with_plan",
+    "checked",
+    "comma_list",
+    "default_device",
     "device_available",
     "generation_options",
+    "method_name",
+    "non_negative_int",
+    "plan_changes",
+    "positive_int",
     "run_device",
 ]
+
+#: answer length when none is given (``vidpool chat``, ``VideoChat``, the demo, lmms-eval); the plan sizes
+#: the KV cache for it
+DEFAULT_MAX_NEW_TOKENS = 256
+#: caption length when none is given (``vidpool caption``, ``Captioner``): a batch run pays for every
+#: token of every video, and a detailed description fits in 128
+DEFAULT_CAPTION_MAX_NEW_TOKENS = 128
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def default_device() -> str:
+    """The device a run takes when none is given: ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
+
+    The one rule of the library and of every surface (as transformers pipelines decide it).
+    """
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_device(device: str, *, need_present: bool = True) -> str:
@@ -139,18 +170,17 @@ def check_video(video: Any) -> Any:
     return video
 
 
-DEFAULT_MAX_NEW_TOKENS = 256
 GENERATE_KEYS = ("max_new_tokens", "temperature", "top_p", "seed", "stop")
 
 
 def run_device(device: str | None, plan_: Any, plan_options: dict[str, Any]) -> str:
-    """The device a run uses (``device``, else the plan's, else ``"cpu"``), once it and the planning
-    options are known to be usable; options that a given ``plan_`` would ignore are refused."""
+    """The device a run uses (``device``, else the plan's, else :func:`default_device`), once it and the
+    planning options are known to be usable; options that a given ``plan_`` would ignore are refused."""
     if plan_ is None:
         check_planning(
             **{k: plan_options[k] for k in ("num_frames", "budget_tokens", "method", "method_params")}
         )
-        return check_device(device or "cpu")
+        return check_device(device or default_device())
     given = sorted(k for k, v in plan_options.items() if v is not None)
     if given:
         raise InvalidArgumentError(
@@ -184,7 +214,7 @@ def generation_options(defaults: dict[str, Any], overrides: dict[str, Any]) -> d
 
 def check_caption_options(
     *,
-    device: str,
+    device: str | None,
     prompt: Any,
     max_new_tokens: Any,
     temperature: Any,
@@ -192,7 +222,8 @@ def check_caption_options(
     seed: Any,
     **planning: Any,
 ) -> tuple[str, dict[str, Any]]:
-    """Check a captioning run's options before its model loads: ``(device, generation defaults)``.
+    """Check a captioning run's options before its model loads: ``(device, generation defaults)``
+    (``device=None``: :func:`default_device`).
 
     ``planning`` are :func:`check_planning`'s options and ``max_memory`` (checked by the planner).
     """
@@ -200,4 +231,90 @@ def check_caption_options(
     check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
     check_question(prompt)
     generation = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed}
-    return check_device(device), generation
+    return check_device(device or default_device()), generation
+
+
+def plan_changes(plan_: Any, request: dict[str, Any] | None = None) -> list[str]:
+    """What ``plan_`` changed from the request, one line each, for a surface to say (``vidpool chat`` and
+    ``caption`` print them on stderr, the demo shows them).
+
+    The lines are the plan's notes (fewer frames than the video or the request, another method or a
+    smaller budget to fit the context or the memory, layers offloaded), then a line for any option of
+    ``request`` (:func:`vidpool.plan`'s ``num_frames``, ``budget_tokens``, ``method``; ``None``: the
+    model's default) whose planned value differs and that no note names.
+    """
+    lines = [str(note) for note in plan_.notes]
+    asked = request or {}
+    for key, field, what in (
+        ("num_frames", "num_frames", "frames"),
+        ("method", "method", "method"),
+        ("budget_tokens", "budget", "budget"),
+    ):
+        want, got = asked.get(key), getattr(plan_, field)
+        if want is not None and want != got and not any(str(got) in line for line in lines):
+            lines.append(f"{what} {got!r} planned instead of the {want!r} asked for")
+    return lines
+
+
+# -- argparse types: both command lines (``vidpool``, ``vidpool bench``) take these ----------------
+def checked(convert: Callable[[str], Any], check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the text, then apply one of this module's checks, so that a command
+    and the library refuse the same values with the same words (a usage error, exit 2)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        try:
+            check(value)
+        except InvalidArgumentError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
+
+
+def _int_at_least(text: str, low: int, words: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"expected {words}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def method_name(text: str) -> str:
+    """An argparse type: a registered compression method."""
+    try:
+        check_planning(method=text)
+    except UnknownMethodError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def comma_list(convert: Callable[[str], Any]) -> Callable[[str], tuple]:
+    """An argparse type: a comma-separated list (``static,count``), each item through ``convert``.
+
+    Every list option of every command takes this one form, so a list is written the same way
+    everywhere.
+    """
+
+    def parse(text: str) -> tuple:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list such as a,b, got {text!r}")
+        return tuple(convert(p) for p in parts)
+
+    return parse

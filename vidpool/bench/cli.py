@@ -1,18 +1,17 @@
-"""``vidpool bench fidelity``: the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`.
+"""``vidpool bench``: ``fidelity`` (the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`)
+and ``export-lmms`` (the synthetic benchmark as an lmms-eval task).
 
-Every option is checked (exit 2) before the CLIP loads or a frame is rendered.
+Every option is checked (exit 2) before the CLIP loads or a frame is rendered. Option types are
+:mod:`vidpool.options`' (lists are comma-separated on every command).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-# Option types shared with the other sub-commands: one rule and one message for each.
-from vidpool.cli import _checked, _method, _positive_int
-from vidpool.options import check_device
+from vidpool.options import check_device, checked, comma_list, method_name, positive_int
 
 __all__ = ["add_bench_parser", "settings_from_args"]
 
@@ -51,16 +50,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _list_of(convert: Callable[[str], Any]) -> Callable[[str], tuple]:
-    def parse(text: str) -> tuple:
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError("expected a comma-separated list")
-        return tuple(convert(p) for p in parts)
-
-    return parse
-
-
 def _family(text: str) -> str:
     from vidpool.bench.synth.tasks import FAMILIES
 
@@ -70,12 +59,12 @@ def _family(text: str) -> str:
 
 
 # The device must be present here: the run starts right after parsing.
-_device = _checked(str, check_device)
+_device = checked(str, check_device)
 
 
-def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
-    """Add ``bench`` (with ``fidelity``) to the ``vidpool`` sub-parsers; returns the parsers it made and
-    ``bench``'s sub-parsers, where other benchmarks' commands are added."""
+def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
+    """Add ``bench`` (with ``fidelity`` and ``export-lmms``) to the ``vidpool`` sub-parsers; returns the
+    parsers it made."""
     raw = argparse.RawDescriptionHelpFormatter
     bench_p = sub.add_parser(
         "bench", help="benchmarks of the compression methods", epilog=_BENCH_EPILOG, formatter_class=raw
@@ -98,23 +87,23 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
         help="the CLIP's .safetensors weights (default: the world's trained CLIP); 'random' for an untrained one",
     )
     p.add_argument(
-        "--families", type=_list_of(_family), metavar="A,B", help="question families (default: all)"
+        "--families", type=comma_list(_family), metavar="A,B", help="question families (default: all)"
     )
     p.add_argument(
-        "--methods", type=_list_of(_method), metavar="A,B", help="methods (default: all registered)"
+        "--methods", type=comma_list(method_name), metavar="A,B", help="methods (default: all registered)"
     )
     p.add_argument(
         "--budgets",
-        type=_list_of(_fraction),
+        type=comma_list(_fraction),
         metavar="F,F",
         help="budget fractions of the full tokens (default 1,0.5,0.25,0.125,0.0625,0.03; --quick 1,0.25,0.0625)",
     )
     p.add_argument(
-        "--items", type=_positive_int, metavar="N", help="questions per family (default 300; --quick 40)"
+        "--items", type=positive_int, metavar="N", help="questions per family (default 300; --quick 40)"
     )
     p.add_argument(
         "--frames",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="frames of every video (default: each family's own; --quick: at most 20)",
     )
@@ -128,7 +117,7 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
         "--out", default="bench-fidelity", metavar="DIR", help="output folder (default ./bench-fidelity)"
     )
     p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--resamples", type=_positive_int, default=2000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--resamples", type=positive_int, default=2000, metavar="N", help="bootstrap resamples")
     p.add_argument(
         "--model",
         metavar="PATH_OR_NAME",
@@ -136,7 +125,7 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
         "name from 'vidpool models list' (e.g. vidpool-synth)",
     )
     p.add_argument(
-        "--model-frames", type=_positive_int, metavar="N", help="frames the LM sees (default: the model's)"
+        "--model-frames", type=positive_int, metavar="N", help="frames the LM sees (default: the model's)"
     )
     p.add_argument(
         "--model-prompt",
@@ -148,7 +137,7 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
     p.add_argument("--no-retrieval", action="store_true", help="only the LM's answers (needs --model)")
     p.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="processes answering with the LM (default 1)",
@@ -160,7 +149,7 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
         help="checkpoint whose memory is planned and measured (default: the default model)",
     )
     p.add_argument(
-        "--memory-frames", type=_positive_int, default=256, metavar="N", help="frames planned for (256)"
+        "--memory-frames", type=positive_int, default=256, metavar="N", help="frames planned for (256)"
     )
     p.add_argument(
         "--memory-budget",
@@ -170,7 +159,7 @@ def add_bench_parser(sub: Any) -> tuple[list[argparse.ArgumentParser], Any]:
         help="budget fraction whose memory is measured, not only planned (default 0.25; --quick plans only)",
     )
     p.set_defaults(handler=_cmd_fidelity, parser=p)
-    return [bench_p, p], bench_sub
+    return [bench_p, p, _add_export_lmms(bench_sub)]
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -215,4 +204,62 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
     from vidpool.bench.fidelity import run_fidelity
 
     run_fidelity(settings_from_args(args))
+    return 0
+
+
+_EXPORT_LMMS_EPILOG = """example:
+  vidpool bench export-lmms --out bench/lmms --items 50 --families static,small,count
+
+Writes the synthetic benchmark's questions as a local lmms-eval task (YAML, utils.py, JSONL, MP4s)
+and prints the lmms-eval command that runs it with the vidpool model, offline. The task
+<name>_choice scores each option's letter by likelihood instead (lmms-eval --force_simple).
+"""
+
+
+def _add_export_lmms(subparsers: Any) -> argparse.ArgumentParser:
+    """``vidpool bench export-lmms``: the synthetic benchmark as an lmms-eval task folder."""
+    p = subparsers.add_parser(
+        "export-lmms",
+        help="write the synthetic benchmark as an offline lmms-eval task",
+        epilog=_EXPORT_LMMS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the task into")
+    p.add_argument("--items", type=positive_int, default=20, metavar="N", help="questions per family (20)")
+    p.add_argument(
+        "--families", type=comma_list(_family), metavar="A,B", help="question families (default: all)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    p.add_argument(
+        "--num-frames", type=positive_int, metavar="N", help="frames of each video (default: the family's)"
+    )
+    p.add_argument("--side", type=positive_int, default=128, metavar="PX", help="video side in pixels (128)")
+    p.add_argument("--fps", type=positive_int, default=8, help="video frame rate (8)")
+    p.add_argument("--name", default="vidpool_synth", help="lmms-eval task name (vidpool_synth)")
+    p.add_argument("--model", help="checkpoint folder or model name for the printed command")
+    p.add_argument("--method", type=method_name, help="compression method for the printed command")
+    p.add_argument("--budget", type=positive_int, metavar="N", help="token budget for the printed command")
+    p.set_defaults(handler=_cmd_bench_export_lmms, parser=p)
+    return p
+
+
+def _cmd_bench_export_lmms(args: argparse.Namespace) -> int:
+    import shlex
+
+    from vidpool.bench.synth import tasks
+    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command
+
+    families = args.families or list(tasks.FAMILIES)
+    items = [
+        item
+        for family in dict.fromkeys(families)
+        for item in tasks.make_items(family, args.items, seed=args.seed, num_frames=args.num_frames)
+    ]
+    folder = export_task(items, args.out, name=args.name, side=args.side, fps=args.fps)
+    print(f"wrote {len(items)} questions ({', '.join(dict.fromkeys(families))}) to {folder}")
+    run = {"name": args.name, "model": args.model, "method": args.method, "budget": args.budget}
+    print("run it (answers parsed from generated text):")
+    print("  " + shlex.join(lmms_eval_command(folder, **run)))
+    print("or score each option's letter by likelihood:")
+    print("  " + shlex.join(lmms_eval_command(folder, choice=True, **run)))
     return 0

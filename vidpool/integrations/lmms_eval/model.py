@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from vidpool.integrations.lmms_eval.requests import (
     turn_from_messages,
     turn_from_visuals,
 )
-from vidpool.options import check_device, check_planning
+from vidpool.options import check_device, check_planning, default_device
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,14 @@ _MAX_ROUNDS = 64
 @dataclass(frozen=True)
 class ModelArgs:
     """Checked ``--model_args``: ``None`` leaves the choice to the checkpoint (or, for ``model``, the
-    default model; for ``device``, CUDA when there is one)."""
+    default model); ``device`` is resolved (:func:`vidpool.options.default_device` when not given)."""
 
     model: str | None = None
     method: str | None = None
     budget: int | None = None
     frames: int | None = None
-    device: str = "cpu"
+    device: str = field(default_factory=default_device)
     memory: int | None = None
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _as_int(name: str, value: Any) -> Any:
@@ -108,7 +102,7 @@ def parse_model_args(**kwargs: Any) -> ModelArgs:
         method = str(method)
     check_planning(num_frames=frames, budget_tokens=budget, method=method)
     device = kwargs.get("device")
-    device = check_device(str(device) if device is not None else _default_device())
+    device = check_device(str(device) if device is not None else default_device())
     memory = kwargs.get("memory")
     if memory is not None:
         from vidpool.schedule.device import parse_bytes
@@ -150,7 +144,7 @@ class VidpoolLMM(lmms):
         method: compression method (``vidpool.list_methods()``; default: the checkpoint's).
         budget: visual-token budget (default: the checkpoint's).
         frames: frames sampled per video (default: the checkpoint's).
-        device: ``cpu``, ``cuda`` or ``cuda:N`` (default: CUDA when there is one).
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (default: :func:`vidpool.options.default_device`).
         memory: memory to plan for on ``device``, e.g. ``24GB`` (default: what the device has free).
     """
 

@@ -167,9 +167,9 @@ def _warn_once(key: str, message: str) -> None:
 def generation_options(gen_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     """vidpool generation options (:meth:`vidpool.VideoChat.ask`) from lmms-eval's ``gen_kwargs``.
 
-    ``until`` becomes ``stop``; ``max_new_tokens`` (default 256), ``temperature`` and ``top_p`` carry
-    over; ``do_sample: false`` means greedy whatever the temperature. Beam search is not supported:
-    ``num_beams > 1`` decodes greedily, with a warning.
+    ``until`` becomes ``stop``; ``max_new_tokens`` (default :data:`~vidpool.options.DEFAULT_MAX_NEW_TOKENS`),
+    ``temperature`` and ``top_p`` carry over; ``do_sample: false`` means greedy whatever the
+    temperature. Beam search is not supported: ``num_beams > 1`` decodes greedily, with a warning.
     """
     kwargs = dict(gen_kwargs or {})
     until = kwargs.get("until")
