@@ -188,6 +188,29 @@ def test_videochat_refuses_a_missing_video_before_loading(tmp_path, monkeypatch)
             VideoChat(frames, "checkpoints/whatever")
 
 
+def test_videochat_and_captioner_check_the_budget_and_the_video_before_loading(video, tmp_path, monkeypatch):
+    from pipeline_support import checkpoint
+
+    tiny = checkpoint("tiny-native")
+    _refuse_loading(monkeypatch)
+    too_small = {"num_frames": 4, "method": "slowfast", "budget_tokens": 2}
+    with pytest.raises(vidpool.BudgetError, match="smallest possible budget") as chat_error:
+        VideoChat(video, tiny, device="cpu", **too_small)
+    with pytest.raises(vidpool.BudgetError) as caption_error:
+        Captioner(tiny, device="cpu", **too_small)
+    # the method's own smallest budget on the planned grid: frames x the model's patch grid
+    from vidpool.schedule import model_spec
+
+    grid = (4, *model_spec(tiny).grid)
+    with pytest.raises(vidpool.BudgetError) as method_error:
+        vidpool.num_output_tokens("slowfast", grid, budget=2)
+    assert chat_error.value.min_budget == caption_error.value.min_budget == method_error.value.min_budget
+    fake = tmp_path / "cup.mp4"
+    fake.write_text("not a video\n" * 100)
+    with pytest.raises(vidpool.VideoDecodeError, match=r"cup\.mp4"):
+        VideoChat(fake, tiny, device="cpu")
+
+
 def test_videochat_refuses_options_a_given_plan_would_ignore(model, video):
     p = plan(video, model, "cpu", num_frames=4, max_new_tokens=8)
     with pytest.raises(InvalidArgumentError, match="num_frames"):
