@@ -25,7 +25,13 @@ from vidpool.options import (
     run_device,
 )
 from vidpool.pipeline.encoding import encode_video
-from vidpool.pipeline.loading import ModelOrPath, _default_if_none, _model_device, load_kwargs
+from vidpool.pipeline.loading import (
+    ModelOrPath,
+    _model_device,
+    load_kwargs,
+    model_or_default,
+    plan_before_loading,
+)
 from vidpool.pipeline.trace import StageClock, Trace
 from vidpool.progress import ProgressCallback, report
 from vidpool.schedule import Plan
@@ -46,20 +52,24 @@ class VideoChat:
         video: a path, or uint8 frames ``[T, H, W, 3]`` (a ``Frames`` object or array).
         model: a loaded ``VideoLM``, a checkpoint folder (loaded on ``device``) or ``None`` for the
             default model (:func:`vidpool.models.default_model`).
-        device: where the run happens; the plan is made for it (default: the plan's, else ``"cpu"``).
+        device: where the run happens; the plan is made for it (default: the plan's, else
+            :func:`vidpool.options.default_device`: ``"cuda"`` when torch sees a GPU, else ``"cpu"``).
         plan: a ready plan; otherwise one is made with ``num_frames``, ``budget_tokens``, ``method``,
             ``method_params``, ``max_memory`` and ``max_new_tokens`` (see :func:`vidpool.plan`).
             Give one or the other: options that a given plan would silently ignore are refused.
         cache: a ``vidpool.encode.FeatureCache`` to share features between chats (default: a private one).
         max_new_tokens: answer length, for the plan's KV cache and for :meth:`ask` alike (default: the
-            plan's, else 256).
+            plan's, else :data:`vidpool.options.DEFAULT_MAX_NEW_TOKENS`).
         temperature, top_p, seed: generation defaults for :meth:`ask`.
         progress: a ``progress(stage, done, total)`` callback for loading, encoding, compressing and
             prefill (see :mod:`vidpool.progress`).
 
     Raises:
-        InvalidArgumentError, UnknownMethodError, VideoNotFoundError: for a bad option or a missing
-            video, before the model loads.
+        InvalidArgumentError, UnknownMethodError, VideoNotFoundError, VideoDecodeError, BudgetError: for a
+            bad option, a missing or unreadable video, or a budget below the method's smallest on the
+            planned frames (``.min_budget``), before the model loads. What the plan changed from the
+            request (fewer frames, another method or budget) is in ``plan.notes``
+            (:func:`vidpool.options.plan_changes`).
     """
 
     def __init__(
@@ -94,13 +104,12 @@ class VideoChat:
         check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
         check_with_plan(plan, max_new_tokens)
         check_video(video)
-        model = _default_if_none(model)
+        model = model_or_default(model)
         plan_options["max_new_tokens"] = max_new_tokens
         self.progress = progress
-        first = plan
-        if isinstance(model, (str, os.PathLike)) and first is None and device.startswith("cuda"):
-            # plan from the config files first: an offload placement changes how the weights load
-            first = _make_plan(video, model, device, plan_options)
+        # the video is probed and the budget checked before the weights load; and an offload
+        # placement changes how they load
+        first = plan or plan_before_loading(_video_info(video), model, device, plan_options)
         placement = load_kwargs(first) if first is not None and isinstance(model, (str, os.PathLike)) else {}
         self.model: VideoModel = _package().load(model, device=device, progress=progress, **placement)
         self.device = _model_device(self.model, device)
