@@ -42,11 +42,9 @@ class DemoConfig:
     max_sessions: int = 32
 
     def resolved_device(self) -> str:
-        if self.device:
-            return self.device
-        import torch
+        from vidpool.options import default_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device or default_device()
 
 
 def model_notice(model: Any, folder: str | os.PathLike | None, device: str) -> str:

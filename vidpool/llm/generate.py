@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from vidpool.errors import InvalidArgumentError
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS, check_generation
 
 __all__ = ["continuation_logprob", "generate_text", "truncate_at_stop"]
 
@@ -58,12 +59,8 @@ def _generation_kwargs(
     top_p: float,
     stop: list[str],
 ) -> dict[str, Any]:
-    if max_new_tokens < 1:
-        raise InvalidArgumentError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise InvalidArgumentError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise InvalidArgumentError(f"top_p must be in (0, 1], got {top_p}")
+    # the same check, with the same words, as every entry point makes before anything is encoded
+    check_generation(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
     kwargs: dict[str, Any] = {
         "inputs_embeds": inputs_embeds,
         "attention_mask": torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device),
@@ -88,7 +85,7 @@ def generate_text(
     inputs_embeds: torch.Tensor,
     *,
     stream: bool = False,
-    max_new_tokens: int = 256,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,

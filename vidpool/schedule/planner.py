@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS, default_device
 from vidpool.schedule import steps
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
 from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec
@@ -201,14 +202,14 @@ def _capacity(device: str, max_memory: Any, spec: ModelSpec) -> int:
 def plan(
     video_info: Any,
     model: Any,
-    device: str = "cpu",
+    device: str | None = None,
     *,
     budget_tokens: int | None = None,
     max_memory: Any = None,
     num_frames: int | None = None,
     method: str | None = None,
     method_params: dict[str, Any] | None = None,
-    max_new_tokens: int = 256,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     prompt_tokens: int | None = None,
     min_tokens_per_frame: int = MIN_TOKENS_PER_FRAME,
 ) -> Plan:
@@ -217,7 +218,7 @@ def plan(
     Args:
         video_info: a ``VideoInfo`` (or a path, probed), or None when the length is unknown.
         model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
-        device: ``"cpu"`` or ``"cuda[:N]"``.
+        device: ``"cpu"`` or ``"cuda[:N]"`` (``None``: :func:`vidpool.options.default_device`).
         budget_tokens: the compression method's token budget (default: the model config's). It replaces
             the method's default shape parameters (``spatial``'s ``stride``/``size``...); a model that ends
             a video with learned tokens (LLaVA-OneVision's ``image_newline``) adds them.
@@ -243,6 +244,7 @@ def plan(
     """
     import torch
 
+    device = device or default_device()
     cuda = torch.device(device).type == "cuda"
     spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=torch.device(device).type)
     video_frames, duration, frame_size = _video_facts(video_info)
