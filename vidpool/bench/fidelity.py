@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -293,6 +294,17 @@ def _portable(value: Any) -> Any:
     return value
 
 
+def _say_fewer_frames(family: str, items: list, asked: int) -> None:
+    """What sampling changes from the LM's request, on stderr (as ``vidpool chat`` says its plan's changes)."""
+    shortest = min((int(item.num_frames) for item in items), default=asked)
+    if shortest < asked:
+        print(
+            f"vidpool bench fidelity: {family}: the videos have only {shortest} frames; the LM sees all of "
+            f"them, not the {asked} asked for",
+            file=sys.stderr,
+        )
+
+
 def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
 
@@ -348,6 +360,8 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         for family in families:
             items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
             per_item[family] = {"ids": [str(item.id) for item in items]}
+            if model is not None:
+                _say_fewer_frames(family, items, s.model_frames or model.config.num_frames)
             if s.retrieval:
                 log(f"{family}: {s.items} questions x {len(arms)} arms")
                 retrieval[family] = _run_family(family, items, s, arms, encoder, text, log)
