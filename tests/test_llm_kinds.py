@@ -89,6 +89,36 @@ def test_protocol_members_are_public_and_consistent(kind):
     assert model.prompt_tokens(8) > model.prompt_tokens(1)
 
 
+def _protocol_members() -> set[str]:
+    """The members VideoModel names: its own and those of the planner's SizedModel it extends."""
+    from vidpool.schedule.spec import SizedModel
+
+    names: set[str] = set()
+    for cls in (SizedModel, VideoModel):
+        names |= {n for n in vars(cls) if not n.startswith("_")} | set(vars(cls).get("__annotations__", {}))
+    return names
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_has_every_protocol_member(kind):
+    model = loaded(KINDS[kind])
+    members = _protocol_members()
+    # what the pipeline, the benchmark and the training script call on a model
+    assert members >= {
+        "compress_visual",
+        "uses_joint",
+        "input_embeddings",
+        "prompt_scores",
+        "resolve_compression",
+    }
+    assert isinstance(model, VideoModel)
+    assert not [name for name in sorted(members) if not hasattr(model, name)]
+    method, _, budget = model.resolve_compression(None, 8)
+    assert method == model.config.method and budget == 8
+    assert model.uses_joint("prompt_guided") == (kind == "native")
+    assert model.input_embeddings.weight.device == model.device
+
+
 def test_schedule_reads_no_private_model_attributes():
     for path in (ROOT / "vidpool" / "schedule").glob("*.py"):
         text = path.read_text()

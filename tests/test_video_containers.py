@@ -144,7 +144,7 @@ def test_sampled_frames_are_the_frames_they_name(files, codec, ext, backend):
     tolerance = 3.0 if backend == "decord" else 0.0
     with reader:
         for args in ({"num_frames": 8}, {"fps": 5.0}, {"num_frames": 8, "exact": False}, {"num_frames": 50}):
-            planned = reader.plan(**args)
+            planned = reader.frame_indices(**args)
             frames = reader.sample(**args)
             where = f"{backend} sample({args})"
             assert frames.indices == planned.tolist(), where
@@ -173,11 +173,11 @@ def test_frames_a_decoder_emits_out_of_order_are_named_by_their_timestamps(files
     real_open = pyav_backend.open_container
     monkeypatch.setattr(pyav_backend, "open_container", lambda p: _wrap(real_open(p), _Swapped))
     with VideoReader(path, backend="pyav") as warm:
-        warm.plan()  # index the file before its decoders open
+        warm.frame_indices()  # index the file before its decoders open
     with VideoReader(path, backend="pyav") as reader:
         for args in ({"num_frames": 8}, {"fps": 1000.0}, {"num_frames": 5, "start": 0.4}):
             frames = reader.sample(**args)
-            assert frames.indices == reader.plan(**args).tolist()
+            assert frames.indices == reader.frame_indices(**args).tolist()
             check(frames, index, ref_pts, ref, f"swapped {args}")
 
 
@@ -227,11 +227,11 @@ def test_seeks_that_land_late_fall_back_to_an_earlier_point(files, monkeypatch, 
     real_open = pyav_backend.open_container
     monkeypatch.setattr(pyav_backend, "open_container", lambda p: _wrap(real_open(p), _LateSeeks, late))
     with VideoReader(path, backend="pyav") as warm:
-        warm.plan()  # index the file before its decoders open
+        warm.frame_indices()  # index the file before its decoders open
     with VideoReader(path, backend="pyav") as reader:
         for args in ({"num_frames": 8}, {"num_frames": 8, "exact": False}, {"fps": 1000.0, "exact": False}):
             frames = reader.sample(**args)
-            assert frames.indices == reader.plan(**args).tolist(), args
+            assert frames.indices == reader.frame_indices(**args).tolist(), args
             check(frames, index, ref_pts, ref, f"late seeks {args}")
 
 
@@ -248,7 +248,7 @@ def test_once_seeks_fail_a_request_is_decoded_in_one_pass(files, monkeypatch):
         pyav_backend.PyAVBackend, "_reopen", lambda self: reopened.append(1) or real_reopen(self)
     )
     with VideoReader(path, backend="pyav") as warm:
-        warm.plan()
+        warm.frame_indices()
     with VideoReader(path, backend="pyav") as reader:
         frames = reader.sample(num_frames=2)  # two frames two keyframe intervals apart
     check(frames, index, ref_pts, ref, "late seeks, sparse")

@@ -130,7 +130,7 @@ def test_abandoned_chunks_leave_reader_usable(videos):
 def test_keyframe_sampling_reports_true_timestamps(videos, name, gop, fps):
     with VideoReader(videos[name]) as reader:
         fast = reader.sample(num_frames=6, exact=False, resize=60)
-        plan = reader.plan(num_frames=6, exact=False)
+        plan = reader.frame_indices(num_frames=6, exact=False)
         key_times = reader.index.times[reader.index.keyframes]
         wanted = sample_times(reader.info.duration, num_frames=6)
     assert fast.indices == plan.tolist()

@@ -81,7 +81,7 @@ class Adaptive(Method):
     summary = "3-D adaptive avg/max/GeM pooling to a (t, h, w) grid (PLLaVA)"
     keeps_grid = True
 
-    def plan(self, shape, budget=None, *, grid=None, mode="avg", p=3.0):
+    def resolve(self, shape, budget=None, *, grid=None, mode="avg", p=3.0):
         if mode not in MODES:
             raise InvalidArgumentError(f"adaptive mode must be one of {MODES}, got {mode!r}")
         ps = [p] if isinstance(p, (int, float)) else list(p)

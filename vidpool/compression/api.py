@@ -22,7 +22,7 @@ def resolve(
     A budget is turned into shapes here; nothing is computed on tensors. A shape that is not three
     positive integers, or a budget that is not a positive integer, raises :class:`InvalidArgumentError`.
     """
-    return get_method(method).checked_plan(shape, budget, params)
+    return get_method(method).checked_resolve(shape, budget, params)
 
 
 def num_output_tokens(
@@ -77,7 +77,7 @@ def compress(
         users = ", ".join(n for n in _methods_using_scores())
         raise InvalidArgumentError(f"method {method!r} does not use scores; methods that do: {users}")
     shape = tuple(tokens.shape[-4:-1])
-    plan = impl.checked_plan(shape, budget, params)
+    plan = impl.checked_resolve(shape, budget, params)
     if check_finite:
         check_finite_values(tokens, scores)  # before batching, so errors name the caller's indices
     single = tokens.dim() == 4

@@ -21,7 +21,7 @@ class Flatten(Method):
     summary = "no compression; all T*H*W tokens, flattened"
     keeps_grid = True
 
-    def plan(self, shape, budget=None):
+    def resolve(self, shape, budget=None):
         count = math.prod(shape)
         fixed_budget(self.name, budget, count, shape)
         return MethodPlan(count, {}, grid=shape)

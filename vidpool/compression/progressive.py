@@ -72,7 +72,7 @@ class Progressive(Method):
     summary = "a few frames at a fine grid, the rest pooled harder, to fill a budget (Visual Context Window Extension)"
     uses_scores = True
 
-    def plan(self, shape, budget=None, *, fine_grid=None, coarse_grid=None, num_fine=None):
+    def resolve(self, shape, budget=None, *, fine_grid=None, coarse_grid=None, num_fine=None):
         t, h, w = shape
         middle = None
         if budget is not None:

@@ -140,7 +140,7 @@ class PromptGuided(Method):
     uses_scores = True
     keeps_grid = True
 
-    def plan(self, shape, budget=None, *, kernel=None, stride=None, grid=None, temperature=0.01):
+    def resolve(self, shape, budget=None, *, kernel=None, stride=None, grid=None, temperature=0.01):
         if not temperature > 0:
             raise InvalidArgumentError(f"temperature must be positive, got {temperature!r}")
         if budget is not None or grid is not None:

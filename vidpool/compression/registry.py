@@ -2,9 +2,11 @@
 
 A method is a class with two halves:
 
-* ``plan(shape, budget, **params)`` — pure Python; resolves a budget into shapes and returns a
+* ``resolve(shape, budget, **params)`` — pure Python; resolves a budget into shapes and returns a
   :class:`MethodPlan` whose ``num_tokens`` is the exact count ``run`` will produce. Callers (prompt
-  placeholders, the memory planner) use it before any tensor exists.
+  placeholders, the memory planner) use it before any tensor exists (``vidpool.resolve`` calls it).
+  A ``MethodPlan`` is one method's shapes; the memory and context plan of a run is
+  :class:`vidpool.schedule.Plan`.
 * ``run(x, plan, scores)`` — pure tensor code over ``[B, T, H, W, C]``.
 """
 
@@ -60,7 +62,7 @@ class Output:
 
 
 class Method:
-    """Base class of a compression method. Subclasses set ``name`` and implement ``plan`` and ``run``."""
+    """Base class of a compression method. Subclasses set ``name`` and implement ``resolve`` and ``run``."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -69,15 +71,15 @@ class Method:
     #: the shape parameters a budget resolves (``spatial``: stride and size); they exclude a budget
     budget_replaces: ClassVar[tuple[str, ...]] = ()
 
-    def plan(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> MethodPlan:
+    def resolve(self, shape: tuple[int, int, int], budget: int | None = None, **params: Any) -> MethodPlan:
         raise NotImplementedError
 
     def run(self, x: torch.Tensor, plan: MethodPlan, scores: torch.Tensor | None = None) -> Output:
         raise NotImplementedError
 
     def parameters(self) -> list[str]:
-        """Names of the keyword parameters ``plan`` accepts (besides ``budget``)."""
-        return list(_plan_parameters(type(self)))
+        """Names of the keyword parameters ``resolve`` accepts (besides ``budget``)."""
+        return list(_resolve_parameters(type(self)))
 
     def check_names(self, params: dict[str, Any]) -> None:
         """Raise :class:`InvalidArgumentError` for parameter names the method does not take."""
@@ -88,21 +90,21 @@ class Method:
                 f"method {self.name!r} got unknown parameter(s) {', '.join(unknown)}; it accepts: {accepted}"
             )
 
-    def checked_plan(
+    def checked_resolve(
         self, shape: tuple[int, int, int], budget: int | None, params: dict[str, Any]
     ) -> MethodPlan:
-        """``plan`` with argument checking that names what the method accepts."""
+        """``resolve`` with argument checking that names what the method accepts."""
         self.check_names(params)
-        return self.plan(check_shape(shape), check_budget_value(budget), **params)
+        return self.resolve(check_shape(shape), check_budget_value(budget), **params)
 
     def __repr__(self) -> str:
         return f"<vidpool method {self.name!r}: {self.summary}>"
 
 
 @cache
-def _plan_parameters(cls: type[Method]) -> tuple[str, ...]:
-    """Keyword parameters of ``cls.plan``, read once per class (``compress`` checks them on every call)."""
-    sig = inspect.signature(cls.plan)
+def _resolve_parameters(cls: type[Method]) -> tuple[str, ...]:
+    """Keyword parameters of ``cls.resolve``, read once per class (``compress`` checks them on every call)."""
+    sig = inspect.signature(cls.resolve)
     return tuple(p for p in sig.parameters if p not in ("self", "shape", "budget"))
 
 

@@ -50,7 +50,7 @@ class SlowFast(Method):
     budget_replaces = ("slow_frames", "slow_grid")
     summary = "slow path (few frames, fine) + fast path (all frames, 4x4) (SlowFast-LLaVA)"
 
-    def plan(self, shape, budget=None, *, slow_frames=None, slow_grid=None, fast_grid=(4, 4)):
+    def resolve(self, shape, budget=None, *, slow_frames=None, slow_grid=None, fast_grid=(4, 4)):
         t, h, w = shape
         target = max(1, round(t / 5))
         fast = grid_arg(fast_grid, 2, "fast_grid")

@@ -92,7 +92,7 @@ class Spatial(Method):
     )
     keeps_grid = True
 
-    def plan(self, shape, budget=None, *, stride=None, size=None, mode="avg"):
+    def resolve(self, shape, budget=None, *, stride=None, size=None, mode="avg"):
         t, h, w = shape
         if mode not in MODES:
             raise InvalidArgumentError(f"spatial mode must be one of {MODES}, got {mode!r}")

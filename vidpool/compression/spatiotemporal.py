@@ -22,7 +22,7 @@ class SpatioTemporal(Method):
     name = "spatiotemporal"
     summary = "T per-frame spatial means + H*W temporal means (Video-ChatGPT, Valley)"
 
-    def plan(self, shape, budget=None):
+    def resolve(self, shape, budget=None):
         t, h, w = shape
         fixed_budget(self.name, budget, t + h * w, shape)
         return MethodPlan(t + h * w, {})

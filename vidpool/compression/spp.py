@@ -34,7 +34,7 @@ class SpatialPyramid(Method):
     name = "spp"
     summary = "per-frame spatial pyramid: adaptive avg pooling at levels (1, 2, 4), concatenated"
 
-    def plan(self, shape, budget=None, *, levels=(1, 2, 4)):
+    def resolve(self, shape, budget=None, *, levels=(1, 2, 4)):
         t, h, w = shape
         levels = tuple(levels)
         if not levels or any(not isinstance(lv, int) or lv < 1 or lv > min(h, w) for lv in levels):

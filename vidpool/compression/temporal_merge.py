@@ -111,7 +111,7 @@ class TemporalMerge(Method):
         "merge each patch into the same patch of the previous kept frame when similar (DyCoke, FrameFusion)"
     )
 
-    def plan(self, shape, budget=None, *, threshold=None):
+    def resolve(self, shape, budget=None, *, threshold=None):
         t, h, w = shape
         total = t * h * w
         if budget is not None:

@@ -38,7 +38,7 @@ _DENSE_PER_GOP = 3
 
 
 class SamplingArgs(TypedDict, total=False):
-    """Which frames to take, the keywords :meth:`VideoReader.plan`, :meth:`~VideoReader.sample` and
+    """Which frames to take, the keywords :meth:`VideoReader.frame_indices`, :meth:`~VideoReader.sample` and
     :meth:`~VideoReader.chunks` share: ``fps``, ``max_frames``, ``start`` and ``end`` (seconds) and
     ``exact`` (``False``: nearest keyframes)."""
 
@@ -218,7 +218,7 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def plan(
+    def frame_indices(
         self,
         num_frames: int | None = None,
         *,
@@ -316,7 +316,7 @@ class VideoReader:
             yield q, last[0], last[1]
 
     def _request(self, resize, num_frames, spec: SamplingArgs) -> tuple[np.ndarray, tuple[int, int]]:
-        indices = self.plan(num_frames, **spec)
+        indices = self.frame_indices(num_frames, **spec)
         size = decode_size(self._info.width, self._info.height, resize, self.max_side)
         return indices, size
 
