@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vidpool.caption.formats import journal_path, output_format, write_parquet
-from vidpool.caption.inputs import resolve_inputs, video_id
+from vidpool.caption.inputs import resolve_inputs, scan_inputs, video_id
 from vidpool.caption.journal import Journal, merge_parts, part_path, read_records, written_ids
 from vidpool.errors import InvalidArgumentError, VideoNotFoundError
 
@@ -33,6 +33,10 @@ def test_folders_are_searched_recursively_by_extension(tmp_path):
         str(a.resolve()),
     ]  # sorted walk, upper-case extension
     assert all(len(i.id) == 16 for i in items)
+    # the files that are not videos are named from the folder as given; hidden ones are not
+    scanned = scan_inputs([tmp_path])
+    assert scanned.videos == items
+    assert scanned.not_videos == [str(tmp_path / "notes.txt.bak"), str(tmp_path / "a" / "readme.md")]
 
 
 def test_files_list_files_and_duplicates(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -137,3 +138,97 @@ def test_plans_use_the_memory_measured_when_the_model_loaded(ckpt, videos, monke
     during = worker.decode(item)
     assert during.error is None
     assert during.plan.to_dict() == before.to_dict()
+
+
+def test_the_worker_captions_through_the_captioner(ckpt, videos, monkeypatch):
+    from vidpool.caption import CaptionWorker
+    from vidpool.pipeline import Captioner
+
+    calls = []
+    plain = Captioner.caption
+
+    def recording(self, video, **options):
+        calls.append((video, options))
+        return plain(self, video, **options)
+
+    monkeypatch.setattr(Captioner, "caption", recording)
+    worker = CaptionWorker(ckpt, **CAPTION_OPTIONS)
+    item = next(i for i in resolve_inputs([videos]) if i.path.endswith("clip1.mp4"))
+    decoded = worker.decode(item)
+    record = worker.caption(decoded)
+    # one code path: the worker's caption is the Captioner's, on the frames and plan it decoded
+    assert len(calls) == 1 and calls[0][0] is decoded.frames and calls[0][1] == {"plan": decoded.plan}
+    # its stage seconds are that caption's trace (the pipeline's one stage clock)
+    timings = worker.captioner.last_trace.timings
+    assert record["compress_s"] == round(timings["compress"], 6)
+    assert record["generate_s"] == round(timings["generate"], 6)
+    # and the caption of the file itself, planned and decoded by the Captioner, is the same text
+    assert worker.captioner.caption(item.path) == record["caption"]
+    assert worker.captioner.last_plan.to_dict() == decoded.plan.to_dict()
+
+
+def test_the_summary_names_skipped_files_and_failed_videos(ckpt, tmp_path, capsys):
+    folder = video_folder(tmp_path / "v", 1)  # clip0.mp4 and broken.mp4, a text file
+    data = (folder / "clip0.mp4").read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) // 2])  # a download cut short
+    (folder / "a.txt").write_text("notes\n")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "b.mpv").write_bytes(data)  # a video under an extension the scan does not take
+    out = tmp_path / "captions.jsonl"
+    argv = ["caption", str(folder), "--out", str(out), "--model", str(ckpt), "--frames", "4"]
+    assert main([*argv, "--max-new-tokens", "6"]) == 0
+    err = capsys.readouterr().err
+    skipped = f"skipped 2 files that are not videos: {folder}/a.txt, {folder}/sub/b.mpv"
+    assert err.count(skipped) == 2  # when the scan finds them, and in the summary
+    assert "1 captioned, 2 failed" in err and "2 videos failed" in err
+    for name in ("broken.mp4", "cut.mp4"):
+        named = f"{os.path.realpath(folder / name)}: VideoDecodeError: "
+        line = next(x for x in err.splitlines() if named in x)
+        assert len(line.split(named)[1]) < 160  # the error's start, not all of it
+    assert len(lines(out)) == 3
+
+
+def test_a_summary_names_the_first_few_and_counts_the_rest():
+    from vidpool.caption.runner import NAMED, Summary
+
+    summary = Summary(not_videos=[f"f{i}.txt" for i in range(NAMED + 2)])
+    for i in range(NAMED + 3):
+        summary.add(
+            {"path": f"/v/{i}.mp4", "error": "cannot open\nsecond line", "error_type": "VideoDecodeError"}
+        )
+    other = Summary()
+    other.add({"path": "/w.mp4", "error": "out of memory", "error_type": "OutOfMemoryError"})
+    summary.merge(other)
+    notes = summary.notes()
+    assert notes[0].startswith(f"skipped {NAMED + 2} files that are not videos: f0.txt, f1.txt")
+    assert notes[0].endswith(f"f{NAMED - 1}.txt and 2 more")
+    assert notes[1] == f"{NAMED + 4} videos failed (each has an error line in the output):"
+    assert notes[2] == "  /v/0.mp4: VideoDecodeError: cannot open"
+    assert len(notes) == 2 + NAMED + 1 and notes[-1] == "  and 4 more"
+
+
+def test_the_first_eta_comes_after_loading_and_the_first_video(tmp_path):
+    from vidpool.caption.inputs import VideoItem
+    from vidpool.caption.journal import Journal
+    from vidpool.caption.runner import ProgressBar, caption_items
+
+    now = [0.0]
+    bar = ProgressBar(5, enabled=False, clock=lambda: now[0])
+    now[0] += 300.0  # the model loads after the bar is made (as Ray actors load theirs)
+    statuses = []
+
+    class Worker:
+        def decode(self, item):
+            return item
+
+        def caption(self, item):
+            now[0] += 2.0  # every video takes two seconds
+            statuses.append(bar.status)  # what the bar said before this video was done
+            return {"id": item.id, "path": item.path, "error": None, "output_tokens": 3}
+
+    items = [VideoItem(f"/v/{i}.mp4", f"{i:016x}") for i in range(5)]
+    with Journal(tmp_path / "out.jsonl") as journal:
+        caption_items(Worker(), items, journal, depth=0, bar=bar)
+    assert statuses[:2] == ["", ""]  # no ETA before the first video after loading, nor with it alone
+    assert statuses[2] == "0.50 videos/s, ETA 6s"  # 3 left at 2 s each: the 300 s of loading are not in it
+    assert bar.status == "0.50 videos/s, ETA 0s"

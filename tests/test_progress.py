@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from vidpool.progress import TerminalProgress, report
+from vidpool.progress import Eta, TerminalProgress, format_seconds, report
 
 
 class Terminal(io.StringIO):
@@ -47,3 +47,29 @@ def test_report_without_a_callback_does_nothing():
     seen = []
     report(lambda *e: seen.append(e), "encoding frames", 1, 2)
     assert seen == [("encoding frames", 1, 2)]
+
+
+def test_eta_starts_at_the_first_unit_done():
+    now = [0.0]
+    eta = Eta(5, clock=lambda: now[0])
+    now[0] = 120.0  # loading the model, warm-up: before any unit is done
+    assert eta.rate is None and eta.text("video") == ""
+    eta.update()
+    assert eta.rate is None and eta.seconds_left is None and eta.text("video") == ""  # one point, no rate
+    now[0] += 4.0
+    eta.update()
+    assert eta.rate == 0.25 and eta.seconds_left == 12.0  # 3 left at 4 s each; the 120 s count for nothing
+    assert eta.text("video") == "0.25 videos/s, ETA 12s"
+    now[0] += 1000.0  # time passing without an update does not move the estimate until the next one
+    assert eta.seconds_left == 12.0
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (0, 44.6, 60, 185, 3599.6, 7380)] == [
+        "0s",
+        "45s",
+        "1m00s",
+        "3m05s",
+        "1h00m",
+        "2h03m",
+    ]

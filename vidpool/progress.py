@@ -5,6 +5,7 @@ The pipeline calls ``progress(stage, done, total)``: ``stage`` is a short name (
 (frames encoded so far of the frames planned) and are ``None`` otherwise. Any callable with that
 signature works; :class:`TerminalProgress` draws one status line on a terminal's stderr, with a
 spinner while a stage without counts runs, and stays silent when stderr is not a terminal.
+:class:`Eta` is the rate and time left of a run of many units (``vidpool caption``'s videos).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import IO, Protocol
 
-__all__ = ["ProgressCallback", "TerminalProgress", "report"]
+__all__ = ["Eta", "ProgressCallback", "TerminalProgress", "format_seconds", "report"]
 
 
 class ProgressCallback(Protocol):
@@ -104,3 +106,60 @@ class TerminalProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Eta:
+    """Rate and time left of a run of ``total`` units (videos), measured from the first unit done.
+
+    The units done before the clock starts, and the time they took, count for nothing: what comes
+    before the first result (loading the model, starting workers, first-call warm-up) is not the
+    rate of the run, and an ETA that included it would be wrong for the rest of the run. So the
+    first estimate comes with the second unit done. ``clock`` is ``time.monotonic`` unless a test
+    gives another.
+    """
+
+    def __init__(self, total: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.done = 0
+        self._clock = clock
+        self._start: tuple[float, int] | None = None
+        self._last = 0.0
+
+    def update(self, done: int = 1) -> None:
+        """``done`` more units are done."""
+        self.done += done
+        self._last = self._clock()
+        if self._start is None:
+            self._start = (self._last, self.done)
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second since the first unit done, as of the latest update (``None``: not known yet)."""
+        if self._start is None:
+            return None
+        seconds, units = self._last - self._start[0], self.done - self._start[1]
+        return units / seconds if units > 0 and seconds > 0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.rate
+        return max(0, self.total - self.done) / rate if rate else None
+
+    def text(self, unit: str = "unit") -> str:
+        """``"0.52 videos/s, ETA 3m05s"``, or ``""`` while the rate is not known."""
+        rate, left = self.rate, self.seconds_left
+        if rate is None or left is None:
+            return ""
+        return f"{rate:.2f} {unit}s/s, ETA {format_seconds(left)}"
+
+
+def format_seconds(seconds: float) -> str:
+    """``"45s"``, ``"3m05s"``, ``"2h03m"``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"

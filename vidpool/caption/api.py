@@ -13,14 +13,15 @@ machine). All three write the same records; a restarted run skips the videos alr
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from vidpool.caption.fields import ENGINES
 from vidpool.caption.formats import journal_path, output_format, write_parquet
-from vidpool.caption.inputs import VideoItem, resolve_inputs
+from vidpool.caption.inputs import VideoItem, scan_inputs
 from vidpool.caption.journal import Journal, merge_parts
-from vidpool.caption.runner import Summary, caption_items, progress_bar
+from vidpool.caption.runner import Summary, caption_items, not_videos_line, progress_bar
 from vidpool.errors import InvalidArgumentError
 
 __all__ = ["ENGINES", "caption_videos"]
@@ -44,8 +45,9 @@ def caption_videos(
     """Caption the videos of ``inputs`` into ``out``; returns what was done.
 
     Args:
-        inputs: video files, folders and list files (:func:`~vidpool.caption.inputs.resolve_inputs`), or
-            resolved ``VideoItem``s.
+        inputs: video files, folders and list files (:func:`~vidpool.caption.inputs.scan_inputs`), or
+            resolved ``VideoItem``s. The files of a folder that are not videos are named on stderr
+            (with ``progress``) and in the summary's ``not_videos``.
         out: the output file; a restarted run with the same ``out`` skips the ids written there.
         engine: ``"local"``, ``"torchrun"`` (in a process ``torchrun`` started) or ``"ray"``.
         format: ``"jsonl"`` or ``"parquet"`` (default: from ``out``'s suffix).
@@ -55,9 +57,10 @@ def caption_videos(
         progress: a progress bar on stderr.
         ray_address, ray_actors, ray_batch_size: the Ray cluster (default: a local one), captioning
             actors (default: one per GPU, else one) and videos per actor call.
-        worker_options: :class:`~vidpool.caption.worker.CaptionWorker`'s: ``model``, ``device``,
-            ``prompt``, ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``num_frames``,
-            ``budget_tokens``, ``method``, ``method_params``, ``max_memory``, ``decode_timeout``.
+        worker_options: :class:`~vidpool.caption.worker.CaptionWorker`'s (``decode_timeout`` and the
+            :class:`~vidpool.pipeline.Captioner`'s): ``model``, ``device``, ``prompt``,
+            ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``num_frames``, ``budget_tokens``,
+            ``method``, ``method_params``, ``max_memory``, ``decode_timeout``.
     """
     if engine not in ENGINES:
         raise InvalidArgumentError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -66,8 +69,13 @@ def caption_videos(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     items = [i for i in inputs if isinstance(i, VideoItem)]
+    not_videos: list[str] = []
     if len(items) != len(inputs):
-        items = resolve_inputs(inputs)  # type: ignore[arg-type]
+        scanned = scan_inputs(inputs)  # type: ignore[arg-type]
+        items, not_videos = scanned.videos, scanned.not_videos
+    if not_videos and progress and os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks
+        # now, not only in the summary: a folder of unexpected files is seen before the hours of work
+        print(f"vidpool caption: {not_videos_line(not_videos)}", file=sys.stderr)
     if engine == "torchrun":
         from vidpool.caption.torchrun import caption_torchrun
 
@@ -82,6 +90,7 @@ def caption_videos(
         )
         if summary.outputs and fmt == "parquet":  # rank 0 only: the others return no outputs
             write_parquet(journal, out)
+        summary.not_videos = not_videos
         return summary
     merge_parts(journal)  # what a torchrun run cut short left behind
     with Journal(journal, drop_failed=retry_failed) as writer:
@@ -104,6 +113,7 @@ def caption_videos(
         else:
             summary = _local(todo, writer, worker_options, prefetch, decode_workers, progress)
     summary.skipped = len(items) - len(todo)
+    summary.not_videos = not_videos
     summary.outputs = [os.fspath(journal)]
     if fmt == "parquet":
         write_parquet(journal, out)

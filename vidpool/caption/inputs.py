@@ -4,7 +4,8 @@ An input is one of:
 
 * a video file, taken whatever its extension;
 * a folder, searched recursively for files with a video extension (:data:`VIDEO_EXTENSIONS`), hidden
-  files and folders skipped, in sorted order;
+  files and folders skipped, in sorted order; the other files it holds are not captioned, and
+  :func:`scan_inputs` names them (``vidpool caption`` says so before it starts and in its summary);
 * a list file (``.txt``, ``.lst``, ``.list``): one path per line, blank lines and ``#`` comments
   ignored, relative paths taken relative to the list file's folder. A listed path that is missing is
   kept: its video gets an ``error`` line in the output, and the run goes on.
@@ -21,16 +22,22 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vidpool.errors import InvalidArgumentError, VideoNotFoundError
+from vidpool.video import VIDEO_EXTENSIONS
 
-__all__ = ["LIST_EXTENSIONS", "VIDEO_EXTENSIONS", "VideoItem", "resolve_inputs", "video_id"]
+__all__ = [
+    "LIST_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "Inputs",
+    "VideoItem",
+    "resolve_inputs",
+    "scan_inputs",
+    "video_id",
+]
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".flv", ".wmv", ".3gp"}
-)
 LIST_EXTENSIONS = frozenset({".txt", ".lst", ".list"})
 
 
@@ -40,6 +47,15 @@ class VideoItem:
 
     path: str
     id: str
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a run's inputs name: the ``videos`` to caption, and the files found in its folders that are
+    not videos (``not_videos``: each named from its folder input as given, e.g. ``videos/notes.txt``)."""
+
+    videos: list[VideoItem] = field(default_factory=list)
+    not_videos: list[str] = field(default_factory=list)
 
 
 def video_id(path: str | os.PathLike) -> str:
@@ -53,12 +69,18 @@ def _item(path: str | os.PathLike) -> VideoItem:
     return VideoItem(path=resolved, id=video_id(resolved))
 
 
-def _walk(folder: Path, extensions: frozenset[str]) -> Iterable[Path]:
+def _is_video(name: str, extensions: frozenset[str]) -> bool:
+    """Whether a folder's file ``name`` is taken as a video (the one rule of the scan)."""
+    return os.path.splitext(name)[1].lower() in extensions
+
+
+def _walk(folder: Path, extensions: frozenset[str]) -> Iterable[tuple[Path, bool]]:
+    """``(path, is_video)`` of every file under ``folder``, hidden files and folders left out, sorted."""
     for root, dirs, files in os.walk(folder, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                yield Path(root) / name
+            if not name.startswith("."):
+                yield Path(root) / name, _is_video(name, extensions)
 
 
 def _read_list(path: Path) -> Iterable[Path]:
@@ -78,7 +100,15 @@ def _read_list(path: Path) -> Iterable[Path]:
 def resolve_inputs(
     inputs: Sequence[str | os.PathLike], *, extensions: Iterable[str] = VIDEO_EXTENSIONS
 ) -> list[VideoItem]:
-    """The videos that ``inputs`` name, in order, each once (the first mention wins).
+    """The videos that ``inputs`` name, in order, each once (:func:`scan_inputs`' ``videos``)."""
+    return scan_inputs(inputs, extensions=extensions).videos
+
+
+def scan_inputs(
+    inputs: Sequence[str | os.PathLike], *, extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> Inputs:
+    """The videos that ``inputs`` name, in order, each once (the first mention wins), and the files
+    their folders hold that are not videos.
 
     Raises:
         VideoNotFoundError: an input named directly (not through a list file) does not exist.
@@ -89,20 +119,23 @@ def resolve_inputs(
     if not inputs:
         raise InvalidArgumentError("no inputs: give video files, folders or list files of video paths")
     exts = frozenset(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-    items: list[VideoItem] = []
+    found = Inputs()
     seen: set[str] = set()
 
     def add(path: Path) -> None:
         item = _item(path)
         if item.id not in seen:
             seen.add(item.id)
-            items.append(item)
+            found.videos.append(item)
 
     for raw in inputs:
         path = Path(os.path.expanduser(os.fspath(raw)))
         if path.is_dir():
-            for found in _walk(path, exts):
-                add(found)
+            for file, is_video in _walk(path, exts):
+                if is_video:
+                    add(file)
+                else:
+                    found.not_videos.append(os.path.join(os.fspath(raw), os.path.relpath(file, path)))
         elif path.is_file() and path.suffix.lower() in LIST_EXTENSIONS:
             for listed in _read_list(path):
                 add(listed)
@@ -113,4 +146,4 @@ def resolve_inputs(
                 f"input {os.fspath(raw)!r} does not exist; give video files, folders or list files "
                 f"({', '.join(sorted(LIST_EXTENSIONS))}) of video paths"
             )
-    return items
+    return found

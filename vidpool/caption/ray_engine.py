@@ -115,7 +115,7 @@ def caption_ray(
                     summary.model_wait_s += float(record.pop("model_wait_s") or 0.0)
                     writer.write(record)
                     summary.add(record)
-                    bar.update(1)
+                    bar.update(1, failed=summary.failed)
         summary.seconds = time.perf_counter() - start
         return summary
     finally:

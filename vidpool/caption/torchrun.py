@@ -92,8 +92,7 @@ def caption_torchrun(
     merge_parts(journal)
     total = Summary(skipped=summary.skipped, outputs=[os.fspath(journal)])
     for other in everyone:
-        total.merge(
-            Summary(**{k: other[k] for k in ("done", "failed", "output_tokens", "model_s", "model_wait_s")})
-        )
+        keys = ("done", "failed", "output_tokens", "model_s", "model_wait_s", "failures")
+        total.merge(Summary(**{k: other[k] for k in keys}))
         total.seconds = max(total.seconds, other["seconds"])
     return total
