@@ -9,7 +9,6 @@ run can take), 1 for failures with a one-line reason on stderr (the traceback on
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -409,10 +408,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _check_video(args: argparse.Namespace) -> None:
     """The video path names a file; one without a video extension is tried all the same (it is probed
     before the model loads, so a file that is no video fails in a second), with a warning."""
-    from vidpool.caption.inputs import VIDEO_EXTENSIONS
+    from vidpool.video import VIDEO_EXTENSIONS, is_video_path
 
     options.check_video(args.video)
-    if os.path.splitext(args.video)[1].lower() not in VIDEO_EXTENSIONS:
+    if not is_video_path(args.video):
         print(
             f"vidpool: warning: {args.video!r} has no video extension ({', '.join(sorted(VIDEO_EXTENSIONS))}); "
             "trying to read it as a video",
