@@ -412,7 +412,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
             "budgets": list(s.budgets),
         },
         "versions": _versions(),
-        "clip": {k: _portable(v) for k, v in clip_about.items()},
+        "clip": None if clip_about is None else {k: _portable(v) for k, v in clip_about.items()},
         "cells": cells,
         "comparisons": comparisons,
         "generative": generative,
