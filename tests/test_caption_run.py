@@ -173,12 +173,12 @@ def test_the_summary_names_skipped_files_and_failed_videos(ckpt, tmp_path, capsy
     (folder / "cut.mp4").write_bytes(data[: len(data) // 2])  # a download cut short
     (folder / "a.txt").write_text("notes\n")
     (folder / "sub").mkdir()
-    (folder / "sub" / "b.mpv").write_bytes(data)  # a video under an extension the scan does not take
+    (folder / "sub" / "b.mp4.part").write_bytes(data)  # a download in progress: not a video by name
     out = tmp_path / "captions.jsonl"
     argv = ["caption", str(folder), "--out", str(out), "--model", str(ckpt), "--frames", "4"]
     assert main([*argv, "--max-new-tokens", "6"]) == 0
     err = capsys.readouterr().err
-    skipped = f"skipped 2 files that are not videos: {folder}/a.txt, {folder}/sub/b.mpv"
+    skipped = f"skipped 2 files that are not videos: {folder}/a.txt, {folder}/sub/b.mp4.part"
     assert err.count(skipped) == 2  # when the scan finds them, and in the summary
     assert "1 captioned, 2 failed" in err and "2 videos failed" in err
     for name in ("broken.mp4", "cut.mp4"):
