@@ -18,6 +18,7 @@ from typing import Any
 from vidpool.caption.fields import FIELDS
 from vidpool.caption.inputs import VideoItem
 from vidpool.pipeline import Captioner, ModelOrPath
+from vidpool.pipeline.captioning import DECODE_TIMEOUT
 
 __all__ = ["FIELDS", "CaptionWorker", "Decoded"]
 
@@ -47,7 +48,7 @@ class CaptionWorker:
     """
 
     def __init__(
-        self, model: ModelOrPath = None, *, decode_timeout: float | None = 30.0, **options: Any
+        self, model: ModelOrPath = None, *, decode_timeout: float | None = DECODE_TIMEOUT, **options: Any
     ) -> None:
         self.captioner = Captioner(model, **options)
         self.model = self.captioner.model

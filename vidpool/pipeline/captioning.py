@@ -24,7 +24,7 @@ from vidpool.schedule import Plan
 
 log = logging.getLogger("vidpool.pipeline")
 
-__all__ = ["CAPTION_PROMPT", "Caption", "Captioner"]
+__all__ = ["CAPTION_PROMPT", "DECODE_TIMEOUT", "Caption", "Captioner"]
 
 CAPTION_PROMPT = "Describe this video in detail."
 
