@@ -91,7 +91,9 @@ def test_frames_in_memory_and_run(model):
     chat = VideoChat(frames, model, num_frames=4, max_new_tokens=3)
     assert chat.plan.num_frames == 4
     assert isinstance(chat.ask("what?"), str)
-    assert chat.timestamps.tolist() == [0.0, 4.0, 7.0, 11.0]  # frame indices stand in for seconds
+    # frames without times: the centres of four equal segments, and no seconds made up for them
+    assert chat.timestamps is None and chat.frame_indices.tolist() == [1, 4, 7, 10]
+    assert chat.last_trace.timestamps is None and chat.last_trace.num_frames == 4
     assert isinstance(run(frames, model, "what?", num_frames=2, max_new_tokens=2), str)
     with pytest.raises(InvalidArgumentError):
         chat.ask("   ")
@@ -119,7 +121,8 @@ def test_prompt_guided_chat_scores_with_the_joint_embeddings(model):
     chat = VideoChat(frames, model, num_frames=4, method="prompt_guided", budget_tokens=8, max_new_tokens=4)
     tokens = chat.visual_tokens(question)
     encoded = chat._encoded()
-    assert chat.encode_calls == 1 and set(encoded) == {"features", "timestamps", "joint"}
+    # a bare array of frames has no times
+    assert chat.encode_calls == 1 and set(encoded) == {"features", "indices", "joint"}
     enc = model.encoder
     joint = enc.encode_frames(torch.from_numpy(frames), joint=True).joint
     expected = vidpool.prompt_scores(joint, enc.encode_text([question]), enc.logit_scale)

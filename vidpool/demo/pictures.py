@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from vidpool.video import sample_positions
+
 __all__ = [
     "ROW_LABELS",
     "KeptTiles",
@@ -91,9 +93,10 @@ def pick_frames(timestamps: Sequence[float], available: Sequence[float]) -> list
 
 
 def _columns(count: int, limit: int) -> list[int]:
+    # the frames shown are chosen as frames are sampled from a video: the one rule of vidpool.video
     if count <= limit:
         return list(range(count))
-    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+    return sample_positions(count, num_frames=limit).tolist()
 
 
 #: the rows of the picture of what was kept, top to bottom (the third only when the method used scores)

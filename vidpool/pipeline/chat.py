@@ -136,6 +136,7 @@ class VideoChat:
         self._tokens: torch.Tensor | None = None
         self._visual: Any = None
         self._timestamps: np.ndarray | None = None
+        self._indices: np.ndarray | None = None  # set with _timestamps once the video is encoded
         self._clock: StageClock | None = None
 
     def _cache_key(self) -> str:
@@ -162,7 +163,9 @@ class VideoChat:
             enc = encode_video(
                 self.model, self.video, self.plan, joint=self._joint, progress=self.progress, clock=clock
             )
-            out = {"features": enc.features, "timestamps": torch.from_numpy(enc.timestamps)}
+            out = {"features": enc.features, "indices": torch.from_numpy(enc.indices)}
+            if enc.timestamps is not None:  # frames in memory given without times have none
+                out["timestamps"] = torch.from_numpy(enc.timestamps)
             if enc.joint is not None:
                 out["joint"] = enc.joint
             return out
@@ -170,18 +173,33 @@ class VideoChat:
         return self.cache.get_or_compute(self._cache_key(), compute)
 
     @property
-    def timestamps(self) -> np.ndarray:
-        """Seconds of each sampled frame."""
-        if self._timestamps is None:
-            self._timestamps = self._encoded()["timestamps"].numpy()
+    def timestamps(self) -> np.ndarray | None:
+        """Seconds of each sampled frame; ``None`` for frames in memory given without times (pass a
+        ``vidpool.video.Frames`` with timestamps, or ``Frames.at_rate(frames, fps)``)."""
+        if self._indices is None:
+            self._remember_frames(self._encoded())
         return self._timestamps
+
+    @property
+    def frame_indices(self) -> np.ndarray:
+        """Which frames were sampled: int64 ``[T]`` frame indices of the file (positions in memory)."""
+        if self._indices is None:
+            self._remember_frames(self._encoded())
+        return self._indices
+
+    def _remember_frames(self, encoded: dict[str, torch.Tensor]) -> None:
+        stamps = encoded.get("timestamps")
+        self._timestamps = None if stamps is None else stamps.numpy()
+        indices = encoded.get("indices")
+        count = int(encoded["features"].shape[0])
+        self._indices = np.arange(count, dtype=np.int64) if indices is None else indices.numpy()
 
     def visual_tokens(self, question: str | None = None) -> torch.Tensor:
         """``[N, hidden]`` visual tokens for ``question`` (prompt-independent methods compute them once)."""
         if self._tokens is not None:
             return self._tokens
         encoded = self._encoded()
-        self._timestamps = encoded["timestamps"].numpy()
+        self._remember_frames(encoded)
         features = encoded["features"].to(self.device)
         kwargs = {"budget": self.plan.budget, "method": self.plan.method, **self.plan.params}
         if "joint" in encoded and question is not None:
@@ -233,7 +251,8 @@ class VideoChat:
     def _fill_trace(self, trace: Trace, tokens: torch.Tensor, clock: StageClock) -> None:
         trace.timings = clock.seconds
         trace.cached = "encode" not in clock.seconds
-        trace.timestamps = np.asarray(self.timestamps)
+        trace.frames = np.asarray(self.frame_indices)
+        trace.timestamps = None if self.timestamps is None else np.asarray(self.timestamps)
         trace.grid = tuple(int(n) for n in getattr(self.model, "grid", (0, 0)))
         trace.visual_tokens = int(tokens.shape[0])
         if self._visual is not None:
@@ -281,6 +300,9 @@ def _frames_identity(video: Any) -> str:
     array = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     digest = hashlib.sha1(np.ascontiguousarray(array).data)
     digest.update(str(array.shape).encode())
+    stamps = getattr(video, "timestamps", None)  # they decide which frames are sampled
+    if stamps is not None:
+        digest.update(np.asarray(stamps, dtype=np.float64).tobytes())
     return "frames-" + digest.hexdigest()[:16]
 
 

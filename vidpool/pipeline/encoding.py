@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,12 +14,15 @@ from vidpool.llm.protocol import VideoModel
 from vidpool.pipeline.trace import StageClock
 from vidpool.progress import ProgressCallback, report
 from vidpool.schedule import ChunkRunner, Plan
+from vidpool.video import Frames, VideoReader, sample_frames, to_frames
 
 __all__ = ["EncodedVideo", "encode_video"]
 
 
 class EncodedVideo:
-    """Vision features of the sampled frames: ``features [T, h, w, C]`` and ``timestamps [T]`` seconds.
+    """Vision features of the sampled frames: ``features [T, h, w, C]``, ``timestamps [T]`` seconds (or
+    ``None`` for frames in memory given without times) and ``indices [T]``, which frames they are
+    (frame indices in a file, positions in memory).
 
     ``joint [T, h, w, D]`` holds joint-space patch embeddings when they were asked for (prompt scores).
     """
@@ -28,12 +30,15 @@ class EncodedVideo:
     def __init__(
         self,
         features: torch.Tensor,
-        timestamps: np.ndarray,
+        timestamps: np.ndarray | None,
         tried: Sequence[int] = (),
         joint: torch.Tensor | None = None,
+        indices: Sequence[int] | None = None,
     ):
         self.features = features
-        self.timestamps = np.asarray(timestamps, dtype=np.float64)
+        self.timestamps = None if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+        count = int(features.shape[0])
+        self.indices = np.arange(count, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
         self.tried = list(tried)
         self.joint = joint
 
@@ -42,27 +47,16 @@ class EncodedVideo:
         return int(self.features.shape[0])
 
 
-def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Any]:
-    """Decoded ``Frames`` pieces of ``plan_.num_frames`` uniformly sampled frames, one encoder batch each."""
+def _frame_pieces(video: Any, plan_: Plan) -> Iterator[Frames]:
+    """Decoded ``Frames`` pieces of ``plan_.num_frames`` sampled frames, one encoder batch each: from a
+    file, or from frames in memory by the same rule (segment centres over the frames' timestamps)."""
     if isinstance(video, (str, os.PathLike)):
-        from vidpool.video import VideoReader
-
         with VideoReader(video) as reader:
             yield from reader.chunks(plan_.encoder_batch, **plan_.sample_kwargs())
         return
-    frames = getattr(video, "frames", video)
-    if isinstance(frames, torch.Tensor):
-        frames = frames.numpy()
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InvalidArgumentError(f"video must be a path or uint8 frames [T, H, W, 3], got {frames.shape}")
-    stamps = getattr(video, "timestamps", None)
-    if stamps is None:
-        stamps = np.arange(len(frames), dtype=np.float64)
-    pick = np.linspace(0, len(frames) - 1, num=min(plan_.num_frames, len(frames))).round().astype(int)
-    for start in range(0, len(pick), plan_.encoder_batch):
-        idx = pick[start : start + plan_.encoder_batch]
-        yield SimpleNamespace(frames=frames[idx], timestamps=np.asarray(stamps)[idx])
+    picked = sample_frames(to_frames(video), num_frames=plan_.num_frames)
+    for start in range(0, len(picked), plan_.encoder_batch):
+        yield picked.select(np.arange(start, min(start + plan_.encoder_batch, len(picked))))
 
 
 def _encode_batch(model: VideoModel, frames: Any, joint: bool) -> dict[str, torch.Tensor]:
@@ -96,7 +90,8 @@ def encode_video(
     runner = runner or ChunkRunner(plan_.encoder_batch, what="frames per encoder batch")
     keep_on = keep_on or plan_.features_on
     kept: dict[str, torch.Tensor] = {}
-    stamps: list[np.ndarray] = []
+    stamps: list[np.ndarray | None] = []
+    indices: list[int] = []
     filled = 0
     report(progress, "encoding frames", 0, plan_.num_frames)
     clock = clock or StageClock(keep_on)
@@ -119,8 +114,12 @@ def encode_video(
                     filled += count
                     del out
                     report(progress, "encoding frames", filled, plan_.num_frames)
-            stamps.append(np.asarray(piece.timestamps, dtype=np.float64))
+            stamps.append(
+                None if piece.timestamps is None else np.asarray(piece.timestamps, dtype=np.float64)
+            )
+            indices += piece.indices
     if not kept or filled == 0:
         raise InvalidArgumentError("no frames were decoded from the video")
     joint_kept = kept["joint"][:filled] if "joint" in kept else None
-    return EncodedVideo(kept["features"][:filled], np.concatenate(stamps), runner.tried, joint_kept)
+    times = None if any(t is None for t in stamps) else np.concatenate(stamps)
+    return EncodedVideo(kept["features"][:filled], times, runner.tried, joint_kept, indices)

@@ -61,7 +61,9 @@ class Trace:
     Attributes:
         question: the question asked.
         plan: the plan the run followed.
-        timestamps: ``[T]`` seconds of the sampled frames.
+        frames: ``[T]`` which frames were sampled (frame indices of the file, positions in memory).
+        timestamps: ``[T]`` seconds of the sampled frames, or ``None`` for frames in memory given
+            without times (then only ``frames`` says which they are).
         grid: ``(h, w)`` patch grid of one encoded frame.
         timings: seconds per stage (:data:`STAGES`); ``decode`` and ``encode`` are absent when the features
             came from the cache, ``prefill`` is the time to the first streamed piece (a whole answer
@@ -77,7 +79,8 @@ class Trace:
 
     question: str
     plan: Plan
-    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    timestamps: np.ndarray | None = field(default_factory=lambda: np.zeros(0))
     grid: tuple[int, int] = (0, 0)
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False
@@ -89,7 +92,7 @@ class Trace:
 
     @property
     def num_frames(self) -> int:
-        return len(self.timestamps)
+        return len(self.frames)
 
     @property
     def patch_tokens(self) -> int:
@@ -106,7 +109,8 @@ class Trace:
         return {
             "question": self.question,
             "frames": self.num_frames,
-            "timestamps": [float(t) for t in self.timestamps],
+            "frame_indices": [int(i) for i in self.frames],
+            "timestamps": None if self.timestamps is None else [float(t) for t in self.timestamps],
             "grid": list(self.grid),
             "patch_tokens": self.patch_tokens,
             "visual_tokens": self.visual_tokens,

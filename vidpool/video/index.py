@@ -27,11 +27,15 @@ class FrameIndex:
     ``pts`` int64 ``[N]`` in ``time_base`` units; ``times`` float64 ``[N]`` seconds from the first frame;
     ``keyframes`` int64 ``[K]`` sorted frame indices that decoding can start from.
 
-    ``output_order``: a decoded frame's stamp does not say where it is shown, so frames are numbered in
-    the order the decoder emits them, counting from a keyframe whose own stamp is known. So it is where
-    the container stamps packets in decode order although the codec reorders frames (AVI holds no
-    presentation times: FFmpeg makes them up from the decode times), or leaves packets unstamped (H.264
-    in an MPEG program stream). ``pts`` is then a grid of one frame duration per frame.
+    Frames are numbered in presentation order, by their stamps, whatever order a decoder emits them in.
+    ``output_order``: the stamps do not give the display order, so frames are numbered in the order the
+    decoder emits them, counting from a keyframe whose own stamp is known. Only the stamps decide it:
+    some packets are unstamped (H.264 in an MPEG program stream), two share a stamp, or the stamps only
+    ever grow in decode order although the codec may reorder frames (AVI holds no presentation times:
+    FFmpeg makes them up from the decode times). ``pts`` is then a grid of one frame duration per frame.
+
+    ``reordered``: some frame is shown before a frame decoded ahead of it (presentation order is not
+    decode order), as the stamps say.
     """
 
     pts: np.ndarray
@@ -40,6 +44,7 @@ class FrameIndex:
     time_base: Fraction
     frame_duration: float
     output_order: bool = False
+    reordered: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -95,15 +100,17 @@ def _index_entries(stream):
 
 
 def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool] | None:
-    """Frame ``pts`` and keyframe flags from the container's own index (MP4/MOV), without demuxing the
-    frames; ``None`` where that index cannot be trusted to give what demuxing every packet gives.
+    """Frame ``pts``, keyframe flags and whether frames are reordered, from the container's own index
+    (MP4/MOV), without demuxing the frames; ``None`` where that index cannot be trusted to give what
+    demuxing every packet gives.
 
     The index holds decode times and where each frame's data lies (a file cut short is demuxed).
     MP4/MOV: every frame's presentation time comes from the ``ctts`` box (checked against three
-    keyframes' packets). Otherwise each keyframe's packet is read, and presentation times are the
-    decode times shifted by the first frame's reordering delay when decode times are evenly spaced
-    (constant frame rate: the frames fill that grid), or when no frame is reordered and every keyframe
-    has that delay; otherwise every packet is demuxed.
+    keyframes' packets). Otherwise only keyframes' packets are read, which says nothing of where the
+    frames between them are shown: where the codec may reorder frames (or the file is MP4/MOV, whose
+    offsets could not be read) every packet is demuxed. Else presentation times are the decode times
+    shifted by the first keyframe's delay when decode times are evenly spaced or every keyframe has
+    that delay.
     """
     av = require("av", "video", "Reading videos")
     entries = _index_entries(stream)
@@ -127,27 +134,28 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool
     key_dts = dts[keyframe]
     try:
         frame_offsets = _mp4_offsets(container, stream, dts, keyframe)
-        decode_order = False
+        reordered = False
         if frame_offsets is not None:
             # every frame's presentation time is known: no grid to assume, variable rates included
             key_pts = key_dts + frame_offsets[keyframe]
-            pts = np.sort(dts + frame_offsets)
+            shown = dts + frame_offsets
+            reordered = bool(np.any(np.diff(shown) < 0))
+            pts = np.sort(shown)
             if np.any(np.diff(pts) <= 0):
                 return None  # two frames shown at one time: demuxing decides
         else:
+            if stream.codec_context.has_b_frames or "mp4" in container.format.name.split(","):
+                return None  # where reordered frames are shown only their own stamps say
             # Each keyframe's packet, read after a seek to it (a demuxer that skips packets may
             # misplace the presentation times of the ones it returns).
             read = [_packet_pts(container, stream, stamp) for stamp in key_dts.tolist()]
             if None in read:
                 return None
             key_pts = np.asarray(read, dtype=np.int64)
-            reordered = bool(stream.codec_context.has_b_frames) or "mp4" in container.format.name.split(",")
             offsets = key_pts - key_dts
-            if steps.max() != steps.min() and (reordered or np.any(offsets != offsets[0])):
+            if steps.max() != steps.min() and np.any(offsets != offsets[0]):
                 return None
             pts = dts + offsets[0]
-            # a grid shifted from decode times: it cannot say where reordered frames are shown
-            decode_order = bool(stream.codec_context.has_b_frames)
     except (av.error.FFmpegError, EOFError, OSError):
         return None
     where = np.searchsorted(pts, key_pts)
@@ -157,12 +165,12 @@ def _index_from_entries(container, stream) -> tuple[np.ndarray, np.ndarray, bool
     keys[where] = True
     if int(keys.sum()) != len(key_pts):
         return None
-    return pts, keys, decode_order
+    return pts, keys, reordered
 
 
-def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Frame ``pts`` and keyframe flags of every packet, in presentation order, and whether frames must
-    be numbered in output order (see :class:`FrameIndex`)."""
+def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool, bool]:
+    """Frame ``pts`` and keyframe flags of every packet, in presentation order, whether frames must be
+    numbered in output order and whether they are reordered (see :class:`FrameIndex`)."""
     av = require("av", "video", "Reading videos")
     stamps: list[int | None] = []
     key_list: list[bool] = []
@@ -179,15 +187,14 @@ def _demux_index(container, stream) -> tuple[np.ndarray, np.ndarray, bool]:
         pass
     keys = np.asarray(key_list, dtype=bool)
     if None in stamps:
-        return (*_stamp_grid(stream, stamps, keys), True)
-    pts = np.asarray(stamps, dtype=np.int64)
-    output_order = _stamps_follow_decode_order(stream, pts)
-    order = np.argsort(pts, kind="stable")
-    pts, keys = pts[order], keys[order]
-    if pts.size:
-        unique = np.concatenate([[True], np.diff(pts) > 0])
-        pts, keys = pts[unique], keys[unique]
-    return pts, keys, output_order
+        return (*_stamp_grid(stream, stamps, keys), True, False)
+    decode_order = np.asarray(stamps, dtype=np.int64)
+    order = np.argsort(decode_order, kind="stable")
+    pts, keys = decode_order[order], keys[order]
+    if np.any(np.diff(pts) == 0):
+        return (*_stamp_grid(stream, stamps, key_list), True, False)  # two frames at one time
+    reordered = bool(np.any(np.diff(decode_order) < 0))
+    return pts, keys, _stamps_follow_decode_order(stream, decode_order), reordered
 
 
 def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool:
@@ -197,10 +204,12 @@ def _stamps_follow_decode_order(stream, pts_in_decode_order: np.ndarray) -> bool
     return reorders and pts_in_decode_order.size > 1 and bool(np.all(np.diff(pts_in_decode_order) > 0))
 
 
-def _stamp_grid(stream, stamps: list[int | None], keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Frame ``pts`` and keyframe flags of packets that are not all stamped (in decode order): one frame
-    duration per packet from the earliest stamp. A stamped keyframe sits where its stamp falls on that
-    grid; an unstamped one where it is decoded (a GOP's frames are all shown before the next keyframe's)."""
+def _stamp_grid(stream, stamps: list[int | None], keys) -> tuple[np.ndarray, np.ndarray]:
+    """Frame ``pts`` and keyframe flags of packets whose stamps do not name frames (some missing, or
+    shared), in decode order: one frame duration per packet from the earliest stamp. A stamped keyframe
+    sits where its stamp falls on that grid; an unstamped one where it is decoded (a GOP's frames are
+    all shown before the next keyframe's)."""
+    keys = np.asarray(keys, dtype=bool)
     rate = stream.average_rate or stream.guessed_rate
     time_base = stream.time_base
     step = max(1, round(1 / (rate * time_base))) if rate and time_base else 1
@@ -224,7 +233,9 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     A truncated or damaged tail ends the index at the last packet that could be read.
     """
     found = None if demux else _index_from_entries(container, stream)
-    pts, keys, decode_order = found if found is not None else _demux_index(container, stream)
+    pts, keys, output_order, reordered = (
+        (*found[:2], False, found[2]) if found else _demux_index(container, stream)
+    )
     time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90_000)
     times = (pts - (pts[0] if pts.size else 0)).astype(np.float64) * float(time_base)
     keyframes = np.flatnonzero(keys).astype(np.int64)
@@ -237,4 +248,4 @@ def build_index(container, stream, demux: bool = False) -> FrameIndex:
     else:
         rate = stream.average_rate or stream.guessed_rate or 25
         frame_duration = 1.0 / float(rate)
-    return FrameIndex(pts, times, keyframes, time_base, frame_duration, decode_order)
+    return FrameIndex(pts, times, keyframes, time_base, frame_duration, output_order, reordered)

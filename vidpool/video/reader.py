@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
@@ -21,8 +21,9 @@ import torch
 
 from vidpool.errors import DecodeTimeoutError, InvalidArgumentError, VideoDecodeError, VidpoolError
 from vidpool.video.backends import Backend, create_backend, list_backends
+from vidpool.video.frames import Frames
 from vidpool.video.info import FrameIndex, VideoInfo, check_path, open_metadata
-from vidpool.video.sampling import decode_size, sample_times, snap_to_keyframes, times_to_indices
+from vidpool.video.sampling import decode_size, sample_indices, sample_times, snap_to_keyframes
 from vidpool.video.timeout import call_with_timeout, iterate_with_timeout
 
 if TYPE_CHECKING:
@@ -47,19 +48,6 @@ class SamplingArgs(TypedDict, total=False):
     start: float | None
     end: float | None
     exact: bool
-
-
-@dataclass
-class Frames:
-    """Decoded frames: ``frames`` uint8 ``[T, H, W, 3]`` (RGB, upright), ``timestamps`` float64 ``[T]``
-    (seconds from the first frame, of the frames actually decoded) and their frame ``indices``."""
-
-    frames: torch.Tensor
-    timestamps: torch.Tensor
-    indices: list[int]
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 class VideoReader:
@@ -113,7 +101,7 @@ class VideoReader:
             return "pyav"
         from vidpool.video.backends.decord_backend import untrusted_reason
 
-        return "pyav" if untrusted_reason(self._index, self._info) else "decord"
+        return "pyav" if untrusted_reason(self._index, self._info, self.path) else "decord"
 
     @property
     def info(self) -> VideoInfo:
@@ -232,11 +220,18 @@ class VideoReader:
 
         The arguments are those of every sampling method (:class:`SamplingArgs`; see :meth:`sample`).
         """
-        times = sample_times(self._index.duration, num_frames, fps, max_frames, start, end)
+        index = self._index
         if exact:
-            indices = times_to_indices(times, self._index.times)
-        else:
-            indices = snap_to_keyframes(times, self._index.times, self._index.keyframes)
+            spec = {
+                "num_frames": num_frames,
+                "fps": fps,
+                "max_frames": max_frames,
+                "start": start,
+                "end": end,
+            }
+            return sample_indices(index.times, index.duration, **spec)
+        times = sample_times(index.duration, num_frames, fps, max_frames, start, end)
+        indices = snap_to_keyframes(times, index.times, index.keyframes)
         # A rate above the video's own would only repeat frames.
         return np.unique(indices) if fps is not None else indices
 

@@ -1,11 +1,14 @@
-"""Which frames to decode: sampling times, their frame indices, keyframe snapping and output sizes.
+"""Which frames to take: sampling times, their frame indices, keyframe snapping and output sizes.
 
-Pure functions over numpy arrays; no decoding happens here.
+One rule for files and frames in memory alike: the window is cut into equal segments and the frame on
+screen at each segment's centre is taken (:func:`sample_indices`; :func:`sample_positions` for frames
+in memory). Pure functions over numpy arrays; no decoding happens here.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +17,9 @@ from vidpool.errors import InvalidArgumentError
 __all__ = [
     "DEFAULT_NUM_FRAMES",
     "decode_size",
+    "memory_frame_times",
+    "sample_indices",
+    "sample_positions",
     "sample_times",
     "snap_to_keyframes",
     "times_to_indices",
@@ -77,6 +83,56 @@ def times_to_indices(times: np.ndarray, frame_times: np.ndarray) -> np.ndarray:
     """The frame on screen at each time: int64 ``[T]`` indices into ``frame_times`` (float64 ``[N]``, sorted)."""
     idx = np.searchsorted(frame_times, times + 1e-9, side="right") - 1
     return np.clip(idx, 0, frame_times.shape[0] - 1).astype(np.int64)
+
+
+def sample_indices(frame_times: np.ndarray, duration: float, **spec: Any) -> np.ndarray:
+    """The frames to take: int64 ``[T]`` indices into ``frame_times`` (float64 ``[N]`` seconds from the
+    first frame, sorted) of a video ``duration`` seconds long, the frame on screen at each time
+    :func:`sample_times` gives for ``spec`` (its ``num_frames``, ``fps``, ``max_frames``, ``start``,
+    ``end``). With ``fps`` each frame is taken once (a rate above the video's own would only repeat
+    frames); with ``num_frames`` there are always that many, repeating frames of short videos."""
+    indices = times_to_indices(sample_times(duration, **spec), frame_times)
+    return np.unique(indices) if spec.get("fps") is not None else indices
+
+
+def memory_frame_times(count: int, timestamps: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Frame times float64 ``[count]`` from the first frame, and the duration, of ``count`` frames in
+    memory, as a file's frame index has them: the duration runs to the end of the last frame, one median
+    frame step after it starts. ``timestamps`` float64 ``[count]`` seconds, non-decreasing; ``None``:
+    the frames stand one unit apart, so that times and duration count frames, not seconds."""
+    if count < 1:
+        raise InvalidArgumentError("no frames to sample from: pass at least one frame")
+    if timestamps is None:
+        return np.arange(count, dtype=np.float64), float(count)
+    stamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    if stamps.shape[0] != count:
+        raise InvalidArgumentError(f"got {stamps.shape[0]} timestamps for {count} frames; pass one per frame")
+    if not np.all(np.isfinite(stamps)) or np.any(np.diff(stamps) < 0):
+        raise InvalidArgumentError(
+            "timestamps must be finite seconds in the order of the frames (non-decreasing)"
+        )
+    times = stamps - stamps[0]
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    step = float(np.median(steps)) if steps.size else 1.0
+    return times, float(times[-1] + step)
+
+
+def sample_positions(count: int, timestamps: np.ndarray | None = None, **spec: Any) -> np.ndarray:
+    """Which of ``count`` frames in memory to take: int64 ``[T]`` positions, by the rule files are
+    sampled with (:func:`sample_indices` over :func:`memory_frame_times`), so that frames in memory
+    with the timestamps of a file's frames give the frames sampled from the file.
+
+    ``timestamps`` float64 ``[count]`` seconds, or ``None``: the frames then stand evenly spaced, which
+    places ``num_frames`` the same way; ``fps``, ``start`` and ``end`` are seconds, and need timestamps.
+    """
+    if timestamps is None and any(spec.get(k) is not None for k in ("fps", "start", "end")):
+        raise InvalidArgumentError(
+            "fps=, start= and end= are seconds, and these frames have no timestamps: pass "
+            "vidpool.video.Frames(frames, timestamps) or Frames.at_rate(frames, fps)"
+        )
+    frame_times, duration = memory_frame_times(count, timestamps)
+    return sample_indices(frame_times, duration, **spec)
 
 
 def snap_to_keyframes(times: np.ndarray, frame_times: np.ndarray, keyframes: np.ndarray) -> np.ndarray:

@@ -3,27 +3,26 @@
 Each frame shows a few moving coloured squares on a still background and, along its bottom edge, the
 frame index written as 16 black/white blocks (two rows of eight, most significant bit first). The blocks
 are large enough to survive lossy coding and downscaling, so :func:`read_frame_counter` recovers the
-index of a decoded frame. Videos are written with PyAV; low-complexity content keeps encoding fast.
+index of a decoded frame. Videos are written with :func:`vidpool.video.writer.write_video`;
+low-complexity content keeps encoding fast.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from vidpool.errors import InvalidArgumentError, require
-from vidpool.video import mp4
+from vidpool.video.writer import CODECS, write_video
 
 __all__ = ["COUNTER_BITS", "make_audio_file", "make_test_video", "read_frame_counter", "render_frame"]
 
 COUNTER_BITS = 16
 _COLS = 8
 _ROWS = COUNTER_BITS // _COLS
-_CODECS = {"h264": "libx264", "mpeg4": "mpeg4"}
 
 
 def _counter_box(height: int, width: int) -> tuple[int, int]:
@@ -142,71 +141,28 @@ def make_test_video(
         texture: add panning fine noise so that every frame carries detail and motion to code, as
             camera footage does (larger files, slower to write and decode; off by default).
     """
-    av = require("av", "video", "Writing test videos")
-    if codec not in _CODECS:
-        raise InvalidArgumentError(f"codec must be one of {sorted(_CODECS)}, got {codec!r}")
+    if codec not in CODECS:
+        raise InvalidArgumentError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     width, height = int(size[0]), int(size[1])
     if num_frames < 0 or width < 16 or height < 16:
         raise InvalidArgumentError("make_test_video needs num_frames >= 0 and a size of at least 16x16")
-    if rotation % 90:
-        raise InvalidArgumentError(f"rotation must be a multiple of 90 degrees, got {rotation}")
     if frame_times is not None and len(frame_times) != num_frames:
         raise InvalidArgumentError("frame_times must give one time per frame")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rate = Fraction(fps).limit_denominator(1001)
-    options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(path), mode="w", options=options) as container:
-        stream = container.add_stream(_CODECS[codec], rate=rate)
-        turns = (rotation % 360) // 90
-        stream.width, stream.height = (height, width) if turns % 2 else (width, height)
-        stream.pix_fmt = "yuv420p"
-        codec_opts: dict[str, str] = {}
-        if codec == "h264":
-            codec_opts["preset"] = preset
-            if not bframes:
-                codec_opts["tune"] = "zerolatency"
-            x264 = ["threads=2"]
-            if keyframe_interval:
-                x264 += [f"keyint={keyframe_interval}", f"min-keyint={keyframe_interval}", "scenecut=0"]
-            if bframes:
-                x264.append("bframes=2")
-            codec_opts["x264-params"] = ":".join(x264)
-        elif keyframe_interval:
-            stream.codec_context.gop_size = keyframe_interval
-        if codec == "mpeg4":
-            stream.codec_context.bit_rate = max(200_000, width * height * 8)
-        stream.options = codec_opts
-        if frame_times is not None:
-            stream.codec_context.time_base = Fraction(1, 90_000)
-        # Older PyAV (12) cannot attach a display matrix: it goes into the MP4 track header afterwards
-        later_rotation = bool(rotation % 360) and not hasattr(stream, "set_display_rotation")
-        if rotation % 360 and not later_rotation:
-            stream.set_display_rotation(rotation % 360)
-        background = _background(height, width)
-        noise = _texture(height, width, 64) if texture else None
-        for i in range(num_frames):
-            image = render_frame(i, width, height, background, noise)
-            if turns:  # store it so that the display rotation brings it back upright
-                image = np.ascontiguousarray(np.rot90(image, -turns))
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            if frame_times is not None:
-                frame.pts = round(float(frame_times[i]) * 90_000)
-                frame.time_base = Fraction(1, 90_000)
-            else:
-                frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        if num_frames == 0:
-            container.start_encoding()  # a valid file whose video stream holds no frames
-        for packet in stream.encode():
-            container.mux(packet)
-    if later_rotation and not mp4.set_rotation(str(path), rotation % 360):
-        raise InvalidArgumentError(
-            f"this PyAV cannot write a display rotation into {path.suffix or 'this kind of'} files; "
-            "write an .mp4 or upgrade PyAV"
-        )
-    return path
+    background = _background(height, width)
+    noise = _texture(height, width, 64) if texture else None
+    return write_video(
+        path,
+        (render_frame(i, width, height, background, noise) for i in range(num_frames)),
+        fps=fps,
+        size=(width, height),
+        codec=codec,
+        preset=preset,
+        keyframe_interval=keyframe_interval,
+        bframes=bframes,
+        frame_times=frame_times,
+        rotation=rotation,
+        faststart=faststart,
+    )
 
 
 def make_audio_file(path: str | os.PathLike, seconds: float = 1.0) -> Path:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from vidpool.bench.synth.world import COLOURS, DISTRACTOR_RGB, FRAME_SIZE, Sprite, background, draw
-from vidpool.errors import InvalidArgumentError, require
+from vidpool.errors import InvalidArgumentError
+from vidpool.video import write_video
 
 __all__ = ["GREY", "Scene", "SceneObject", "render_scene", "write_frames_mp4"]
 
@@ -165,24 +165,7 @@ def render_scene(scene: Scene, side: int = FRAME_SIZE) -> np.ndarray:
 def write_frames_mp4(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 8, crf: int = 12) -> Path:
     """Write ``[T, S, S, 3]`` uint8 frames as an H.264 MP4 (yuv420p, which every reader decodes; a low
     ``crf`` keeps flat colours within a few levels, and still stretches code to almost nothing)."""
-    av = require("av", "video", "Writing benchmark videos")
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise InvalidArgumentError(f"frames must be uint8 [T, H, W, 3] with T >= 1, got {frames.shape}")
-    if frames.shape[1] % 2 or frames.shape[2] % 2:
-        raise InvalidArgumentError(f"H.264 needs an even frame size, got {frames.shape[1:3]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(int(fps)))
-        stream.height, stream.width = int(frames.shape[1]), int(frames.shape[2])
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": str(crf), "x264-params": "threads=1"}
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, frames, fps=int(fps), crf=crf, threads=1)

@@ -7,8 +7,10 @@
   every ``_REOPEN_FRAMES`` frames and on close.
 * decord returns other frames than those it names in MPEG-TS (its seeks land frames away), in files
   whose stamps are decode times (AVI with B-frames) and in video with B-frames other than H.264, and
-  fails on VP9 ("Error sending packet"). Those files are refused, so that ``"auto"`` decodes them with
-  PyAV.
+  fails on VP9 ("Error sending packet"). It counts frames as the decoder emits them after a keyframe,
+  so it also misnames frames where the decoder emits them out of the order their stamps give (checked
+  on the first frames of files whose frames are reordered). Those files are refused, so that
+  ``"auto"`` decodes them with PyAV.
 * decord applies the display rotation itself and resizes on decode to the upright ``(H, W)`` asked for,
   except that on rotated files it mis-sizes frames whose aspect ratio changes; those are decoded at full
   size and resized afterwards (``VideoReader(backend="auto")`` sends rotated files to PyAV instead).
@@ -16,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +26,9 @@ import numpy as np
 import torch
 
 from vidpool.errors import VideoDecodeError, require
-from vidpool.video.info import FrameIndex, VideoInfo
+from vidpool.video.info import FrameIndex, VideoInfo, open_container
 
-__all__ = ["DecordBackend", "untrusted_reason"]
+__all__ = ["DecordBackend", "emits_in_stamp_order", "untrusted_reason"]
 
 _BATCH = 8
 # Codecs whose B-frames decord was seen to put in the right place (tests/test_video_containers.py), and
@@ -33,6 +36,9 @@ _BATCH = 8
 _REORDER_SAFE = frozenset({"h264"})
 _UNSUPPORTED = frozenset({"vp9"})
 _REOPEN_FRAMES = 1024
+# Frames decoded to see whether the decoder emits them in the order of their stamps (H.264's decoded
+# picture buffer holds 16: a decoder that puts frames in that order has done so by then).
+_ORDER_CHECK = 16
 
 
 class DecordBackend:
@@ -90,9 +96,10 @@ class DecordBackend:
                 yield i, i, arr
 
 
-def untrusted_reason(index: FrameIndex, info: VideoInfo) -> str | None:
+def untrusted_reason(index: FrameIndex, info: VideoInfo, path: Path | None = None) -> str | None:
     """What makes decord return other frames than those it names in this file, or fail on it; ``None``
-    where it decodes the file right."""
+    where it decodes the file right. With ``path``, a file whose frames are reordered has its first
+    frames decoded (PyAV) to check that the decoder emits them in the order of their stamps."""
     if "mpegts" in info.container.split(","):
         return "MPEG-TS files"
     if index.output_order:
@@ -101,11 +108,41 @@ def untrusted_reason(index: FrameIndex, info: VideoInfo) -> str | None:
         return f"{info.codec} video with B-frames"
     if info.codec in _UNSUPPORTED:
         return f"{info.codec} video"
+    if index.reordered and path is not None and not emits_in_stamp_order(path):
+        return "files whose decoder emits frames out of the order of their timestamps"
     return None
 
 
+def emits_in_stamp_order(path: Path) -> bool:
+    """Whether the first ``_ORDER_CHECK`` frames PyAV decodes from the start of ``path`` come out in the
+    order of their stamps (``True`` where decoding fails: that is no evidence against decord)."""
+    stat = Path(path).stat()
+    return _emits_in_stamp_order(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _emits_in_stamp_order(path: str, size: int, mtime_ns: int) -> bool:
+    av = require("av", "video", "Decoding video with PyAV")
+    container, stream = open_container(Path(path))
+    stream.thread_type = "NONE"
+    last = None
+    try:
+        for count, frame in enumerate(container.decode(stream), start=1):
+            if frame.pts is not None:
+                if last is not None and frame.pts < last:
+                    return False
+                last = frame.pts
+            if count >= _ORDER_CHECK:
+                break
+    except (av.error.FFmpegError, EOFError, OSError):
+        pass
+    finally:
+        container.close()
+    return True
+
+
 def _check_trusted(path: Path, index: FrameIndex, info: VideoInfo) -> None:
-    why = untrusted_reason(index, info)
+    why = untrusted_reason(index, info, path)
     if why is not None:
         raise VideoDecodeError(
             f"decord cannot be trusted with {why} such as {str(path)!r}; "
