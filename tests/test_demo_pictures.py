@@ -82,7 +82,8 @@ def test_pick_frames_finds_the_nearest_decoded_frame():
 
 
 def test_model_turns_keep_the_model_answers_since_the_last_video():
-    answers = {("q1", "a1"), ("q2", "a2"), ("q3", "a3")}
+    # (question, message shown) -> the model's answer: the page shows answers with a tag line
+    answers = {("q1", "a1"): "a1", ("q2", "a2"): "a2", ("q3", "a3 <small>tag</small>"): "a3"}
     history = [
         {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/a.mp4"}}]},
         {"role": "user", "content": "q1"},
@@ -92,10 +93,10 @@ def test_model_turns_keep_the_model_answers_since_the_last_video():
         {"role": "user", "content": "q9"},
         {"role": "assistant", "content": "Could not answer: out of memory"},  # the demo's own message
         {"role": "user", "content": "q3"},
-        {"role": "assistant", "content": "a3"},
+        {"role": "assistant", "content": "a3 <small>tag</small>"},
     ]
     assert model_turns(history, answers) == [("q2", "a2"), ("q3", "a3")]
-    assert model_turns(history[:3], set()) == []
+    assert model_turns(history[:3], {}) == []
 
 
 def test_an_upload_that_hangs_is_stopped_and_the_caller_told(tmp_path):
@@ -132,3 +133,101 @@ def test_a_decoder_crash_ends_only_its_child_process(tmp_path):
     with pytest.raises(VideoDecodeError, match="crashed on this file"):
         decode_upload(video, 4, timeout=300, job=crashing_decoder)
     assert decode_upload(video, 4, timeout=300).frames.shape[0] == 4  # this process goes on decoding
+
+
+def _many_frames(count: int) -> Compressed:
+    assign = torch.arange(count * 4).reshape(count, 2, 2)
+    return Compressed(
+        torch.zeros(count * 4, 8), assign, torch.ones(count, 2, 2), "test", input_shape=(count, 2, 2)
+    )
+
+
+def test_the_kept_table_labels_its_rows_and_columns_and_says_when_it_shows_a_subset():
+    from vidpool.demo.panel import kept_html
+    from vidpool.demo.pictures import ROW_LABELS, kept_tiles
+
+    frames = np.full((16, 30, 40, 3), 100, dtype=np.uint8)
+    times = np.arange(16) * 0.5 + 0.25
+    tiles = kept_tiles(frames, _many_frames(16), torch.rand(16, 2, 2), tile_height=30)
+    assert len(tiles.columns) == 8 and tiles.total == 16
+    assert [label for label, _ in tiles.rows] == list(ROW_LABELS)
+    page = kept_html(tiles, times)
+    assert "8 of 16 frames shown" in page
+    assert all(f">{label}</th>" in page for label in ROW_LABELS)
+    # one time over each column shown: the columns are chosen as frames are sampled, at the centres
+    # of eight equal segments
+    assert tiles.columns == [1, 3, 5, 7, 9, 11, 13, 15]
+    heads = [f">{times[c]:.2f} s</th>" for c in tiles.columns]
+    assert all(h in page for h in heads) and ">0.75 s</th>" in page and ">7.75 s</th>" in page
+    assert page.count('class="vidpool-kept-tile"') == 3 * 8
+    # four frames: all of them, and frame numbers where the video's times are unknown
+    few = kept_tiles(frames[:4], _many_frames(4), tile_height=30)
+    page = kept_html(few, np.full(4, np.nan))
+    assert "all 4 frames shown" in page and ">frame 1</th>" in page and ">frame 4</th>" in page
+    assert ROW_LABELS[2] not in page  # no scores: no relevance row
+
+
+def test_kept_picture_is_the_tiles_side_by_side():
+    frames = np.random.default_rng(0).integers(0, 255, (3, 30, 40, 3), dtype=np.uint8)
+    from vidpool.demo.pictures import kept_tiles
+
+    tiles = kept_tiles(frames, _many_frames(3), tile_height=30)
+    picture = kept_picture(frames, _many_frames(3), tile_height=30)
+    np.testing.assert_array_equal(picture[:30, :40], tiles.rows[0][1][0])
+    np.testing.assert_array_equal(picture[32:62, 42:82], tiles.rows[1][1][1])
+
+
+def test_paths_leave_messages_and_tags_come_off_answers():
+    from vidpool.demo.stages import scrub_paths, split_tag, stage_line, tagged
+
+    message = "cannot open '/tmp/gradio/3f2a/sub dir/notes.mp4' as a video; see /home/me/x/log.txt"
+    cleaned = scrub_paths(message)
+    assert "/tmp" not in cleaned and "/home" not in cleaned
+    assert "notes.mp4" in cleaned and "log.txt" in cleaned
+    assert scrub_paths("re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4), 3 KB/s") == (
+        "re-encode it (ffmpeg -i in.mp4 -c:v libx264 out.mp4), 3 KB/s"
+    )
+    shown = tagged("a red\ncircle", "spatial · budget 32")
+    assert split_tag(shown) == ("a red\ncircle", "spatial · budget 32")
+    assert split_tag("plain answer") == ("plain answer", None)
+    assert stage_line("encoding frames", 3, 8) == "*encoding frames 3/8 …*"
+    assert stage_line("prefill") == "*prefilling …*"
+
+
+def test_a_bad_upload_is_reported_once_when_it_arrives_without_server_paths(tmp_path):
+    import tempfile
+
+    from vidpool.demo import DemoConfig
+    from vidpool.demo.sessions import ChatService
+
+    fake = tmp_path / "uploads" / "f00d" / "notes.mp4"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("these are meeting notes, not a video\n" * 20)
+    service = ChatService(None, DemoConfig(decode_timeout=120), [tmp_path / "uploads"])
+    check = service.check_upload(str(fake), 4, None)
+    assert check.video is None and check.error.startswith("Could not use notes.mp4:")
+    for server_path in (str(tmp_path), tempfile.gettempdir() + "/", "/tmp/"):
+        assert server_path not in check.error
+    assert service.check_upload(str(fake), 4, check.session.key) is None  # reported once
+    assert check.session.video is None
+
+
+def test_memory_rows_say_the_videos_frames_and_the_tokens_produced():
+    from types import SimpleNamespace
+
+    from pipeline_support import checkpoint
+
+    from vidpool import plan
+    from vidpool.demo.panel import plan_rows
+
+    info = SimpleNamespace(num_frames=16, width=160, height=120, duration=None)
+    planned = plan(info, checkpoint("tiny-native"), "cpu", method="temporal_merge", num_frames=16)
+    trace = SimpleNamespace(num_frames=16, grid=(4, 4), visual_tokens=148)
+    video = SimpleNamespace(total_frames=456, duration=19.0, width=320, height=240)
+    rows = dict(plan_rows(planned, trace, video))
+    assert rows["frames"] == "16 sampled of 456"
+    assert rows["video"] == "456 frames, 19.0 s, 320×240"
+    assert rows["visual tokens"] == f"at most {planned.num_tokens} planned, 148 produced"
+    exact = plan(info, checkpoint("tiny-native"), "cpu", method="spatial", num_frames=16)
+    produced = SimpleNamespace(num_frames=16, grid=(4, 4), visual_tokens=exact.num_tokens)
+    assert dict(plan_rows(exact, produced, video))["visual tokens"] == str(exact.num_tokens)

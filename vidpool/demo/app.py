@@ -214,7 +214,7 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
         with gr.Row():
             # rendered before the chat, which would otherwise put them in an accordion of its own
             with gr.Column(scale=1, min_width=260):
-                video_box = gr.HTML(f"<p>{_VIDEO_EMPTY}</p>", label="Video", show_label=True)
+                video_box = gr.HTML(f"<p>{_VIDEO_EMPTY}</p>")
                 with gr.Accordion("Settings", open=True):
                     for control in controls:
                         control.render()
@@ -223,7 +223,7 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
                     respond,
                     multimodal=True,
                     textbox=textbox,
-                    chatbot=_show_posters(gr.Chatbot(height=420, label="Chat"), service.posters),
+                    chatbot=_show_posters(gr.Chatbot(height=480, label="Chat"), service.posters),
                     additional_inputs=[*controls, session_key],
                     additional_outputs=[gallery, kept, summary, plan_table, session_key],
                     api_name="chat",

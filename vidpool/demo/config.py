@@ -50,7 +50,7 @@ class DemoConfig:
 def model_notice(model: Any, folder: str | os.PathLike | None, device: str) -> str:
     """Markdown naming the running model, then the line the model says about itself (its notice) and,
     when parts of it are untrained, a note that its answers do not describe the video."""
-    from vidpool.models import model_notice_line, untrained_parts
+    from vidpool.models import model_notice_line, portable_path, untrained_parts
 
     name = getattr(model, "name", None) or (Path(folder).name if folder else type(model).__name__)
     parts = list(untrained_parts(folder)) if folder is not None else []
@@ -58,8 +58,8 @@ def model_notice(model: Any, folder: str | os.PathLike | None, device: str) -> s
     notice = model_notice_line(folder) if folder is not None else None
     notice = notice or getattr(getattr(model, "config", None), "notice", None)
     text = f"**Model:** `{name}` ({getattr(model, 'kind', 'model')}) on `{device}`"
-    if folder is not None:
-        text += f" — from `{folder}`"
+    if folder is not None:  # the page is public: no absolute path of the server's disk
+        text += f" — from `{portable_path(folder)}`"
     if notice:
         text += f"\n\n**About this model:** {notice}"
     if "encoder" in parts or "projector" in parts:
