@@ -345,8 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.set_defaults(handler=_cmd_models_build, parser=build_p)
 
     from vidpool.bench.cli import add_bench_parser
+    from vidpool.integrations.lmms_eval.cli import add_export_parser
 
-    bench_ps = add_bench_parser(sub)
+    bench_ps = add_bench_parser(sub, [add_export_parser])
     for p in (methods_p, plan_p, chat_p, caption_p, demo_p, models_p, list_p, build_p, *bench_ps):
         _debug_flag(p)
     return parser

@@ -1,5 +1,5 @@
-"""``vidpool bench``: ``fidelity`` (the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`)
-and ``export-lmms`` (the synthetic benchmark as an lmms-eval task).
+"""``vidpool bench``: ``fidelity`` (the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`);
+``export-lmms`` is added by the lmms-eval integration (:mod:`vidpool.integrations.lmms_eval.cli`).
 
 Every option is checked (exit 2) before the CLIP loads or a frame is rendered. Option types are
 :mod:`vidpool.options`' (lists are comma-separated on every command).
@@ -8,6 +8,7 @@ Every option is checked (exit 2) before the CLIP loads or a frame is rendered. O
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -50,7 +51,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _family(text: str) -> str:
+def family_name(text: str) -> str:
+    """``text`` if it names a question family of the synthetic benchmark (an argparse type)."""
     from vidpool.bench.synth.tasks import FAMILIES
 
     if text not in FAMILIES:
@@ -62,9 +64,12 @@ def _family(text: str) -> str:
 _device = checked(str, check_device)
 
 
-def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
-    """Add ``bench`` (with ``fidelity`` and ``export-lmms``) to the ``vidpool`` sub-parsers; returns the
-    parsers it made."""
+def add_bench_parser(
+    sub: Any, extensions: Sequence[Callable[[Any], argparse.ArgumentParser]] = ()
+) -> list[argparse.ArgumentParser]:
+    """Add ``bench`` with ``fidelity`` to the ``vidpool`` sub-parsers; each of ``extensions`` adds one
+    more benchmark command to ``bench``'s sub-parsers (the lmms-eval integration adds ``export-lmms``).
+    Returns the parsers made."""
     raw = argparse.RawDescriptionHelpFormatter
     bench_p = sub.add_parser(
         "bench", help="benchmarks of the compression methods", epilog=_BENCH_EPILOG, formatter_class=raw
@@ -87,7 +92,7 @@ def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
         help="the CLIP's .safetensors weights (default: the world's trained CLIP); 'random' for an untrained one",
     )
     p.add_argument(
-        "--families", type=comma_list(_family), metavar="A,B", help="question families (default: all)"
+        "--families", type=comma_list(family_name), metavar="A,B", help="question families (default: all)"
     )
     p.add_argument(
         "--methods", type=comma_list(method_name), metavar="A,B", help="methods (default: all registered)"
@@ -159,7 +164,7 @@ def add_bench_parser(sub: Any) -> list[argparse.ArgumentParser]:
         help="budget fraction whose memory is measured, not only planned (default 0.25; --quick plans only)",
     )
     p.set_defaults(handler=_cmd_fidelity, parser=p)
-    return [bench_p, p, _add_export_lmms(bench_sub)]
+    return [bench_p, p, *(add(bench_sub) for add in extensions)]
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -204,62 +209,4 @@ def _cmd_fidelity(args: argparse.Namespace) -> int:
     from vidpool.bench.fidelity import run_fidelity
 
     run_fidelity(settings_from_args(args))
-    return 0
-
-
-_EXPORT_LMMS_EPILOG = """example:
-  vidpool bench export-lmms --out bench/lmms --items 50 --families static,small,count
-
-Writes the synthetic benchmark's questions as a local lmms-eval task (YAML, utils.py, JSONL, MP4s)
-and prints the lmms-eval command that runs it with the vidpool model, offline. The task
-<name>_choice scores each option's letter by likelihood instead (lmms-eval --force_simple).
-"""
-
-
-def _add_export_lmms(subparsers: Any) -> argparse.ArgumentParser:
-    """``vidpool bench export-lmms``: the synthetic benchmark as an lmms-eval task folder."""
-    p = subparsers.add_parser(
-        "export-lmms",
-        help="write the synthetic benchmark as an offline lmms-eval task",
-        epilog=_EXPORT_LMMS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the task into")
-    p.add_argument("--items", type=positive_int, default=20, metavar="N", help="questions per family (20)")
-    p.add_argument(
-        "--families", type=comma_list(_family), metavar="A,B", help="question families (default: all)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
-    p.add_argument(
-        "--num-frames", type=positive_int, metavar="N", help="frames of each video (default: the family's)"
-    )
-    p.add_argument("--side", type=positive_int, default=128, metavar="PX", help="video side in pixels (128)")
-    p.add_argument("--fps", type=positive_int, default=8, help="video frame rate (8)")
-    p.add_argument("--name", default="vidpool_synth", help="lmms-eval task name (vidpool_synth)")
-    p.add_argument("--model", help="checkpoint folder or model name for the printed command")
-    p.add_argument("--method", type=method_name, help="compression method for the printed command")
-    p.add_argument("--budget", type=positive_int, metavar="N", help="token budget for the printed command")
-    p.set_defaults(handler=_cmd_bench_export_lmms, parser=p)
-    return p
-
-
-def _cmd_bench_export_lmms(args: argparse.Namespace) -> int:
-    import shlex
-
-    from vidpool.bench.synth import tasks
-    from vidpool.integrations.lmms_eval.export import export_task, lmms_eval_command
-
-    families = args.families or list(tasks.FAMILIES)
-    items = [
-        item
-        for family in dict.fromkeys(families)
-        for item in tasks.make_items(family, args.items, seed=args.seed, num_frames=args.num_frames)
-    ]
-    folder = export_task(items, args.out, name=args.name, side=args.side, fps=args.fps)
-    print(f"wrote {len(items)} questions ({', '.join(dict.fromkeys(families))}) to {folder}")
-    run = {"name": args.name, "model": args.model, "method": args.method, "budget": args.budget}
-    print("run it (answers parsed from generated text):")
-    print("  " + shlex.join(lmms_eval_command(folder, **run)))
-    print("or score each option's letter by likelihood:")
-    print("  " + shlex.join(lmms_eval_command(folder, choice=True, **run)))
     return 0
