@@ -157,6 +157,11 @@ def test_the_panel_follows_a_failed_request_and_the_plan_rows_follow_the_run(ser
     planned = re.fullmatch(r"at most (\d+) planned, (\d+) produced", _plan_row(plan_table, "visual tokens"))
     assert planned and int(planned.group(2)) == produced and int(planned.group(1)) >= produced
     assert f" · {produced} of " in split_tag(ok[0])[1]
+    # more frames than the video has: the plan takes all 24, and the panel says it changed the request
+    fewer = client.predict(_message("What happens?", videos["short"]), 32, api_name="/chat")
+    assert _plan_row(fewer[4], "frames") == "24 sampled of 24"
+    changes = fewer[4].split("**What the plan changed from the request:**")[1]
+    assert "only 24 frames" in changes
     fake = tmp_path / "notes.mp4"
     fake.write_text("not a video\n" * 20)
     failed = client.predict(_message("What happens?", fake), frames, api_name="/chat")
