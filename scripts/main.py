@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from vidpool.models import DEFAULT_MODEL as MODEL
+from vidpool.options import comma_list, default_device, method_name, positive_int
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,28 +62,6 @@ def verdict(answer: str, truth: str) -> bool:
     return truth in words and not any(v in words for v in vocabulary if v != truth)
 
 
-def _methods(text: str) -> list[str]:
-    from vidpool.compression import list_methods
-
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in list_methods()]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(list_methods())}"
-        )
-    return names
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -91,13 +70,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--question", help=f"default: the generated video's, else {DEFAULT_QUESTION!r}")
     parser.add_argument("--model", help=f"checkpoint folder (default: {MODEL}, built in the model cache)")
     parser.add_argument("--seed", type=int, default=0, help="which generated video (default 0)")
-    parser.add_argument("--budget", type=_positive, default=32, help="visual tokens kept (default 32)")
+    parser.add_argument("--budget", type=positive_int, default=32, help="visual tokens kept (default 32)")
     parser.add_argument(
-        "--methods", type=_methods, default=DEFAULT_METHODS, help=f"default {DEFAULT_METHODS}"
+        "--methods",
+        type=comma_list(method_name),
+        default=tuple(DEFAULT_METHODS.split(",")),
+        help=f"default {DEFAULT_METHODS}",
     )
-    parser.add_argument("--frames", type=_positive, help="frames to sample (default: the model's)")
+    parser.add_argument("--frames", type=positive_int, help="frames to sample (default: the model's)")
     parser.add_argument("--device", help="cpu or cuda[:N] (default: cuda when there is one)")
-    parser.add_argument("--max-new-tokens", type=_positive, default=24)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=24)
     return parser.parse_args(argv)
 
 
@@ -127,14 +109,12 @@ def _sampling(p) -> tuple:
 
 
 def run(args: argparse.Namespace, video: Path, question: str, truth: str | None, folder: Path) -> list:
-    import torch
-
     from vidpool.llm import load_model
     from vidpool.pipeline import VideoChat, load_kwargs
     from vidpool.quiet import quiet_libraries
     from vidpool.schedule import plan
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     options = {"budget_tokens": args.budget, "num_frames": args.frames, "max_new_tokens": args.max_new_tokens}
     # planned from the folder's config files, as `vidpool plan` does, before anything heavy happens
     plans = [plan(video, folder, device, method=m, **options) for m in args.methods]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from vidpool.bench.cli import family_name
 from vidpool.bench.synth import (
     CONTROLS,
     FAMILIES,
@@ -30,6 +31,7 @@ from vidpool.bench.synth import (
     text_embedder,
 )
 from vidpool.encode import CLIPEncoder
+from vidpool.options import comma_list
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,6 +48,12 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def _control(text: str) -> str:
+    if text not in CONTROLS:
+        raise argparse.ArgumentTypeError(f"unknown control {text!r}; choose from {', '.join(CONTROLS)}")
+    return text
+
+
 def encoder(args) -> tuple[CLIPEncoder, str]:
     weights = args.weights or (WEIGHTS if WEIGHTS.is_file() and not args.state else None)
     enc = CLIPEncoder(CONFIG, weights=weights)
@@ -59,8 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=40, help="items per family")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    parser.add_argument("--controls", nargs="+", default=["full", "text_only"], choices=CONTROLS)
+    parser.add_argument("--families", type=comma_list(family_name), default=FAMILIES, metavar="A,B")
+    parser.add_argument("--controls", type=comma_list(_control), default=("full", "text_only"), metavar="A,B")
     parser.add_argument("--fraction", type=float, default=0.125, help="budget of the budgeted controls")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--state", type=Path, default=None, help="a training state.pt (its 'model')")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from vidpool.options import check_device, checked, comma_list, method_name, positive_int
+from vidpool.options import check_device, checked, comma_list, default_device, method_name, positive_int
 
 __all__ = ["add_bench_parser", "settings_from_args"]
 
@@ -121,7 +121,9 @@ def add_bench_parser(
     p.add_argument(
         "--out", default="bench-fidelity", metavar="DIR", help="output folder (default ./bench-fidelity)"
     )
-    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument(
+        "--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)"
+    )
     p.add_argument("--resamples", type=positive_int, default=2000, metavar="N", help="bootstrap resamples")
     p.add_argument(
         "--model",
@@ -187,7 +189,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         **{k: v for k, v in given.items() if v is not None},
         seed=args.seed,
         out=args.out,
-        device=args.device,
+        device=args.device or default_device(),
         resamples=args.resamples,
         memory=not args.no_memory,
         memory_model=args.memory_model,

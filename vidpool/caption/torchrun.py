@@ -19,6 +19,7 @@ from typing import Any
 from vidpool.caption.inputs import VideoItem
 from vidpool.caption.journal import Journal, merge_parts, part_path, written_ids
 from vidpool.caption.runner import Summary, caption_items, progress_bar
+from vidpool.options import default_device
 
 __all__ = ["caption_torchrun"]
 
@@ -29,16 +30,10 @@ _BARRIER_TIMEOUT = timedelta(days=7)
 def _state(device: str | None) -> Any:
     from accelerate import PartialState
 
-    cpu = device == "cpu" or (device is None and not _cuda())
+    cpu = (device or default_device()) == "cpu"
     if "RANK" in os.environ and "LOCAL_RANK" in os.environ:
         return PartialState(cpu=cpu, timeout=_BARRIER_TIMEOUT)
     return PartialState(cpu=cpu)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def caption_torchrun(
