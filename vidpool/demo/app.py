@@ -29,13 +29,14 @@ from vidpool.demo.panel import (
 from vidpool.demo.sessions import ChatService, Reply, UploadCheck
 from vidpool.errors import require
 from vidpool.options import DEFAULT_MAX_NEW_TOKENS
+from vidpool.video import VIDEO_EXTENSIONS
 
 __all__ = ["CONCURRENCY_ID", "build_app", "launch"]
 
 #: every event that runs the model shares this concurrency group, so the limit holds across them
 CONCURRENCY_ID = "vidpool-model"
 TITLE = "vidpool: chat about a video"
-_VIDEO_TYPES = [".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mpg", ".mpeg"]
+_VIDEO_TYPES = list(VIDEO_EXTENSIONS)
 _PANEL_EMPTY = "Ask a question about a video: this panel then shows what the answer took."
 _VIDEO_EMPTY = "No video yet: upload one with the paperclip, or pick a sample under the chat."
 #: containers browsers play in a <video> element; the chat shows the first frame of the others
