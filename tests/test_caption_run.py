@@ -232,3 +232,16 @@ def test_the_first_eta_comes_after_loading_and_the_first_video(tmp_path):
     assert statuses[:2] == ["", ""]  # no ETA before the first video after loading, nor with it alone
     assert statuses[2] == "0.50 videos/s, ETA 6s"  # 3 left at 2 s each: the 300 s of loading are not in it
     assert bar.status == "0.50 videos/s, ETA 0s"
+
+
+def test_a_plan_that_changes_the_request_is_recorded_and_named(ckpt, tmp_path):
+    folder = video_folder(tmp_path / "videos", count=3, broken=False)  # 12, 18 and 24 frames
+    out = tmp_path / "out.jsonl"
+    options = {**CAPTION_OPTIONS, "num_frames": 18}
+    summary = caption_videos([folder], out, model=ckpt, progress=False, **options)
+    notes = {os.path.basename(r["path"]): r["plan_notes"] for r in lines(out)}
+    assert notes["clip1.mp4"] is None and notes["clip2.mp4"] is None  # 18 and 24 frames: as asked
+    assert notes["clip0.mp4"] and "12" in " ".join(notes["clip0.mp4"])  # 12 frames: fewer than asked
+    assert summary.changed == 1
+    said = "\n".join(summary.notes())
+    assert "1 video was planned otherwise than asked" in said and "clip0.mp4" in said

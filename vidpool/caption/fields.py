@@ -11,7 +11,8 @@ ENGINES = ("local", "torchrun", "ray")
 FORMATS = ("jsonl", "parquet")
 
 #: the keys of every output record, in order (``error``/``error_type`` are ``None`` for a caption,
-#: ``caption`` is ``None`` for a failure; planning fields are ``None`` when the video failed before)
+#: ``caption`` is ``None`` for a failure; planning fields are ``None`` when the video failed before;
+#: ``plan_notes`` says what the plan changed from the request, e.g. fewer frames than asked, or ``None``)
 FIELDS = (
     "id",
     "path",
@@ -23,6 +24,7 @@ FIELDS = (
     "budget",
     "frames",
     "visual_tokens",
+    "plan_notes",
     "output_tokens",
     "decode_s",
     "encode_s",

@@ -34,7 +34,12 @@ def arrow_schema() -> Any:
     """The pyarrow schema of a record (:data:`~vidpool.caption.worker.FIELDS`; every field nullable)."""
     import pyarrow as pa
 
-    return pa.schema([(name, getattr(pa, _TYPES.get(name, "string"))()) for name in FIELDS])
+    def arrow_type(name: str) -> Any:
+        if name == "plan_notes":
+            return pa.list_(pa.string())
+        return getattr(pa, _TYPES.get(name, "string"))()
+
+    return pa.schema([(name, arrow_type(name)) for name in FIELDS])
 
 
 def output_format(out: str | os.PathLike, format: str | None) -> str:

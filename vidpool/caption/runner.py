@@ -44,8 +44,14 @@ class Summary:
     outputs: list[str] = field(default_factory=list)
     not_videos: list[str] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    changed: int = 0
+    changes: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, record: dict[str, Any]) -> None:
+        if record.get("plan_notes"):
+            self.changed += 1
+            if len(self.changes) < NAMED:
+                self.changes.append((str(record.get("path")), "; ".join(record["plan_notes"])))
         if record.get("error") is None:
             self.done += 1
             self.output_tokens += int(record.get("output_tokens") or 0)
@@ -56,9 +62,10 @@ class Summary:
         self.model_s += float(record.get("model_s") or 0.0)
 
     def merge(self, other: Summary) -> None:
-        for name in ("done", "failed", "output_tokens", "model_s", "model_wait_s"):
+        for name in ("done", "failed", "changed", "output_tokens", "model_s", "model_wait_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures = (self.failures + [tuple(f) for f in other.failures])[:NAMED]  # type: ignore[misc]
+        self.changes = (self.changes + [tuple(c) for c in other.changes])[:NAMED]  # type: ignore[misc]
 
     @property
     def videos_per_s(self) -> float:
@@ -83,10 +90,17 @@ class Summary:
 
     def notes(self) -> list[str]:
         """Lines that name what the counts of :meth:`line` do not: the files skipped because they are
-        not videos, and each failed video with its error."""
+        not videos, the videos whose plan changed the request (fewer frames than asked, a smaller
+        budget), and each failed video with its error."""
         out = []
         if self.not_videos:
             out.append(not_videos_line(self.not_videos))
+        if self.changed:
+            videos = "video was" if self.changed == 1 else "videos were"
+            out.append(f"{self.changed} {videos} planned otherwise than asked (plan_notes in the output):")
+            out += [f"  {path}: {notes}" for path, notes in self.changes]
+            if self.changed > len(self.changes):
+                out.append(f"  and {self.changed - len(self.changes)} more")
         if self.failed:
             videos = "video" if self.failed == 1 else "videos"
             out.append(f"{self.failed} {videos} failed (each has an error line in the output):")
@@ -99,6 +113,7 @@ class Summary:
         keys = ("done", "failed", "skipped", "seconds", "output_tokens", "model_s", "model_wait_s", "outputs")
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out.update(not_videos=list(self.not_videos), failures=[list(f) for f in self.failures])
+        out.update(changed=self.changed, changes=[list(c) for c in self.changes])
         out.update(videos_per_s=self.videos_per_s, tokens_per_s=self.tokens_per_s, wait_share=self.wait_share)
         return out
 

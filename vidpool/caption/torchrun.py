@@ -87,7 +87,16 @@ def caption_torchrun(
     merge_parts(journal)
     total = Summary(skipped=summary.skipped, outputs=[os.fspath(journal)])
     for other in everyone:
-        keys = ("done", "failed", "output_tokens", "model_s", "model_wait_s", "failures")
+        keys = (
+            "done",
+            "failed",
+            "changed",
+            "output_tokens",
+            "model_s",
+            "model_wait_s",
+            "failures",
+            "changes",
+        )
         total.merge(Summary(**{k: other[k] for k in keys}))
         total.seconds = max(total.seconds, other["seconds"])
     return total

@@ -17,6 +17,7 @@ from typing import Any
 
 from vidpool.caption.fields import FIELDS
 from vidpool.caption.inputs import VideoItem
+from vidpool.options import plan_changes
 from vidpool.pipeline import Captioner, ModelOrPath
 from vidpool.pipeline.captioning import DECODE_TIMEOUT
 
@@ -79,6 +80,7 @@ class CaptionWorker:
         if decoded.plan is not None:
             p = decoded.plan
             record.update(method=p.method, budget=p.budget, frames=p.num_frames, visual_tokens=p.num_tokens)
+            record["plan_notes"] = plan_changes(p, self.captioner.plan_kwargs) or None
         if decoded.error is not None:
             return _failed(record, decoded.error)
         start = time.perf_counter()
