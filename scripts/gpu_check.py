@@ -250,7 +250,7 @@ def run_checks(
                     num_frames=num_frames,
                     method=method,
                     method_params=params,
-                    budget_tokens=wanted_budget,
+                    budget=wanted_budget,
                     max_new_tokens=max_new_tokens,
                 )
                 chat = VideoChat(video, model, device=device, plan=p, cache=FeatureCache(max_items=1))
@@ -326,7 +326,7 @@ def plan_only(frames: list[int], budget: int, memory: str, max_new_tokens: int) 
                 num_frames=num_frames,
                 method=method,
                 method_params=params,
-                budget_tokens=wanted,
+                budget=wanted,
                 max_memory=memory,
                 max_new_tokens=max_new_tokens,
             )

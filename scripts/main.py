@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, video: Path, question: str, truth: str | None,
     from vidpool.schedule import plan
 
     device = args.device or default_device()
-    options = {"budget_tokens": args.budget, "num_frames": args.frames, "max_new_tokens": args.max_new_tokens}
+    options = {"budget": args.budget, "num_frames": args.frames, "max_new_tokens": args.max_new_tokens}
     # planned from the folder's config files, as `vidpool plan` does, before anything heavy happens
     plans = [plan(video, folder, device, method=m, **options) for m in args.methods]
     frames = decode_once(video, plans)

@@ -273,7 +273,7 @@ def test_chat_passes_every_option_through(video, tiny, recorded, capsys):
     assert recorded["loads"] == [{"model": tiny, "device": "cpu"}]
     (options, plan), *_ = recorded["plans"]
     assert options == {
-        "budget_tokens": 24,
+        "budget": 24,
         "max_memory": 3 * 2**30,
         "num_frames": 5,
         "method": "progressive",
@@ -513,7 +513,7 @@ def test_a_budget_below_the_methods_smallest_fails_before_loading(video, tiny, n
     assert main([*plan_argv, "--budget", str(smallest)]) == 0
     capsys.readouterr()
     with pytest.raises(vidpool.BudgetError) as info:
-        vidpool.VideoChat(video, tiny, device="cpu", num_frames=4, method="slowfast", budget_tokens=2)
+        vidpool.VideoChat(video, tiny, device="cpu", num_frames=4, method="slowfast", budget=2)
     assert info.value.min_budget == smallest
 
 
@@ -546,7 +546,7 @@ def test_plan_changes_names_what_the_plan_changed(video, tiny):
     from vidpool import options
     from vidpool.schedule import plan
 
-    request = {"num_frames": 2000, "budget_tokens": None, "method": None}
+    request = {"num_frames": 2000, "budget": None, "method": None}
     planned = plan(video, tiny, "cpu", num_frames=2000)
     assert planned.num_frames == 48
     assert options.plan_changes(planned, request) == list(planned.notes)
@@ -607,9 +607,7 @@ def test_every_surface_resolves_no_device_with_the_one_rule(cuda_present, tiny, 
     expected = "cuda" if cuda_present else "cpu"
     assert options.default_device() == expected
     assert (
-        options.run_device(
-            None, None, dict.fromkeys(("num_frames", "budget_tokens", "method", "method_params"))
-        )
+        options.run_device(None, None, dict.fromkeys(("num_frames", "budget", "method", "method_params")))
         == expected
     )
     caption_options = {

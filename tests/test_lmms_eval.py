@@ -98,7 +98,7 @@ def test_model_args_parse_the_documented_keys():
     [
         ({"methd": "spatial"}, InvalidArgumentError, "unknown vidpool model_args ['methd']"),
         ({"method": "nope"}, UnknownMethodError, "unknown compression method 'nope'"),
-        ({"budget": -3.0}, InvalidArgumentError, "budget_tokens must be a positive integer"),
+        ({"budget": -3.0}, InvalidArgumentError, "budget must be a positive integer"),
         ({"frames": "many"}, InvalidArgumentError, "frames must be a positive integer"),
         ({"device": "tpu"}, InvalidArgumentError, "unsupported device 'tpu'"),
         ({"batch_size": "x"}, InvalidArgumentError, "batch_size must be a positive integer or 'auto'"),
@@ -273,9 +273,7 @@ def test_generate_until_answers_as_video_chat_does(lmm, task_dir):
 
     doc = lmm.task_dict["vidpool_synth"]["test"][1]
     free = answer({"max_new_tokens": 12})
-    chat = VideoChat(
-        str(task_dir / doc["video"]), lmm.model, num_frames=4, budget_tokens=16, method="spatial"
-    )
+    chat = VideoChat(str(task_dir / doc["video"]), lmm.model, num_frames=4, budget=16, method="spatial")
     assert free == chat.ask(doc["prompt"], max_new_tokens=12)
     assert chat.plan.budget == 16 and chat.plan.num_frames == 4
     # until: the answer ends before the stop string; max_new_tokens: no more tokens than asked
@@ -307,9 +305,7 @@ def test_multi_round_is_one_conversation_about_one_video(lmm, task_dir):
 
     args = ("ctx", rounds, {"max_new_tokens": 6}, 0, "vidpool_synth", "test")
     (outputs,) = lmm.generate_until_multi_round([_request("generate_until_multi_round", args, 0)])
-    chat = VideoChat(
-        str(task_dir / doc["video"]), lmm.model, num_frames=4, budget_tokens=16, method="spatial"
-    )
+    chat = VideoChat(str(task_dir / doc["video"]), lmm.model, num_frames=4, budget=16, method="spatial")
     expected = [chat.ask(doc["prompt"], max_new_tokens=6), chat.ask("And then?", max_new_tokens=6)]
     assert outputs == expected
     assert seen == [[], [expected[0]], expected]
@@ -335,7 +331,7 @@ def test_loglikelihood_is_the_lm_forward_over_the_spliced_prompt(lmm, task_dir):
     from vidpool.pipeline import VideoChat
 
     model = lmm.model
-    chat = VideoChat(to_visual(docs[0])[0], model, num_frames=4, budget_tokens=16, method="spatial")
+    chat = VideoChat(to_visual(docs[0])[0], model, num_frames=4, budget=16, method="spatial")
     visual = chat.visual_tokens("Which colour?")
     text = model.prompt_text("Which colour?", timestamps=chat.timestamps)
     before, after = text.split(VIDEO_MARKER)

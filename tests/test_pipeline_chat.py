@@ -109,7 +109,7 @@ def test_captioner(model, video):
 
 def test_progressive_on_a_model_without_text_tower(video):
     hf = loaded("tiny-llava-onevision")
-    chat = VideoChat(video, hf, num_frames=8, method="progressive", budget_tokens=40, max_new_tokens=3)
+    chat = VideoChat(video, hf, num_frames=8, method="progressive", budget=40, max_new_tokens=3)
     assert isinstance(chat.ask("what?"), str)
     # the budget is the method's; OneVision then ends the video with its image_newline token
     assert chat.visual_tokens("what?").shape[0] == chat.plan.num_tokens <= 40 + 1
@@ -118,7 +118,7 @@ def test_progressive_on_a_model_without_text_tower(video):
 def test_prompt_guided_chat_scores_with_the_joint_embeddings(model):
     frames = np.random.default_rng(2).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
     question = "Where is the ball?"
-    chat = VideoChat(frames, model, num_frames=4, method="prompt_guided", budget_tokens=8, max_new_tokens=4)
+    chat = VideoChat(frames, model, num_frames=4, method="prompt_guided", budget=8, max_new_tokens=4)
     tokens = chat.visual_tokens(question)
     encoded = chat._encoded()
     # a bare array of frames has no times
@@ -167,7 +167,7 @@ def _refuse_loading(monkeypatch):
         ({"max_new_tokens": 2.5}, InvalidArgumentError, "max_new_tokens"),
         ({"seed": "7"}, InvalidArgumentError, "seed"),
         ({"num_frames": 0}, InvalidArgumentError, "num_frames"),
-        ({"budget_tokens": -1}, InvalidArgumentError, "budget_tokens"),
+        ({"budget": -1}, InvalidArgumentError, "budget"),
         ({"method": "squash"}, vidpool.UnknownMethodError, "squash"),
         ({"device": "tpu"}, InvalidArgumentError, "unsupported device"),
     ],
@@ -196,7 +196,7 @@ def test_videochat_and_captioner_check_the_budget_and_the_video_before_loading(v
 
     tiny = checkpoint("tiny-native")
     _refuse_loading(monkeypatch)
-    too_small = {"num_frames": 4, "method": "slowfast", "budget_tokens": 2}
+    too_small = {"num_frames": 4, "method": "slowfast", "budget": 2}
     with pytest.raises(vidpool.BudgetError, match="smallest possible budget") as chat_error:
         VideoChat(video, tiny, device="cpu", **too_small)
     with pytest.raises(vidpool.BudgetError) as caption_error:
@@ -289,3 +289,26 @@ def test_caption_many_refuses_options_that_would_fail_every_video(model, video):
     captioner = Captioner(model, num_frames=4, max_new_tokens=5)
     with pytest.raises(InvalidArgumentError):
         captioner.caption_many([video, video], temperature=-1)
+
+
+def test_budget_tokens_is_the_deprecated_name_of_budget(model, video):
+    import warnings
+
+    from vidpool.options import renamed_budget
+
+    with pytest.warns(DeprecationWarning, match="budget="):
+        old = plan(video, model, "cpu", num_frames=4, method="progressive", budget_tokens=20)
+    assert old.budget == plan(video, model, "cpu", num_frames=4, method="progressive", budget=20).budget == 20
+    with pytest.warns(DeprecationWarning, match="budget="):
+        chat = VideoChat(video, model, num_frames=4, method="progressive", budget_tokens=20, max_new_tokens=2)
+    assert chat.plan.budget == 20
+    with pytest.warns(DeprecationWarning, match="budget="):
+        captioner = Captioner(model, num_frames=4, method="progressive", budget_tokens=20, max_new_tokens=2)
+    assert captioner.plan_kwargs["budget"] == 20
+    assert renamed_budget(64, None) == 64
+    with pytest.warns(DeprecationWarning, match="budget="):
+        assert renamed_budget(None, 64) == 64
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with pytest.raises(InvalidArgumentError, match="once"):
+            renamed_budget(32, 64)

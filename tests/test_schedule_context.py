@@ -52,7 +52,7 @@ def test_explicit_method_that_overflows_the_context_is_refused_with_the_numbers(
         plan(LONG_VIDEO, smollm2_like(), "cpu", num_frames=256, method="none", max_memory="64GB")
     message = str(err.value)
     assert "9216 visual" in message and "8192" in message
-    assert "num_frames <=" in message and "budget_tokens <=" in message
+    assert "num_frames <=" in message and "budget <=" in message
     assert err.value.context_length == 8192 and err.value.needed > 8192
     assert isinstance(err.value, InvalidArgumentError)  # usage error: the CLI exits 2
 
@@ -62,16 +62,16 @@ def test_suggested_frames_and_budget_do_fit():
         plan(LONG_VIDEO, smollm2_like(), "cpu", num_frames=256, method="none", max_memory="64GB")
     text = str(err.value)
     frames = int(text.split("num_frames <= ")[1].split()[0])
-    budget = int(text.split("budget_tokens <= ")[1].split()[0])
+    budget = int(text.split("budget <= ")[1].split()[0])
     p = plan(LONG_VIDEO, smollm2_like(), "cpu", num_frames=frames, method="none", max_memory="64GB")
     assert p.positions <= 8192 and p.notes == ()
-    p = plan(LONG_VIDEO, smollm2_like(), "cpu", num_frames=256, method="progressive", budget_tokens=budget)
+    p = plan(LONG_VIDEO, smollm2_like(), "cpu", num_frames=256, method="progressive", budget=budget)
     assert p.positions <= 8192 and p.num_frames == 256
 
 
 def test_explicit_budget_that_overflows_is_refused():
-    with pytest.raises(ContextLengthError, match="budget_tokens <="):
-        plan(None, smollm2_like(), "cpu", num_frames=512, budget_tokens=9000, max_memory="64GB")
+    with pytest.raises(ContextLengthError, match="budget <="):
+        plan(None, smollm2_like(), "cpu", num_frames=512, budget=9000, max_memory="64GB")
 
 
 def test_default_method_that_overflows_switches_to_a_budget_with_a_note():
@@ -120,7 +120,7 @@ def test_every_plan_fits_its_context(which, context):
                 device,
                 num_frames=frames,
                 method=method,
-                budget_tokens=budget,
+                budget=budget,
                 max_new_tokens=new,
                 max_memory=memory,
             )
@@ -236,8 +236,8 @@ def test_budget_works_on_every_tiny_checkpoint_and_agrees(name, budget):
     mode = kept.get("mode", "avg")
     suffix = 1 if name == "tiny-llava-onevision" else 0
     assert count == vidpool.num_output_tokens("spatial", (8, h, w), budget=budget, mode=mode) + suffix
-    from_folder = plan(None, checkpoint(name), "cpu", num_frames=8, budget_tokens=budget)
-    from_model = plan(None, model, "cpu", num_frames=8, budget_tokens=budget)
+    from_folder = plan(None, checkpoint(name), "cpu", num_frames=8, budget=budget)
+    from_model = plan(None, model, "cpu", num_frames=8, budget=budget)
     assert from_folder.num_tokens == from_model.num_tokens == count
     assert from_model.params == from_folder.params == kept and from_model.budget == budget
     features = model.encode_patches(vidpool_frames(8))
@@ -249,7 +249,7 @@ def test_a_budget_and_an_explicit_stride_conflict_clearly(name):
     with pytest.raises(InvalidArgumentError, match="budget=8 and stride=2"):
         loaded(name).num_visual_tokens(8, budget=8, stride=2)
     with pytest.raises(InvalidArgumentError, match="not both"):
-        plan(None, checkpoint(name), "cpu", num_frames=8, budget_tokens=8, method_params={"stride": 2})
+        plan(None, checkpoint(name), "cpu", num_frames=8, budget=8, method_params={"stride": 2})
 
 
 def test_an_explicit_size_replaces_the_default_stride():

@@ -84,7 +84,7 @@ def test_degrades_to_progressive_first():
         llava_7b_spec("progressive"),
         "cuda",
         num_frames=256,
-        budget_tokens=p.budget + 64,
+        budget=p.budget + 64,
         max_memory="24GB",
     )
     assert bigger.budget < p.budget + 64

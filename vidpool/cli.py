@@ -388,7 +388,7 @@ def _model(args: argparse.Namespace) -> str:
 def _run_options(args: argparse.Namespace) -> dict:
     return {
         "num_frames": args.frames,
-        "budget_tokens": args.budget,
+        "budget": args.budget,
         "method": args.method,
         "max_memory": args.gpu_memory if args.gpu_memory is not None else args.memory,
         "max_new_tokens": args.max_new_tokens,

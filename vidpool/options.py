@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "non_negative_int",
     "plan_changes",
     "positive_int",
+    "renamed_budget",
     "run_device",
 ]
 
@@ -132,15 +134,33 @@ def check_generation(
         raise InvalidArgumentError(f"seed must be an integer or None, got {seed!r}")
 
 
+def renamed_budget(budget: Any, budget_tokens: Any) -> Any:
+    """The token budget given as ``budget=``, or as ``budget_tokens=``, its earlier name (accepted with a
+    :class:`DeprecationWarning` until vidpool 1.0)."""
+    if budget_tokens is None:
+        return budget
+    warnings.warn(
+        "budget_tokens= is now budget= (the name vidpool.compress and every model use); "
+        "budget_tokens= will be removed in vidpool 1.0",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if budget is not None and budget != budget_tokens:
+        raise InvalidArgumentError(
+            f"pass the token budget once, as budget= (got {budget} and {budget_tokens})"
+        )
+    return budget_tokens
+
+
 def check_planning(
     *,
     num_frames: Any = None,
-    budget_tokens: Any = None,
+    budget: Any = None,
     method: Any = None,
     method_params: Any = None,
 ) -> None:
     """Refuse planning options that no plan can take (``None`` means the model's default)."""
-    for name, value in (("num_frames", num_frames), ("budget_tokens", budget_tokens)):
+    for name, value in (("num_frames", num_frames), ("budget", budget)):
         if value is not None and (not _is_int(value) or value < 1):
             raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
     if method is not None:
@@ -177,9 +197,7 @@ def run_device(device: str | None, plan_: Any, plan_options: dict[str, Any]) -> 
     """The device a run uses (``device``, else the plan's, else :func:`default_device`), once it and the
     planning options are known to be usable; options that a given ``plan_`` would ignore are refused."""
     if plan_ is None:
-        check_planning(
-            **{k: plan_options[k] for k in ("num_frames", "budget_tokens", "method", "method_params")}
-        )
+        check_planning(**{k: plan_options[k] for k in ("num_frames", "budget", "method", "method_params")})
         return check_device(device or default_device())
     given = sorted(k for k, v in plan_options.items() if v is not None)
     if given:
@@ -240,7 +258,7 @@ def plan_changes(plan_: Any, request: dict[str, Any] | None = None) -> list[str]
 
     The lines are the plan's notes (fewer frames than the video or the request, another method or a
     smaller budget to fit the context or the memory, layers offloaded), then a line for any option of
-    ``request`` (:func:`vidpool.plan`'s ``num_frames``, ``budget_tokens``, ``method``; ``None``: the
+    ``request`` (:func:`vidpool.plan`'s ``num_frames``, ``budget``, ``method``; ``None``: the
     model's default) whose planned value differs and that no note names.
     """
     lines = [str(note) for note in plan_.notes]
@@ -248,7 +266,7 @@ def plan_changes(plan_: Any, request: dict[str, Any] | None = None) -> list[str]
     for key, field, what in (
         ("num_frames", "num_frames", "frames"),
         ("method", "method", "method"),
-        ("budget_tokens", "budget", "budget"),
+        ("budget", "budget", "budget"),
     ):
         want, got = asked.get(key), getattr(plan_, field)
         if want is not None and want != got and not any(str(got) in line for line in lines):

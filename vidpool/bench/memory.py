@@ -75,7 +75,7 @@ def _planned(spec: Any, method: str, fraction: float, frames: int, device: str) 
             device,
             num_frames=frames,
             method=method,
-            budget_tokens=budget,
+            budget=budget,
             max_new_tokens=MAX_NEW_TOKENS,
         )
     except VidpoolError as exc:

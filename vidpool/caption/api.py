@@ -59,7 +59,7 @@ def caption_videos(
             actors (default: one per GPU, else one) and videos per actor call.
         worker_options: :class:`~vidpool.caption.worker.CaptionWorker`'s (``decode_timeout`` and the
             :class:`~vidpool.pipeline.Captioner`'s): ``model``, ``device``, ``prompt``,
-            ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``num_frames``, ``budget_tokens``,
+            ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``, ``num_frames``, ``budget``,
             ``method``, ``method_params``, ``max_memory``, ``decode_timeout``.
     """
     if engine not in ENGINES:

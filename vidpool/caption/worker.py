@@ -44,7 +44,7 @@ class CaptionWorker:
         decode_timeout: seconds a probe or decode may stall before the video fails with
             ``DecodeTimeoutError``.
         options: the ``Captioner``'s: ``device``, ``prompt``, ``max_new_tokens``, ``temperature``,
-            ``top_p``, ``seed``, ``num_frames``, ``budget_tokens``, ``method``, ``method_params``,
+            ``top_p``, ``seed``, ``num_frames``, ``budget``, ``method``, ``method_params``,
             ``max_memory``.
     """
 

@@ -160,7 +160,7 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
     default_method = getattr(model.config, "method", None)
 
     def respond(message, history, frames, method, budget, temperature, max_new_tokens, session_key):
-        request = {"num_frames": int(frames), "method": method or None, "budget_tokens": int(budget) or None}
+        request = {"num_frames": int(frames), "method": method or None, "budget": int(budget) or None}
         for reply in service.respond(
             message,
             history,

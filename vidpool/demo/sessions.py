@@ -16,13 +16,13 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from vidpool.demo.config import DemoConfig
 from vidpool.demo.decode import DecodedVideo, decode_upload
 from vidpool.demo.stages import StageRelay, answer_tag, scrub_paths, stage_line, stream_with_stages, tagged
 from vidpool.errors import VidpoolError
+from vidpool.video import Frames
 
 __all__ = ["ASK_FIRST", "ChatService", "Reply", "Session", "SessionStore", "UploadCheck", "model_turns"]
 
@@ -247,7 +247,7 @@ class ChatService:
 
         key = (id(session.video), *sorted(options.items()))
         if session.chat is None or session.chat_options != key:
-            video = SimpleNamespace(frames=session.video.frames, timestamps=session.video.timestamps)
+            video = Frames(session.video.frames, session.video.timestamps)
             session.chat = VideoChat(
                 video, self.model, device=self.device, cache=session.cache, progress=session.relay, **options
             )
@@ -300,7 +300,7 @@ class ChatService:
                 return
             options = {
                 "num_frames": int(frames),
-                "budget_tokens": int(budget) if budget else None,
+                "budget": int(budget) if budget else None,
                 "method": method or None,
                 "temperature": float(temperature),
                 "max_new_tokens": int(max_new_tokens),

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
-from vidpool.options import DEFAULT_CAPTION_MAX_NEW_TOKENS, check_caption_options, generation_options
+from vidpool.options import (
+    DEFAULT_CAPTION_MAX_NEW_TOKENS,
+    check_caption_options,
+    generation_options,
+    renamed_budget,
+)
 from vidpool.pipeline.chat import VideoChat, _package, _video_info
 from vidpool.pipeline.loading import ModelOrPath, plan_before_loading
 from vidpool.pipeline.trace import Trace
@@ -53,7 +58,7 @@ class Caption:
         return self.text or ""
 
 
-_PLAN_KEYS = ("num_frames", "budget_tokens", "method", "method_params", "max_memory")
+_PLAN_KEYS = ("num_frames", "budget", "method", "method_params", "max_memory")
 _GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
 
 
@@ -61,7 +66,7 @@ class Captioner:
     """Caption videos with one model: ``Captioner(model=...).caption(video) -> str``.
 
     Each video gets its own plan (its length differs); the model is loaded once. ``plan_kwargs`` are
-    :func:`vidpool.plan`'s ``num_frames``, ``budget_tokens``, ``method``, ``method_params`` and
+    :func:`vidpool.plan`'s ``num_frames``, ``budget``, ``method``, ``method_params`` and
     ``max_memory``; ``max_new_tokens``, ``temperature``, ``top_p`` and ``seed`` are the generation
     defaults (a call's own options override them). All of them are checked before the model loads.
     ``device`` ``None`` is :func:`vidpool.options.default_device` (``"cuda"`` when torch sees a GPU).
@@ -84,6 +89,9 @@ class Captioner:
         progress: ProgressCallback | None = None,
         **plan_kwargs: Any,
     ) -> None:
+        if "budget_tokens" in plan_kwargs:
+            budget = renamed_budget(plan_kwargs.get("budget"), plan_kwargs.pop("budget_tokens"))
+            plan_kwargs["budget"] = budget
         unknown = sorted(set(plan_kwargs) - set(_PLAN_KEYS))
         if unknown:
             raise InvalidArgumentError(

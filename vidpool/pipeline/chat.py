@@ -22,6 +22,7 @@ from vidpool.options import (
     check_video,
     check_with_plan,
     generation_options,
+    renamed_budget,
     run_device,
 )
 from vidpool.pipeline.encoding import encode_video
@@ -54,7 +55,7 @@ class VideoChat:
             default model (:func:`vidpool.models.default_model`).
         device: where the run happens; the plan is made for it (default: the plan's, else
             :func:`vidpool.options.default_device`: ``"cuda"`` when torch sees a GPU, else ``"cpu"``).
-        plan: a ready plan; otherwise one is made with ``num_frames``, ``budget_tokens``, ``method``,
+        plan: a ready plan; otherwise one is made with ``num_frames``, ``budget``, ``method``,
             ``method_params``, ``max_memory`` and ``max_new_tokens`` (see :func:`vidpool.plan`).
             Give one or the other: options that a given plan would silently ignore are refused.
         cache: a ``vidpool.encode.FeatureCache`` to share features between chats (default: a private one).
@@ -63,6 +64,7 @@ class VideoChat:
         temperature, top_p, seed: generation defaults for :meth:`ask`.
         progress: a ``progress(stage, done, total)`` callback for loading, encoding, compressing and
             prefill (see :mod:`vidpool.progress`).
+        budget_tokens: the earlier name of ``budget`` (accepted with a DeprecationWarning).
 
     Raises:
         InvalidArgumentError, UnknownMethodError, VideoNotFoundError, VideoDecodeError, BudgetError: for a
@@ -80,7 +82,7 @@ class VideoChat:
         device: str | None = None,
         plan: Plan | None = None,
         num_frames: int | None = None,
-        budget_tokens: int | None = None,
+        budget: int | None = None,
         method: str | None = None,
         method_params: dict[str, Any] | None = None,
         max_memory: Any = None,
@@ -90,9 +92,10 @@ class VideoChat:
         top_p: float = 1.0,
         seed: int | None = None,
         progress: ProgressCallback | None = None,
+        budget_tokens: int | None = None,
     ) -> None:
         plan_options = {
-            "budget_tokens": budget_tokens,
+            "budget": renamed_budget(budget, budget_tokens),
             "max_memory": max_memory,
             "num_frames": num_frames,
             "method": method,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
-from vidpool.options import DEFAULT_MAX_NEW_TOKENS, default_device
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS, default_device, renamed_budget
 from vidpool.schedule import steps
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
 from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec
@@ -204,7 +204,7 @@ def plan(
     model: Any,
     device: str | None = None,
     *,
-    budget_tokens: int | None = None,
+    budget: int | None = None,
     max_memory: Any = None,
     num_frames: int | None = None,
     method: str | None = None,
@@ -212,6 +212,7 @@ def plan(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     prompt_tokens: int | None = None,
     min_tokens_per_frame: int = MIN_TOKENS_PER_FRAME,
+    budget_tokens: int | None = None,
 ) -> Plan:
     """Plan a run of ``model`` over a video on ``device`` without loading weights or decoding frames.
 
@@ -219,7 +220,8 @@ def plan(
         video_info: a ``VideoInfo`` (or a path, probed), or None when the length is unknown.
         model: a loaded ``VideoLM``, a checkpoint folder, a ``ModelSpec`` or a dict of its fields.
         device: ``"cpu"`` or ``"cuda[:N]"`` (``None``: :func:`vidpool.options.default_device`).
-        budget_tokens: the compression method's token budget (default: the model config's). It replaces
+        budget: the compression method's token budget (default: the model config's; ``budget_tokens``
+            is its earlier name, accepted with a DeprecationWarning). It replaces
             the method's default shape parameters (``spatial``'s ``stride``/``size``...); a model that ends
             a video with learned tokens (LLaVA-OneVision's ``image_newline``) adds them.
         max_memory: bytes the run may use on ``device``, weights included (``24GB``, ``16GiB``, an int, or an
@@ -244,6 +246,7 @@ def plan(
     """
     import torch
 
+    budget = renamed_budget(budget, budget_tokens)
     device = device or default_device()
     cuda = torch.device(device).type == "cuda"
     spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=torch.device(device).type)
@@ -262,7 +265,7 @@ def plan(
         num_frames=num_frames,
         method=method,
         method_params=method_params,
-        budget_tokens=budget_tokens,
+        budget=budget,
         video_frames=video_frames,
         min_tokens_per_frame=min_tokens_per_frame,
         notes=notes,

@@ -2,7 +2,7 @@
 
 0. **Context** (:func:`fit_context`): visual tokens + prompt + ``max_new_tokens`` must fit in the LM's
    context. A request whose token count the caller fixed (``method``, ``method_params`` or
-   ``budget_tokens`` given) is refused when it does not fit, and so is one whose frames the caller
+   ``budget`` given) is refused when it does not fit, and so is one whose frames the caller
    fixed (``num_frames`` given) when even :data:`MIN_TOKENS_PER_FRAME` a frame would not fit. Otherwise
    the checkpoint's default method gives way to progressive pooling with the largest budget that fits
    (never below the floor a frame), then to fewer frames.
@@ -98,7 +98,7 @@ def resolve_request(
     num_frames: int | None,
     method: str | None,
     method_params: dict[str, Any] | None,
-    budget_tokens: int | None,
+    budget: int | None,
     video_frames: int | None,
     min_tokens_per_frame: int,
     notes: list[str],
@@ -112,8 +112,8 @@ def resolve_request(
     if video_frames is not None and frames > video_frames:
         notes.append(f"the video has only {video_frames} frames; sampling all of them")
         frames = video_frames
-    tokens_given = method is not None or method_params is not None or budget_tokens is not None
-    method, params, budget = spec.resolve_compression(method, budget_tokens, method_params)
+    tokens_given = method is not None or method_params is not None or budget is not None
+    method, params, budget = spec.resolve_compression(method, budget, method_params)
     tokens = spec.num_visual_tokens(frames, method, budget, params)
     patches = spec.grid[0] * spec.grid[1]
     floor = max(1, min(int(min_tokens_per_frame), patches, tokens // frames))
@@ -157,7 +157,7 @@ def fit_context(search: PlanSearch, req: Request, notes: list[str]) -> Request:
         budget = search.largest_context_budget(req.frames, 1, req.tokens)
         if budget is not None:
             advice.append(
-                f"budget_tokens <= {budget[0]} (--budget) with a method that takes one, such as 'progressive'"
+                f"budget <= {budget[0]} (--budget) with a method that takes one, such as 'progressive'"
             )
         advice.append("fewer max_new_tokens, or a model with a longer context")
         raise _context_error(search, req, "pass " + ", or ".join(advice))

@@ -100,7 +100,7 @@ def parse_model_args(**kwargs: Any) -> ModelArgs:
     method = kwargs.get("method")
     if method is not None:
         method = str(method)
-    check_planning(num_frames=frames, budget_tokens=budget, method=method)
+    check_planning(num_frames=frames, budget=budget, method=method)
     device = kwargs.get("device")
     device = check_device(str(device) if device is not None else default_device())
     memory = kwargs.get("memory")
@@ -174,7 +174,7 @@ class VidpoolLMM(lmms):
             self.model,
             device=self.args.device,
             num_frames=self.args.frames,
-            budget_tokens=self.args.budget,
+            budget=self.args.budget,
             method=self.args.method,
             max_memory=self.args.memory,
             max_new_tokens=max_new_tokens,
