@@ -212,6 +212,7 @@ def run_checks(
     from vidpool.encode import FeatureCache
     from vidpool.pipeline import VideoChat
     from vidpool.schedule import format_bytes, plan
+    from vidpool.video import Frames
 
     start = time.perf_counter()
     if checkpoint:
@@ -230,8 +231,11 @@ def run_checks(
         vision_memory(model, device, [(48, 64), (96, 128)] if tiny else [(384, 682), (720, 1280)])
 
     height, width = (48, 64) if tiny else (384, 682) if llava else (336, 448)
-    video = torch.randint(0, 256, (max(frames), height, width, 3), dtype=torch.uint8).numpy()
-    info = SimpleNamespace(num_frames=len(video), duration=None, width=width, height=height)
+    # frames as a decoded 30 fps video gives them, with their times (the prompt names them)
+    video = Frames.at_rate(
+        torch.randint(0, 256, (max(frames), height, width, 3), dtype=torch.uint8).numpy(), 30
+    )
+    info = SimpleNamespace(num_frames=len(video), duration=len(video) / 30, width=width, height=height)
     question = "What happens in this video?"
     rows = []
     header = f"{'frames':>6}  {'method':<12} {'tokens':>7}  {'predicted':>10}  {'measured':>10}  {'ratio':>5}  {'TTFT':>7}"
