@@ -92,21 +92,15 @@ class Summary:
         """Lines that name what the counts of :meth:`line` do not: the files skipped because they are
         not videos, the videos whose plan changed the request (fewer frames than asked, a smaller
         budget), and each failed video with its error."""
-        out = []
-        if self.not_videos:
-            out.append(not_videos_line(self.not_videos))
+        out = [not_videos_line(self.not_videos)] if self.not_videos else []
         if self.changed:
             videos = "video was" if self.changed == 1 else "videos were"
-            out.append(f"{self.changed} {videos} planned otherwise than asked (plan_notes in the output):")
-            out += [f"  {path}: {notes}" for path, notes in self.changes]
-            if self.changed > len(self.changes):
-                out.append(f"  and {self.changed - len(self.changes)} more")
+            heading = f"{self.changed} {videos} planned otherwise than asked (plan_notes in the output):"
+            out += _named_list(heading, self.changes, self.changed)
         if self.failed:
             videos = "video" if self.failed == 1 else "videos"
-            out.append(f"{self.failed} {videos} failed (each has an error line in the output):")
-            out += [f"  {path}: {error}" for path, error in self.failures]
-            if self.failed > len(self.failures):
-                out.append(f"  and {self.failed - len(self.failures)} more")
+            heading = f"{self.failed} {videos} failed (each has an error line in the output):"
+            out += _named_list(heading, self.failures, self.failed)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +110,14 @@ class Summary:
         out.update(changed=self.changed, changes=[list(c) for c in self.changes])
         out.update(videos_per_s=self.videos_per_s, tokens_per_s=self.tokens_per_s, wait_share=self.wait_share)
         return out
+
+
+def _named_list(heading: str, named: Sequence[tuple[str, str]], count: int) -> list[str]:
+    """``heading``, then one ``path: what`` line for each of ``named``, then how many more of ``count``."""
+    lines = [heading, *(f"  {path}: {what}" for path, what in named)]
+    if count > len(named):
+        lines.append(f"  and {count - len(named)} more")
+    return lines
 
 
 def not_videos_line(names: Sequence[str]) -> str:
