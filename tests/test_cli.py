@@ -600,7 +600,6 @@ def test_every_surface_resolves_no_device_with_the_one_rule(cuda_present, tiny, 
     from vidpool.cli import _device, build_parser
     from vidpool.demo import DemoConfig
     from vidpool.integrations.lmms_eval.model import ModelArgs, parse_model_args
-    from vidpool.llm.loading import LoadOptions
     from vidpool.pipeline import load
     from vidpool.schedule import plan
 
@@ -621,7 +620,6 @@ def test_every_surface_resolves_no_device_with_the_one_rule(cuda_present, tiny, 
     for argv in (["chat", "v.mp4", "Hi?"], ["plan", "v.mp4"], ["caption", "v.mp4", "--out", "o.jsonl"]):
         assert _device(build_parser().parse_args(argv)) == expected
     assert DemoConfig().resolved_device() == expected
-    assert LoadOptions.of({}).device == expected  # vidpool.llm.load_model without device=
     assert build_parser().parse_args(["bench", "fidelity"]).device is None  # then default_device()
     assert parse_model_args().device == expected and ModelArgs().device == expected
     assert plan(None, tiny, max_memory="8GB").device == expected

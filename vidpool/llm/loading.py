@@ -19,7 +19,6 @@ import torch
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.llm.compat import dtype_kwargs, faster_gguf_loading
 from vidpool.llm.config import CONFIG_NAME
-from vidpool.options import default_device
 from vidpool.schedule.spec import register_kind_detector
 
 __all__ = [
@@ -167,8 +166,9 @@ class LoadOptions:
     """How to load a checkpoint: placement, weight dtype, attention kernel and the safety switches.
 
     Attributes:
-        device: where to put the whole model when ``device_map`` is not given (default:
-            :func:`vidpool.options.default_device`, CUDA when torch sees a GPU, else the CPU).
+        device: where to put the whole model when ``device_map`` is not given (default ``"cpu"``, as
+            ``from_pretrained``: this is a building block; the runs that load a model for you,
+            ``VideoChat``, ``Captioner`` and every command, pass :func:`vidpool.options.default_device`).
         dtype: weight dtype (default float32 on CPU, bfloat16 on CUDA).
         device_map, max_memory: accelerate placement and CPU/disk offload (e.g. ``device_map="auto"``).
         attn_implementation: default ``"sdpa"``, or ``"flash_attention_2"`` when flash-attn is installed.
@@ -176,7 +176,7 @@ class LoadOptions:
         trust_remote_code: allow a checkpoint's own Python code to run (off by default).
     """
 
-    device: str | torch.device | None = None
+    device: str | torch.device = "cpu"
     dtype: torch.dtype | str | None = None
     device_map: Any = None
     max_memory: dict[Any, Any] | None = None
@@ -191,8 +191,6 @@ class LoadOptions:
         unknown = sorted(set(options) - set(names))
         if unknown:
             raise InvalidArgumentError(f"unknown load option(s) {unknown}; the options are {names}")
-        if options.get("device") is None:
-            options = {**options, "device": default_device()}
         return cls(**options)
 
     @property

@@ -103,7 +103,7 @@ def untrusted_reason(index: FrameIndex, info: VideoInfo, path: Path | None = Non
     if "mpegts" in info.container.split(","):
         return "MPEG-TS files"
     if index.output_order:
-        return "files whose timestamps do not give the display order (AVI with B-frames)"
+        return "files whose timestamps do not give the display order (such as AVI or MPEG-PS with B-frames)"
     if info.b_frames and info.codec not in _REORDER_SAFE:
         return f"{info.codec} video with B-frames"
     if info.codec in _UNSUPPORTED:
