@@ -8,6 +8,7 @@ from __future__ import annotations
 # Importing the method modules registers them.
 from vidpool.compression import (  # noqa: F401
     adaptive,
+    baselines,
     flatten,
     progressive,
     prompt_guided,
@@ -16,6 +17,7 @@ from vidpool.compression import (  # noqa: F401
     spatiotemporal,
     spp,
     temporal_merge,
+    vidcom2,
 )
 from vidpool.compression.api import compress, num_output_tokens, resolve
 from vidpool.compression.budget import grid_for_budget, plane_for_budget
