@@ -18,6 +18,8 @@ SINGLE_FEED = {
     "prompt_guided": {"kernel": (2, 3, 3)},
     "progressive": {"num_fine": 3, "fine_grid": (6, 5), "coarse_grid": (2, 5)},
     "temporal_merge": {"budget": 200},
+    "random_drop": {"budget": 200, "seed": 5},
+    "frame_subsample": {"num_frames": 3},
 }
 
 
@@ -45,6 +47,8 @@ def test_list_methods_names_the_registry():
         "spp",
         "progressive",
         "temporal_merge",
+        "random_drop",
+        "frame_subsample",
     }
     for name in METHODS:
         assert vidpool.get_method(name).name == name
