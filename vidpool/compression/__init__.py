@@ -9,6 +9,8 @@ from __future__ import annotations
 from vidpool.compression import (  # noqa: F401
     adaptive,
     baselines,
+    divprune,
+    fastvid,
     flatten,
     progressive,
     prompt_guided,
