@@ -20,7 +20,7 @@ SINGLE_FEED = {
     "temporal_merge": {"budget": 200},
     "random_drop": {"budget": 200, "seed": 5},
     "frame_subsample": {"num_frames": 3},
-    "divprune": {"budget": 200},
+    "vidcom2": {"budget": 200},
 }
 
 
@@ -50,7 +50,7 @@ def test_list_methods_names_the_registry():
         "temporal_merge",
         "random_drop",
         "frame_subsample",
-        "divprune",
+        "vidcom2",
     }
     for name in METHODS:
         assert vidpool.get_method(name).name == name
@@ -119,7 +119,7 @@ def test_half_precision(x, name, dtype):
     ref = vidpool.compress(x, name, **kw)
     out = vidpool.compress(x.to(dtype), name, **kw)
     assert out.tokens.dtype == dtype
-    if name in ("temporal_merge", "divprune"):  # content-dependent decisions may flip at the threshold
+    if name in ("temporal_merge", "vidcom2"):  # content-dependent decisions may flip at the threshold
         return
     tol = 2e-2 if dtype == torch.bfloat16 else 3e-3
     assert torch.allclose(out.tokens.float(), ref.tokens, atol=tol * 4, rtol=tol)
@@ -242,6 +242,7 @@ print((after - before) * 1024 / (x.numel() * 4), out.tokens.numel() / x.numel())
         ("spp", 1),
         ("progressive", 2),
         ("temporal_merge", 1),
+        ("vidcom2", 2),
     ],
 )
 def test_compress_never_copies_the_input(name, batch):

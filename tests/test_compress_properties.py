@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import vidpool
 from vidpool import BudgetError
 
-ADAPTIVE_TO_BUDGET = ["adaptive", "prompt_guided", "progressive", "slowfast", "temporal_merge"]
+ADAPTIVE_TO_BUDGET = ["adaptive", "prompt_guided", "progressive", "slowfast", "temporal_merge", "vidcom2"]
 FIXED = ["none", "spatiotemporal", "spp"]
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 9), st.integers(1, 9))

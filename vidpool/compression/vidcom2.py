@@ -54,26 +54,31 @@ def uniqueness(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def frame_budgets(share: torch.Tensor, total: int, cap: int) -> torch.Tensor:
     """Whole per-frame budgets ``[B, T]`` from real shares ``[B, T]`` that sum to ``total``.
 
-    Largest remainders: each frame gets ``⌊share⌋`` clamped to ``[1, cap]``, then the tokens still to
-    give (or take back, when the floor of 1 overspent) go one per frame to the frames furthest below
-    (above) their share, ties to the earlier frame, skipping frames at ``cap`` (at 1), until the sum
-    is ``total``. Needs ``T <= total <= T·cap``.
+    Each frame starts from ``⌊share⌋`` clamped to ``[1, cap]``; the tokens still to give then go one
+    at a time to the frame furthest below its share (``share − k`` largest, ties to the earlier
+    frame) that is under ``cap``; when the floor of 1 overspent, tokens are taken back one at a time
+    from the frame furthest above its share that has more than one. Without clamping this is the
+    largest-remainder rule. Needs ``T <= total <= T·cap``.
+
+    The one-at-a-time picks are done at once: the ``j``-th extra token of frame ``t`` is worth
+    ``share_t − k_t − j`` when it is picked, so the picks are the ``|missing|`` best of those values.
     """
     k = share.floor().clamp(1, cap).long()
-    while True:
-        missing = total - k.sum(1, keepdim=True)  # [B, 1]
-        if not bool(missing.any()):
-            return k
-        give = missing > 0
-        movable = torch.where(give, k < cap, k > 1)
-        gap = share - k
-        key = torch.where(give, gap, -gap).masked_fill(~movable, float("-inf"))
-        order = key.argsort(dim=1, descending=True, stable=True)
-        rank = torch.empty_like(order).scatter_(
-            1, order, torch.arange(k.shape[1], device=k.device).expand_as(k)
-        )
-        step = movable & (rank < missing.abs())
-        k = k + step.long() * missing.sign()
+    missing = total - k.sum(1)  # [B]
+    if not bool(missing.any()):
+        return k
+    steps = torch.arange(min(int(missing.abs().max()), cap), device=k.device)
+    give = (missing > 0).unsqueeze(1)  # [B, 1]
+    over = (k - share).unsqueeze(-1)
+    value = torch.where(give.unsqueeze(-1), -over - steps, over - steps)
+    room = torch.where(give, cap - k, k - 1).unsqueeze(-1)
+    value = value.masked_fill(steps >= room, float("-inf")).flatten(1)  # [B, T·J], frame-major
+    order = value.argsort(dim=1, descending=True, stable=True)  # stable: ties to the earlier frame
+    rank = torch.empty_like(order).scatter_(
+        1, order, torch.arange(order.shape[1], device=k.device).expand_as(order)
+    )
+    picked = (rank < missing.abs().unsqueeze(1)).view(*k.shape, -1).sum(-1)
+    return k + picked * missing.sign().unsqueeze(1)
 
 
 @register
@@ -86,8 +91,9 @@ class VidCom2(Method):
     * ``temperature`` (default 0.01, the authors' code) sharpens the softmax over frame uniqueness; a
       large one gives every frame the same share.
     * Frame ``t`` gets ``N/T · (1 + σ_t − 1/T)`` tokens rounded by largest remainders to whole tokens in
-      ``[1, H·W]`` that sum to ``N`` (:func:`frame_budgets`); within a frame ties keep the earlier
-      position. Output tokens are time-major; a kept token is the input at its position.
+      ``[1, H·W]`` that sum to ``N`` (:func:`frame_budgets`: what a full frame cannot take goes to the
+      frames furthest below their share); within a frame ties keep the earlier position. Output
+      tokens are time-major; a kept token is the input at its position.
 
     Choices of this port: uniqueness is cosine similarity on the full embeddings, as the paper writes
     it. The authors' released code instead scores with a sum of Gaussian kernels (widths 2^-3..2)
