@@ -98,11 +98,11 @@ def test_tau_alone_splits_a_slowly_changing_video_only_at_big_drops():
 
 def test_anchors_are_the_density_peaks_of_a_slow_reference():
     torch.manual_seed(4)
-    # One segment of 5 frames (c=1, tau=-1 cuts nothing): anchor frames 0 and 4 (every p=4 from the last).
-    x = torch.randn(1, 5, 3, 3, 5, dtype=torch.float64)
+    # One segment of 6 frames (c=1, tau=-1 cuts nothing): anchor frames 1 and 5 (every p=4 back from the last).
+    x = torch.randn(1, 6, 3, 3, 5, dtype=torch.float64)
     out = vidpool.compress(x, "fastvid", budget=6, c=1, tau=-1.0, p=4)
     expected = []
-    for f in (0, 4):
+    for f in (1, 5):
         scores = reference_scores(x[0, f].reshape(9, 5))
         top = sorted(range(9), key=lambda i: (-scores[i], i))[:3]
         expected += [f * 9 + i for i in sorted(top)]
