@@ -100,6 +100,20 @@ def test_frame_budgets_are_the_one_at_a_time_largest_remainders(seed):
         assert int(got[b].sum()) == total and int(got[b].min()) >= 1 and int(got[b].max()) <= cap
 
 
+@pytest.mark.parametrize(
+    "share,total,cap,expected",
+    [
+        ([2.5, 2.5, 2.5, 2.5], 10, 5, [3, 3, 2, 2]),  # equal remainders: the earlier frames first
+        ([0.5, 0.5, 3.0, 3.0], 7, 5, [1, 1, 2, 3]),  # the floor of 1 overspent: taken back, earlier first
+        ([0.2, 0.3, 9.5], 10, 4, [3, 3, 4]),  # a full frame's excess goes to the others
+    ],
+)
+def test_frame_budget_ties_and_clamps(share, total, cap, expected):
+    assert _greedy_budgets(share, total, cap) == expected
+    got = frame_budgets(torch.tensor([share], dtype=torch.float64), total, cap)
+    assert got.tolist() == [expected]
+
+
 def test_the_unique_frame_gets_the_largest_share_and_shares_sum_to_the_budget():
     torch.manual_seed(0)
     t, h, w, c = 8, 6, 6, 16
