@@ -2,6 +2,9 @@
 
 An *arm* is a method at a budget fraction, a budgeted control (``random_drop``, ``frame_subsample``) at
 a fraction, or a fixed control (``full``, ``middle_frame``, ``shuffled``, ``text_only``) with no budget.
+The budgeted controls are the methods of those names run through ``vidpool.compress`` (see
+:func:`vidpool.bench.synth.controls.control_compressed`); they run once, as controls, even when named
+among the methods.
 A budget fraction ``f`` of a ``[T, h, w, C]`` video asks for ``max(1, round(f · T·h·w))`` tokens; a
 method may give fewer (or, for content-dependent ones, a different number): the count it gave is kept.
 """
@@ -80,8 +83,11 @@ class Column:
 
 
 def arms_for(methods: Sequence[str], fractions: Sequence[float]) -> list[Arm]:
-    """Every method and budgeted control at every fraction, then the fixed controls."""
-    arms = [Arm(m, f) for m in methods for f in fractions]
+    """Every method and budgeted control at every fraction, then the fixed controls.
+
+    A method that is also a budgeted control (``random_drop``) runs once, as the control.
+    """
+    arms = [Arm(m, f) for m in methods if m not in BUDGETED_CONTROLS for f in fractions]
     arms += [Arm(c, f, control=True) for c in BUDGETED_CONTROLS for f in fractions]
     arms += [Arm(c, None, control=True) for c in FIXED_CONTROLS]
     return arms

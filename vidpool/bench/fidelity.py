@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidpool.bench.arms import Arm, Column, arms_for, item_seed
+from vidpool.bench.arms import BUDGETED_CONTROLS, Arm, Column, arms_for, item_seed
 from vidpool.errors import InvalidArgumentError
 from vidpool.models import portable_path
 
@@ -231,7 +231,7 @@ def _comparison_pairs(methods: Sequence[str], fractions: Sequence[float]) -> lis
         if "prompt_guided" in methods and "spatial" in methods:
             pairs.append(("prompt_guided vs spatial", f"prompt_guided@{f:g}", f"spatial@{f:g}"))
     for m in methods:
-        for f in fractions:
+        for f in fractions if m not in BUDGETED_CONTROLS else ():
             pairs.append((f"{m} vs random_drop", f"{m}@{f:g}", f"random_drop@{f:g}"))
     reference = "none@1" if "none" in methods and 1.0 in fractions else "full"
     if "progressive" in methods:
@@ -317,7 +317,8 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     s = check_settings(settings)
     started = time.perf_counter()
     families = list(s.families or FAMILIES)
-    methods = list(s.methods or vidpool.list_methods())
+    # The baselines run as the budgeted controls (dotted in the plots), not a second time as methods.
+    methods = list(s.methods or [m for m in vidpool.list_methods() if m not in BUDGETED_CONTROLS])
     out = Path(s.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     pairs = _comparison_pairs(methods, s.budgets)

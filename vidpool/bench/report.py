@@ -39,6 +39,12 @@ def _by_family(results: dict, section: dict | None = None) -> dict[str, dict[str
     return out
 
 
+def _names(results: dict) -> list[str]:
+    """The methods, then the budgeted controls (a baseline named among the methods ran as its control)."""
+    controls = ("random_drop", "frame_subsample")
+    return [m for m in results["settings"]["methods"] if m not in controls] + list(controls)
+
+
 def _short(cell: dict | None) -> str:
     return "-" if cell is None or cell["accuracy"] is None else f"{cell['accuracy']['value']:.2f}"
 
@@ -81,7 +87,7 @@ def format_table(results: dict[str, Any]) -> str:
     ``*`` marks a cell where some questions' videos could not meet the budget (its ``n`` is smaller).
     """
     budgets = results["settings"]["budgets"]
-    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    names = _names(results)
     width = max(len(n) for n in names)
     col = 20
     lines = []
@@ -154,7 +160,7 @@ def _plots(results: dict, by_family: dict, out: str | Path, prefix: str, scorer:
 
     out = Path(out)
     budgets = results["settings"]["budgets"]
-    names = [*results["settings"]["methods"], "random_drop", "frame_subsample"]
+    names = _names(results)
     written = []
     for family, cells in by_family.items():
         fig, ax = plt.subplots(figsize=(9, 4.8))

@@ -11,10 +11,11 @@ applies, or ``None`` for ``text_only``:
   order in time is lost; :func:`control_kept` shuffles features and joint embeddings alike (a CLIP
   encodes each frame alone, so that equals encoding shuffled frames);
 - ``text_only``: no video (``None``); the options are scored without it;
-- ``random_drop``: ``budget`` positions drawn without replacement (seeded), each kept as its own
-  token, in time-major order;
-- ``frame_subsample``: ``max(1, budget // (h·w))`` whole frames (at most ``T``), evenly spaced at the
-  centres of equal segments, every patch of them.
+- ``random_drop``: the method ``random_drop`` with the item's seed: ``budget`` positions drawn without
+  replacement, each kept as its own token, in time-major order;
+- ``frame_subsample``: the method ``frame_subsample`` with ``max(1, budget // (h·w))`` whole frames (at
+  most ``T``), evenly spaced at the centres of equal segments, every patch of them. Below one frame's
+  tokens the control still keeps one frame, where the method refuses the budget.
 
 Seed each item on its own (:func:`item_seed`): one permutation shared by every item of a length is
 correlated with time order the same way on all of them, and ``shuffled`` then keeps a direction
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 
 from vidpool.bench.synth.readout import Kept, kept_tokens
+from vidpool.compression.api import compress
+from vidpool.compression.baselines import segment_centres
 from vidpool.compression.result import Compressed
 from vidpool.errors import InvalidArgumentError
 
@@ -111,19 +114,13 @@ def control_compressed(name: str, features: torch.Tensor, budget: int | None, se
         out.grid = (1, h, w)
         return out
     if name == "random_drop":
-        count = min(budget, t * h * w)
-        chosen = np.random.default_rng([11, seed]).choice(t * h * w, size=count, replace=False)
-        keep = torch.zeros(t * h * w, dtype=torch.bool)
-        keep[torch.from_numpy(chosen)] = True
-        return _keep_positions(
-            name, features, keep.view(t, h, w).to(features.device), {"budget": budget, "seed": seed}
-        )
+        out = compress(features, "random_drop", budget=budget, seed=seed)
+        out.params = {"budget": budget, "seed": seed}
+        return out
+    # One frame at least, as a control always answers; the method itself refuses a budget below a frame.
     count = min(t, max(1, budget // (h * w)))
-    frames = [int((i + 0.5) * t / count) for i in range(count)]
-    out = _keep_positions(
-        name, features, _frames_mask(features, frames), {"budget": budget, "frames": frames}
-    )
-    out.grid = (count, h, w)
+    out = compress(features, "frame_subsample", num_frames=count)
+    out.params = {"budget": budget, "frames": segment_centres(t, count)}
     return out
 
 
