@@ -177,3 +177,25 @@ def test_cuda_keeps_the_positions_cpu_keeps(name):
     gpu = vidpool.compress(x.cuda(), name, budget=100, **params)
     assert gpu.tokens.is_cuda and torch.equal(gpu.assign.cpu(), cpu.assign)
     assert torch.equal(gpu.tokens.cpu(), cpu.tokens)
+
+
+def test_the_benchmark_controls_are_these_methods_and_run_once():
+    from vidpool.bench.arms import arms_for
+    from vidpool.bench.synth.controls import control_compressed
+
+    features = torch.randn(10, 4, 4, 8)
+    for budget, seed in ((7, 3), (50, 11), (500, 2**31)):
+        control = control_compressed("random_drop", features, budget, seed)
+        method = vidpool.compress(features, "random_drop", budget=budget, seed=seed)
+        assert torch.equal(control.assign, method.assign) and torch.equal(control.tokens, method.tokens)
+    control = control_compressed("frame_subsample", features, 48, 0)
+    assert torch.equal(control.tokens, vidpool.compress(features, "frame_subsample", budget=48).tokens)
+    assert control.params["frames"] == [1, 5, 8]
+    keys = [a.key for a in arms_for(["spatial", "random_drop", "frame_subsample"], [0.25, 0.5])]
+    assert len(keys) == len(set(keys))
+    assert {k for k in keys if k.startswith(("random_drop", "frame_subsample"))} == {
+        "random_drop@0.25",
+        "random_drop@0.5",
+        "frame_subsample@0.25",
+        "frame_subsample@0.5",
+    }
