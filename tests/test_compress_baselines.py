@@ -199,3 +199,19 @@ def test_the_benchmark_controls_are_these_methods_and_run_once():
         "frame_subsample@0.25",
         "frame_subsample@0.5",
     }
+
+
+@pytest.mark.parametrize("name", ["random_drop", "frame_subsample"])
+def test_compress_never_copies_the_input(name):
+    """Peak memory grows by the kept tokens only (the contract test's script, for these methods)."""
+    import subprocess
+    import sys
+
+    from test_compress_contract import _PEAK_SCRIPT
+
+    res = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, name, "1"], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    extra, out_share = map(float, res.stdout.split())
+    assert extra < out_share + 0.35
