@@ -179,6 +179,7 @@ def memory_table(
         ``plan_tokens``/``plan_peak``/``plan_after_encoding``/``notes`` or its ``error``, and
         ``measured_after_encoding`` where measured (bytes).
     """
+    import vidpool.llm  # noqa: F401  (the model kinds register their spec readers with the planner)
     from vidpool.schedule import model_spec
 
     folder = resolve_model(model)
