@@ -193,6 +193,17 @@ def test_no_n_by_n_matrix_is_allocated():
     assert peak < n * n * 4 / 10, f"peak {peak / 2**20:.0f} MiB"
 
 
+@pytest.mark.parametrize("per_frame", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_input_is_never_copied(monkeypatch, dtype, per_frame):
+    from vidpool.encode.measure import measure_peak
+
+    monkeypatch.setattr(divprune, "_BLOCK_ELEMENTS", 1 << 14)  # small blocks: what is left is copies
+    x = torch.randn(1, 8, 24, 24, 256).to(dtype)
+    _, peak = measure_peak(lambda: vidpool.compress(x, "divprune", budget=64, per_frame=per_frame))
+    assert peak < 0.25 * x.numel() * x.element_size(), f"peak {peak} bytes of {x.numel() * x.element_size()}"
+
+
 def test_more_than_all_tokens_keeps_everything_in_order():
     x = torch.randn(2, 2, 3, 4)
     for per_frame in (False, True):

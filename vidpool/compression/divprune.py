@@ -25,48 +25,78 @@ __all__ = ["DEFAULT_RATIO", "DivPrune", "max_min_diverse", "nearest_other_distan
 
 #: Share of tokens kept without a budget: the official DivPrune code's retained ratio (0.098, ~10%).
 DEFAULT_RATIO = 0.098
-# Similarities computed at once in the first pick: 2**24 float32 values are 64 MiB.
-_BLOCK_ELEMENTS = 1 << 24
+# Similarities computed at once in the first pick: 2**23 float32 values are 32 MiB.
+_BLOCK_ELEMENTS = 1 << 23
 _EPS = 1e-12
 
 
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
-    """Rows of ``x`` scaled to unit L2 norm (a zero row stays zero: cosine 0, distance 1, to all)."""
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(_EPS)
+def _inverse_norms(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``1 / ‖x_i‖`` of every row of ``[G, n, C]`` in ``dtype``, a block of rows at a time (no copy of ``x``).
+
+    A zero row gets ``1 / eps``: its cosine to every token is 0, its distance 1.
+    """
+    g, n, c = x.shape
+    rows = max(1, _BLOCK_ELEMENTS // (g * c))
+    norms = [torch.linalg.vector_norm(x[:, s : s + rows].to(dtype), dim=-1) for s in range(0, n, rows)]
+    return torch.cat(norms, 1).clamp_min(_EPS).reciprocal()
 
 
-def nearest_other_distance(u: torch.Tensor) -> torch.Tensor:
+def _cosines(x: torch.Tensor, inv: torch.Tensor, rows: torch.Tensor, rows_inv: torch.Tensor) -> torch.Tensor:
+    """Cosines of ``rows`` (``[G, r, C]``, ``1/norm`` ``rows_inv`` ``[G, r]``) to every token: ``[G, r, n]``.
+
+    ``x`` (``[G, n, C]``) is read in place when it is already in the compute dtype; half-precision
+    tokens are converted a block of columns at a time, so no float32 copy of the video exists. Dot
+    products are scaled by ``inv_i·inv_j`` in one product, so ``cos(i, j)`` and ``cos(j, i)`` round
+    alike: the first pick is usually one of a mutual-nearest pair, a tie the lowest index must win.
+    """
+    g, n, c = x.shape
+    dtype = rows_inv.dtype
+    if x.dtype == dtype:
+        dots = torch.matmul(rows.to(dtype), x.transpose(1, 2))
+    else:
+        cols = max(1, _BLOCK_ELEMENTS // (g * c))
+        x_rows = rows.to(dtype)
+        dots = torch.cat(
+            [torch.matmul(x_rows, x[:, s : s + cols].to(dtype).transpose(1, 2)) for s in range(0, n, cols)],
+            -1,
+        )
+    return dots.mul_(rows_inv.unsqueeze(-1) * inv.unsqueeze(1))
+
+
+def nearest_other_distance(x: torch.Tensor, inv: torch.Tensor) -> torch.Tensor:
     """Cosine distance of each token to its nearest other token of its group.
 
     Args:
-        u: ``[G, n, C]`` unit-norm rows (``G`` groups of ``n`` tokens compared within their group).
+        x: ``[G, n, C]`` tokens (``G`` groups of ``n`` tokens compared within their group).
+        inv: ``[G, n]`` their inverse norms in the compute dtype (:func:`_inverse_norms`).
 
     Returns:
-        ``[G, n]``, ``min_{j≠i} (1 - u_i·u_j)``; ``inf`` when a group has a single token.
+        ``[G, n]``, ``min_{j≠i} (1 - cos(x_i, x_j))``; ``inf`` when a group has a single token.
 
-    Similarities are computed for a block of rows at a time, ``max(1, 2**24 // (G·n))`` rows of every
-    group, so besides the ``[G, n]`` result at most ``max(2**24, G·n)`` values are held at once: memory
+    Similarities are computed for a block of rows at a time, ``max(1, 2**23 // (G·n))`` rows of every
+    group, so besides the ``[G, n]`` result at most two blocks of ``max(2**23, G·n)`` values exist: memory
     ``O(G·n)``, never ``O(G·n²)``.
     """
-    g, n, _ = u.shape
+    g, n, _ = x.shape
     rows = max(1, _BLOCK_ELEMENTS // (g * n))
-    out = torch.empty(g, n, dtype=u.dtype, device=u.device)
+    out = torch.empty(g, n, dtype=inv.dtype, device=x.device)
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        sim = torch.matmul(u[:, start:stop], u.transpose(1, 2))  # [G, r, n]
-        own = torch.arange(start, stop, device=u.device)
+        sim = _cosines(x, inv, x[:, start:stop], inv[:, start:stop])  # [G, r, n]
+        own = torch.arange(start, stop, device=x.device)
         sim[:, own - start, own] = -math.inf  # a token is not its own neighbour
         # 1 - max(sim) == min(1 - sim) exactly: rounding is monotone.
         out[:, start:stop] = 1 - sim.amax(-1)
     return out
 
 
-def max_min_diverse(u: torch.Tensor, count: int) -> torch.Tensor:
+def max_min_diverse(x: torch.Tensor, count: int, dtype: torch.dtype) -> torch.Tensor:
     """Greedy Max-Min diversity picks within each group, in the order they are picked.
 
     Args:
-        u: ``[G, n, C]`` unit-norm rows.
+        x: ``[G, n, C]`` tokens, read in place.
         count: picks per group, ``1 <= count <= n``.
+        dtype: the dtype distances are computed in.
 
     Returns:
         long ``[G, count]`` indices into ``n``; the first ``k`` picks are the ``k``-pick answer.
@@ -76,16 +106,18 @@ def max_min_diverse(u: torch.Tensor, count: int) -> torch.Tensor:
     it (time ``O(G·n·C·count)``, memory ``O(G·n)``). Kept tokens are set to ``-inf`` so they are never
     picked again, even when they duplicate others.
     """
-    g, n, _ = u.shape
-    groups = torch.arange(g, device=u.device)
-    picks = torch.empty(g, count, dtype=torch.long, device=u.device)
-    pick = nearest_other_distance(u).argmax(-1)
-    nearest = torch.full((g, n), math.inf, dtype=u.dtype, device=u.device)
+    g, n, _ = x.shape
+    groups = torch.arange(g, device=x.device)
+    inv = _inverse_norms(x, dtype)
+    picks = torch.empty(g, count, dtype=torch.long, device=x.device)
+    pick = nearest_other_distance(x, inv).argmax(-1)
+    nearest = torch.full((g, n), math.inf, dtype=dtype, device=x.device)
     for step in range(count):
         picks[:, step] = pick
         if step + 1 == count:
             break
-        sim = torch.bmm(u, u[groups, pick].unsqueeze(-1)).squeeze(-1)  # [G, n]
+        chosen = (x[groups, pick].unsqueeze(1), inv[groups, pick].unsqueeze(1))
+        sim = _cosines(x, inv, *chosen).squeeze(1)  # [G, n]
         torch.minimum(nearest, 1 - sim, out=nearest)
         nearest[groups, pick] = -math.inf
         pick = nearest.argmax(-1)
@@ -106,11 +138,9 @@ def _video_keep(video: torch.Tensor, count: int, per_frame: bool) -> torch.Tenso
         return torch.arange(total, device=video.device)
     dtype = torch.float32 if video.dtype in (torch.float16, torch.bfloat16) else video.dtype
     if not per_frame:
-        u = _unit_rows(video.detach().reshape(1, total, c).to(dtype))
-        return max_min_diverse(u, count)[0].sort().values
+        return max_min_diverse(video.detach().reshape(1, total, c), count, dtype)[0].sort().values
     counts = torch.tensor(frame_counts(count, t), device=video.device)
-    u = _unit_rows(video.detach().reshape(t, h * w, c).to(dtype))
-    picks = max_min_diverse(u, int(counts.max()))  # [T, k_max]
+    picks = max_min_diverse(video.detach().reshape(t, h * w, c), int(counts.max()), dtype)  # [T, k_max]
     picks = picks + (torch.arange(t, device=video.device) * (h * w)).unsqueeze(1)
     wanted = torch.arange(picks.shape[1], device=video.device).unsqueeze(0) < counts.unsqueeze(1)
     return picks[wanted].sort().values
@@ -130,9 +160,9 @@ class DivPrune(Method):
       the first ``count % T`` frames keeping one more, so the total is exact. A budget below ``T``
       raises :class:`~vidpool.errors.BudgetError` (``min_budget = T``).
 
-    Cost per video: ``O(N·C·k)`` time and ``O(N·C)`` memory for the unit-norm copy of the tokens
-    (``N = T·H·W``), plus at most ``max(2**24, N)`` similarities at once while the first token is picked;
-    no ``N × N`` matrix is built. float16/bfloat16 tokens are compared in float32 (float64 in float64).
+    Cost per video (``N = T·H·W``): time ``O(N²·C)`` for the first pick and ``O(N·C)`` per later one;
+    memory ``O(N)`` besides the output: the tokens are read in place (never copied), and at most
+    two blocks of ``max(2**23, N)`` similarities exist while the first token is picked; no ``N × N`` matrix. float16/bfloat16 tokens are compared in float32 (float64 in float64).
     Selection is discrete; gradients flow to the kept tokens through the gather.
     """
 
