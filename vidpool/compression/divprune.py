@@ -162,7 +162,8 @@ class DivPrune(Method):
 
     Cost per video (``N = T·H·W``): time ``O(N²·C)`` for the first pick and ``O(N·C)`` per later one;
     memory ``O(N)`` besides the output: the tokens are read in place (never copied), and at most
-    two blocks of ``max(2**23, N)`` similarities exist while the first token is picked; no ``N × N`` matrix. float16/bfloat16 tokens are compared in float32 (float64 in float64).
+    two blocks of ``max(2**23, N)`` similarities exist while the first token is picked; no ``N × N``
+    matrix. float16/bfloat16 tokens are compared in float32 (float64 in float64).
     Selection is discrete; gradients flow to the kept tokens through the gather.
     """
 
