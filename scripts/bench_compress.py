@@ -1,6 +1,7 @@
 """Time every compression method on CLIP-L/14-336-sized inputs, against the straightforward way.
 
     python scripts/bench_compress.py [--frames 32 256] [--repeats 7] [--dtype float32] [--device cpu]
+                                     [--methods spatial,divprune]
 
 For each input ``[1, T, 24, 24, 1024]`` it prints: method, output tokens, median ms, GB/s over the
 input bytes, and for ``adaptive`` and ``prompt_guided`` the time of the straightforward implementation
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import vidpool
+from vidpool.options import comma_list, method_name
 
 
 def _sync() -> None:
@@ -27,8 +29,12 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up
+# Content-dependent methods that take seconds a call on a CPU: timed once, without a warm-up.
+SLOW = ("temporal_merge", "divprune", "fastvid")
+
+
+def timed(fn, repeats: int, *, warm_up: bool = True) -> tuple[float, object]:
+    out = fn() if warm_up else None
     times = []
     for _ in range(repeats):
         _sync()
@@ -85,6 +91,9 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument(
+        "--methods", type=comma_list(method_name), help="methods to time, comma-separated (default: all)"
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,10 +111,11 @@ def main() -> None:
         gb = x.numel() * x.element_size() / 1e9
         print(f"\ninput [1, {frames}, 24, 24, 1024] ({gb:.2f} GB)")
         print(f"{'method':<16}{'tokens':>8}{'ms':>10}{'GB/s':>8}   straightforward way")
-        for name in vidpool.list_methods():
+        for name in args.methods or vidpool.list_methods():
             kw = {"scores": scores} if vidpool.get_method(name).uses_scores else {}
-            reps = args.repeats if name not in ("temporal_merge",) else max(3, args.repeats // 2)
-            sec, out = timed(lambda n=name, k=kw, x=x: vidpool.compress(x, n, **k), reps)
+            slow = name in SLOW and args.device == "cpu"
+            reps = 1 if slow else args.repeats
+            sec, out = timed(lambda n=name, k=kw, x=x: vidpool.compress(x, n, **k), reps, warm_up=not slow)
             line = f"{name:<16}{out.num_tokens:>8}{sec * 1e3:>10.1f}{gb / sec:>8.1f}"
             if name == "adaptive":
                 grid = out.params["grid"]
