@@ -19,7 +19,7 @@ from vidpool.caption.fields import FIELDS
 from vidpool.caption.inputs import VideoItem
 from vidpool.options import plan_changes
 from vidpool.pipeline import Captioner, ModelOrPath
-from vidpool.pipeline.captioning import DECODE_TIMEOUT
+from vidpool.video import DECODE_TIMEOUT
 
 __all__ = ["FIELDS", "CaptionWorker", "Decoded"]
 

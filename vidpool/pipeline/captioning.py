@@ -26,15 +26,13 @@ from vidpool.pipeline.loading import ModelOrPath, plan_before_loading
 from vidpool.pipeline.trace import Trace
 from vidpool.progress import ProgressCallback, report
 from vidpool.schedule import Plan
+from vidpool.video import DECODE_TIMEOUT
 
 log = logging.getLogger("vidpool.pipeline")
 
-__all__ = ["CAPTION_PROMPT", "DECODE_TIMEOUT", "Caption", "Captioner"]
+__all__ = ["CAPTION_PROMPT", "Caption", "Captioner"]
 
 CAPTION_PROMPT = "Describe this video in detail."
-
-#: seconds a probe or decode may stall before the video fails (``vidpool.video``'s own default)
-DECODE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from vidpool.video.info import VideoInfo, probe
 from vidpool.video.reader import DEFAULT_MAX_SIDE, SamplingArgs, VideoReader
 from vidpool.video.sampling import decode_size, sample_positions, sample_times
 from vidpool.video.synthetic import make_audio_file, make_test_video, read_frame_counter
+from vidpool.video.timeout import DECODE_TIMEOUT
 from vidpool.video.writer import write_video
 
 __all__ = [
+    "DECODE_TIMEOUT",
     "DEFAULT_MAX_SIDE",
     "VIDEO_EXTENSIONS",
     "Frames",

@@ -21,6 +21,7 @@ import numpy as np
 from vidpool.errors import InvalidArgumentError, VideoDecodeError, VideoNotFoundError, require
 from vidpool.video import mp4
 from vidpool.video.index import FrameIndex, build_index
+from vidpool.video.timeout import DECODE_TIMEOUT
 
 __all__ = [
     "MAX_PIXELS",
@@ -259,7 +260,7 @@ def open_metadata(path: Path) -> tuple[VideoInfo, FrameIndex, tuple | None]:
     return info, index, opened
 
 
-def probe(path: str | os.PathLike, timeout: float | None = 30.0) -> VideoInfo:
+def probe(path: str | os.PathLike, timeout: float | None = DECODE_TIMEOUT) -> VideoInfo:
     """Describe the video at ``path``: frames are counted, and only the first frame is decoded.
 
     Raises :class:`~vidpool.errors.VideoNotFoundError`, :class:`~vidpool.errors.VideoDecodeError` or

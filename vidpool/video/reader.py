@@ -24,7 +24,7 @@ from vidpool.video.backends import Backend, create_backend, list_backends
 from vidpool.video.frames import Frames
 from vidpool.video.info import FrameIndex, VideoInfo, check_path, open_metadata
 from vidpool.video.sampling import decode_size, sample_indices, sample_times, snap_to_keyframes
-from vidpool.video.timeout import call_with_timeout, iterate_with_timeout
+from vidpool.video.timeout import DECODE_TIMEOUT, call_with_timeout, iterate_with_timeout
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -69,7 +69,7 @@ class VideoReader:
         self,
         path: str | os.PathLike,
         backend: str = "auto",
-        timeout: float | None = 30.0,
+        timeout: float | None = DECODE_TIMEOUT,
         max_side: int | None = DEFAULT_MAX_SIDE,
     ):
         if backend != "auto" and backend not in list_backends():

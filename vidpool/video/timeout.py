@@ -15,7 +15,10 @@ from typing import TypeVar
 
 from vidpool.errors import DecodeTimeoutError
 
-__all__ = ["WorkerStalled", "call_with_timeout", "iterate_with_timeout"]
+__all__ = ["DECODE_TIMEOUT", "WorkerStalled", "call_with_timeout", "iterate_with_timeout"]
+
+#: seconds a probe or decode may make no progress before it fails (``probe``, ``VideoReader``, captioning)
+DECODE_TIMEOUT = 30.0
 
 T = TypeVar("T")
 
