@@ -17,7 +17,7 @@ import math
 import torch
 
 from vidpool.compression.budget import check_budget
-from vidpool.compression.keep import keep_positions
+from vidpool.compression.keep import keep_positions, keep_ratio
 from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
@@ -176,18 +176,12 @@ class DivPrune(Method):
         total = t * h * w
         if not isinstance(per_frame, bool):
             raise InvalidArgumentError(f"divprune per_frame must be True or False, got {per_frame!r}")
+        ratio = keep_ratio(self.name, budget, ratio, DEFAULT_RATIO)
         if budget is not None:
-            if ratio is not None:
-                raise InvalidArgumentError("give divprune either ratio= or budget=, not both")
             if per_frame:
                 check_budget(self.name, budget, t, shape)
             count = min(budget, total)
         else:
-            ratio = DEFAULT_RATIO if ratio is None else ratio
-            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-                raise InvalidArgumentError(
-                    f"divprune ratio is the share of tokens kept, in (0, 1], got {ratio!r}"
-                )
             count = max(t if per_frame else 1, min(total, math.floor(ratio * total + 0.5)))
         return MethodPlan(count, {"count": count, "per_frame": per_frame, "ratio": ratio})
 

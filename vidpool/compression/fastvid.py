@@ -46,6 +46,7 @@ from itertools import pairwise
 import torch
 
 from vidpool.compression.budget import check_budget
+from vidpool.compression.keep import keep_ratio
 from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
@@ -190,17 +191,11 @@ class FastVID(Method):
             raise InvalidArgumentError(f"p is the anchor frame interval, a positive integer, got {p!r}")
         if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not -1.0 <= tau <= 1.0:
             raise InvalidArgumentError(f"tau is a cosine similarity in [-1, 1], got {tau!r}")
+        ratio = keep_ratio(self.name, budget, ratio, RATIO)
         if budget is not None:
-            if ratio is not None:
-                raise InvalidArgumentError("give fastvid either ratio= or budget=, not both")
             check_budget(self.name, budget, t, shape)
             count = min(budget, total)
         else:
-            ratio = RATIO if ratio is None else ratio
-            if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 < ratio <= 1.0:
-                raise InvalidArgumentError(
-                    f"ratio is the share of each frame's tokens kept, in (0, 1], got {ratio!r}"
-                )
             count = t * max(1, int(h * w * ratio))
         return MethodPlan(count, {"count": count, "c": c, "tau": float(tau), "p": p})
 

@@ -10,8 +10,23 @@ from __future__ import annotations
 import torch
 
 from vidpool.compression.registry import Output
+from vidpool.errors import InvalidArgumentError
 
-__all__ = ["keep_positions"]
+__all__ = ["keep_positions", "keep_ratio"]
+
+
+def keep_ratio(method: str, budget: int | None, ratio: object, default: float) -> float | None:
+    """The share of tokens a pruner keeps when no budget is given: ``ratio``, else ``default``, checked
+    to lie in ``(0, 1]``; ``None`` when a budget is given (then ``ratio`` must not be: one or the other).
+    """
+    if budget is not None:
+        if ratio is not None:
+            raise InvalidArgumentError(f"give {method} either ratio= or budget=, not both")
+        return None
+    ratio = default if ratio is None else ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+        raise InvalidArgumentError(f"{method} ratio is the share of tokens kept, in (0, 1], got {ratio!r}")
+    return float(ratio)
 
 
 def keep_positions(x: torch.Tensor, keep: torch.Tensor) -> Output:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from vidpool.compression.budget import check_budget
-from vidpool.compression.keep import keep_positions
+from vidpool.compression.keep import keep_positions, keep_ratio
 from vidpool.compression.registry import Method, MethodPlan, register
 from vidpool.errors import InvalidArgumentError
 
@@ -112,16 +112,10 @@ class VidCom2(Method):
         temperature = float(temperature)
         if not temperature > 0:
             raise InvalidArgumentError(f"vidcom2 temperature must be positive, got {temperature}")
+        ratio = keep_ratio(self.name, budget, ratio, 0.25)
         if budget is not None:
-            if ratio is not None:
-                raise InvalidArgumentError("give vidcom2 either ratio= or budget=, not both")
             check_budget(self.name, budget, t, shape)
         else:
-            ratio = 0.25 if ratio is None else float(ratio)
-            if not 0 < ratio <= 1:
-                raise InvalidArgumentError(
-                    f"vidcom2 ratio is the share of tokens kept, in (0, 1], got {ratio}"
-                )
             budget = max(t, round(ratio * total))
         n = min(budget, total)
         return MethodPlan(n, {"budget": n, "temperature": temperature})
