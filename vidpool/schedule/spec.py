@@ -32,7 +32,7 @@ __all__ = [
 SpecReader = Callable[[Path, int, str], ModelSpec]
 
 _READERS: dict[str, SpecReader] = {}
-_DETECTORS: list[Callable[[Path], str]] = []
+_DETECTOR: list[Callable[[Path], str]] = []  # the one registered, if any
 
 
 @runtime_checkable
@@ -77,8 +77,8 @@ def register_spec(kind: str, read: SpecReader) -> None:
 
 def register_kind_detector(detect: Callable[[Path], str]) -> None:
     """Name the function that tells a checkpoint folder's model kind (``vidpool.llm`` registers
-    ``detect_kind``); the latest registered is used."""
-    _DETECTORS.append(detect)
+    ``detect_kind``); a later registration replaces an earlier one."""
+    _DETECTOR[:] = [detect]
 
 
 def registered_specs() -> list[str]:
@@ -87,12 +87,12 @@ def registered_specs() -> list[str]:
 
 
 def _from_folder(folder: Path, dtype_bytes: int, device_type: str) -> ModelSpec:
-    if not _DETECTORS:
+    if not _DETECTOR:
         raise CheckpointError(
             f"cannot plan for the checkpoint folder {folder}: no model kind is registered with the "
             "planner; import vidpool.llm first (vidpool.plan, vidpool.pipeline and the vidpool command do)"
         )
-    kind = _DETECTORS[-1](folder)
+    kind = _DETECTOR[0](folder)
     read = _READERS.get(kind)
     if read is None:
         raise CheckpointError(
