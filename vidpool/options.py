@@ -18,6 +18,7 @@ import os
 import re
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError, UnknownMethodError
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_CAPTION_MAX_NEW_TOKENS",
     "DEFAULT_MAX_NEW_TOKENS",
     "GENERATE_KEYS",
+    "FastV",
     "check_caption_options",
     "check_device",
     "check_generation",
@@ -36,6 +38,7 @@ __all__ = [
     "checked",
     "comma_list",
     "default_device",
+    "fastv_option",
     "device_available",
     "generation_options",
     "method_name",
@@ -152,14 +155,89 @@ def renamed_budget(budget: Any, budget_tokens: Any) -> Any:
     return budget_tokens
 
 
+@dataclass(frozen=True)
+class FastV:
+    """FastV's in-LM pruning: after LM layer ``layer``, only ``budget`` visual tokens (or the share
+    ``keep`` of them) go on, those the last prompt token attends to most at that layer.
+
+    Give ``budget`` or ``keep``, not both; ``FastV()`` alone keeps half (FastV's default ratio, R=50%)
+    from layer 2. The layer must exist in the model: :meth:`check_layers` is called by the planner.
+    """
+
+    layer: int = 2
+    budget: int | None = None
+    keep: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.layer) or self.layer < 0:
+            raise InvalidArgumentError(
+                f"the FastV layer must be an integer >= 0 (0: prune before the first LM layer), got {self.layer!r}"
+            )
+        if self.budget is not None:
+            if not _is_int(self.budget) or self.budget < 1:
+                raise InvalidArgumentError(
+                    f"the FastV budget must be a positive integer (visual tokens kept), got {self.budget!r}"
+                )
+            if self.keep is not None:
+                raise InvalidArgumentError("give FastV either budget= or keep=, not both")
+        elif self.keep is not None and (
+            isinstance(self.keep, bool) or not isinstance(self.keep, numbers.Real) or not 0 < self.keep <= 1
+        ):
+            raise InvalidArgumentError(
+                f"FastV's keep is the share of visual tokens kept, in (0, 1], got {self.keep!r}"
+            )
+
+    def kept(self, num_visual: int) -> int:
+        """Visual tokens kept from :attr:`layer` on, of ``num_visual``: ``min(budget, num_visual)``, or
+        ``keep`` of them rounded half up (at least 1); FastV's default is half."""
+        if self.budget is not None:
+            return min(int(self.budget), int(num_visual))
+        share = 0.5 if self.keep is None else float(self.keep)
+        return min(int(num_visual), max(1, math.floor(share * num_visual + 0.5)))
+
+    def check_layers(self, num_layers: int) -> None:
+        """Refuse a layer the LM does not have (its layers are numbered ``0 .. num_layers - 1``)."""
+        if self.layer >= num_layers:
+            raise InvalidArgumentError(
+                f"FastV layer {self.layer} does not exist: the LM has {num_layers} layers (0 to "
+                f"{num_layers - 1}); pass a layer below {num_layers} (--fastv {max(0, num_layers - 1)}:R)"
+            )
+
+    def describe(self) -> str:
+        size = f"{self.budget} visual tokens" if self.budget is not None else f"{self.keep or 0.5:g} of the visual tokens"
+        return f"FastV from layer {self.layer}: {size}"
+
+
+def fastv_option(text: str) -> FastV:
+    """An argparse type: ``LAYER:BUDGET`` (``2:64``: 64 visual tokens from layer 2 on) or
+    ``LAYER:SHARE`` with a decimal point (``2:0.5``: half of them)."""
+    layer, sep, size = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        kept = {"keep": float(size)} if "." in size else {"budget": int(size)}
+        return FastV(int(layer), **kept)
+    except ValueError as exc:
+        if isinstance(exc, InvalidArgumentError):
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(
+            f"expected LAYER:BUDGET (2:64) or LAYER:SHARE (2:0.5), got {text!r}"
+        ) from None
+
+
 def check_planning(
     *,
     num_frames: Any = None,
     budget: Any = None,
     method: Any = None,
     method_params: Any = None,
+    fastv: Any = None,
 ) -> None:
     """Refuse planning options that no plan can take (``None`` means the model's default)."""
+    if fastv is not None and not isinstance(fastv, FastV):
+        raise InvalidArgumentError(
+            f"fastv must be a vidpool.options.FastV (e.g. FastV(layer=2, budget=64)), got {type(fastv).__name__}"
+        )
     for name, value in (("num_frames", num_frames), ("budget", budget)):
         if value is not None and (not _is_int(value) or value < 1):
             raise InvalidArgumentError(f"{name} must be a positive integer, got {value!r}")
@@ -197,7 +275,8 @@ def run_device(device: str | None, plan_: Any, plan_options: dict[str, Any]) -> 
     """The device a run uses (``device``, else the plan's, else :func:`default_device`), once it and the
     planning options are known to be usable; options that a given ``plan_`` would ignore are refused."""
     if plan_ is None:
-        check_planning(**{k: plan_options[k] for k in ("num_frames", "budget", "method", "method_params")})
+        keys = ("num_frames", "budget", "method", "method_params", "fastv")
+        check_planning(**{k: plan_options.get(k) for k in keys})
         return check_device(device or default_device())
     given = sorted(k for k, v in plan_options.items() if v is not None)
     if given:
