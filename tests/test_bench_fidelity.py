@@ -11,7 +11,8 @@ from bench_support import install, small_settings
 from pipeline_support import checkpoint
 
 from vidpool.bench.fidelity import FidelitySettings, run_fidelity
-from vidpool.bench.stats import paired
+from vidpool.bench.stats import holm, paired, wilson
+from vidpool.bench.synth.seeds import FINAL_SEED
 from vidpool.cli import main
 
 pytest.importorskip("open_clip")
@@ -74,6 +75,12 @@ def test_results_json_has_every_cell_with_intervals(run):
         if cell["accuracy"] is not None:
             acc = cell["accuracy"]
             assert 0 <= acc["low"] <= acc["value"] <= acc["high"] <= 1 and acc["n"] == cell["n"]
+            assert acc["n_units"] == cell["n_units"] == cell["n"]  # the stand-in's items share no clip
+            # Wilson's interval on the cell's own count: never a point at 0 or 1 right
+            hits = round(acc["value"] * acc["n"])
+            assert (acc["low"], acc["high"]) == pytest.approx(wilson(hits, acc["n"]))
+            assert acc["high"] - acc["low"] > 0.2
+    assert on_disk["version"] == 2 and on_disk["seed_kind"] == "development"
 
 
 def test_tokens_asked_and_given_are_recorded(run):
@@ -105,12 +112,14 @@ def test_paired_comparisons_use_the_same_questions(run):
     results = run[0]
     items = results["items"]
     rows = [r for r in results["comparisons"] if r["family"] == "static"]
-    assert {r["rule"] for r in rows} == {"spatial vs random_drop", "none vs random_drop"}
-    row = next(r for r in rows if r["a"] == "spatial@0.25")
+    assert {r["rule"] for r in rows} == {
+        f"{m} vs {c}" for m in ("spatial", "none") for c in ("random_drop", "frame_subsample")
+    }
+    row = next(r for r in rows if r["a"] == "spatial@0.25" and r["b"] == "random_drop@0.25")
     a = np.asarray(items["static"]["correct"]["spatial@0.25"]) > 0
     b = np.asarray(items["static"]["correct"]["random_drop@0.25"]) > 0
-    assert len(items["static"]["ids"]) == len(a) == len(b) == 5
-    expected = paired(a, b, resamples=300, seed=0)
+    assert len(items["static"]["ids"]) == len(items["static"]["units"]) == len(a) == len(b) == 5
+    expected = paired(a, b, items["static"]["units"], resamples=300, seed=0)
     assert (row["diff"], row["a_only"], row["b_only"], row["p_value"]) == (
         expected.diff,
         expected.a_only,
@@ -120,6 +129,38 @@ def test_paired_comparisons_use_the_same_questions(run):
     assert expected.p_value <= row["p_holm"] <= 1
     # none@0.25 never ran: its comparison has no questions
     assert next(r for r in rows if r["a"] == "none@0.25")["n"] == 0
+
+
+def test_holm_adjusts_every_comparison_of_the_run_together(run):
+    tested = [r for r in run[0]["comparisons"] if "p_value" in r]
+    assert {r["family"] for r in tested} == {"static", "order", "all"}
+    assert [r["p_holm"] for r in tested] == pytest.approx(list(holm([r["p_value"] for r in tested])))
+
+
+@pytest.mark.parametrize("seed", ["1", "4800", "999999", "-1"])
+def test_a_training_seed_is_refused_before_loading(seed, monkeypatch, capsys):
+    install(monkeypatch)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("loaded the CLIP before checking the seed")
+
+    monkeypatch.setattr("vidpool.bench.clip.load_clip", no_loading)
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "fidelity", "--weights", "random", "--seed", seed])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "seed 0" in err and str(FINAL_SEED) in err
+
+
+def test_the_final_and_other_seeds_are_accepted_and_named():
+    from vidpool.bench.fidelity import check_settings
+    from vidpool.bench.synth.seeds import check_eval_seed
+    from vidpool.errors import VidpoolError
+
+    assert check_settings(FidelitySettings(weights="random", seed=FINAL_SEED)).seed == FINAL_SEED
+    assert [check_eval_seed(s) for s in (0, FINAL_SEED, 1_000_000)] == ["development", "final", "other"]
+    with pytest.raises(VidpoolError, match="training seed"):
+        check_settings(FidelitySettings(weights="random", seed=17))
 
 
 def test_png_per_family_and_the_printed_table(run):

@@ -26,8 +26,9 @@ _FIDELITY_EPILOG = """examples:
   vidpool bench fidelity --families count,order --methods spatial,progressive --budgets 1,0.25,0.0625
   vidpool bench fidelity --model vidpool-synth --budgets 1,0.25,0.1,0.05 --items 60 --jobs 2
 
-Writes results.json (every cell with its 95% bootstrap interval, the paired comparisons, memory at 256
-frames), table.txt and accuracy_<family>.png into --out, and prints the table. The default CLIP is the
+Writes results.json (every cell with its 95% Wilson interval and its units, fidelity with a cluster
+bootstrap interval, the paired comparisons with Holm-adjusted p, memory at 256 frames), table.txt and
+accuracy_<family>.png into --out, and prints the table. The default CLIP is the
 synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/train_synth_clip.py);
 --weights random runs an untrained one, to try the benchmark itself.
 
@@ -113,7 +114,12 @@ def add_bench_parser(
         help="frames of every video (default: each family's own; --quick: at most 20)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the questions, controls and intervals (default 0)"
+        "--seed",
+        type=int,
+        default=0,
+        help="item seed of the questions, controls and intervals: 0, the development seed (default; every "
+        "choice is made on it), or 2000003, the final seed (the published run only); training seeds "
+        "(1..999999) are refused",
     )
     p.add_argument(
         "--quick", action="store_true", help="a few minutes on a CPU: fewer questions, budgets, frames"

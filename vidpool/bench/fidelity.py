@@ -3,8 +3,10 @@
 For each family the runner makes the questions, renders each video, encodes it once with the CLIP
 (features: patches of layer -2; joint: the last block in the joint space), then answers every question
 with every arm (:mod:`vidpool.bench.arms`): each method at each budget fraction, the budgeted controls,
-and the fixed controls. Accuracy and fidelity get bootstrap intervals (:mod:`vidpool.bench.stats`),
-comparisons are paired on the same questions, and memory at 256 frames comes from the planner and a
+and the fixed controls. Accuracy gets a Wilson interval, fidelity and differences a cluster bootstrap
+over units of independence (``Item.unit``: a ``direction`` clip and its reverse are one unit),
+comparisons are paired on the same questions with a sign-flip test, Holm-adjusted over every
+comparison of the run (:mod:`vidpool.bench.stats`), and memory at 256 frames comes from the planner and a
 measured prefill (:mod:`vidpool.bench.memory`). With a video LM (``model``), the same questions are
 also answered by generation (:mod:`vidpool.bench.generative`), with the same statistics, in the
 results' ``generative`` section. Results go to ``results.json``, one PNG per family and a printed table
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from vidpool.bench.arms import BUDGETED_CONTROLS, Arm, Column, arms_for, item_seed
+from vidpool.bench.synth.seeds import DEVELOPMENT_SEED, check_eval_seed
 from vidpool.errors import InvalidArgumentError
 from vidpool.models import portable_path
 
@@ -44,7 +47,10 @@ FULL_ITEMS = 300
 #: what ``--quick`` changes: fewer questions, budgets and frames (each family's length, at most 20), and
 #: no measured prefill
 QUICK = {"items": 40, "budgets": (1.0, 0.25, 0.0625), "max_frames": 20, "measure_memory": False}
-RESULTS_VERSION = 1
+#: 2: cells hold ``n_units``; accuracy intervals are Wilson's; comparisons have a sign-flip ``p_value``
+#: (``test``), ``vs frame_subsample`` rows, and ``p_holm`` over retrieval and generation together;
+#: ``seed_kind``; ``items[family]["units"]``
+RESULTS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class FidelitySettings:
     items: int = FULL_ITEMS
     frames: int | None = None
     max_frames: int | None = None
-    seed: int = 0
+    seed: int = DEVELOPMENT_SEED
     out: str = "bench-fidelity"
     device: str = "cpu"
     resamples: int = 2000
@@ -81,10 +87,12 @@ class FidelitySettings:
 
 
 def check_settings(s: FidelitySettings) -> FidelitySettings:
-    """Refuse settings no run can take (:class:`InvalidArgumentError`), before anything is loaded."""
+    """Refuse settings no run can take (:class:`InvalidArgumentError`), before anything is loaded;
+    a training seed is one (:func:`vidpool.bench.synth.seeds.check_eval_seed`)."""
     import vidpool
     from vidpool.bench.synth.tasks import FAMILIES
 
+    check_eval_seed(s.seed)
     for name, values, known in (
         ("famil", s.families, FAMILIES),
         ("method", s.methods, vidpool.list_methods()),
@@ -192,7 +200,10 @@ def _run_family(
     return columns
 
 
-def _cell(family: str, arm: Arm, col: Column, full: np.ndarray, s: FidelitySettings) -> dict[str, Any]:
+def _cell(
+    family: str, arm: Arm, col: Column, full: np.ndarray, units: np.ndarray, s: FidelitySettings
+) -> dict[str, Any]:
+    """One arm's row: accuracy (Wilson interval over its units), fidelity (cluster bootstrap), tokens."""
     from vidpool.bench.stats import accuracy, fidelity
 
     correct = np.asarray(col.correct)
@@ -208,6 +219,7 @@ def _cell(family: str, arm: Arm, col: Column, full: np.ndarray, s: FidelitySetti
         "tokens": None,
         "n_items": int(correct.size),
         "n": int(ran.sum()),
+        "n_units": int(np.unique(units[ran]).size),
         "status": "ok" if ran.all() else ("budget_error" if not ran.any() else "partial"),
         "error": col.error,
         "accuracy": None,
@@ -215,11 +227,11 @@ def _cell(family: str, arm: Arm, col: Column, full: np.ndarray, s: FidelitySetti
     }
     if ran.any():
         cell["tokens"] = {"mean": float(tokens.mean()), "min": int(tokens.min()), "max": int(tokens.max())}
-        cell["accuracy"] = accuracy(correct[ran], resamples=s.resamples, seed=s.seed).as_dict()
+        cell["accuracy"] = accuracy(correct[ran], units[ran]).as_dict()
         both = ran & (full >= 0)
         if both.any():
             cell["fidelity"] = fidelity(
-                correct[both], full[both], resamples=s.resamples, seed=s.seed
+                correct[both], full[both], units[both], resamples=s.resamples, seed=s.seed
             ).as_dict()
     return cell
 
@@ -231,8 +243,9 @@ def _comparison_pairs(methods: Sequence[str], fractions: Sequence[float]) -> lis
         if "prompt_guided" in methods and "spatial" in methods:
             pairs.append(("prompt_guided vs spatial", f"prompt_guided@{f:g}", f"spatial@{f:g}"))
     for m in methods:
-        for f in fractions if m not in BUDGETED_CONTROLS else ():
-            pairs.append((f"{m} vs random_drop", f"{m}@{f:g}", f"random_drop@{f:g}"))
+        for control in BUDGETED_CONTROLS:
+            for f in fractions if m not in BUDGETED_CONTROLS else ():
+                pairs.append((f"{m} vs {control}", f"{m}@{f:g}", f"{control}@{f:g}"))
     reference = "none@1" if "none" in methods and 1.0 in fractions else "full"
     if "progressive" in methods:
         for f in fractions:
@@ -240,7 +253,10 @@ def _comparison_pairs(methods: Sequence[str], fractions: Sequence[float]) -> lis
     return pairs
 
 
-def _compare(family: str, correct: dict[str, list[int]], pairs, s: FidelitySettings) -> list[dict]:
+def _compare(
+    family: str, correct: dict[str, list[int]], units: np.ndarray, pairs, s: FidelitySettings
+) -> list[dict]:
+    """The paired comparisons of one family (or ``all``) on the questions both arms answered."""
     from vidpool.bench.stats import paired
 
     out = []
@@ -251,13 +267,16 @@ def _compare(family: str, correct: dict[str, list[int]], pairs, s: FidelitySetti
         both = (x >= 0) & (y >= 0)
         row: dict[str, Any] = {"family": family, "rule": rule, "a": a, "b": b, "n": int(both.sum())}
         if both.any():
-            row.update(paired(x[both] > 0, y[both] > 0, resamples=s.resamples, seed=s.seed).as_dict())
+            row.update(
+                paired(x[both] > 0, y[both] > 0, units[both], resamples=s.resamples, seed=s.seed).as_dict()
+            )
         out.append(row)
     return out
 
 
 def _adjust(comparisons: list[dict]) -> None:
-    """Holm-adjusted p-values over every comparison of the run (``p_holm``), beside the raw ones."""
+    """Holm-adjusted p-values over ``comparisons`` (``p_holm``), beside the raw ones: pass every
+    comparison of the run at once (every family, the pooled rows, both scorers)."""
     from vidpool.bench.stats import holm
 
     tested = [row for row in comparisons if "p_value" in row]
@@ -266,24 +285,35 @@ def _adjust(comparisons: list[dict]) -> None:
 
 
 def _section(
-    family_columns: dict[str, dict[str, Column]], arms: list[Arm], pairs, s: FidelitySettings
+    family_columns: dict[str, dict[str, Column]],
+    family_units: dict[str, list[str]],
+    arms: list[Arm],
+    pairs,
+    s: FidelitySettings,
 ) -> tuple[list[dict], list[dict]]:
-    """Cells and paired comparisons of one scorer: per family, then (with several) every family pooled."""
+    """Cells and paired comparisons of one scorer: per family, then (with several) every family pooled.
+
+    ``family_units``: each family's ``[n]`` unit labels, in item order. The p-values are raw here;
+    :func:`_adjust` adjusts the whole run's together.
+    """
     cells: list[dict] = []
     comparisons: list[dict] = []
     pooled = {arm.key: Column() for arm in arms}
+    pooled_units: list[str] = []
     for family, columns in family_columns.items():
+        units = np.asarray(family_units[family])
         full = np.asarray(columns["full"].correct)
-        cells += [_cell(family, arm, columns[arm.key], full, s) for arm in arms]
-        comparisons += _compare(family, {k: c.correct for k, c in columns.items()}, pairs, s)
+        cells += [_cell(family, arm, columns[arm.key], full, units, s) for arm in arms]
+        comparisons += _compare(family, {k: c.correct for k, c in columns.items()}, units, pairs, s)
         for key, column in columns.items():
             pooled[key].extend(column)
+        pooled_units += [f"{family}/{u}" for u in units]
     if len(family_columns) > 1:
         # every family's questions together: one more row per arm, weighted by question count
+        units = np.asarray(pooled_units)
         full = np.asarray(pooled["full"].correct)
-        cells += [_cell("all", arm, pooled[arm.key], full, s) for arm in arms]
-        comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, pairs, s)
-    _adjust(comparisons)
+        cells += [_cell("all", arm, pooled[arm.key], full, units, s) for arm in arms]
+        comparisons += _compare("all", {k: c.correct for k, c in pooled.items()}, units, pairs, s)
     return cells, comparisons
 
 
@@ -360,7 +390,10 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     with scope:
         for family in families:
             items = make_items(family, s.items, seed=s.seed, num_frames=_frames_of(family, s))
-            per_item[family] = {"ids": [str(item.id) for item in items]}
+            per_item[family] = {
+                "ids": [str(item.id) for item in items],
+                "units": [str(getattr(item, "unit", item.id)) for item in items],
+            }
             if model is not None:
                 _say_fewer_frames(family, items, s.model_frames or model.config.num_frames)
             if s.retrieval:
@@ -380,10 +413,11 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
                     family, items, gen_arms, model, pool, make, log
                 )
                 per_item[family]["generated"] = {k: c.correct for k, c in generation[family].items()}
-    cells, comparisons = _section(retrieval, arms, pairs, s)
-    generative = None
+    units = {family: part["units"] for family, part in per_item.items()}
+    cells, comparisons = _section(retrieval, units, arms, pairs, s)
+    generative, gen_comparisons = None, []
     if model is not None:
-        gen_cells, gen_comparisons = _section(generation, gen_arms, pairs, s)
+        gen_cells, gen_comparisons = _section(generation, units, gen_arms, pairs, s)
         generative = {
             "model": portable_path(folder),
             "model_name": s.model,
@@ -403,9 +437,11 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
             "replies": replies,
         }
 
+    _adjust(comparisons + gen_comparisons)  # one family of tests: the whole run
     memory = _memory_section(s, methods, log)
     results = {
         "version": RESULTS_VERSION,
+        "seed_kind": check_eval_seed(s.seed),
         "settings": {
             **{k: _portable(v) for k, v in asdict(s).items()},
             "families": families,

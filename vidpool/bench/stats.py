@@ -1,15 +1,29 @@
-"""Accuracy with bootstrap intervals, paired comparisons of two methods, and fidelity to the full tokens.
+"""Accuracy with Wilson intervals, paired comparisons of two methods, and fidelity to the full tokens.
 
-Every function takes per-question correctness (``[n]`` bools, one entry per question) and is pure numpy.
-Intervals are 95% percentile bootstrap intervals over questions, from a seeded generator, so a rerun
-gives the same numbers. Paired functions resample the *same* questions for both sides: the question's
-difficulty cancels, which is what lets a 2-point difference stand out from noise at a few hundred
-questions (an unpaired interval on each side would be about twice as wide).
+Every function takes per-question correctness (``[n]`` bools, one entry per question) and, optionally,
+each question's *unit* (``[n]`` labels): the unit of independence. Questions that share a clip (the
+benchmark's ``direction`` items ``2k`` and ``2k + 1`` are one clip forwards and backwards) share a
+unit; without ``units`` every question is its own. Pure numpy.
+
+- A single accuracy gets a 95% **Wilson score interval** (honest at 0 and 1 right, where a percentile
+  bootstrap collapses to a point), on an effective sample size ``n / deff``: ``deff`` is the design
+  effect of the units (the ratio estimator's between-unit variance over the binomial variance),
+  kept between 1 (independent questions) and ``n / units`` (the questions of a unit always agree);
+  with every question right or every one wrong there is no variance to estimate it from, and the
+  interval takes the cautious end, ``n / units``.
+- Differences and fidelity ratios get a **cluster bootstrap**: units are drawn with replacement
+  (seeded, so a rerun gives the same numbers) and carry all their questions with them.
+- Paired tests are **sign-flip tests on unit-level differences**: under "no difference" the two
+  methods' labels are exchangeable within a unit, so each unit's summed difference is equally likely
+  to have either sign; the exact two-sided p-value comes from that distribution. With one question a
+  unit it is McNemar's exact test.
+- :func:`holm` adjusts the p-values of every comparison of a run together.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,10 +34,13 @@ __all__ = [
     "Paired",
     "accuracy",
     "bootstrap_indices",
+    "design_effect",
     "fidelity",
     "holm",
-    "mcnemar_exact",
     "paired",
+    "sign_flip_p",
+    "unit_codes",
+    "wilson",
 ]
 
 #: resamples per interval; 2000 puts the Monte Carlo error of a 95% bound well below a point
@@ -32,12 +49,13 @@ DEFAULT_RESAMPLES = 2000
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with its 95% interval ``[low, high]`` over ``n`` questions."""
+    """A point estimate with its 95% interval ``[low, high]`` over ``n`` questions in ``n_units`` units."""
 
     value: float
     low: float
     high: float
     n: int
+    n_units: int
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -45,11 +63,11 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Paired:
-    """``a`` minus ``b`` on the same ``n`` questions.
+    """``a`` minus ``b`` on the same ``n`` questions (``n_units`` units).
 
-    ``diff`` is the accuracy difference with its paired-bootstrap 95% interval ``[low, high]``;
-    ``a_only``/``b_only`` count the questions only ``a``/only ``b`` answered right (McNemar's discordant
-    pairs) and ``p_value`` is the exact two-sided McNemar test on them.
+    ``diff`` is the accuracy difference with its cluster-bootstrap 95% interval ``[low, high]``;
+    ``a_only``/``b_only`` count the questions only ``a``/only ``b`` answered right, and ``p_value`` is
+    the exact two-sided sign-flip test on the units' summed differences (``test``).
     """
 
     diff: float
@@ -59,8 +77,10 @@ class Paired:
     a_only: int
     b_only: int
     n: int
+    n_units: int
+    test: str = "sign-flip"
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
 
 
@@ -73,11 +93,34 @@ def _as_bool(correct: np.ndarray | list, name: str = "correct") -> np.ndarray:
     return arr.astype(bool)
 
 
+def unit_codes(units: Sequence | np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """``([n] unit index per question, number of units)``; ``None``: every question its own unit."""
+    if units is None:
+        return np.arange(n), n
+    labels = np.asarray(units)
+    if labels.shape != (n,):
+        raise ValueError(f"units must give one label per question: {labels.shape} for {n} questions")
+    _, codes = np.unique(labels, return_inverse=True)
+    codes = codes.reshape(-1)
+    return codes, int(codes.max()) + 1
+
+
 def bootstrap_indices(n: int, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """``[resamples, n]`` question indices drawn with replacement, from a seeded generator."""
+    """``[resamples, n]`` indices (of units) drawn with replacement, from a seeded generator."""
     if n < 1 or resamples < 1:
         raise ValueError(f"need n >= 1 and resamples >= 1, got n={n}, resamples={resamples}")
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def _draw_counts(units: int, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, units]`` how often each unit is drawn in each cluster-bootstrap resample."""
+    idx = bootstrap_indices(units, resamples, seed)
+    flat = idx + units * np.arange(resamples)[:, None]
+    return np.bincount(flat.reshape(-1), minlength=resamples * units).reshape(resamples, units)
+
+
+def _unit_sums(values: np.ndarray, codes: np.ndarray, units: int) -> np.ndarray:
+    return np.bincount(codes, weights=values.astype(np.float64), minlength=units)
 
 
 def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -89,30 +132,73 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _z(level: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def wilson(hits: float, n: float, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``hits / n`` (``n`` may be an effective, fractional size).
+
+    ``(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``, clipped to ``[0, 1]``; 8 of 8 gives
+    ``[0.676, 1]`` at 95%.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    z = _z(level)
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # at p = 0 (1) the lower (upper) bound is exactly 0 (1); the formula leaves a rounding residue
+    low = 0.0 if p <= 0 else max(0.0, centre - half)
+    high = 1.0 if p >= 1 else min(1.0, centre + half)
+    return low, high
+
+
+def design_effect(correct: np.ndarray | list, units: Sequence | np.ndarray | None = None) -> float:
+    """How many questions count as one independent question: in ``[1, n / units]``.
+
+    The between-unit variance of the mean (ratio estimator, ``U / (U - 1) · Σ_u (S_u - p·m_u)² / n²``
+    with ``S_u`` right answers of the ``m_u`` questions of unit ``u``) over the binomial ``p(1-p)/n``;
+    ``n / units`` (the cautious end) when every answer is the same or there is one unit.
+    """
+    c = _as_bool(correct)
+    codes, u = unit_codes(units, c.size)
+    n, most = c.size, c.size / u
+    if u == n:
+        return 1.0
+    p = float(c.mean())
+    if p in (0.0, 1.0) or u == 1:
+        return most
+    sums, sizes = _unit_sums(c, codes, u), np.bincount(codes, minlength=u)
+    between = u / (u - 1) * float(((sums - p * sizes) ** 2).sum()) / n**2
+    return float(np.clip(between / (p * (1 - p) / n), 1.0, most))
+
+
 def accuracy(
-    correct: np.ndarray | list,
-    *,
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    level: float = 0.95,
+    correct: np.ndarray | list, units: Sequence | np.ndarray | None = None, *, level: float = 0.95
 ) -> Estimate:
-    """Share of questions answered right, with a percentile bootstrap interval.
+    """Share of questions answered right, with a Wilson interval on the design-effect sample size.
 
     Args:
         correct: ``[n]`` bools.
+        units: ``[n]`` unit labels (default: every question its own unit).
 
     Returns:
-        :class:`Estimate`; all right gives ``1 [1, 1]``, all wrong ``0 [0, 0]``.
+        :class:`Estimate`; 8 of 8 independent questions give ``1 [0.676, 1]``.
     """
     c = _as_bool(correct)
-    idx = bootstrap_indices(c.size, resamples, seed)
-    low, high = _interval(c[idx].mean(axis=1), level)
-    return Estimate(float(c.mean()), low, high, int(c.size))
+    _, u = unit_codes(units, c.size)
+    effective = c.size / design_effect(c, units)
+    low, high = wilson(float(c.mean()) * effective, effective, level)
+    return Estimate(float(c.mean()), low, high, int(c.size), u)
 
 
 def fidelity(
     correct: np.ndarray | list,
     full_correct: np.ndarray | list,
+    units: Sequence | np.ndarray | None = None,
     *,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
@@ -120,43 +206,59 @@ def fidelity(
 ) -> Estimate:
     """Accuracy divided by the full-token accuracy on the same questions, as compression papers report.
 
-    Both accuracies come from the same resampled questions, so the interval is that of the ratio, not of
-    two independent numbers. Resamples where the full tokens got nothing right are left out; when the
-    full tokens never answer right the fidelity is NaN.
+    Both accuracies come from the same resampled units (cluster bootstrap), so the interval is that of
+    the ratio, not of two independent numbers. Resamples where the full tokens got nothing right are
+    left out; when the full tokens never answer right the fidelity is NaN.
 
     Args:
         correct, full_correct: ``[n]`` bools over the same questions, in the same order.
+        units: ``[n]`` unit labels (default: every question its own unit).
     """
     c, f = _as_bool(correct), _as_bool(full_correct, "full_correct")
     if c.shape != f.shape:
         raise ValueError(f"correct and full_correct must cover the same questions: {c.shape} vs {f.shape}")
-    idx = bootstrap_indices(c.size, resamples, seed)
+    codes, u = unit_codes(units, c.size)
+    draws = _draw_counts(u, resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = c[idx].mean(axis=1) / f[idx].mean(axis=1)
+        ratios = (draws @ _unit_sums(c, codes, u)) / (draws @ _unit_sums(f, codes, u))
         value = float(c.mean() / f.mean()) if f.any() else math.nan
     low, high = _interval(np.where(np.isfinite(ratios), ratios, np.nan), level)
-    return Estimate(value, low, high, int(c.size))
+    return Estimate(value, low, high, int(c.size), u)
 
 
-def mcnemar_exact(a_only: int, b_only: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant counts.
+def sign_flip_p(differences: np.ndarray | list) -> float:
+    """Exact two-sided p-value of the sign-flip test: ``P(|Σ_u s_u·d_u| >= |Σ_u d_u|)`` with each sign
+    ``s_u`` ±1 at even odds.
 
-    Under the null each discordant question is a fair coin, so ``min(a_only, b_only)`` is binomial with
-    ``a_only + b_only`` trials and p = 1/2; the two-sided p-value doubles its lower tail (at most 1).
+    Args:
+        differences: ``[U]`` integers, each unit's right answers of one method minus the other's.
+
+    The null distribution is a convolution of one binomial per distinct ``|d|`` (units with the same
+    magnitude only differ in how many are positive), exact up to float rounding.
     """
-    if a_only < 0 or b_only < 0:
-        raise ValueError(f"discordant counts must be >= 0, got {a_only} and {b_only}")
-    n = a_only + b_only
-    if n == 0:
+    d = np.abs(np.asarray(differences, dtype=np.int64))
+    observed = abs(int(np.asarray(differences, dtype=np.int64).sum()))
+    d = d[d > 0]
+    if d.size == 0 or observed == 0:
         return 1.0
-    k = min(a_only, b_only)
-    tail = sum(math.comb(n, i) for i in range(k + 1))
-    return min(1.0, 2 * tail / 2**n)  # exact integer arithmetic, one rounding at the end
+    dist = np.ones(1)  # P(T = t) at index t + offset
+    for magnitude, count in zip(*np.unique(d, return_counts=True)):
+        k, c = int(magnitude), int(count)
+        j = np.arange(c + 1)
+        log_pmf = [math.lgamma(c + 1) - math.lgamma(i + 1) - math.lgamma(c - i + 1) for i in j]
+        pmf = np.exp(np.asarray(log_pmf) - c * math.log(2))
+        step = np.zeros(2 * k * c + 1)
+        step[2 * k * j] = pmf  # value k·(2j - c) at index k·(2j - c) + k·c
+        dist = np.convolve(dist, step)
+    offset = (dist.size - 1) // 2
+    t = np.arange(dist.size) - offset
+    return float(min(1.0, dist[np.abs(t) >= observed].sum()))
 
 
 def paired(
     a: np.ndarray | list,
     b: np.ndarray | list,
+    units: Sequence | np.ndarray | None = None,
     *,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
@@ -166,20 +268,25 @@ def paired(
 
     Args:
         a, b: ``[n]`` bools, entry ``i`` of both being the same question.
+        units: ``[n]`` unit labels (default: every question its own unit).
 
     Returns:
-        :class:`Paired` with the difference, its paired-bootstrap interval and McNemar's exact p-value.
+        :class:`Paired` with the difference, its cluster-bootstrap interval and the sign-flip p-value.
     """
     x, y = _as_bool(a, "a"), _as_bool(b, "b")
     if x.shape != y.shape:
         raise ValueError(
             f"a paired comparison needs the same questions on both sides: {x.shape} vs {y.shape}"
         )
-    d = x.astype(np.int8) - y.astype(np.int8)
-    idx = bootstrap_indices(d.size, resamples, seed)
-    low, high = _interval(d[idx].mean(axis=1), level)
+    d = x.astype(np.int64) - y.astype(np.int64)
+    codes, u = unit_codes(units, d.size)
+    per_unit = _unit_sums(d, codes, u)
+    draws = _draw_counts(u, resamples, seed)
+    sizes = np.bincount(codes, minlength=u).astype(np.float64)
+    low, high = _interval((draws @ per_unit) / (draws @ sizes), level)
     a_only, b_only = int((d > 0).sum()), int((d < 0).sum())
-    return Paired(float(d.mean()), low, high, mcnemar_exact(a_only, b_only), a_only, b_only, int(d.size))
+    p = sign_flip_p(np.rint(per_unit).astype(np.int64))
+    return Paired(float(d.mean()), low, high, p, a_only, b_only, int(d.size), u)
 
 
 def holm(p_values: np.ndarray | list) -> np.ndarray:

@@ -95,7 +95,11 @@ _COLOURS = tuple(COLOURS)
 
 @dataclass(frozen=True)
 class Item:
-    """One question: its text, four short options, the right one's index and the scene it is about."""
+    """One question: its text, four short options, the right one's index and the scene it is about.
+
+    ``unit`` names the unit of independence the statistics resample: items that share a clip share
+    it (``direction`` items ``2k`` and ``2k + 1``); it defaults to the item's ``id``.
+    """
 
     id: str
     family: str
@@ -104,6 +108,11 @@ class Item:
     answer: int
     num_frames: int
     scene: Any
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.unit:
+            object.__setattr__(self, "unit", self.id)
 
 
 def _balanced(n: int, index: int, key: str, family: int, seed: int) -> int:
@@ -182,6 +191,7 @@ def _item(family: str, seed: int, i: int, num_frames: int) -> Item:
         question = f"Which way does the {facts['colour']} {facts['shape']} move?"
     return Item(
         id=f"{family}-s{seed}-{i:04d}",
+        unit=f"{family}-s{seed}-clip{i // 2:04d}" if family == "direction" else "",
         family=family,
         question=question,
         options=options,
