@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -11,8 +12,16 @@ from bench_support import small_settings
 from pipeline_support import checkpoint
 
 import vidpool
+from vidpool.bench.arms import item_seed
 from vidpool.bench.fidelity import run_fidelity
-from vidpool.bench.generative import answer_generative, generative_arms, parse_choice, sample_clip
+from vidpool.bench.generative import (
+    MAX_NEW_TOKENS,
+    answer_generative,
+    generative_arms,
+    parse_choice,
+    sample_clip,
+)
+from vidpool.bench.stats import holm
 from vidpool.bench.synth.tasks import make_items, multiple_choice_prompt, render_item, write_item_mp4
 from vidpool.cli import main
 
@@ -106,7 +115,13 @@ def test_generative_section_beside_the_retrieval_cells(run):
     assert "static (generation): 4/4 questions" in log
     section = results["generative"]
     keys = {c["key"] for c in section["cells"] if c["family"] == "static"}
-    assert keys == {"spatial@1", "spatial@0.25", "prompt_guided@1", "prompt_guided@0.25", "full", "text_only"}
+    methods_and_baselines = ("spatial", "prompt_guided", "random_drop", "frame_subsample")
+    assert keys == {f"{m}@{b:g}" for m in methods_and_baselines for b in (1, 0.25)} | {"full", "text_only"}
+    rules = {r["rule"] for r in section["comparisons"]}
+    assert {"spatial vs random_drop", "spatial vs frame_subsample"} <= rules
+    # one Holm family: the retrieval scorer's comparisons and the generated ones together
+    tested = [r for r in results["comparisons"] + section["comparisons"] if "p_value" in r]
+    assert [r["p_holm"] for r in tested] == pytest.approx(list(holm([r["p_value"] for r in tested])))
     assert {c["family"] for c in section["cells"]} == {"static", "direction", "all"}
     for cell in section["cells"]:
         acc = cell["accuracy"]
@@ -176,8 +191,83 @@ def test_free_answers_are_read_for_the_option_they_name(tiny):
     clip, stamps = sample_clip(render_item(item), tiny.config.num_frames)
     features = tiny.encode(torch.from_numpy(np.ascontiguousarray(clip))).patches
     tokens = tiny.visual_tokens(features, method="none")
-    expected = tiny.generate(tokens, item.question, timestamps=stamps, max_new_tokens=8)
+    expected = tiny.generate(tokens, item.question, timestamps=stamps, max_new_tokens=MAX_NEW_TOKENS["free"])
     assert replies["full"].text == expected
     assert replies["full"].choice == parse_choice(expected, item.options, letters="")
     with pytest.raises(vidpool.InvalidArgumentError, match="style"):
         answer_generative(tiny, item, generative_arms([], ()), style="essay")
+
+
+class StubLM:
+    """A video LM that records every generate call and always writes ``reply``; compression is real."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply, self.calls = reply, []
+        self.config = types.SimpleNamespace(num_frames=4)
+        self.input_embeddings = torch.nn.Embedding(10, 6)
+        self.kept: dict[str, vidpool.Compressed] = {}
+
+    def uses_joint(self, method: str) -> bool:
+        return False
+
+    def encode(self, frames: torch.Tensor, joint: bool = False):
+        t = frames.shape[0]
+        patches = torch.arange(t * 2 * 2 * 6, dtype=torch.float32).reshape(t, 2, 2, 6)
+        return types.SimpleNamespace(patches=patches, joint=None)
+
+    def compress_visual(self, features, *, method, budget, prompt, joint, **params):
+        result = vidpool.compress(features, method, budget=budget, **params)
+        self.kept[method] = result
+        return types.SimpleNamespace(tokens=result.tokens, compressed=result)
+
+    def generate(self, tokens, prompt, *, timestamps, max_new_tokens):
+        self.calls.append(
+            {
+                "tokens": tokens.shape[0],
+                "prompt": prompt,
+                "timestamps": timestamps,
+                "max_new_tokens": max_new_tokens,
+            }
+        )
+        return self.reply
+
+
+@pytest.mark.parametrize(("style", "reply"), [("letter", "B."), ("free", "It is a yellow shape, I think")])
+def test_text_only_takes_the_video_arms_path(style, reply):
+    """The text-only control is asked the same prompt with the same new-token limit and read by the same
+    rule as every video arm; only the visual tokens and the frame times are gone."""
+    item = make_items("static", 3, seed=0)[2]
+    lm = StubLM(reply)
+    arms = generative_arms(["spatial"], (0.5,))
+    replies = answer_generative(lm, item, arms, style=style, seed=11)
+    calls = {arm.key: call for arm, call in zip(arms, lm.calls, strict=True)}
+    prompt = multiple_choice_prompt(item) if style == "letter" else item.question
+    for key, call in calls.items():
+        assert (call["prompt"], call["max_new_tokens"]) == (prompt, MAX_NEW_TOKENS[style])
+        assert replies[key].text == reply
+        assert replies[key].choice == parse_choice(reply, item.options, "ABCD" if style == "letter" else "")
+        assert replies[key].answer.correct == (replies[key].choice == item.answer)
+    assert calls["text_only"]["tokens"] == 0 and calls["text_only"]["timestamps"] is None
+    assert calls["full"]["tokens"] == 4 * 2 * 2 and len(calls["full"]["timestamps"]) == 4
+    assert MAX_NEW_TOKENS["free"] >= 16  # 8 cut "The orange object is a shape called a" before the option
+
+
+def test_the_baselines_answer_by_generation_with_the_items_seed():
+    item = make_items("static", 1, seed=0)[0]
+    lm = StubLM("A")
+    arms = generative_arms(["spatial", "random_drop"], (0.5,))
+    assert [a.key for a in arms] == [
+        "spatial@0.5",
+        "random_drop@0.5",
+        "frame_subsample@0.5",
+        "full",
+        "text_only",
+    ]
+    replies = answer_generative(lm, item, arms, seed=item_seed(0, 0))
+    assert replies["random_drop@0.5"].answer.tokens == replies["frame_subsample@0.5"].answer.tokens == 8
+    features = lm.encode(torch.zeros(4, 1, 1, 3)).patches
+    expected = vidpool.compress(features, "random_drop", budget=8, seed=item_seed(0, 0))
+    assert torch.equal(lm.kept["random_drop"].assign, expected.assign)
+    assert torch.equal(
+        lm.kept["frame_subsample"].assign, vidpool.compress(features, "frame_subsample", budget=8).assign
+    )

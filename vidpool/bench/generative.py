@@ -11,9 +11,11 @@ Two ways to ask (``style``): ``"letter"`` sends the lettered prompt and reads th
 ``"free"`` sends the question alone and reads which option the reply names (a small model may answer
 in words far better than it maps words to letters).
 
-Arms: each method at each budget fraction of the model's ``T·h·w`` tokens, ``full`` (every token, the
-``none`` method) and ``text_only`` (the same prompt with no visual tokens: what the LM answers from its
-priors).
+Arms: each method at each budget fraction of the model's ``T·h·w`` tokens, the baselines
+``random_drop`` (the item's own seed, as the retrieval scorer's control) and ``frame_subsample`` at the
+same fractions, ``full`` (every token, the ``none`` method) and ``text_only`` (no visual tokens: what the
+LM answers from its priors). Every arm, ``text_only`` included, goes through one path: the same
+prompt, the same new-token limit and the same reply-to-option rule.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidpool.bench.arms import Answer, Arm, Column, requested_tokens
+from vidpool.bench.arms import BUDGETED_CONTROLS, Answer, Arm, Column, item_seed, requested_tokens
 from vidpool.errors import InvalidArgumentError, VidpoolError
 
 __all__ = [
@@ -47,8 +49,9 @@ __all__ = [
 ]
 
 GENERATIVE_CONTROLS = ("full", "text_only")
-#: ``"letter"``: a letter, its full stop and a little slack; ``"free"``: the longest option's words
-MAX_NEW_TOKENS = {"letter": 4, "free": 8}
+#: ``"letter"``: a letter, its full stop and a little slack; ``"free"``: a short sentence that ends in
+#: the option ("The orange object is a shape called a" is 8 tokens: a limit of 8 cut it before the option)
+MAX_NEW_TOKENS = {"letter": 4, "free": 16}
 STYLES = tuple(MAX_NEW_TOKENS)
 #: frames per second of the benchmark's videos (what ``write_item_mp4`` writes)
 FPS = 8.0
@@ -66,8 +69,10 @@ class Reply:
 
 
 def generative_arms(methods: Sequence[str], fractions: Sequence[float]) -> list[Arm]:
-    """Every method at every fraction, then ``full`` and ``text_only``."""
-    arms = [Arm(m, f) for m in methods for f in fractions]
+    """Every method at every fraction, the budgeted controls (``random_drop``, ``frame_subsample``) at
+    every fraction, then ``full`` and ``text_only``; a method that is a budgeted control runs once."""
+    arms = [Arm(m, f) for m in methods if m not in BUDGETED_CONTROLS for f in fractions]
+    arms += [Arm(c, f, control=True) for c in BUDGETED_CONTROLS for f in fractions]
     return arms + [Arm(c, None, control=True) for c in GENERATIVE_CONTROLS]
 
 
@@ -105,6 +110,7 @@ def answer_generative(
     frames: int | None = None,
     side: int | None = None,
     style: str = "letter",
+    seed: int = 0,
 ) -> dict[str, Reply]:
     """Every arm's generated answer to ``item``.
 
@@ -115,12 +121,15 @@ def answer_generative(
         side: the side the video is drawn at (default: the world's frame size).
         style: ``"letter"`` (the lettered prompt, the letter read) or ``"free"`` (the question alone,
             the option its words name).
+        seed: the item's control seed (``random_drop``'s draw; :func:`vidpool.bench.arms.item_seed`).
 
     Returns:
         ``{arm.key: Reply}``; an arm whose budget the method cannot meet has ``answer.correct = None``.
     """
     from vidpool.bench.synth.tasks import multiple_choice_prompt, render_item
 
+    if style not in STYLES:
+        raise InvalidArgumentError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     count = int(frames or model.config.num_frames)
     video = render_item(item) if side is None else render_item(item, side)
     clip, stamps = sample_clip(video, count)
@@ -130,38 +139,36 @@ def answer_generative(
     features = encoded.patches
     shape = tuple(int(s) for s in features.shape[:3])
     total = shape[0] * shape[1] * shape[2]
-    if style not in STYLES:
-        raise InvalidArgumentError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     prompt = multiple_choice_prompt(item) if style == "letter" else item.question
     letters = "ABCD" if style == "letter" else ""
-
-    def ask(tokens: torch.Tensor, timestamps: list[float] | None) -> tuple[str, int | None]:
-        text = str(
-            model.generate(tokens, prompt, timestamps=timestamps, max_new_tokens=MAX_NEW_TOKENS[style])
-        )
-        return text, parse_choice(text, item.options, letters)
 
     out: dict[str, Reply] = {}
     for arm in arms:
         requested = total if arm.fraction is None else requested_tokens(arm.fraction, shape)
+        timestamps: list[float] | None = stamps
         try:
-            if arm.name == "text_only":
+            if arm.name == "text_only":  # no video: no visual tokens and no frame times
                 weight = model.input_embeddings.weight
-                empty = torch.zeros(0, weight.shape[1], dtype=weight.dtype, device=weight.device)
-                text, choice = ask(empty, None)
-                out[arm.key] = Reply(Answer(choice == item.answer, 0, 0), text, choice)
-                continue
-            method = "none" if arm.name == "full" else arm.name
-            budget = None if arm.fraction is None else requested
-            visual = model.compress_visual(
-                features, method=method, budget=budget, prompt=item.question, joint=encoded.joint
-            )
+                tokens = torch.zeros(0, weight.shape[1], dtype=weight.dtype, device=weight.device)
+                requested, kept, timestamps = 0, 0, None
+            else:
+                method = "none" if arm.name == "full" else arm.name
+                budget = None if arm.fraction is None else requested
+                extra = {"seed": seed} if method == "random_drop" else {}
+                visual = model.compress_visual(
+                    features, method=method, budget=budget, prompt=item.question, joint=encoded.joint, **extra
+                )
+                tokens = visual.tokens
+                kept = int(visual.compressed.num_tokens)
         except VidpoolError as exc:  # a budget the method cannot meet is a result, not a crash
             out[arm.key] = Reply(Answer(None, requested, 0, f"{type(exc).__name__}: {exc}"))
             continue
-        text, choice = ask(visual.tokens, stamps)
-        tokens = int(visual.compressed.num_tokens)
-        out[arm.key] = Reply(Answer(choice == item.answer, requested, tokens), text, choice)
+        # one way to ask and one way to read the reply, for every arm
+        text = str(
+            model.generate(tokens, prompt, timestamps=timestamps, max_new_tokens=MAX_NEW_TOKENS[style])
+        )
+        choice = parse_choice(text, item.options, letters)
+        out[arm.key] = Reply(Answer(choice == item.answer, requested, kept), text, choice)
     return out
 
 
@@ -171,8 +178,9 @@ def _replies(
     """Each item's ``{arm.key: Reply}``, in item order: here, or over ``pool``'s processes in chunks
     (``make``: the ``make_items`` arguments that gave ``items`` — count, seed, num_frames — and frames)."""
     if pool is None:
-        for item in items:
-            yield answer_generative(model, item, arms, frames=make["frames"], style=make["style"])
+        for i, item in enumerate(items):
+            seed = item_seed(make["seed"], i)
+            yield answer_generative(model, item, arms, frames=make["frames"], style=make["style"], seed=seed)
         return
     chunk = 5
     futures = [
@@ -264,4 +272,7 @@ def answer_chunk(
 
     items = make_items(family, count, seed=seed, num_frames=num_frames)
     model = _WORKER["model"]
-    return [(i, answer_generative(model, items[i], arms, frames=frames, style=style)) for i in indices]
+    return [
+        (i, answer_generative(model, items[i], arms, frames=frames, style=style, seed=item_seed(seed, i)))
+        for i in indices
+    ]
