@@ -38,8 +38,8 @@ __all__ = [
     "checked",
     "comma_list",
     "default_device",
-    "fastv_option",
     "device_available",
+    "fastv_option",
     "generation_options",
     "method_name",
     "non_negative_int",
@@ -204,7 +204,11 @@ class FastV:
             )
 
     def describe(self) -> str:
-        size = f"{self.budget} visual tokens" if self.budget is not None else f"{self.keep or 0.5:g} of the visual tokens"
+        size = (
+            f"{self.budget} visual tokens"
+            if self.budget is not None
+            else f"{self.keep or 0.5:g} of the visual tokens"
+        )
         return f"FastV from layer {self.layer}: {size}"
 
 

@@ -25,6 +25,7 @@ from vidpool.llm.prompt import (
     tokenize_around_marker,
     tokenize_continuation,
 )
+from vidpool.options import FastV, check_planning
 
 if TYPE_CHECKING:
     from vidpool.compression import Compressed
@@ -316,9 +317,21 @@ class VideoLM:
         history: Sequence[tuple[str, str]] | None = None,
     ) -> torch.Tensor:
         """``[1, L, hidden]`` prompt embeddings: chat template around the spliced visual tokens."""
+        return self.prompt_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)[0]
+
+    def prompt_embeds(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """:meth:`build_inputs_embeds` and ``(start, stop)``, the positions of the visual tokens in it."""
         text = self.prompt_text(prompt, timestamps=timestamps, history=history)
         before, after = tokenize_around_marker(self.tokenizer, text, VIDEO_MARKER)
-        return splice_embeddings(self.input_embeddings, before, visual_tokens, after)
+        embeds = splice_embeddings(self.input_embeddings, before, visual_tokens, after)
+        return embeds, (len(before), len(before) + int(visual_tokens.shape[0]))
 
     def prompt_text(
         self,
@@ -354,18 +367,30 @@ class VideoLM:
         timestamps: Sequence[float] | torch.Tensor | None = None,
         history: Sequence[tuple[str, str]] | None = None,
         stream: bool = False,
+        fastv: FastV | None = None,
         **options: Any,
     ) -> str | Iterator[str]:
         """Answer ``prompt`` about the video given its ``[N, hidden]`` visual tokens.
 
         ``timestamps`` (seconds, one per sampled frame) go into the prompt; ``history`` is a list of
         earlier ``(user, assistant)`` turns. With ``stream=True`` an iterator of text pieces is returned.
-        ``options`` are :func:`vidpool.llm.generate.generate_text`'s: ``max_new_tokens``
-        (:data:`vidpool.options.DEFAULT_MAX_NEW_TOKENS`), ``temperature`` (0: greedy), ``top_p``, ``seed``
-        and ``stop``.
+        ``fastv`` (:class:`vidpool.options.FastV`) prunes the visual tokens inside the LM from its layer on
+        (:mod:`vidpool.llm.fastv`). ``options`` are :func:`vidpool.llm.generate.generate_text`'s:
+        ``max_new_tokens`` (:data:`vidpool.options.DEFAULT_MAX_NEW_TOKENS`), ``temperature`` (0: greedy),
+        ``top_p``, ``seed`` and ``stop``.
         """
-        embeds = self.build_inputs_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
-        return generate_text(self.language_model, self.tokenizer, embeds, stream=stream, **options)
+        embeds, visual = self.prompt_embeds(visual_tokens, prompt, timestamps=timestamps, history=history)
+        lm = self.language_model if fastv is None else self.fastv_model(fastv, visual, embeds)
+        return generate_text(lm, self.tokenizer, embeds, stream=stream, **options)
+
+    def fastv_model(self, fastv: FastV, visual: tuple[int, int], inputs_embeds: torch.Tensor) -> Any:
+        """The LM with FastV for a prompt ``inputs_embeds`` ``[1, L, D]`` whose visual tokens sit at
+        ``visual = (start, stop)``: a :class:`vidpool.llm.fastv.FastVGenerator` at positions ``arange(L)``
+        (a kind with other position ids, M-RoPE, overrides this)."""
+        from vidpool.llm.fastv import FastVGenerator
+
+        check_planning(fastv=fastv)
+        return FastVGenerator(self.language_model, fastv, visual)
 
     def continuation_logprob(
         self,

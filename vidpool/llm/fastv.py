@@ -47,7 +47,9 @@ __all__ = [
 #: attention implementations whose causal masking needs no mask tensor (``is_causal``)
 _MASK_FREE = ("sdpa", "flash_attention_2", "flash_attention_3")
 
-RotaryFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+RotaryFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,10 @@ def decoder_stack(lm: Any, apply_rotary: RotaryFn | None = None) -> DecoderStack
 
 
 def last_token_attention(
-    layer: Any, hidden: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor], apply_rotary: RotaryFn
+    layer: Any,
+    hidden: torch.Tensor,
+    position_embeddings: tuple[torch.Tensor, torch.Tensor],
+    apply_rotary: RotaryFn,
 ) -> torch.Tensor:
     """The last position's attention over every key at ``layer``, averaged over heads.
 
@@ -233,7 +238,9 @@ def fastv_prefill(
     start, stop = visual
     length = inputs_embeds.shape[1]
     if inputs_embeds.shape[0] != 1:
-        raise InvalidArgumentError(f"FastV runs one prompt at a time, got a batch of {inputs_embeds.shape[0]}")
+        raise InvalidArgumentError(
+            f"FastV runs one prompt at a time, got a batch of {inputs_embeds.shape[0]}"
+        )
     if not 0 <= start < stop < length:
         raise InvalidArgumentError(
             f"FastV needs visual tokens followed by at least one text token; got visual positions "
@@ -256,7 +263,9 @@ def fastv_prefill(
     return FastVPrefill(_logits(stack, hidden), keep, inside, row)
 
 
-def stack_step(stack: DecoderStack, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Any) -> torch.Tensor:
+def stack_step(
+    stack: DecoderStack, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Any
+) -> torch.Tensor:
     """One new token through every layer with the cache: float32 logits ``[1, V]``.
 
     ``inputs_embeds`` ``[1, 1, D]``; ``position_ids`` ``[1, 1]`` (or ``[k, 1, 1]``).

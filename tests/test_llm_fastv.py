@@ -1,0 +1,301 @@
+"""FastV inside the LM against references written here, on tiny random decoders and the tiny checkpoints.
+
+The reference keeps every token and runs transformers' own forward with eager attention; a pre-hook on
+each decoder layer replaces its mask: causal below layer K, causal with the dropped visual tokens'
+key columns at -inf from layer K on. Dropped tokens then still flow through the upper layers but no
+query reads them, which is what pruning them means. The ranking reference is the eager attention
+weights transformers returns (``output_attentions``) at layer K, last row, averaged over heads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import pytest
+import torch
+from pipeline_support import checkpoint
+
+from vidpool.errors import InvalidArgumentError
+from vidpool.llm import load_model
+from vidpool.llm.fastv import FastVGenerator, decoder_stack, fastv_prefill
+from vidpool.options import FastV, fastv_option
+
+VISUAL = (3, 43)  # 40 visual tokens between 3 text tokens and 7 more
+LENGTH = 50
+QUESTION = "What happens in the video?"
+
+
+def random_lm(arch: str, dtype: torch.dtype, attn: str) -> torch.nn.Module:
+    """A 4-layer GQA decoder (LLaMA, or Qwen3 with its q/k norms), random weights fixed by seed."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+
+    shape = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=97,
+        max_position_embeddings=256,
+        initializer_range=0.2,  # peaked attention: the ranking has no near-ties
+    )
+    config = LlamaConfig(**shape) if arch == "llama" else Qwen3Config(head_dim=16, **shape)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn)
+    return model.to(dtype).eval()
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen3"])
+def pair(request):
+    """The same random weights with SDPA (what FastV runs) and with eager attention (the reference)."""
+    sdpa = random_lm(request.param, torch.float32, "sdpa")
+    eager = random_lm(request.param, torch.float32, "eager")
+    eager.load_state_dict(sdpa.state_dict())
+    return sdpa, eager
+
+
+def prompt(dim: int, dtype: torch.dtype = torch.float32, seed: int = 1) -> torch.Tensor:
+    return torch.randn(1, LENGTH, dim, generator=torch.Generator().manual_seed(seed)).to(dtype)
+
+
+def eager_copy(lm: torch.nn.Module) -> torch.nn.Module:
+    ref = copy.deepcopy(lm)
+    ref.set_attn_implementation("eager")
+    return ref
+
+
+def reference_row(eager: torch.nn.Module, embeds: torch.Tensor, layer: int) -> torch.Tensor:
+    """Layer ``layer``'s eager softmax(QK^T/sqrt(d)) for the last query, mean over heads: ``[L]``."""
+    with torch.inference_mode():
+        out = eager(inputs_embeds=embeds, output_attentions=True)
+    return out.attentions[layer][0, :, -1].float().mean(dim=0)
+
+
+def masked_logits(
+    eager: torch.nn.Module, embeds: torch.Tensor, dropped: torch.Tensor, layer: int
+) -> torch.Tensor:
+    """Logits ``[L, V]`` of every position with the ``dropped`` positions' keys masked from ``layer`` on."""
+    length = embeds.shape[1]
+    neg = torch.finfo(embeds.dtype).min
+    causal = torch.full((length, length), neg, dtype=embeds.dtype).triu(1)
+    pruned = causal.clone()
+    pruned[:, dropped] = neg
+    hooks = []
+    for index, block in enumerate(eager.get_decoder().layers):
+        mask = (pruned if index >= layer else causal)[None, None]
+
+        def swap(_module, args, kwargs, mask=mask):
+            return args, {**kwargs, "attention_mask": mask}
+
+        hooks.append(block.register_forward_pre_hook(swap, with_kwargs=True))
+    try:
+        with torch.inference_mode():
+            return eager(inputs_embeds=embeds).logits[0].float()
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def masked_greedy(
+    eager: torch.nn.Module, embeds: torch.Tensor, dropped: torch.Tensor, layer: int, steps: int
+) -> list[int]:
+    """Greedy tokens of the masked reference, recomputed from scratch each step (no cache)."""
+    tokens: list[int] = []
+    embed = eager.get_input_embeddings()
+    for _ in range(steps):
+        logits = masked_logits(eager, embeds, dropped, layer)
+        tokens.append(int(logits[-1].argmax()))
+        with torch.inference_mode():
+            embeds = torch.cat([embeds, embed(torch.tensor([[tokens[-1]]]))], dim=1)
+        dropped = torch.cat([dropped, torch.zeros(1, dtype=torch.bool)])
+    return tokens
+
+
+def dropped_mask(length: int, visual: tuple[int, int], visual_kept: torch.Tensor) -> torch.Tensor:
+    dropped = torch.zeros(length, dtype=torch.bool)
+    dropped[visual[0] : visual[1]] = True
+    dropped[visual_kept + visual[0]] = False
+    return dropped
+
+
+def prefill(lm, embeds, fastv, visual=VISUAL):
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    with torch.inference_mode():
+        result = fastv_prefill(
+            decoder_stack(lm), embeds, torch.arange(embeds.shape[1])[None], visual, fastv, cache
+        )
+    return result, cache
+
+
+def no_eos(lm) -> None:
+    """Random weights may pick the EOS id early; the comparisons want every step."""
+    lm.generation_config.eos_token_id = None
+
+
+# -- the ranking -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [0, 1, 3])
+def test_kept_tokens_are_the_top_of_the_eager_attention_row(pair, layer):
+    sdpa, eager = pair
+    embeds = prompt(64)
+    row = reference_row(eager, embeds, layer)
+    visual = row[VISUAL[0] : VISUAL[1]]
+    ordered = visual.sort(descending=True).values
+    assert ordered[11] - ordered[12] > 1e-5  # no near-tie at the cut: the top 12 are well defined
+    result, _ = prefill(sdpa, embeds, FastV(layer=layer, budget=12))
+    assert result.visual_kept.tolist() == sorted(visual.topk(12).indices.tolist())
+    torch.testing.assert_close(result.row, row, rtol=1e-4, atol=1e-6)
+    assert sdpa.config._attn_implementation == "sdpa"
+
+
+def test_a_share_keeps_that_many_rounded_half_up():
+    assert FastV(layer=1, keep=0.5).kept(41) == 21
+    assert FastV(layer=1, keep=0.01).kept(10) == 1
+    assert FastV().kept(40) == 20 and FastV(budget=64).kept(40) == 40
+
+
+# -- logits and generation against the masked reference ---------------------------------------------------
+@pytest.mark.parametrize(("layer", "budget"), [(0, 8), (1, 12), (2, 1), (3, 39)])
+def test_logits_equal_the_masked_reference(pair, layer, budget):
+    sdpa, eager = pair
+    embeds = prompt(64, seed=layer)
+    result, cache = prefill(sdpa, embeds, FastV(layer=layer, budget=budget))
+    assert result.visual_kept.shape == (budget,)
+    dropped = dropped_mask(LENGTH, VISUAL, result.visual_kept)
+    expected = masked_logits(eager, embeds, dropped, layer)[-1]
+    torch.testing.assert_close(result.logits[0], expected, rtol=1e-4, atol=1e-4)
+    # the cache: every prompt position below layer K, only the kept ones from K on
+    kept = LENGTH - 40 + budget
+    lengths = [cache.layers[i].keys.shape[-2] for i in range(4)]
+    assert lengths == [LENGTH] * layer + [kept] * (4 - layer)
+    assert result.kept.tolist() == (~dropped).nonzero()[:, 0].tolist()
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_greedy_generation_equals_the_masked_reference(pair, layer):
+    sdpa, eager = pair
+    no_eos(sdpa)
+    embeds = prompt(64, seed=5)
+    generator = FastVGenerator(sdpa, FastV(layer=layer, budget=10), VISUAL)
+    with torch.inference_mode():
+        out = generator.generate(inputs_embeds=embeds, max_new_tokens=8)
+    dropped = dropped_mask(LENGTH, VISUAL, generator.last_prefill.visual_kept)
+    assert out[0].tolist() == masked_greedy(eager, embeds, dropped, layer, 8)
+
+
+def test_every_visual_token_kept_is_the_plain_model(pair):
+    sdpa, _ = pair
+    no_eos(sdpa)
+    embeds = prompt(64, seed=7)
+    generator = FastVGenerator(sdpa, FastV(layer=1, budget=40), VISUAL)
+    with torch.inference_mode():
+        out = generator.generate(inputs_embeds=embeds, max_new_tokens=6)
+        plain = sdpa.generate(
+            inputs_embeds=embeds,
+            attention_mask=torch.ones(1, LENGTH, dtype=torch.long),
+            max_new_tokens=6,
+            do_sample=False,
+        )
+        logits = sdpa(inputs_embeds=embeds).logits[0, -1]
+    assert out.tolist() == plain.tolist()
+    assert generator.last_prefill.row is None and generator.last_prefill.visual_kept.tolist() == list(
+        range(40)
+    )
+    result, _ = prefill(sdpa, embeds, FastV(layer=1, keep=1.0))
+    torch.testing.assert_close(result.logits[0], logits.float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_bfloat16_logits_and_greedy_equal_the_masked_reference(arch):
+    sdpa = random_lm(arch, torch.bfloat16, "sdpa")
+    eager = random_lm(arch, torch.bfloat16, "eager")
+    eager.load_state_dict(sdpa.state_dict())
+    no_eos(sdpa)
+    embeds = prompt(64, torch.bfloat16, seed=3)
+    result, _ = prefill(sdpa, embeds, FastV(layer=2, budget=16))
+    dropped = dropped_mask(LENGTH, VISUAL, result.visual_kept)
+    expected = masked_logits(eager, embeds, dropped, 2)[-1]
+    # bfloat16 SDPA and eager attention round differently even without pruning (about 0.07 at logits
+    # of 5 here): FastV may differ from its reference by no more than twice that
+    with torch.inference_mode():
+        plain = sdpa(inputs_embeds=embeds).logits[0, -1].float()
+    kernels = (plain - masked_logits(eager, embeds, torch.zeros_like(dropped), 2)[-1]).abs().max()
+    assert (result.logits[0] - expected).abs().max() <= 2 * kernels
+    generator = FastVGenerator(sdpa, FastV(layer=2, budget=16), VISUAL)
+    with torch.inference_mode():
+        out = generator.generate(inputs_embeds=embeds, max_new_tokens=5)
+    assert generator.last_prefill.visual_kept.tolist() == result.visual_kept.tolist()
+    assert out[0].tolist() == masked_greedy(eager, embeds, dropped, 2, 5)
+
+
+# -- the model kinds -------------------------------------------------------------------------------
+KINDS = ["tiny-native", "tiny-llava-onevision", "tiny-llava-next-video"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: load_model(checkpoint(name)) for name in KINDS}
+
+
+def video_tokens(model) -> torch.Tensor:
+    frames = torch.randint(
+        0, 256, (4, 36, 48, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2)
+    )
+    return model.visual_tokens(model.encode_patches(frames))
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_model_generate_with_fastv_equals_the_masked_reference(models, name):
+    model = models[name]
+    lm = model.language_model
+    eos = lm.generation_config.eos_token_id
+    no_eos(lm)
+    try:
+        tokens = video_tokens(model)
+        fastv = FastV(layer=1, budget=max(1, tokens.shape[0] // 4))
+        embeds, visual = model.prompt_embeds(tokens, QUESTION)
+        generator = model.fastv_model(fastv, visual, embeds)
+        with torch.inference_mode():
+            ids = generator.generate(inputs_embeds=embeds, max_new_tokens=6)[0].tolist()
+        dropped = dropped_mask(embeds.shape[1], visual, generator.last_prefill.visual_kept)
+        assert int(dropped.sum()) == tokens.shape[0] - fastv.budget
+        assert ids == masked_greedy(eager_copy(lm), embeds, dropped, 1, 6)
+        text = model.generate(tokens, QUESTION, fastv=fastv, max_new_tokens=6)
+        assert text == model.tokenizer.decode(ids, skip_special_tokens=True)
+        streamed = "".join(model.generate(tokens, QUESTION, fastv=fastv, max_new_tokens=6, stream=True))
+        assert streamed == text
+        sampled = [
+            model.generate(tokens, QUESTION, fastv=fastv, max_new_tokens=6, temperature=1.0, seed=4)
+            for _ in range(2)
+        ]
+        assert sampled[0] == sampled[1]
+        assert lm.config.get_text_config()._attn_implementation == "sdpa"
+    finally:
+        lm.generation_config.eos_token_id = eos
+
+
+# -- options -------------------------------------------------------------------------------------
+def test_options_are_checked_with_what_to_do():
+    with pytest.raises(InvalidArgumentError, match="positive integer"):
+        FastV(layer=2, budget=0)
+    with pytest.raises(InvalidArgumentError, match="either budget= or keep="):
+        FastV(budget=4, keep=0.5)
+    with pytest.raises(InvalidArgumentError, match=r"in \(0, 1\]"):
+        FastV(keep=1.5)
+    with pytest.raises(InvalidArgumentError, match=">= 0"):
+        FastV(layer=-1)
+    with pytest.raises(InvalidArgumentError, match="pass a layer below 2"):
+        FastV(layer=2).check_layers(2)
+    assert fastv_option("2:64") == FastV(2, budget=64)
+    assert fastv_option("0:0.25") == FastV(0, keep=0.25)
+    for bad in ("2", "a:3", "2:0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            fastv_option(bad)
+
+
+def test_a_layer_the_model_lacks_is_refused_before_generating(models):
+    model = models["tiny-native"]
+    with pytest.raises(InvalidArgumentError, match="the LM has 2 layers"):
+        model.generate(video_tokens(model), QUESTION, fastv=FastV(layer=2, budget=4), max_new_tokens=2)
