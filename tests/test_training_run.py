@@ -85,6 +85,54 @@ def test_clip_training_script_runs_and_resumes(tmp_path, capsys):
     assert steps == [1, 2]
 
 
+def test_clip_local_stage_trains_only_the_last_block_and_its_tokens_are_the_encoders(tmp_path):
+    pytest.importorskip("open_clip")
+    from safetensors.torch import load_file
+
+    from vidpool.bench.clip import load_clip
+    from vidpool.encode import CLIPEncoder
+
+    script = _script("train_synth_clip")
+    encoder, about = load_clip(None, None)
+    out = tmp_path / "out"
+    args = ["--local", "--steps", "2", "--batch", "4", "--eval-every", "2", "--eval-count", "8"]
+    assert script.main([*args, "--work-dir", str(tmp_path / "work"), "--out", str(out)]) == 0
+    before, after = load_file(about["weights"]), load_file(str(out / "clip.safetensors"))
+    last = "visual.transformer.resblocks.3."
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(
+        k.startswith(last) or k in ("visual.proj", "visual.ln_post.weight", "visual.ln_post.bias")
+        for k in changed
+    )
+    # the layer a video LM reads (-2) is bit for bit the same; the joint tokens are the new last block's
+    trained = CLIPEncoder(about["model"], str(out / "clip.safetensors"), layer=-2)
+    frames = torch.randint(0, 255, (3, 64, 64, 3), dtype=torch.uint8)
+    old, new = encoder.encode_frames(frames, joint=True), trained.encode_frames(frames, joint=True)
+    assert torch.equal(old.patches, new.patches)
+    assert not torch.equal(old.joint, new.joint)
+    from vidpool.encode import preprocess_frames
+
+    with torch.inference_mode():
+        pixels = preprocess_frames(frames, trained.preprocess_cfg)
+        mine = script.joint_patches(trained.model.visual, pixels)
+    torch.testing.assert_close(mine.reshape(new.joint.shape).float(), new.joint.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_reader_training_script_runs_on_a_few_items_and_refuses_the_development_seed(tmp_path, monkeypatch):
+    pytest.importorskip("open_clip")
+    script = _script("train_synth_reader")
+    monkeypatch.setattr(script, "TRAIN_ITEMS", {f: 4 for f in script.TRAIN_ITEMS})
+    monkeypatch.setattr(script, "FAMILIES", ("static", "count"))
+    out = tmp_path / "out"
+    common = ["--batch", "2", "--eval-count", "2", "--eval-every", "2", "--work-dir", str(tmp_path / "w")]
+    assert script.main(["--steps", "2", *common, "--out", str(out)]) == 0
+    summary = json.loads((out / "reader_training.json").read_text())
+    assert summary["steps"] == 2 and set(summary["development_accuracy_every_token"]) == {"static", "count"}
+    assert (out / "reader.safetensors").is_file() and (out / "reader.json").is_file()
+    with pytest.raises(SystemExit):
+        script.main(["--item-seed", "0", *common, "--out", str(out)])
+
+
 def test_vlm_training_script_resumes_with_the_new_stages_learning_rate(tmp_path):
     from pipeline_support import smollm2_available
 

@@ -72,12 +72,14 @@ class Kept:
         span: long ``[N, 2]``: first and last frame index of the positions feeding it.
         centre: float ``[N, 2]``: weight-averaged ``(y, x)`` in grid units (patch ``i`` centred at ``i + 0.5``).
         num_frames: ``T`` of the video.
+        index: long ``[N]``: each kept token's index among the method's output tokens.
     """
 
     joint: torch.Tensor
     span: torch.Tensor
     centre: torch.Tensor
     num_frames: int
+    index: torch.Tensor | None = None
 
 
 def kept_tokens(compressed: Compressed, joint: torch.Tensor) -> Kept:
@@ -114,6 +116,7 @@ def kept_tokens(compressed: Compressed, joint: torch.Tensor) -> Kept:
         span=torch.stack([first[keep], last[keep]], dim=1),
         centre=torch.stack([cy[keep] / norm, cx[keep] / norm], dim=1),
         num_frames=int(t),
+        index=torch.nonzero(keep).squeeze(1),
     )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "draw",
     "draw_sprite",
     "render",
+    "shape_mask",
 ]
 
 FRAME_SIZE = 64
@@ -90,6 +91,11 @@ def _mask(shape: str, side: int, x: float, y: float, size: float) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}; the world's shapes are {SHAPES}")
 
 
+def shape_mask(sprite: Sprite, side: int) -> np.ndarray:
+    """``[S, S]`` bool: the pixels ``sprite`` covers in a frame of ``side`` pixels."""
+    return _mask(sprite.shape, side, sprite.x, sprite.y, sprite.size)
+
+
 def background(kind: str, side: int, seed: int) -> np.ndarray:
     """A dark background ``[S, S, 3]`` uint8 of one of :data:`BACKGROUNDS`, seeded."""
     rng = np.random.default_rng(seed)
@@ -119,8 +125,7 @@ def background(kind: str, side: int, seed: int) -> np.ndarray:
 
 def draw_sprite(frame: np.ndarray, sprite: Sprite) -> None:
     """Paint ``sprite`` onto ``frame`` ``[S, S, 3]`` uint8 in place."""
-    mask = _mask(sprite.shape, frame.shape[0], sprite.x, sprite.y, sprite.size)
-    frame[mask] = sprite.rgb
+    frame[shape_mask(sprite, frame.shape[0])] = sprite.rgb
 
 
 def draw(base: np.ndarray, sprites: list[Sprite]) -> np.ndarray:

@@ -1,0 +1,178 @@
+"""Train the benchmark's reader (``vidpool.bench.synth.reader``) on every token of training-seed items, on CPU.
+
+    python scripts/train_synth_reader.py                    # resumes from --work-dir if it holds a state
+    python scripts/train_synth_reader.py --steps 3000 --out /tmp/reader
+
+Items come from one training seed (``--item-seed``, in the training range that the benchmark's
+``--seed`` refuses); their videos are rendered and encoded once by the world's CLIP (patch features at
+layer -2, what the video LM reads) and cached in ``--work-dir`` as float16, one file per family. Every
+step trains on one family's batch, families in turn, with every token of every frame: the reader never
+sees a compression method or a control. Every ``--eval-every`` steps it answers items of the
+development seed with every token; the weights (float16 safetensors), config and log go to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidpool.bench.synth.reader import Reader, ReaderConfig, collate, full_input, save_reader, words
+from vidpool.bench.synth.tasks import FAMILIES, make_items, render_item
+from vidpool.models.training import TrainingRun, lr_at
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "checkpoints" / "vidpool-synth"
+DEVELOPMENT_SEED = 0
+#: items per family the reader trains on
+TRAIN_ITEMS = {f: 600 for f in FAMILIES} | {"needle": 400, "needle_time": 400}
+
+
+def encode_items(encoder, items, batch: int = 256) -> list[torch.Tensor]:
+    """Each item's patch features ``[T, h, w, C]`` float16 (CPU)."""
+    out = []
+    for item in items:
+        frames = torch.from_numpy(render_item(item))
+        feats = [encoder.encode_frames(frames[i : i + batch]).patches for i in range(0, len(frames), batch)]
+        out.append(torch.cat(feats).to(torch.float16))
+    return out
+
+
+def cached_features(encoder, family: str, count: int, seed: int, work: Path):
+    """``(items, features)`` of ``family``, read from ``work`` or encoded and written there."""
+    path = work / f"features-{family}-s{seed}-n{count}.pt"
+    items = make_items(family, count, seed=seed)
+    if path.is_file():
+        return items, torch.load(path, weights_only=True)
+    started = time.perf_counter()
+    feats = encode_items(encoder, items)
+    tmp = path.with_suffix(".tmp")
+    torch.save(feats, tmp)
+    tmp.replace(path)
+    print(f"encoded {family}: {count} items in {time.perf_counter() - started:.0f} s", flush=True)
+    return items, feats
+
+
+def vocabulary() -> tuple[str, ...]:
+    """Every word of the families' questions and options (over many items of several seeds)."""
+    seen: dict[str, None] = {}
+    for family in FAMILIES:
+        for item in make_items(family, 200, seed=DEVELOPMENT_SEED) + make_items(family, 200, seed=999_983):
+            for text in (item.question, *item.options):
+                seen.update(dict.fromkeys(words(text)))
+    return tuple(sorted(seen))
+
+
+def accuracy(reader: Reader, items, feats, batch: int = 16) -> float:
+    right = 0
+    reader.eval()
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        scores = reader.answer(
+            [full_input(f.float()) for f in feats[i : i + batch]],
+            [it.question for it in chunk],
+            [it.options for it in chunk],
+        )
+        right += int((scores.argmax(-1) == torch.tensor([it.answer for it in chunk])).sum())
+    reader.train()
+    return right / len(items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0, help="torch seed (initialisation and batch order)")
+    parser.add_argument("--item-seed", type=int, default=500_001, help="the training seed of the items")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--eval-count", type=int, default=64)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_reader")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if not 1 <= args.item_seed < 1_000_000:
+        parser.error("--item-seed must be a training seed (1..999999); 0 is the development seed")
+
+    torch.set_num_threads(1)
+    from vidpool.bench.clip import load_clip
+
+    encoder, _ = load_clip(None, None)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    train = {f: cached_features(encoder, f, TRAIN_ITEMS[f], args.item_seed, args.work_dir) for f in FAMILIES}
+    held = {
+        f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES
+    }
+
+    torch.manual_seed(args.seed)
+    config = ReaderConfig(feature_dim=encoder.width, vocabulary=vocabulary())
+    reader = Reader(config)
+    opt = torch.optim.AdamW(reader.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    run = TrainingRun(args.work_dir)
+    step = run.resume(reader, opt)
+    log = run.log
+    started = time.perf_counter()
+    while step < args.steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        family = FAMILIES[step % len(FAMILIES)]
+        items, feats = train[family]
+        rng = np.random.default_rng([args.seed, step])
+        pick = rng.choice(len(items), size=args.batch, replace=False)
+        batch = collate(
+            [full_input(feats[i].float()) for i in pick],
+            [items[i].question for i in pick],
+            [items[i].options for i in pick],
+            config.vocabulary,
+        )
+        scores = reader(**batch)
+        loss = torch.nn.functional.cross_entropy(scores, torch.tensor([items[i].answer for i in pick]))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reader.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % len(FAMILIES) == 0:
+            log(
+                {
+                    "step": step,
+                    "loss": round(float(loss.detach()), 4),
+                    "family": family,
+                    "lr": opt.param_groups[0]["lr"],
+                    "s_per_step": round((time.perf_counter() - started) / len(FAMILIES), 2),
+                }
+            )
+            started = time.perf_counter()
+        if step % args.save_every == 0 or step == args.steps:
+            run.save(reader, opt, step)
+        if step % args.eval_every == 0 or step == args.steps:
+            log({"step": step, "eval": {f: round(accuracy(reader, *held[f]), 4) for f in FAMILIES}})
+
+    save_reader(reader, args.out)
+    (args.out / "reader_training_log.jsonl").write_text(run.log_path.read_text())
+    summary = {
+        "steps": step,
+        "batch": args.batch,
+        "lr": args.lr,
+        "warmup": args.warmup,
+        "weight_decay": args.weight_decay,
+        "seed": args.seed,
+        "item_seed": args.item_seed,
+        "items_per_family": TRAIN_ITEMS,
+        "development_seed": DEVELOPMENT_SEED,
+        "development_accuracy_every_token": {f: round(accuracy(reader, *held[f]), 4) for f in FAMILIES},
+        "command": "python scripts/train_synth_reader.py " + " ".join(argv or []),
+    }
+    (args.out / "reader_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

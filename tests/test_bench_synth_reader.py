@@ -1,0 +1,135 @@
+"""The trained reader's plumbing: its input from a method's provenance, padding and order invariance,
+saving, the crowded stills and patch coverage it and the world's CLIP train on, and ``vidpool bench ask``'s
+refusals before any model loads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import vidpool
+from vidpool.bench.synth.reader import (
+    Reader,
+    ReaderConfig,
+    collate,
+    full_input,
+    load_reader,
+    reader_input,
+    save_reader,
+    words,
+)
+from vidpool.bench.synth.stills import crowded_still, patch_coverage, random_stills
+from vidpool.bench.synth.world import COLOURS, Sprite, render
+from vidpool.errors import CheckpointError
+
+VOCAB = ("red", "blue", "circle", "what", "colour", "first", "quarter", "1", "2")
+
+
+def tiny_reader(dim: int = 8) -> Reader:
+    torch.manual_seed(0)
+    return Reader(ReaderConfig(feature_dim=dim, vocabulary=VOCAB, width=16, heads=2, bins=8, layers=1)).eval()
+
+
+def test_words_and_collate_pad_and_drop_unknown_words():
+    assert words("What colour is the RED circle?") == ["what", "colour", "is", "the", "red", "circle"]
+    a = full_input(torch.randn(2, 2, 2, 8))
+    b = full_input(torch.randn(4, 2, 2, 8))
+    batch = collate([a, b], ["what colour", "unknown words only"], [["red", "blue"], ["1", "2"]], VOCAB)
+    assert batch["tokens"].shape == (2, 16, 8) and batch["mask"].sum(1).tolist() == [8, 16]
+    assert batch["question"][0].tolist() == [VOCAB.index("what") + 1, VOCAB.index("colour") + 1]
+    assert batch["question"][1].tolist() == [0, 0]  # nothing known: an empty bag
+    assert batch["options"].shape == (2, 2, 1)
+
+
+def test_full_input_places_every_patch_in_time_and_space():
+    x = full_input(torch.randn(4, 2, 3, 5))
+    assert x.tokens.shape == (24, 5)
+    # token of frame 2, row 1, column 2: frames [2/4, 3/4), centre (1.5/2, 2.5/3)
+    torch.testing.assert_close(x.place[2 * 6 + 1 * 3 + 2], torch.tensor([0.5, 0.75, 0.75, 2.5 / 3]))
+
+
+def test_reader_input_of_every_token_is_the_full_input():
+    features = torch.randn(3, 2, 2, 6)
+    full = full_input(features)
+    kept = reader_input(vidpool.compress(features, "none"), features)
+    torch.testing.assert_close(kept.tokens, full.tokens)
+    torch.testing.assert_close(kept.place, full.place)
+
+
+def test_reader_input_keeps_a_pruned_token_where_it_was_and_a_pooled_one_at_its_centre():
+    features = torch.randn(4, 4, 4, 6)
+    pruned = vidpool.compress(features, "random_drop", budget=5, seed=3)
+    x = reader_input(pruned, features)
+    assert len(x.tokens) == 5
+    for token, place in zip(x.tokens, x.place):
+        t, y, xx = (int(v) for v in torch.nonzero((features == token).all(-1))[0])
+        torch.testing.assert_close(place, torch.tensor([t / 4, (t + 1) / 4, (y + 0.5) / 4, (xx + 0.5) / 4]))
+    pooled = vidpool.compress(features, "spatiotemporal")  # a frame-mean token per frame, then per patch
+    y = reader_input(pooled, features)
+    assert len(y.tokens) <= pooled.num_tokens
+    assert torch.all(y.place[:, 1] > y.place[:, 0])
+
+
+def test_reader_ignores_padding_and_token_order():
+    reader = tiny_reader()
+    a, b = full_input(torch.randn(2, 2, 2, 8)), full_input(torch.randn(4, 2, 2, 8))
+    q, opts = ["what colour"], [["red", "blue"]]
+    alone = reader.answer([a], q, opts)
+    padded = reader.answer([a, b], q * 2, opts * 2)[:1]
+    torch.testing.assert_close(alone, padded, atol=1e-5, rtol=1e-5)
+    perm = torch.randperm(len(a.tokens))
+    shuffled = type(a)(a.tokens[perm], a.place[perm])
+    torch.testing.assert_close(reader.answer([shuffled], q, opts), alone, atol=1e-5, rtol=1e-5)
+
+
+def test_reader_answers_with_no_tokens_at_all():
+    reader = tiny_reader()
+    empty = reader_input(None, torch.zeros(2, 2, 2, 8))
+    scores = reader.answer([empty], ["what colour"], [["red", "blue", "1"]])
+    assert scores.shape == (1, 3) and torch.isfinite(scores).all()
+
+
+def test_save_and_load_round_trip(tmp_path):
+    reader = tiny_reader()
+    save_reader(reader, tmp_path)
+    back = load_reader(tmp_path)
+    assert back.config == reader.config
+    x = full_input(torch.randn(2, 2, 2, 8))
+    torch.testing.assert_close(
+        back.answer([x], ["what colour"], [["red", "blue"]]),
+        reader.half().float().answer([x], ["what colour"], [["red", "blue"]]),
+        atol=1e-3,
+        rtol=1e-3,
+    )
+    with pytest.raises(CheckpointError, match="train_synth_reader"):
+        load_reader(tmp_path / "missing")
+
+
+def test_patch_coverage_counts_visible_pixels_per_colour():
+    red = Sprite("square", COLOURS["red"], 0.5, 0.5, 1.0)  # 0.9 of the side: fills the middle
+    blue = Sprite("square", COLOURS["blue"], 1 / 16, 1 / 16, 1 / 8 / 0.9)  # exactly patch (0, 0)
+    cover = patch_coverage([red, blue], grid=8)
+    names = list(COLOURS)
+    assert cover.shape == (8, 8, len(COLOURS))
+    assert cover[0, 0, names.index("blue")] == pytest.approx(1.0)
+    assert cover[0, 0, names.index("red")] == 0.0  # hidden beneath the blue one
+    assert cover[4, 4, names.index("red")] == pytest.approx(1.0)
+    assert np.all(cover.sum(-1) <= 1.0 + 1e-6)
+    # it agrees with the pixels that render draws
+    frame = render("plain", [red, blue], 64, seed=1)
+    is_red = (frame == COLOURS["red"]).all(-1).reshape(8, 8, 8, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(cover[..., names.index("red")], is_red)
+
+
+def test_crowded_stills_hold_distinct_colours_and_stills_know_their_object():
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        frame, sprites = crowded_still(rng)
+        coloured = [s.rgb for s in sprites if s.rgb in COLOURS.values()]
+        assert 1 <= len(coloured) <= 3 and len(set(coloured)) == len(coloured)
+        assert frame.shape == (64, 64, 3)
+    frames, stills = random_stills(7, 10)
+    for frame, still in zip(frames, stills):
+        y, x = int(still.sprite.y * 64), int(still.sprite.x * 64)
+        assert tuple(frame[y, x]) == COLOURS[still.colour]  # the object's centre pixel is its fill
