@@ -171,6 +171,42 @@ def test_png_per_family_and_the_printed_table(run):
     assert table in log
     assert "static (5 questions)" in table and "no budget fit" in table
     assert "random_drop" in table and "[" in table
+    assert "item seed 0 (development)" in table and "accuracy [95% Wilson interval]" in table
+
+
+def test_every_cell_has_its_line_with_units_fidelity_and_holm_adjusted_baselines(run):
+    from vidpool.bench.report import format_cells
+
+    results = run[0]
+    lines = format_cells(results).splitlines()
+    assert "vs random_drop" in lines[1] and "vs frame_subsample" in lines[1] and "units" in lines[1]
+    cell = next(c for c in results["cells"] if c["family"] == "static" and c["key"] == "spatial@0.25")
+    line = next(x for x in lines if x.startswith("spatial@0.25 "))  # the first family's (static)
+    acc, fid = cell["accuracy"], cell["fidelity"]
+    assert f"{acc['value']:.2f} [{acc['low']:.2f}, {acc['high']:.2f}]" in line
+    assert f"{fid['value']:.2f} [{fid['low']:.2f}, {fid['high']:.2f}]" in line
+    for baseline in ("random_drop", "frame_subsample"):
+        row = next(
+            r
+            for r in results["comparisons"]
+            if (r["family"], r["a"], r["b"]) == ("static", "spatial@0.25", f"{baseline}@0.25")
+        )
+        assert f"{row['diff']:+.2f} p {row['p_holm']:.2g}" in line
+    assert line.split()[4:6] == ["5", "5"]  # questions and units
+
+
+def test_results_of_version_1_still_print(run):
+    from vidpool.bench.report import format_table
+
+    old = json.loads(json.dumps(run[0]))
+    old["version"] = 1
+    del old["seed_kind"]
+    for cell in old["cells"]:
+        del cell["n_units"]
+    for row in old["comparisons"]:
+        row.pop("p_holm", None)
+    table = format_table(old)
+    assert "95% bootstrap interval" in table and "p_raw" in table
 
 
 def test_memory_measured_against_planned(run):

@@ -1,4 +1,10 @@
-"""The fidelity benchmark's results for people: a plain-text table and one PNG per question family."""
+"""The fidelity benchmark's results for people: a plain-text table and one PNG per question family.
+
+Per family the text has a grid (accuracy [95% Wilson interval] per method and budget) and one line per
+cell: accuracy with its interval, questions and units, fidelity with its cluster-bootstrap interval,
+and the paired differences from ``random_drop`` and ``frame_subsample`` at the same budget with their
+Holm-adjusted p-values. Results of version 1 (no units, no Holm over both scorers) still print.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_generative", "format_memory", "format_table", "write_plots"]
+__all__ = ["format_cells", "format_generative", "format_memory", "format_table", "write_plots"]
+
+BASELINES = ("random_drop", "frame_subsample")
 
 
 _COLOURS = (
@@ -41,8 +49,64 @@ def _by_family(results: dict, section: dict | None = None) -> dict[str, dict[str
 
 def _names(results: dict) -> list[str]:
     """The methods, then the budgeted controls (a baseline named among the methods ran as its control)."""
-    controls = ("random_drop", "frame_subsample")
-    return [m for m in results["settings"]["methods"] if m not in controls] + list(controls)
+    return [m for m in results["settings"]["methods"] if m not in BASELINES] + list(BASELINES)
+
+
+def _interval(estimate: dict | None) -> str:
+    if estimate is None:
+        return "-"
+    return f"{estimate['value']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
+
+
+def _versus(row: dict | None) -> str:
+    """``+0.05 p 0.031``: a paired difference and its Holm-adjusted p (raw ``p`` in old results)."""
+    if row is None or "diff" not in row:
+        return "-"
+    p = row.get("p_holm")
+    return (
+        f"{row['diff']:+.2f} p {p:.2g}" if p is not None else f"{row['diff']:+.2f} p_raw {row['p_value']:.2g}"
+    )
+
+
+def _kind(results: dict) -> str:
+    """What the accuracy intervals are: Wilson's from version 2, percentile bootstrap before."""
+    return "Wilson" if results.get("version", 1) >= 2 else "bootstrap"
+
+
+def _seed_line(results: dict) -> str:
+    seed = results["settings"].get("seed")
+    kind = results.get("seed_kind")
+    return f"item seed {seed}" + (f" ({kind})" if kind else "")
+
+
+def format_cells(results: dict[str, Any], section: dict | None = None) -> str:
+    """One line per family x arm: accuracy [95% Wilson], questions/units, fidelity [95% cluster
+    bootstrap], and the difference from each baseline at the same budget with its Holm-adjusted p.
+
+    ``section``: the results' ``generative`` part (default: the retrieval scorer's cells)."""
+    source = section or results
+    versus = {(r["family"], r["a"], r["b"]): r for r in source.get("comparisons", [])}
+    accuracy = f"accuracy [95% {_kind(results)}]"
+    fid = "fidelity [95% cluster bs]" if _kind(results) == "Wilson" else "fidelity [95% bootstrap]"
+    head = (
+        f"{'cell':<24}{accuracy:<26}{'n':>5}{'units':>6}  {fid:<27}"
+        + "".join(f"{'vs ' + b:<22}" for b in BASELINES)
+    ).rstrip()
+    lines = []
+    for family, cells in _by_family(results, section).items():
+        lines += [f"{family}, every cell:", head]
+        for key, cell in cells.items():
+            acc = "no budget fit" if cell["accuracy"] is None else _interval(cell["accuracy"])
+            if cell["status"] == "partial":
+                acc += "*"
+            units = cell.get("n_units", "-")
+            rows = [versus.get((family, key, key.replace(cell["name"], b, 1))) for b in BASELINES]
+            vs = "".join(f"{_versus(r) if cell['fraction'] is not None else '-':<22}" for r in rows)
+            lines.append(
+                f"{key:<24}{acc:<26}{cell['n']:>5}{units:>6}  {_interval(cell['fidelity']):<27}{vs}".rstrip()
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def _short(cell: dict | None) -> str:
@@ -57,13 +121,13 @@ def format_generative(results: dict[str, Any]) -> str:
     if not section:
         return ""
     budgets = results["settings"]["budgets"]
-    names = results["settings"]["methods"]
+    names = _names(results)
     width = max(len(n) for n in names)
     col = 27
     retrieval = _by_family(results)
     lines = [
-        f"answered by generation: {section['model_name']} ({section['frames']} frames, {section.get('prompt', 'letter')} answers; each cell: "
-        "generated accuracy [95% interval] | retrieval scorer's accuracy)"
+        f"answered by generation: {section['model_name']} ({section['frames']} frames, {section.get('prompt', 'letter')} answers, "
+        f"{_seed_line(results)}; each cell: generated accuracy [95% {_kind(results)} interval] | retrieval scorer's accuracy)"
     ]
     for family, cells in _by_family(results, section).items():
         other = retrieval.get(family, {})
@@ -78,11 +142,12 @@ def format_generative(results: dict[str, Any]) -> str:
             row = "".join(f"{_acc(cells.get(k)) + ' | ' + _short(other.get(k)):<{col}}" for k in keys)
             lines.append(f"{name:<{width}}  {row}".rstrip())
         lines.append("")
-    return "\n".join(lines).rstrip()
+    return "\n".join([*lines, format_cells(results, section)]).rstrip()
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """Accuracy [95% interval] per family x method x budget fraction, controls after the methods.
+    """Accuracy [95% Wilson interval] per family x method x budget fraction, controls after the methods,
+    then every cell on its own line (:func:`format_cells`).
 
     ``*`` marks a cell where some questions' videos could not meet the budget (its ``n`` is smaller).
     """
@@ -90,7 +155,7 @@ def format_table(results: dict[str, Any]) -> str:
     names = _names(results)
     width = max(len(n) for n in names)
     col = 20
-    lines = []
+    lines = [f"retrieval scorer, {_seed_line(results)}; each cell: accuracy [95% {_kind(results)} interval]"]
     for family, cells in _by_family(results).items():
         n = cells["full"]["n_items"]
         fixed = ", ".join(
@@ -104,7 +169,9 @@ def format_table(results: dict[str, Any]) -> str:
             row = "".join(f"{_acc(cells.get(f'{name}@{b:g}')):<{col}}" for b in budgets)
             lines.append(f"{name:<{width}}  {row}".rstrip())
         lines.append("")
-    return "\n".join(lines).rstrip()
+    if len(lines) == 1:
+        return ""
+    return "\n".join([*lines, format_cells(results)]).rstrip()
 
 
 def _mib(value: int | None) -> str:
@@ -198,7 +265,7 @@ def _plots(results: dict, by_family: dict, out: str | Path, prefix: str, scorer:
         ax.xaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("visual tokens kept (log scale)")
-        ax.set_ylabel("accuracy (95% bootstrap band)")
+        ax.set_ylabel("accuracy (95% Wilson band)")
         ax.set_title(f"{family}: {cells['full']['n_items']} questions, 4 options ({scorer})")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
