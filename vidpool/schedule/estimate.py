@@ -6,7 +6,8 @@ A run has three phases that never overlap:
 * compression: all vision features ``[T, h, w, C]``, the projected/pooled intermediates and the visual
   tokens (``visual_tokens``);
 * generation: the KV cache and the prefill workspace with its input embeddings (``kv_cache`` +
-  ``lm_activations``).
+  ``lm_activations``); with FastV the layers from its layer on cache and run only the kept visual
+  tokens (:func:`lm_working_set`).
 
 The weights live through all three, and so do the features when they are kept on the device
 (``features_kept``; 0 when they wait on the CPU). So the predicted peak is::
@@ -29,7 +30,7 @@ from typing import Any
 from vidpool.compression.api import num_output_tokens
 from vidpool.compression.registry import resolve_compression, uses_joint
 from vidpool.encode.memory import vit_activation_bytes_per_frame
-from vidpool.options import DEFAULT_MAX_NEW_TOKENS
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS, FastV
 
 __all__ = [
     "CUDA_MARGIN_BYTES",
@@ -39,6 +40,7 @@ __all__ = [
     "estimate_memory",
     "kv_cache_bytes",
     "llama_param_count",
+    "lm_working_set",
     "margin_bytes",
     "vit_activation_bytes_per_frame",
     "vit_param_count",
@@ -130,6 +132,8 @@ class ModelSpec:
         default=None, repr=False, compare=False
     )
     prompt_counter: Callable[[int, float | None], int] | None = field(default=None, repr=False, compare=False)
+    #: decoded frames per temporal step of the features (Qwen-VL: 2 frames make one ``[H', W']`` grid)
+    frames_per_step: int = 1
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
@@ -185,7 +189,8 @@ class ModelSpec:
         ``params`` (resolved ones, see :meth:`resolve`)."""
         if self.model is not None:
             return int(self.model.num_visual_tokens(num_frames, budget=budget, method=method, **params))
-        count = num_output_tokens(method, (num_frames, *self.grid), budget=budget, **params)
+        steps = -(-int(num_frames) // self.frames_per_step)
+        count = num_output_tokens(method, (steps, *self.grid), budget=budget, **params)
         return int(count) + self.suffix_tokens
 
 
@@ -225,6 +230,34 @@ class MemoryEstimate:
         return {n: getattr(self, n) for n in names} | {"peak": self.peak, "required": self.required}
 
 
+def lm_working_set(
+    spec: ModelSpec, num_tokens: int, prompt_tokens: int, max_new_tokens: int, fastv: FastV | None = None
+) -> tuple[int, int]:
+    """``(KV cache bytes, prefill transient bytes)`` of a prompt with ``num_tokens`` visual tokens.
+
+    One decoder layer's transients over ``n`` positions are ``n (6 hidden + 3 intermediate)`` elements
+    (hidden, norm, q/k/v/o, gated MLP). With ``fastv`` (:class:`vidpool.options.FastV`, layer ``K``
+    keeping ``R`` visual tokens) the first ``K`` layers cache and run every position, the other
+    ``L - K`` only the kept ones; FastV's ranking at layer ``K`` holds the normed input, the keys and
+    their head-repeated float32 copy over every position, ``n (2 hidden + 4 kv width) + 4 heads x head_dim``
+    elements (counted when ``K == 0``: above that a full layer's transients are larger).
+    """
+    b = spec.dtype_bytes
+    full = num_tokens + prompt_tokens
+    per_position = (6 * spec.hidden_size + 3 * spec.intermediate_size) * b
+    layers, heads, head_dim = spec.num_layers, spec.num_kv_heads, spec.head_dim
+    if fastv is None:
+        return kv_cache_bytes(layers, heads, head_dim, b, full + max_new_tokens), full * per_position
+    first = min(fastv.layer, layers)
+    pruned = fastv.kept(num_tokens) + prompt_tokens
+    kv = kv_cache_bytes(first, heads, head_dim, b, full + max_new_tokens) + kv_cache_bytes(
+        layers - first, heads, head_dim, b, pruned + max_new_tokens
+    )
+    ranking = full * ((2 * spec.hidden_size + 4 * heads * head_dim) * b + 4 * spec.num_heads * head_dim)
+    prefill = max(full * per_position if first else ranking, pruned * per_position)
+    return kv, prefill
+
+
 def estimate_memory(
     spec: ModelSpec,
     *,
@@ -238,6 +271,7 @@ def estimate_memory(
     features_on_device: bool = True,
     joint: bool = False,
     cuda: bool = False,
+    fastv: FastV | None = None,
 ) -> MemoryEstimate:
     """Predict the device memory of a run.
 
@@ -245,6 +279,7 @@ def estimate_memory(
     encoder's activations). ``lm_weight_bytes`` is the LM share placed on the device (default: all of it).
     ``features_on_device=False`` keeps the vision features ``[T, h, w, C]`` on the CPU between phases.
     ``joint=True``: joint-space embeddings ``[T, h, w, D]`` are encoded and kept with the features.
+    ``fastv``: visual tokens pruned inside the LM (:func:`lm_working_set`).
     """
     b = spec.dtype_bytes
     lm_weights = spec.lm_param_bytes if lm_weight_bytes is None else lm_weight_bytes
@@ -253,24 +288,23 @@ def estimate_memory(
     patches = spec.grid[0] * spec.grid[1]
     encoder = encoder_batch * spec.activation_bytes(frame_size, joint)
 
-    features = num_frames * patches * (spec.width + (spec.joint_dim if joint else 0)) * b
+    steps = -(-int(num_frames) // spec.frames_per_step)  # feature grids: frames over the temporal patch
+    features = steps * patches * (spec.width + (spec.joint_dim if joint else 0)) * b
     tokens = num_tokens * spec.hidden_size * b
     hidden_copies = 2 if spec.projector_layers > 1 else 1  # an MLP's hidden layer next to its output
     if spec.compress_position == "after":
         # every patch is projected, then pooled while the projection is held
-        projected = num_frames * patches * spec.hidden_size * b
+        projected = steps * patches * spec.hidden_size * b
         transient = max(hidden_copies * projected, projected + tokens) - tokens
     else:
         # the pooled features, then the projector's hidden layer next to the tokens
         transient = num_tokens * spec.width * b + (hidden_copies - 1) * tokens
     visual = features + transient + tokens
 
-    context = num_tokens + prompt_tokens + max_new_tokens
-    kv = kv_cache_bytes(spec.num_layers, spec.num_kv_heads, spec.head_dim, b, context)
-    prefill = num_tokens + prompt_tokens
+    kv, prefill = lm_working_set(spec, num_tokens, prompt_tokens, max_new_tokens, fastv)
     # the kept visual tokens, then during prefill the spliced input embeddings and one decoder layer's
-    # transients (hidden, norm, q/k/v/o, gated MLP), and the last position's float32 logits
-    lm_act = tokens + prefill * (6 * spec.hidden_size + 3 * spec.intermediate_size) * b + spec.vocab_size * 4
+    # transients, and the last position's float32 logits
+    lm_act = tokens + prefill + spec.vocab_size * 4
 
     kept = features if features_on_device else 0
     estimate = MemoryEstimate(

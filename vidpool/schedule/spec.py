@@ -176,6 +176,7 @@ def _from_loaded(model: SizedModel) -> ModelSpec:
         # a VideoLM's vision_spec param_bytes covers the encoder and the projector
         projector_param_bytes=0,
         projector_layers=1 if config.projector == "linear" else 2,
+        frames_per_step=int(vision.get("frames_per_step") or 1),
         name=str(model.name or model.kind),
         model=model,
         **compress_fields(config),

@@ -1,0 +1,548 @@
+"""transformers Qwen2.5-VL and Qwen3-VL checkpoints with any vidpool method, training-free.
+
+Frames go through the checkpoint's own video processor (resized to multiples of 28 or 32 pixels within its
+min/max pixels, two frames to a temporal patch, its mean/std) and its vision tower with the 2x2 merger, which
+gives tokens already in the LM's width on the merged grid ``[T', H', W', C]`` (``T' = ceil(frames / 2)``).
+A vidpool method compresses that grid (position ``"after"``: there is no projector left to run); Qwen3-VL's
+DeepStack features (tower layers added into the first LM layers at the video's positions) ride along as extra
+channels of the features and are combined with the same provenance as the tokens
+(:func:`~vidpool.integrations.transformers_qwen_positions.apply_provenance`). Each kept token keeps its
+M-RoPE ids (:mod:`vidpool.integrations.transformers_qwen_positions`), passed to the LM explicitly, so the
+number of video positions is exactly the method's ``num_output_tokens``.
+
+What the LM needs besides the tokens (their ids and DeepStack rows) is recorded when
+:meth:`QwenVideoLM.compress_visual` returns them, keyed to that tensor object; ``generate`` and
+``continuation_logprob`` look it up, so they take the tokens ``compress_visual`` / ``visual_tokens`` made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidpool.errors import CheckpointError, InvalidArgumentError, require
+from vidpool.integrations.transformers_llava import processor_chat_template, refuse_missing_weights
+from vidpool.integrations.transformers_qwen_positions import Segment, layout_prompt, temporal_timestamps
+from vidpool.integrations.transformers_qwen_spec import (
+    CLASSES,
+    merged_grid,
+    qwen_folder_spec,
+    qwen_vision_activation_bytes,
+    video_pixels_range,
+)
+from vidpool.llm.base import VideoLM, VisualTokens, as_frames_tensor, lm_spec_of, module_param_bytes
+from vidpool.llm.config import ModelConfig
+from vidpool.llm.generate import continuation_logprob, generate_text
+from vidpool.llm.kinds import ModelKind, register_kind
+from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
+from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_continuation
+
+__all__ = ["PromptInputs", "QwenVideoLM"]
+
+_PAD, _START, _END = "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
+
+
+@dataclass
+class _Provenance:
+    """What ``generate`` needs of compressed tokens besides themselves."""
+
+    grid: tuple[int, int, int]
+    assign: torch.Tensor  # long [T', H', W']
+    weight: torch.Tensor  # float [T', H', W']
+    deepstack: list[torch.Tensor]  # per DeepStack level [N, C]
+
+
+@dataclass
+class PromptInputs:
+    """A prompt ready for the LM.
+
+    Attributes:
+        embeds: ``[1, L, hidden]`` input embeddings.
+        position_ids: long ``[3, L]`` M-RoPE ids (time, height, width).
+        visual_mask: bool ``[L]``, where the video tokens are.
+        deepstack: per DeepStack level ``[n_visual, hidden]`` (empty for Qwen2.5-VL).
+    """
+
+    embeds: torch.Tensor
+    position_ids: torch.Tensor
+    visual_mask: torch.Tensor
+    deepstack: list[torch.Tensor]
+
+    @property
+    def rope_delta(self) -> int:
+        """Positions after the prompt are ``index + rope_delta`` (they continue from ``max(id) + 1``)."""
+        return int(self.position_ids.max()) + 1 - int(self.position_ids.shape[1])
+
+    def ids_at(self, start: int, length: int) -> torch.Tensor:
+        """``[4, 1, length]`` ids of sequence indices ``start ..``: a plain row (for masks) then M-RoPE's."""
+        index = torch.arange(start, start + length)
+        ids = index.view(1, -1).expand(3, -1) + self.rope_delta
+        inside = index < self.position_ids.shape[1]
+        ids = torch.where(inside, self.position_ids[:, index.clamp(max=self.position_ids.shape[1] - 1)], ids)
+        return torch.cat([index.view(1, -1), ids])[:, None].to(self.embeds.device)
+
+
+class _Prompted:
+    """The transformers model with the prompt's M-RoPE ids (and DeepStack rows) put into its LM's forward:
+    what :func:`vidpool.llm.generate.generate_text` and ``continuation_logprob`` run."""
+
+    def __init__(self, owner: QwenVideoLM, inputs: PromptInputs):
+        self._owner, self._inputs = owner, inputs
+        self.forward = owner.model.forward  # its signature says whether logits_to_keep is accepted
+
+    @contextlib.contextmanager
+    def _placed(self) -> Iterator[None]:
+        inputs = self._inputs
+
+        def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            embeds = kwargs["inputs_embeds"]
+            cache = kwargs.get("cache", kwargs.get("past_key_values"))
+            past = int(cache.get_seq_length()) if cache is not None else 0
+            kwargs["position_ids"] = inputs.ids_at(past, int(embeds.shape[1]))
+            if inputs.deepstack:
+                # DeepStack adds into the video's positions during the prefill only
+                mask = None
+                if past == 0 and embeds.shape[1] >= inputs.visual_mask.numel():
+                    mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+                    mask[0, : inputs.visual_mask.numel()] = inputs.visual_mask.to(embeds.device)
+                kwargs["visual_pos_masks"] = mask
+                kwargs["deepstack_visual_embeds"] = None if mask is None else inputs.deepstack
+            return args, kwargs
+
+        with self._owner._generating:
+            handle = self._owner.text_model.register_forward_pre_hook(hook, with_kwargs=True)
+            try:
+                yield
+            finally:
+                handle.remove()
+
+    def generate(self, **kwargs: Any) -> Any:
+        with self._placed():
+            return self._owner.model.generate(**kwargs)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        with self._placed():
+            return self._owner.model(**kwargs)
+
+
+def _one_tensor(value: Any) -> torch.Tensor:
+    """A features tensor of one video (transformers splits them per video into tuples)."""
+    return torch.cat(list(value)) if isinstance(value, (list, tuple)) else value
+
+
+class QwenVideoLM(VideoLM):
+    """A transformers Qwen2.5-VL or Qwen3-VL model behind the :class:`~vidpool.llm.VideoLM` interface.
+
+    The LM's decoder layers are ``model.model.language_model.layers`` (:attr:`text_model`), and
+    :meth:`prompt_inputs` gives a prompt's embeddings with its M-RoPE ids.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        video_processor: Any,
+        *,
+        kind: str,
+        config: ModelConfig | None = None,
+        chat_template: str | None = None,
+    ):
+        if kind not in CLASSES:
+            raise InvalidArgumentError(f"kind must be one of {sorted(CLASSES)}, got {kind!r}")
+        self.kind = kind
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.video_processor = video_processor
+        self.hf_config = model.config
+        self.config = config or ModelConfig(
+            kind=kind, projector="hf", compress={"method": "none", "params": {}, "position": "after"}
+        )
+        self._chat_template = chat_template
+        vision = self.hf_config.vision_config
+        self._patch = int(vision.patch_size)
+        self._merge = int(vision.spatial_merge_size)
+        self._temporal = int(vision.temporal_patch_size)
+        self._levels = len(getattr(vision, "deepstack_visual_indexes", None) or ())
+        self._pad_id = int(self.hf_config.video_token_id)
+        self._layouts: dict[int, tuple[weakref.ref, _Provenance]] = {}
+        self._generating = threading.Lock()
+
+    @classmethod
+    def from_folder(cls, path: str | Path, **options: Any) -> QwenVideoLM:
+        """Load a transformers Qwen2.5-VL or Qwen3-VL folder (``options``: :class:`LoadOptions`' fields)."""
+        opts = LoadOptions.of(options)
+        transformers = require("transformers", "llm", "Loading a Qwen-VL checkpoint")
+        folder = Path(path)
+        kind = detect_kind(folder)
+        check_weight_files(folder, allow_pickle=opts.allow_pickle)
+        model_cls = getattr(transformers, CLASSES[kind])
+        try:
+            model, loading = model_cls.from_pretrained(
+                folder, output_loading_info=True, **opts.pretrained_kwargs()
+            )
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                folder, trust_remote_code=opts.trust_remote_code
+            )
+            video_processor = transformers.AutoVideoProcessor.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot load {kind} checkpoint from {folder}: {exc}") from exc
+        refuse_missing_weights(loading, folder, transformers.__version__)
+        opts.place(model)
+        config = ModelConfig(
+            kind=kind,
+            projector="hf",
+            lm={"path": str(folder)},
+            compress={"method": "none", "params": {}, "position": "after"},
+        )
+        loaded = cls(
+            model,
+            tokenizer,
+            video_processor,
+            kind=kind,
+            config=config,
+            chat_template=processor_chat_template(folder),
+        )
+        loaded.name = folder.resolve().name
+        return loaded
+
+    # -- vision ---------------------------------------------------------------------------
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(H', W')`` merged grid of a 720p frame (other sizes give other grids: Qwen keeps the aspect)."""
+        return self.grid_for()
+
+    def grid_for(self, frame_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``(H', W')`` merged grid of a frame of ``frame_hw`` (default 720p) after the video processor."""
+        low, high = video_pixels_range(self.video_processor)
+        return merged_grid(frame_hw, self._patch, self._merge, low, high)
+
+    @property
+    def text_model(self) -> Any:
+        """The LM's decoder stack (``embed_tokens``, ``layers``, ``norm``, ``rotary_emb``)."""
+        return self.model.model.language_model
+
+    def encode_patches(self, frames: Any) -> torch.Tensor:
+        """Merged vision tokens ``[T', H', W', C x (1 + DeepStack levels)]`` of uint8 frames ``[T, H, W, 3]``:
+        the merger's output (LM width ``C``), then each DeepStack level's."""
+        frames = as_frames_tensor(frames)
+        param = next(self.model.model.visual.parameters())
+        batch = self.video_processor(
+            videos=[frames.cpu().numpy()], return_tensors="pt", do_sample_frames=False
+        )
+        pixels = batch["pixel_values_videos"].to(device=param.device, dtype=param.dtype)
+        grid_thw = batch["video_grid_thw"].to(param.device)
+        with torch.inference_mode():
+            out = self.model.model.get_video_features(pixels, grid_thw, return_dict=True)
+        merged = _one_tensor(out.pooler_output)
+        levels = [_one_tensor(level) for level in list(getattr(out, "deepstack_features", None) or [])]
+        if len(levels) != self._levels:
+            raise CheckpointError(
+                f"the vision tower gave {len(levels)} DeepStack levels, its config names {self._levels}"
+            )
+        t, h, w = (int(v) for v in grid_thw[0])
+        shape = (t, h // self._merge, w // self._merge, -1)
+        return torch.cat([merged, *levels], dim=-1).reshape(shape)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # the merger already maps to the LM's width
+
+    @property
+    def encode_width(self) -> int:
+        return int(self.hf_config.vision_config.out_hidden_size) * (1 + self._levels)
+
+    # -- compression ----------------------------------------------------------------------
+    def num_visual_tokens(
+        self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
+    ) -> int:
+        from vidpool.compression import num_output_tokens
+
+        method, params, budget = self.resolve_compression(method, budget, params)
+        t = -(-int(num_frames) // self._temporal)
+        return int(num_output_tokens(method, (t, *self.grid), budget=budget, **params))
+
+    def compress_visual(self, features: torch.Tensor, **kwargs: Any) -> VisualTokens:
+        """:meth:`VideoLM.compress_visual` over the merger's channels; the DeepStack channels are combined
+        with the same provenance and kept, with the grid, for :meth:`generate`."""
+        from vidpool.integrations.transformers_qwen_positions import apply_provenance
+
+        if features.dim() != 4:
+            raise InvalidArgumentError(f"features must be [T', H', W', C], got shape {tuple(features.shape)}")
+        width = int(self.hf_config.vision_config.out_hidden_size)
+        visual = super().compress_visual(features[..., :width], **kwargs)
+        result = visual.compressed
+        assign, weight = result.assign.cpu(), result.weight.cpu()
+        count = int(visual.tokens.shape[0])
+        flat = features[..., width:].reshape(-1, self._levels, width) if self._levels else None
+        deepstack = [
+            apply_provenance(flat[:, k], assign.to(flat.device), weight.to(flat.device), count)
+            for k in range(self._levels)
+        ]
+        self._remember(visual.tokens, _Provenance(tuple(features.shape[:3]), assign, weight, deepstack))
+        return visual
+
+    def _remember(self, tokens: torch.Tensor, provenance: _Provenance) -> None:
+        key = id(tokens)
+        self._layouts[key] = (weakref.ref(tokens), provenance)
+        weakref.finalize(tokens, self._layouts.pop, key, None)
+
+    def _provenance(self, tokens: torch.Tensor) -> _Provenance:
+        entry = self._layouts.get(id(tokens))
+        if entry is None or entry[0]() is not tokens:
+            raise InvalidArgumentError(
+                f"{self.kind} places each visual token by the grid position it came from: pass the tokens "
+                "that this model's compress_visual or visual_tokens returned (not a copy or a slice)"
+            )
+        return entry[1]
+
+    # -- prompt ---------------------------------------------------------------------------
+    def prompt_text(
+        self,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> str:
+        """The chat text around ``VIDEO_MARKER``; time reaches the LM through the M-RoPE ids (and Qwen3-VL's
+        per-frame timestamps), so no sentence lists the frame times."""
+        messages = build_messages(prompt, history=history, system_prompt=self.config.system_prompt)
+        return self.render(messages)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        structured = []
+        for message in messages:
+            content = message["content"]
+            parts: list[dict[str, str]] = []
+            if VIDEO_MARKER in content:
+                parts.append({"type": "video"})
+                content = content.replace(VIDEO_MARKER, "").lstrip("\n")
+            parts.append({"type": "text", "text": content})
+            structured.append({"role": message["role"], "content": parts})
+        text = self.tokenizer.apply_chat_template(
+            structured, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
+        )
+        wrapper = _START + _PAD + _END
+        if text.count(wrapper) != 1:
+            raise CheckpointError(
+                f"the checkpoint's chat template wrote {wrapper!r} {text.count(wrapper)} times"
+            )
+        return text.replace(wrapper, VIDEO_MARKER)
+
+    def _video_text(self, num_patches: int, timestamps: Any, num_frames: int) -> str:
+        if self.kind == "qwen2_5_vl":
+            return _START + _PAD + _END
+        stamps = temporal_timestamps(timestamps, num_frames, self._temporal)[:num_patches]
+        return "".join(f"<{t:.1f} seconds>{_START}{_PAD}{_END}" for t in stamps)
+
+    def _segments(self, tokens: torch.Tensor, text: str, timestamps: Any) -> list[Segment]:
+        """The prompt's runs (text ids, video tokens) with their M-RoPE ids."""
+        if tokens.shape[0] == 0:  # no video: plain text positions
+            ids = self.tokenizer(text.replace(VIDEO_MARKER, ""), add_special_tokens=False)["input_ids"]
+            return layout_prompt(
+                list(ids),
+                [],
+                (0, 1, 1),
+                torch.zeros(0, 1, 1, dtype=torch.long),
+                torch.zeros(0, 1, 1),
+                0,
+                interval=1.0,
+            )[:1]
+        prov = self._provenance(tokens)
+        t = prov.grid[0]
+        frames = t * self._temporal if timestamps is None else len(timestamps)
+        full = text.replace(VIDEO_MARKER, self._video_text(t, timestamps, frames))
+        ids = list(self.tokenizer(full, add_special_tokens=False)["input_ids"])
+        pieces: list[list[int]] = [[]]
+        for i in ids:
+            if i == self._pad_id:
+                pieces.append([])
+            else:
+                pieces[-1].append(i)
+        if self.kind == "qwen2_5_vl":
+            seconds = temporal_timestamps(timestamps, frames, self._temporal)
+            spacing = (seconds[-1] - seconds[0]) / (len(seconds) - 1) if len(seconds) > 1 else 1.0
+            interval = float(self.hf_config.vision_config.tokens_per_second) * spacing
+            return layout_prompt(
+                pieces[0],
+                pieces[1],
+                prov.grid,
+                prov.assign,
+                prov.weight,
+                int(tokens.shape[0]),
+                interval=interval,
+            )
+        # Qwen3-VL: piece k ends with frame k's "<t seconds><|vision_start|>"; piece k + 1 begins with its end
+        heads = [self._stamp_ids(piece) for piece in pieces[:-1]]
+        before = pieces[0][: len(pieces[0]) - len(heads[0])]
+        after = pieces[-1][1:]
+        frame_text = [(head, [pieces[k + 1][0]]) for k, head in enumerate(heads)]
+        return layout_prompt(
+            before, after, prov.grid, prov.assign, prov.weight, int(tokens.shape[0]), frame_text=frame_text
+        )
+
+    def _stamp_ids(self, piece: list[int]) -> list[int]:
+        """The ids of ``<t seconds><|vision_start|>`` that end ``piece``."""
+        start = self.tokenizer.convert_tokens_to_ids(_START)
+        end = self.tokenizer.convert_tokens_to_ids(_END)
+        cut = len(piece) - 1
+        while cut > 0 and piece[cut - 1] not in (end, start):
+            cut -= 1
+        # the first frame's stamp follows the chat text: its own tokenization says where it begins
+        if cut == 0 or piece[cut - 1] not in (end, start):
+            text = self.tokenizer.decode(piece[:-1])
+            stamp = text[text.rfind("<") :]
+            cut = len(piece) - 1 - len(self.tokenizer(stamp, add_special_tokens=False)["input_ids"])
+        return piece[max(cut, 0) :]
+
+    def prompt_inputs(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+        continuation: Sequence[int] = (),
+    ) -> PromptInputs:
+        """The prompt's embeddings, M-RoPE ids, video mask and DeepStack rows (``continuation`` ids appended)."""
+        text = self.prompt_text(prompt, timestamps=timestamps, history=history)
+        segments = self._segments(visual_tokens, text, timestamps)
+        if continuation:
+            segments.append(
+                layout_prompt(
+                    list(continuation),
+                    [],
+                    (0, 1, 1),
+                    torch.zeros(0, 1, 1, dtype=torch.long),
+                    torch.zeros(0, 1, 1),
+                    0,
+                    interval=1.0,
+                )[0]
+            )
+        embed = self.input_embeddings
+        device, dtype = embed.weight.device, embed.weight.dtype
+        parts, ids, mask = [], [], []
+        deepstack_rows: list[torch.Tensor] = []
+        prov = self._provenance(visual_tokens) if visual_tokens.shape[0] else None
+        shift = 0
+        for segment in segments:
+            n = len(segment.tokens)
+            if segment.kind == "text":
+                if n:
+                    parts.append(embed(torch.tensor(segment.tokens, dtype=torch.long, device=device)))
+            else:
+                parts.append(visual_tokens[segment.tokens.to(visual_tokens.device)].to(device, dtype))
+                deepstack_rows.append(segment.tokens)
+            ids.append(segment.ids)
+            mask.append(torch.full((n,), segment.kind == "video"))
+            shift += n
+        position_ids = torch.cat(ids, dim=1)
+        if continuation:  # generated text continues from max(id) + 1
+            prompt_len = position_ids.shape[1] - len(continuation)
+            head = position_ids[:, :prompt_len]
+            tail = torch.arange(len(continuation)) + int(head.max()) + 1
+            position_ids = torch.cat([head, tail.view(1, -1).expand(3, -1)], dim=1)
+        order = torch.cat(deepstack_rows) if deepstack_rows else torch.zeros(0, dtype=torch.long)
+        deepstack = [
+            level[order.to(level.device)].to(device, dtype) for level in (prov.deepstack if prov else [])
+        ]
+        return PromptInputs(torch.cat(parts)[None], position_ids, torch.cat(mask), deepstack)
+
+    def logits(self, inputs: PromptInputs) -> torch.Tensor:
+        """The LM's logits ``[1, L, vocab]`` over a prompt from :meth:`prompt_inputs` (its ids and DeepStack
+        rows placed as :meth:`generate` places them)."""
+        mask = torch.ones(inputs.embeds.shape[:2], dtype=torch.long, device=inputs.embeds.device)
+        with torch.inference_mode():
+            return _Prompted(self, inputs)(inputs_embeds=inputs.embeds, attention_mask=mask).logits
+
+    def build_inputs_embeds(self, visual_tokens: torch.Tensor, prompt: str, **kwargs: Any) -> torch.Tensor:
+        return self.prompt_inputs(visual_tokens, prompt, **kwargs).embeds
+
+    def generate(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+        stream: bool = False,
+        **options: Any,
+    ) -> str | Iterator[str]:
+        inputs = self.prompt_inputs(visual_tokens, prompt, timestamps=timestamps, history=history)
+        return generate_text(_Prompted(self, inputs), self.tokenizer, inputs.embeds, stream=stream, **options)
+
+    def continuation_logprob(
+        self,
+        visual_tokens: torch.Tensor,
+        prompt: str,
+        continuation: str,
+        *,
+        timestamps: Sequence[float] | torch.Tensor | None = None,
+        history: Sequence[tuple[str, str]] | None = None,
+    ) -> tuple[float, bool]:
+        text = self.prompt_text(prompt, timestamps=timestamps, history=history)
+        _, ids = tokenize_continuation(self.tokenizer, text.split(VIDEO_MARKER, 1)[1], continuation)
+        inputs = self.prompt_inputs(
+            visual_tokens, prompt, timestamps=timestamps, history=history, continuation=ids
+        )
+        return continuation_logprob(_Prompted(self, inputs), inputs.embeds, ids)
+
+    def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
+        """Text tokens of a prompt about ``num_frames`` frames (Qwen3-VL: a timestamp and vision start/end per
+        temporal patch), plus ``QUESTION_TOKENS``."""
+        from vidpool.llm.base import QUESTION_TOKENS
+
+        span = duration if duration else 0.5 * num_frames
+        stamps = [(i + 0.5) * span / num_frames for i in range(num_frames)]
+        patches = -(-int(num_frames) // self._temporal)
+        text = self.prompt_text("").replace(VIDEO_MARKER, self._video_text(patches, stamps, num_frames))
+        ids = self.tokenizer(text.replace(_PAD, ""), add_special_tokens=False)["input_ids"]
+        return len(ids) + QUESTION_TOKENS
+
+    # -- sizes ----------------------------------------------------------------------------
+    @property
+    def language_model(self) -> Any:
+        return self.model
+
+    @property
+    def weight_modules(self) -> tuple[Any, ...]:
+        return (self.model,)
+
+    @property
+    def lm_spec(self) -> dict[str, int]:
+        return lm_spec_of(self.hf_config.text_config, self.text_model, self.model.get_output_embeddings())
+
+    def activation_bytes_per_frame(
+        self, frame_hw: tuple[int, int] | None = None, *, joint: bool = False
+    ) -> int:
+        """Peak bytes one decoded frame of ``frame_hw`` (default 720p) adds to a vision batch (``joint`` is
+        ignored: no joint space)."""
+        param = next(self.model.model.visual.parameters())
+        return qwen_vision_activation_bytes(
+            self.hf_config.vision_config.to_dict(),
+            self.grid_for(frame_hw),
+            param.element_size(),
+            self._merge,
+            frame_hw=frame_hw,
+        )
+
+    @property
+    def vision_spec(self) -> dict[str, Any]:
+        h, w = self.grid
+        return {
+            "param_bytes": module_param_bytes(self.model.model.visual),
+            "activation_bytes_per_frame": self.activation_bytes_per_frame(),
+            "grid": (h, w),
+            "width": self.encode_width,
+            "image_size": (h * self._patch * self._merge, w * self._patch * self._merge),
+            "frames_per_step": self._temporal,
+        }
+
+
+for _kind in CLASSES:
+    register_kind(ModelKind(_kind, QwenVideoLM.from_folder, qwen_folder_spec, model_types=(_kind,)))
