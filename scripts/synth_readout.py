@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
 
-from vidpool.bench.cli import family_name
+from vidpool.bench.cli import eval_seed, family_name
+from vidpool.bench.stats import wilson
 from vidpool.bench.synth import (
     CONTROLS,
     FAMILIES,
@@ -37,15 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 CONFIG = ROOT / "checkpoints" / "vidpool-synth" / "vidpool-synth-clip.json"
 WEIGHTS = ROOT / "checkpoints" / "vidpool-synth" / "clip.safetensors"
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _control(text: str) -> str:
@@ -66,7 +57,7 @@ def encoder(args) -> tuple[CLIPEncoder, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=40, help="items per family")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=eval_seed, default=0, help="item seed (0: development)")
     parser.add_argument("--families", type=comma_list(family_name), default=FAMILIES, metavar="A,B")
     parser.add_argument("--controls", type=comma_list(_control), default=("full", "text_only"), metavar="A,B")
     parser.add_argument("--fraction", type=float, default=0.125, help="budget of the budgeted controls")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from vidpool.bench.generative import parse_choice, sample_clip
+from vidpool.bench.synth.seeds import TRAINING_SEEDS
 from vidpool.bench.synth.tasks import (
     FAMILIES,
     LETTERS,
@@ -57,7 +58,8 @@ BUDGET_CHOICES = (8, 16, 16, 32, 32, 64, 64, 128)
 # Samples that see every visual token (method ``none``: 512 for 8 frames), so that the full tokens are
 # not out of distribution at inference.
 FULL_SHARE = 0.2
-EVAL_SEED = 900_000
+EVAL_SEED = 900_000  # the training run's own check, never trained on; a training seed all the same
+assert EVAL_SEED in TRAINING_SEEDS
 # Other wordings of the static questions, so that a person's own phrasing reaches the same answer.
 COLOUR_WORDINGS = (
     "What colour is the shape?",
@@ -103,6 +105,8 @@ def family_weights(static: float) -> dict[str, float]:
 
 
 def draw_item(rng: np.random.Generator, seed: int, frames: int, weights: dict[str, float]):
+    # items come only from training seeds: evaluation refuses them (vidpool.bench.synth.seeds)
+    assert seed in TRAINING_SEEDS, f"item seed {seed} is outside the training seeds {TRAINING_SEEDS}"
     family = str(rng.choice(list(weights), p=list(weights.values())))
     # items alternate within a family (static: colour, then shape; direction: a clip, then reversed)
     item = make_items(family, 2, seed=seed)[int(rng.integers(2))]

@@ -152,6 +152,17 @@ def test_a_training_seed_is_refused_before_loading(seed, monkeypatch, capsys):
     assert "seed 0" in err and str(FINAL_SEED) in err
 
 
+@pytest.mark.parametrize("command", [["fidelity"], ["export-lmms", "--out", "x"]])
+def test_every_bench_command_with_an_item_seed_refuses_training_seeds(command, capsys):
+    from vidpool.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["bench", *command, "--seed", "42"])
+    assert info.value.code == 2 and "training seed" in capsys.readouterr().err
+    assert build_parser().parse_args(["bench", *command, "--seed", str(FINAL_SEED)]).seed == FINAL_SEED
+    assert build_parser().parse_args(["bench", *command]).seed == 0
+
+
 def test_the_final_and_other_seeds_are_accepted_and_named():
     from vidpool.bench.fidelity import check_settings
     from vidpool.bench.synth.seeds import check_eval_seed

@@ -14,7 +14,7 @@ from typing import Any
 
 from vidpool.options import check_device, checked, comma_list, default_device, method_name, positive_int
 
-__all__ = ["add_bench_parser", "settings_from_args"]
+__all__ = ["add_bench_parser", "eval_seed", "family_name", "settings_from_args"]
 
 _BENCH_EPILOG = """example:
   vidpool bench fidelity --quick
@@ -59,6 +59,14 @@ def family_name(text: str) -> str:
     if text not in FAMILIES:
         raise argparse.ArgumentTypeError(f"unknown family {text!r}; choose from {', '.join(FAMILIES)}")
     return text
+
+
+def eval_seed(text: str) -> int:
+    """An item seed a benchmark may evaluate on (an argparse type): the development seed, the final
+    one or another; a training seed is refused (:func:`vidpool.bench.synth.seeds.check_eval_seed`)."""
+    from vidpool.bench.synth.seeds import check_eval_seed
+
+    return checked(int, check_eval_seed)(text)
 
 
 # The device must be present here: the run starts right after parsing.
@@ -115,7 +123,7 @@ def add_bench_parser(
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=eval_seed,
         default=0,
         help="item seed of the questions, controls and intervals: 0, the development seed (default; every "
         "choice is made on it), or 2000003, the final seed (the published run only); training seeds "

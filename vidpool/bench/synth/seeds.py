@@ -48,8 +48,9 @@ def check_eval_seed(seed: int) -> str:
     kind = seed_kind(seed)
     if kind == "training":
         raise InvalidArgumentError(
-            f"seed {seed} is a training seed (items {TRAINING_SEEDS.start}..{TRAINING_SEEDS.stop - 1} trained "
-            f"vidpool-synth) and would score what the model saw; evaluate with seed {DEVELOPMENT_SEED} "
-            f"(development: every choice is made on it) or {FINAL_SEED} (final: the published run only)"
+            f"seed {seed} is a training seed ({TRAINING_SEEDS.start}..{TRAINING_SEEDS.stop - 1} are kept for "
+            f"training; vidpool-synth learnt from their items) and would score what a model may have seen; "
+            f"evaluate with seed {DEVELOPMENT_SEED} (development: every choice is made on it) or "
+            f"{FINAL_SEED} (final: the published run only)"
         )
     return kind

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vidpool.bench.cli import family_name
+from vidpool.bench.cli import eval_seed, family_name
 from vidpool.options import comma_list, method_name, positive_int
 
 __all__ = ["add_export_parser"]
@@ -36,7 +36,12 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--families", type=comma_list(family_name), metavar="A,B", help="question families (default: all)"
     )
-    p.add_argument("--seed", type=int, default=0, help="generator seed (0)")
+    p.add_argument(
+        "--seed",
+        type=eval_seed,
+        default=0,
+        help="item seed: 0, the development seed (default), or 2000003, the final seed; training seeds are refused",
+    )
     p.add_argument(
         "--num-frames", type=positive_int, metavar="N", help="frames of each video (default: the family's)"
     )
