@@ -299,3 +299,79 @@ def test_a_layer_the_model_lacks_is_refused_before_generating(models):
     model = models["tiny-native"]
     with pytest.raises(InvalidArgumentError, match="the LM has 2 layers"):
         model.generate(video_tokens(model), QUESTION, fastv=FastV(layer=2, budget=4), max_new_tokens=2)
+
+
+# -- the plan ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from pipeline_support import sample_video
+
+    return sample_video(tmp_path_factory.mktemp("video"), num_frames=96, size=(320, 240))
+
+
+def test_plan_caches_every_token_below_the_layer_and_the_kept_ones_above(models, video):
+    from vidpool.schedule import plan
+
+    model = models["tiny-native"]
+    fastv = FastV(layer=1, budget=64)
+    p = plan(video, model, "cpu", num_frames=64, method="none", max_new_tokens=8, fastv=fastv)
+    plain = plan(video, model, "cpu", num_frames=64, method="none", max_new_tokens=8)
+    spec = model.lm_spec
+    per_token_layer = 2 * spec["num_kv_heads"] * spec["head_dim"] * spec["dtype_bytes"]
+    full = p.num_tokens + p.prompt_tokens + 8
+    assert p.num_tokens == 1024 and p.fastv == fastv and p.fastv_kept == 64
+    assert p.memory.kv_cache == per_token_layer * (1 * full + 1 * (64 + p.prompt_tokens + 8))
+    assert plain.memory.kv_cache == per_token_layer * 2 * full
+    assert p.positions == plain.positions  # kept tokens keep their positions: no context is saved
+    assert "FastV: 64 of 1024 visual tokens from LM layer 1 on" in p.table()
+    assert p.to_dict()["fastv"] == {"layer": 1, "budget": 64, "keep": None, "kept": 64}
+    with pytest.raises(InvalidArgumentError, match="pass a layer below 2"):
+        plan(video, model, "cpu", num_frames=8, fastv=FastV(layer=2, budget=4))
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_plan_predicts_the_measured_fastv_generation_peak(models, video, layer):
+    """As tests/test_pipeline_memory.py checks the plain run: the generation phase alone (KV cache,
+    prefill), measured by torch's CPU allocator events, within 15% of the plan."""
+    from vidpool.pipeline import encode_video
+    from vidpool.schedule import measure_peak, plan
+
+    model = models["tiny-native"]
+    p = plan(
+        video, model, "cpu", num_frames=64, method="none", max_new_tokens=8, fastv=FastV(layer, budget=64)
+    )
+    encoded = encode_video(model, video, p)
+    tokens = model.visual_tokens(encoded.features, method=p.method, budget=p.budget, **p.params)
+    _, generation = measure_peak(
+        lambda: model.generate(
+            tokens, QUESTION, timestamps=encoded.timestamps, max_new_tokens=8, **p.generate_kwargs()
+        )
+    )
+    predicted = p.memory.kv_cache + p.memory.lm_activations - tokens.numel() * tokens.element_size()
+    assert generation == pytest.approx(predicted, rel=0.15)
+
+
+def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
+    from vidpool.pipeline import VideoChat
+
+    model = models["tiny-native"]
+    fastv = FastV(layer=1, budget=8)
+    chat = VideoChat(video, model, device="cpu", num_frames=4, method="none", max_new_tokens=6, fastv=fastv)
+    assert chat.plan.fastv == fastv
+    calls = []
+    model.generate = lambda *args, **kwargs: (
+        calls.append(kwargs) or type(model).generate(model, *args, **kwargs)
+    )
+    try:
+        answer = chat.ask(QUESTION)
+    finally:
+        del model.generate
+    assert calls[0]["fastv"] == fastv
+    tokens = chat.visual_tokens(QUESTION)
+    assert answer == model.generate(
+        tokens, QUESTION, timestamps=chat.timestamps, max_new_tokens=6, fastv=fastv
+    )
+    with pytest.raises(InvalidArgumentError, match="either plan= or"):
+        VideoChat(video, model, plan=chat.plan, fastv=fastv)
+    with pytest.raises(InvalidArgumentError, match="fastv must be"):
+        VideoChat(video, model, device="cpu", fastv=(2, 8))

@@ -149,6 +149,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, video: bool = True) -> None:
         help="compression method (see 'vidpool methods'; default: the model's)",
     )
     p.add_argument(
+        "--fastv",
+        type=options.fastv_option,
+        metavar="K:R",
+        help="also prune inside the LM (FastV): from LM layer K on keep the R visual tokens the last "
+        "prompt token attends to most (K:0.5 keeps half)",
+    )
+    p.add_argument(
         "--max-new-tokens",
         type=options.positive_int,
         default=options.DEFAULT_MAX_NEW_TOKENS,
@@ -392,6 +399,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "method": args.method,
         "max_memory": args.gpu_memory if args.gpu_memory is not None else args.memory,
         "max_new_tokens": args.max_new_tokens,
+        "fastv": args.fastv,
     }
 
 

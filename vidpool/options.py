@@ -203,14 +203,6 @@ class FastV:
                 f"{num_layers - 1}); pass a layer below {num_layers} (--fastv {max(0, num_layers - 1)}:R)"
             )
 
-    def describe(self) -> str:
-        size = (
-            f"{self.budget} visual tokens"
-            if self.budget is not None
-            else f"{self.keep or 0.5:g} of the visual tokens"
-        )
-        return f"FastV from layer {self.layer}: {size}"
-
 
 def fastv_option(text: str) -> FastV:
     """An argparse type: ``LAYER:BUDGET`` (``2:64``: 64 visual tokens from layer 2 on) or

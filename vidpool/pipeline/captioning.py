@@ -56,7 +56,7 @@ class Caption:
         return self.text or ""
 
 
-_PLAN_KEYS = ("num_frames", "budget", "method", "method_params", "max_memory")
+_PLAN_KEYS = ("num_frames", "budget", "method", "method_params", "max_memory", "fastv")
 _GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "seed")
 
 
@@ -64,8 +64,8 @@ class Captioner:
     """Caption videos with one model: ``Captioner(model=...).caption(video) -> str``.
 
     Each video gets its own plan (its length differs); the model is loaded once. ``plan_kwargs`` are
-    :func:`vidpool.plan`'s ``num_frames``, ``budget``, ``method``, ``method_params`` and
-    ``max_memory``; ``max_new_tokens``, ``temperature``, ``top_p`` and ``seed`` are the generation
+    :func:`vidpool.plan`'s ``num_frames``, ``budget``, ``method``, ``method_params``, ``max_memory``
+    and ``fastv``; ``max_new_tokens``, ``temperature``, ``top_p`` and ``seed`` are the generation
     defaults (a call's own options override them). All of them are checked before the model loads.
     ``device`` ``None`` is :func:`vidpool.options.default_device` (``"cuda"`` when torch sees a GPU).
 

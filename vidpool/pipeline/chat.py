@@ -17,6 +17,7 @@ from vidpool.errors import InvalidArgumentError
 from vidpool.llm.protocol import VideoModel
 from vidpool.options import (
     DEFAULT_MAX_NEW_TOKENS,
+    FastV,
     check_generation,
     check_question,
     check_video,
@@ -65,6 +66,8 @@ class VideoChat:
         progress: a ``progress(stage, done, total)`` callback for loading, encoding, compressing and
             prefill (see :mod:`vidpool.progress`).
         budget_tokens: the earlier name of ``budget`` (accepted with a DeprecationWarning).
+        fastv: prune the visual tokens inside the LM as well (:class:`vidpool.options.FastV`), after
+            whatever ``method`` did before it; part of the plan (``plan.fastv``).
 
     Raises:
         InvalidArgumentError, UnknownMethodError, VideoNotFoundError, VideoDecodeError, BudgetError: for a
@@ -93,6 +96,7 @@ class VideoChat:
         seed: int | None = None,
         progress: ProgressCallback | None = None,
         budget_tokens: int | None = None,
+        fastv: FastV | None = None,
     ) -> None:
         plan_options = {
             "budget": renamed_budget(budget, budget_tokens),
@@ -100,6 +104,7 @@ class VideoChat:
             "num_frames": num_frames,
             "method": method,
             "method_params": method_params,
+            "fastv": fastv,
         }
         device = run_device(device, plan, plan_options)
         if max_new_tokens is None:
@@ -243,6 +248,7 @@ class VideoChat:
                 timestamps=self.timestamps,
                 history=list(self.history),
                 stream=stream,
+                **self.plan.generate_kwargs(),
                 **kwargs,
             )
         if not stream:

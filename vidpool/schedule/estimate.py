@@ -134,6 +134,9 @@ class ModelSpec:
     prompt_counter: Callable[[int, float | None], int] | None = field(default=None, repr=False, compare=False)
     #: decoded frames per temporal step of the features (Qwen-VL: 2 frames make one ``[H', W']`` grid)
     frames_per_step: int = 1
+    #: the feature grid of a run of that many frames, for models whose grid depends on it (Qwen3-VL's
+    #: processor shares one pixel budget among a video's frames); ``None``: always ``grid``
+    grid_for_frames: Callable[[int], tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
@@ -143,6 +146,12 @@ class ModelSpec:
             self.num_heads = max(1, self.hidden_size // max(1, self.head_dim))
         if self.projector_param_bytes is None:
             self.projector_param_bytes = (self.width + self.hidden_size) * self.hidden_size * self.dtype_bytes
+
+    def grid_at(self, num_frames: int) -> tuple[int, int]:
+        """``(h, w)`` feature grid of a run of ``num_frames`` frames."""
+        if self.grid_for_frames is not None:
+            return tuple(int(n) for n in self.grid_for_frames(int(num_frames)))
+        return self.grid
 
     def activation_bytes(self, frame_hw: tuple[int, int] = (0, 0), joint: bool = False) -> int:
         """Encoder activation bytes one frame adds to a batch, for decoded frames of ``frame_hw``
@@ -190,7 +199,7 @@ class ModelSpec:
         if self.model is not None:
             return int(self.model.num_visual_tokens(num_frames, budget=budget, method=method, **params))
         steps = -(-int(num_frames) // self.frames_per_step)
-        count = num_output_tokens(method, (steps, *self.grid), budget=budget, **params)
+        count = num_output_tokens(method, (steps, *self.grid_at(num_frames)), budget=budget, **params)
         return int(count) + self.suffix_tokens
 
 
@@ -235,27 +244,33 @@ def lm_working_set(
 ) -> tuple[int, int]:
     """``(KV cache bytes, prefill transient bytes)`` of a prompt with ``num_tokens`` visual tokens.
 
-    One decoder layer's transients over ``n`` positions are ``n (6 hidden + 3 intermediate)`` elements
-    (hidden, norm, q/k/v/o, gated MLP). With ``fastv`` (:class:`vidpool.options.FastV`, layer ``K``
-    keeping ``R`` visual tokens) the first ``K`` layers cache and run every position, the other
-    ``L - K`` only the kept ones; FastV's ranking at layer ``K`` holds the normed input, the keys and
-    their head-repeated float32 copy over every position, ``n (2 hidden + 4 kv width) + 4 heads x head_dim``
-    elements (counted when ``K == 0``: above that a full layer's transients are larger).
+    transformers' forward holds one decoder layer's transients over the ``n`` prompt positions,
+    ``n (6 hidden + 3 intermediate)`` elements (input, norm, q/k/v/o, gated MLP, and the final norm of
+    every position). With ``fastv`` (:class:`vidpool.options.FastV`: layer ``K`` keeps ``R`` visual
+    tokens) the layers run one by one and only the last position is normed at the end, so a layer
+    holds ``n (4 hidden + 3 intermediate)``; the first ``K`` layers run and cache all ``n`` positions,
+    the other ``L - K`` the ``n'`` kept ones while the full input embeddings are still held; the
+    ranking at layer ``K`` holds the input, its norm and the head-repeated keys of every position
+    (``n (3 hidden + 2 kv width)`` elements, a float32 copy of the keys for half precision, and the
+    rotary tables), which matters only when ``K == 0``.
     """
     b = spec.dtype_bytes
     full = num_tokens + prompt_tokens
-    per_position = (6 * spec.hidden_size + 3 * spec.intermediate_size) * b
     layers, heads, head_dim = spec.num_layers, spec.num_kv_heads, spec.head_dim
     if fastv is None:
+        per_position = (6 * spec.hidden_size + 3 * spec.intermediate_size) * b
         return kv_cache_bytes(layers, heads, head_dim, b, full + max_new_tokens), full * per_position
     first = min(fastv.layer, layers)
     pruned = fastv.kept(num_tokens) + prompt_tokens
     kv = kv_cache_bytes(first, heads, head_dim, b, full + max_new_tokens) + kv_cache_bytes(
         layers - first, heads, head_dim, b, pruned + max_new_tokens
     )
-    ranking = full * ((2 * spec.hidden_size + 4 * heads * head_dim) * b + 4 * spec.num_heads * head_dim)
-    prefill = max(full * per_position if first else ranking, pruned * per_position)
-    return kv, prefill
+    per_position = (4 * spec.hidden_size + 3 * spec.intermediate_size) * b
+    repeated = spec.num_heads * head_dim * 4 if b < 4 else 0  # the float32 copy of the keys
+    ranking = full * ((3 * spec.hidden_size + 2 * heads * head_dim) * b + repeated + 2 * head_dim * 4)
+    before = full * per_position if first else ranking
+    after = pruned * per_position + full * spec.hidden_size * b
+    return kv, max(before, after)
 
 
 def estimate_memory(
@@ -285,7 +300,8 @@ def estimate_memory(
     lm_weights = spec.lm_param_bytes if lm_weight_bytes is None else lm_weight_bytes
     weights = spec.vision_param_bytes + spec.projector_param_bytes + lm_weights
 
-    patches = spec.grid[0] * spec.grid[1]
+    grid = spec.grid_at(num_frames)
+    patches = grid[0] * grid[1]
     encoder = encoder_batch * spec.activation_bytes(frame_size, joint)
 
     steps = -(-int(num_frames) // spec.frames_per_step)  # feature grids: frames over the temporal patch

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vidpool.errors import InvalidArgumentError
-from vidpool.options import DEFAULT_MAX_NEW_TOKENS, default_device, renamed_budget
+from vidpool.options import DEFAULT_MAX_NEW_TOKENS, FastV, check_planning, default_device, renamed_budget
 from vidpool.schedule import steps
 from vidpool.schedule.device import device_memory, format_bytes, parse_bytes
 from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec
@@ -35,8 +35,9 @@ class Plan:
     ``params`` and ``budget`` turns them into ``num_tokens`` visual tokens. ``placement`` is ``"cpu"``,
     ``"gpu"`` or ``"gpu+cpu-offload"`` (``lm_bytes_on_device`` of the LM weights on the GPU). ``memory``
     is the predicted use of ``device``; ``available`` what it had free. ``context_length`` is the LM's
-    (0: unknown); ``num_tokens + prompt_tokens + max_new_tokens`` fits in it. ``notes`` say how the plan
-    degraded from the request, in order.
+    (0: unknown); ``num_tokens + prompt_tokens + max_new_tokens`` fits in it (FastV's kept tokens keep
+    their positions, so pruning inside the LM saves no context). ``notes`` say how the plan degraded
+    from the request, in order. ``fastv``: the visual tokens pruned inside the LM, or ``None``.
     """
 
     device: str
@@ -61,6 +62,7 @@ class Plan:
     video_duration: float | None = None
     context_length: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    fastv: FastV | None = None
 
     @property
     def positions(self) -> int:
@@ -74,6 +76,15 @@ class Plan:
     @property
     def degraded(self) -> bool:
         return bool(self.notes)
+
+    @property
+    def fastv_kept(self) -> int:
+        """Visual tokens the LM layers from FastV's layer on see (all of them without FastV)."""
+        return self.num_tokens if self.fastv is None else self.fastv.kept(self.num_tokens)
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``VideoLM.generate`` that this plan decided (``fastv`` when it has one)."""
+        return {} if self.fastv is None else {"fastv": self.fastv}
 
     def sample_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``VideoReader.sample`` / ``chunks`` that decode what this plan encodes."""
@@ -111,6 +122,7 @@ class Plan:
         }
         out["memory"] = self.memory.as_dict()
         out["notes"] = list(self.notes)
+        out["fastv"] = None if self.fastv is None else vars(self.fastv) | {"kept": self.fastv_kept}
         return out
 
     def table(self) -> str:
@@ -133,6 +145,7 @@ class Plan:
             ("compression", f"{method}, {self.position} projector"),
             ("token budget", "method default" if self.budget is None else str(self.budget)),
             ("visual token count", str(self.num_tokens)),
+            ("in-LM pruning", self._fastv_row()),
             ("context", f"{self.positions} of {self.context_length or 'unknown'} positions"),
             ("features kept on", self.features_on),
             ("", ""),
@@ -151,6 +164,13 @@ class Plan:
             lines.append("")
             lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+    def _fastv_row(self) -> str:
+        if self.fastv is None:
+            return "none"
+        return (
+            f"FastV: {self.fastv_kept} of {self.num_tokens} visual tokens from LM layer {self.fastv.layer} on"
+        )
 
     def __str__(self) -> str:
         return self.table()
@@ -213,6 +233,7 @@ def plan(
     prompt_tokens: int | None = None,
     min_tokens_per_frame: int = MIN_TOKENS_PER_FRAME,
     budget_tokens: int | None = None,
+    fastv: FastV | None = None,
 ) -> Plan:
     """Plan a run of ``model`` over a video on ``device`` without loading weights or decoding frames.
 
@@ -234,6 +255,9 @@ def plan(
             is loaded, else estimated from the frame count).
         min_tokens_per_frame: the fewest visual tokens a frame keeps when the plan degrades; below it the
             plan samples fewer frames.
+        fastv: prune the visual tokens inside the LM (:class:`vidpool.options.FastV`); its layer must exist
+            in the model. The KV cache and the prefill are planned with every token below its layer
+            and the kept ones from it on.
 
     Returns:
         a :class:`Plan` whose tokens, prompt and answer fit the LM's context; ``plan.notes`` explain any
@@ -250,6 +274,9 @@ def plan(
     device = device or default_device()
     cuda = torch.device(device).type == "cuda"
     spec = model_spec(model, dtype_bytes=2 if cuda else 4, device_type=torch.device(device).type)
+    if fastv is not None:
+        check_planning(fastv=fastv)
+        fastv.check_layers(spec.num_layers)
     video_frames, duration, frame_size = _video_facts(video_info)
     resize = None
     if min(frame_size) > spec.image_size:
@@ -258,7 +285,7 @@ def plan(
         scale = spec.image_size / min(frame_size)
         frame_size = (round(frame_size[0] * scale), round(frame_size[1] * scale))
     capacity = _capacity(device, max_memory, spec)
-    search = PlanSearch(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration)
+    search = PlanSearch(spec, capacity, cuda, frame_size, max_new_tokens, prompt_tokens, duration, fastv)
     notes: list[str] = []
     request = steps.resolve_request(
         spec,
@@ -322,4 +349,5 @@ def _plan_of(
         video_duration=search.duration,
         context_length=spec.context_length,
         notes=tuple(notes),
+        fastv=search.fastv,
     )

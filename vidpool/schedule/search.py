@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vidpool.errors import BudgetError
+from vidpool.options import FastV
 from vidpool.schedule.estimate import MARGIN_FRACTION, MemoryEstimate, ModelSpec, estimate_memory
 
 __all__ = [
@@ -80,6 +81,7 @@ class PlanSearch:
         max_new_tokens: int,
         prompt_tokens: int | None,
         duration: float | None,
+        fastv: FastV | None = None,
     ):
         self.spec = spec
         self.capacity = capacity
@@ -89,6 +91,8 @@ class PlanSearch:
         self.prompt_tokens = prompt_tokens
         self.duration = duration
         self._prompt_cache: dict[int, int] = {}
+        #: FastV's pruning inside the LM (:class:`vidpool.options.FastV`), or ``None``
+        self.fastv = fastv
         self.features_on_device = True
         self.offload = False
         # with offload on, the fewest LM bytes that must stay on the device
@@ -152,6 +156,7 @@ class PlanSearch:
             max_new_tokens=self.max_new_tokens,
             features_on_device=self.features_on_device,
             cuda=self.cuda,
+            fastv=self.fastv,
         )
         full = estimate_memory(self.spec, lm_weight_bytes=lm, **kwargs)
         if full.required <= self.capacity:
@@ -214,4 +219,5 @@ class PlanSearch:
             prompt_tokens=self.prompt_for(frames),
             max_new_tokens=self.max_new_tokens,
             cuda=self.cuda,
+            fastv=self.fastv,
         )
