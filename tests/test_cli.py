@@ -16,6 +16,7 @@ from pipeline_support import ROOT, checkpoint, loaded, noted_checkpoint, sample_
 
 import vidpool
 from vidpool.cli import main
+from vidpool.options import FastV
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +269,7 @@ def recorded(monkeypatch):
 def test_chat_passes_every_option_through(video, tiny, recorded, capsys):
     argv = ["chat", video, "What happens?", "--model", tiny, "--device", "cpu", "--memory", "3GiB"]
     argv += ["--frames", "5", "--method", "progressive", "--budget", "24", "--max-new-tokens", "4"]
-    argv += ["--temperature", "0.7", "--top-p", "0.9", "--seed", "3"]
+    argv += ["--temperature", "0.7", "--top-p", "0.9", "--seed", "3", "--fastv", "1:8"]
     assert main(argv) == 0
     assert recorded["loads"] == [{"model": tiny, "device": "cpu"}]
     (options, plan), *_ = recorded["plans"]
@@ -279,6 +280,7 @@ def test_chat_passes_every_option_through(video, tiny, recorded, capsys):
         "method": "progressive",
         "method_params": None,
         "max_new_tokens": 4,
+        "fastv": FastV(layer=1, budget=8),
     }
     assert (plan.device, plan.available, plan.num_frames, plan.method, plan.budget) == (
         "cpu",
@@ -294,12 +296,13 @@ def test_chat_passes_every_option_through(video, tiny, recorded, capsys):
     (gen,) = model.generate_calls
     assert gen["prompt"] == "What happens?" and len(gen["timestamps"]) == 5
     assert gen["tokens"] == plan.num_tokens
-    assert {k: gen[k] for k in ("max_new_tokens", "temperature", "top_p", "seed", "stream")} == {
+    assert {k: gen[k] for k in ("max_new_tokens", "temperature", "top_p", "seed", "stream", "fastv")} == {
         "max_new_tokens": 4,
         "temperature": 0.7,
         "top_p": 0.9,
         "seed": 3,
         "stream": True,
+        "fastv": FastV(layer=1, budget=8),
     }
 
 
