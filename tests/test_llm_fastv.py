@@ -78,7 +78,7 @@ def masked_logits(
     """Logits ``[L, V]`` of every position with the ``dropped`` positions' keys masked from ``layer`` on."""
     length = embeds.shape[1]
     neg = torch.finfo(embeds.dtype).min
-    causal = torch.full((length, length), neg, dtype=embeds.dtype).triu(1)
+    causal = torch.full((length, length), neg, dtype=embeds.dtype, device=embeds.device).triu(1)
     pruned = causal.clone()
     pruned[:, dropped] = neg
     hooks = []
@@ -107,13 +107,13 @@ def masked_greedy(
         logits = masked_logits(eager, embeds, dropped, layer)
         tokens.append(int(logits[-1].argmax()))
         with torch.inference_mode():
-            embeds = torch.cat([embeds, embed(torch.tensor([[tokens[-1]]]))], dim=1)
-        dropped = torch.cat([dropped, torch.zeros(1, dtype=torch.bool)])
+            embeds = torch.cat([embeds, embed(torch.tensor([[tokens[-1]]], device=embeds.device))], dim=1)
+        dropped = torch.cat([dropped, torch.zeros(1, dtype=torch.bool, device=dropped.device)])
     return tokens
 
 
 def dropped_mask(length: int, visual: tuple[int, int], visual_kept: torch.Tensor) -> torch.Tensor:
-    dropped = torch.zeros(length, dtype=torch.bool)
+    dropped = torch.zeros(length, dtype=torch.bool, device=visual_kept.device)
     dropped[visual[0] : visual[1]] = True
     dropped[visual_kept + visual[0]] = False
     return dropped
@@ -125,7 +125,12 @@ def prefill(lm, embeds, fastv, visual=VISUAL):
     cache = DynamicCache()
     with torch.inference_mode():
         result = fastv_prefill(
-            decoder_stack(lm), embeds, torch.arange(embeds.shape[1])[None], visual, fastv, cache
+            decoder_stack(lm),
+            embeds,
+            torch.arange(embeds.shape[1], device=embeds.device)[None],
+            visual,
+            fastv,
+            cache,
         )
     return result, cache
 
@@ -375,3 +380,43 @@ def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
         VideoChat(video, model, plan=chat.plan, fastv=fastv)
     with pytest.raises(InvalidArgumentError, match="fastv must be"):
         VideoChat(video, model, device="cpu", fastv=(2, 8))
+
+
+# -- CUDA ----------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_on_cuda_ranking_logits_and_greedy_equal_the_references(dtype):
+    sdpa = random_lm("llama", dtype, "sdpa").cuda()
+    eager = random_lm("llama", dtype, "eager").cuda()
+    eager.load_state_dict(sdpa.state_dict())
+    no_eos(sdpa)
+    embeds = prompt(64, dtype, seed=3).cuda()
+    fastv = FastV(layer=2, budget=16)
+    result, cache = prefill(sdpa, embeds, fastv)
+    assert cache.layers[3].keys.shape[-2] == LENGTH - 40 + 16 and cache.layers[1].keys.shape[-2] == LENGTH
+    if dtype == torch.float32:
+        row = reference_row(eager, embeds, 2)[VISUAL[0] : VISUAL[1]]
+        assert result.visual_kept.tolist() == sorted(row.topk(16).indices.tolist())
+    dropped = dropped_mask(LENGTH, VISUAL, result.visual_kept)
+    expected = masked_logits(eager, embeds, dropped, 2)[-1]
+    with torch.inference_mode():
+        plain = sdpa(inputs_embeds=embeds).logits[0, -1].float()
+    kernels = (plain - masked_logits(eager, embeds, torch.zeros_like(dropped), 2)[-1]).abs().max()
+    assert (result.logits[0] - expected).abs().max() <= max(2 * float(kernels), 1e-4)
+    generator = FastVGenerator(sdpa, fastv, VISUAL)
+    with torch.inference_mode():
+        out = generator.generate(inputs_embeds=embeds, max_new_tokens=5)
+    assert out[0].tolist() == masked_greedy(eager, embeds, dropped, 2, 5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_a_checkpoint_generates_with_fastv_as_it_streams():
+    model = load_model(checkpoint("tiny-llava-onevision"), device="cuda")
+    tokens = video_tokens(model)
+    fastv = FastV(layer=1, budget=8)
+    text = model.generate(tokens, QUESTION, fastv=fastv, max_new_tokens=8, temperature=0.7, seed=0)
+    assert text == "".join(
+        model.generate(tokens, QUESTION, fastv=fastv, max_new_tokens=8, temperature=0.7, seed=0, stream=True)
+    )
