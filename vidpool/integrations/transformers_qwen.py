@@ -32,10 +32,10 @@ from vidpool.integrations.transformers_llava import processor_chat_template, ref
 from vidpool.integrations.transformers_qwen_positions import Segment, layout_prompt, temporal_timestamps
 from vidpool.integrations.transformers_qwen_spec import (
     CLASSES,
+    frame_pixels_range,
     merged_grid,
     qwen_folder_spec,
     qwen_vision_activation_bytes,
-    video_pixels_range,
 )
 from vidpool.llm.base import VideoLM, VisualTokens, as_frames_tensor, lm_spec_of, module_param_bytes
 from vidpool.llm.config import ModelConfig
@@ -220,7 +220,7 @@ class QwenVideoLM(VideoLM):
 
     def grid_for(self, frame_hw: tuple[int, int] | None = None) -> tuple[int, int]:
         """``(H', W')`` merged grid of a frame of ``frame_hw`` (default 720p) after the video processor."""
-        low, high = video_pixels_range(self.video_processor)
+        low, high = frame_pixels_range(self.kind, self.video_processor, self._temporal)
         return merged_grid(frame_hw, self._patch, self._merge, low, high)
 
     @property
@@ -233,8 +233,13 @@ class QwenVideoLM(VideoLM):
         the merger's output (LM width ``C``), then each DeepStack level's."""
         frames = as_frames_tensor(frames)
         param = next(self.model.model.visual.parameters())
+        size = {}
+        if self.kind == "qwen3_vl":  # each frame gets its fixed share of the video range, whatever the batch
+            low, high = frame_pixels_range(self.kind, self.video_processor, self._temporal)
+            count = -(-int(frames.shape[0]) // self._temporal) * self._temporal
+            size = {"size": {"shortest_edge": int(low * count), "longest_edge": int(high * count)}}
         batch = self.video_processor(
-            videos=[frames.cpu().numpy()], return_tensors="pt", do_sample_frames=False
+            videos=[frames.cpu().numpy()], return_tensors="pt", do_sample_frames=False, **size
         )
         pixels = batch["pixel_values_videos"].to(device=param.device, dtype=param.dtype)
         grid_thw = batch["video_grid_thw"].to(param.device)
@@ -539,7 +544,7 @@ class QwenVideoLM(VideoLM):
             "activation_bytes_per_frame": self.activation_bytes_per_frame(),
             "grid": (h, w),
             "width": self.encode_width,
-            "image_size": (h * self._patch * self._merge, w * self._patch * self._merge),
+            "image_size": h * self._patch * self._merge,
             "frames_per_step": self._temporal,
         }
 

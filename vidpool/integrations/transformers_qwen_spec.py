@@ -17,6 +17,8 @@ from vidpool.errors import CheckpointError
 
 __all__ = [
     "CLASSES",
+    "SHARE_FRAMES",
+    "frame_pixels_range",
     "merged_grid",
     "qwen_folder_spec",
     "qwen_vision_activation_bytes",
@@ -25,6 +27,9 @@ __all__ = [
     "video_pixels_range",
 ]
 
+#: Qwen3-VL: the run whose per-frame share of the processor's video pixel range every batch gets (the
+#: model's default frame count, ``vidpool.llm.ModelConfig.num_frames``)
+SHARE_FRAMES = 8
 CLASSES = {
     "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
     "qwen3_vl": "Qwen3VLForConditionalGeneration",
@@ -50,12 +55,24 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
 
 
 def merged_grid(
-    frame_hw: tuple[int, int] | None, patch: int, merge: int, min_pixels: int, max_pixels: int
+    frame_hw: tuple[int, int] | None, patch: int, merge: int, min_pixels: float, max_pixels: float
 ) -> tuple[int, int]:
-    """``(H', W')`` merged tokens of a frame of ``frame_hw`` (default 720p)."""
+    """``(H', W')`` merged tokens of a frame of ``frame_hw`` (default 720p) whose area is kept within
+    ``[min_pixels, max_pixels]``."""
     height, width = frame_hw or DEFAULT_FRAME_HW
     h, w = smart_resize(int(height), int(width), patch * merge, min_pixels, max_pixels)
     return h // (patch * merge), w // (patch * merge)
+
+
+def frame_pixels_range(kind: str, processor: Any, temporal: int = 2) -> tuple[float, float]:
+    """``(min, max)`` pixels of one frame. Qwen2.5-VL's video processor bounds each frame; Qwen3-VL's bounds
+    a whole call's frames together, which vidpool (encoding in batches that must agree) fixes at the share
+    of one frame in a run of :data:`SHARE_FRAMES` frames."""
+    low, high = video_pixels_range(processor)
+    if kind == "qwen3_vl":
+        frames = -(-SHARE_FRAMES // temporal) * temporal
+        return low / frames, high / frames
+    return float(low), float(high)
 
 
 def video_pixels_range(processor: Any) -> tuple[int, int]:
@@ -87,7 +104,9 @@ def qwen_vision_param_count(vision: dict[str, Any]) -> int:
     out = int(vision.get("out_hidden_size", width))
     qwen3 = "deepstack_visual_indexes" in vision
     attn = 4 * width * width + 4 * width
-    mlp = (2 if qwen3 else 3) * width * inter + inter + (1 if qwen3 else 2) * width
+    heads = int(vision.get("num_heads", 16))
+    # Qwen3-VL: fc1, fc2; Qwen2.5-VL: gate, up, down (all with biases)
+    mlp = 2 * width * inter + inter + width if qwen3 else 3 * width * inter + 2 * inter + width
     norms = (4 if qwen3 else 2) * width
     embed = 3 * tp * patch * patch * width + (width if qwen3 else 0)
     merged = width * merge * merge
@@ -96,7 +115,8 @@ def qwen_vision_param_count(vision: dict[str, Any]) -> int:
     if qwen3:
         extra += int(vision.get("num_position_embeddings", 2304)) * width
         extra += len(vision.get("deepstack_visual_indexes") or ()) * (merger + 2 * merged - 2 * width)
-    return depth * (attn + mlp + norms) + embed + merger + extra
+    rotary = (width // heads) // 2  # the rotary table's inverse frequencies, a buffer
+    return depth * (attn + mlp + norms) + embed + merger + extra + rotary
 
 
 def qwen_vision_activation_bytes(
@@ -107,9 +127,9 @@ def qwen_vision_activation_bytes(
     *,
     frame_hw: tuple[int, int] | None = None,
 ) -> int:
-    """Peak bytes one decoded frame adds to a batch through the processor and the tower (an upper estimate):
-    the float32 frame and its resized copy in the processor, then per patch the float32 pixels, a block's
-    hidden states, attention projections and MLP, and the merged outputs."""
+    """Peak bytes one decoded frame adds to a batch through the processor and the tower: the float32 frame and
+    its resized copy in the processor, then per patch the float32 pixels, a block's hidden states, attention
+    projections and MLP, DeepStack's mergers, and the merged outputs."""
     height, width = frame_hw or DEFAULT_FRAME_HW
     hidden = int(vision.get("hidden_size", 1280))
     inter = int(vision.get("intermediate_size", 4 * hidden))
@@ -118,8 +138,9 @@ def qwen_vision_activation_bytes(
     levels = len(vision.get("deepstack_visual_indexes") or ())
     patches = grid[0] * grid[1] * merge * merge  # ViT patches of one frame's temporal patch
     resized = patches * patch * patch * 3
-    processor = 4 * (3 * int(height) * int(width) + 2 * resized)
-    per_patch = 4 * 3 * tp * patch * patch / tp + dtype_bytes * (6 * hidden + 2 * inter)
+    processor = 4 * (3 * int(height) * int(width) + resized)
+    # DeepStack: each level's merger input and hidden layer beside the blocks' states
+    per_patch = 4 * 3 * tp * patch * patch / tp + dtype_bytes * (6 * hidden + 2 * inter + 2 * levels * hidden)
     merged = grid[0] * grid[1] * out * (1 + levels) * dtype_bytes
     return int(processor + patches * per_patch + merged)
 
@@ -143,14 +164,19 @@ def qwen_folder_spec(folder: Path, dtype_bytes: int, device_type: str) -> Any:
             data = json.loads(path.read_text())
             processor = data.get("video_processor", data)
             break
-    try:
-        low, high = video_pixels_range(processor)
-    except CheckpointError:
-        low, high = _DEFAULT_PIXELS[kind]
+    if not processor:
+        processor = {"size": dict(zip(("shortest_edge", "longest_edge"), _DEFAULT_PIXELS[kind]))}
     patch, merge = int(vision.get("patch_size", 14)), int(vision.get("spatial_merge_size", 2))
-    grid = merged_grid(None, patch, merge, low, high)
+    temporal = int(vision.get("temporal_patch_size", 2))
+    grid = merged_grid(None, patch, merge, *frame_pixels_range(kind, processor, temporal))
     out = int(vision.get("out_hidden_size", text["hidden_size"]))
     levels = len(vision.get("deepstack_visual_indexes") or ())
+    tied = cfg.get("tie_word_embeddings", text.get("tie_word_embeddings"))
+    lm = lm_fields({**text, "tie_word_embeddings": tied}, dtype_bytes)
+    # beyond a LLaMA decoder: Qwen2.5-VL's q/k/v biases, Qwen3-VL's q/k norms
+    head_dim, kv = lm["head_dim"], lm["num_kv_heads"]
+    extra = head_dim * (lm["num_heads"] + 2 * kv) if kind == "qwen2_5_vl" else 2 * head_dim
+    lm["lm_param_bytes"] += lm["num_layers"] * extra * dtype_bytes
     return ModelSpec(
         vision_param_bytes=qwen_vision_param_count(vision) * dtype_bytes,
         activation_bytes_per_frame=qwen_vision_activation_bytes(vision, grid, dtype_bytes, merge),
@@ -162,10 +188,7 @@ def qwen_folder_spec(folder: Path, dtype_bytes: int, device_type: str) -> Any:
         method="none",
         method_params={},
         compress_position="after",
-        frames_per_step=int(vision.get("temporal_patch_size", 2)),
+        frames_per_step=temporal,
         name=folder.name,
-        **lm_fields(
-            {**text, "tie_word_embeddings": cfg.get("tie_word_embeddings", text.get("tie_word_embeddings"))},
-            dtype_bytes,
-        ),
+        **lm,
     )

@@ -6,7 +6,8 @@
 
 Each folder is what ``save_pretrained`` of the model and of its processor write: weights, ``config.json``,
 a byte-level tokenizer with the Qwen special tokens, the chat template and the image / video processor
-configs (frames resized to multiples of 28 or 32 pixels, between a few merged tokens and 16 per frame).
+configs (frames resized to multiples of 28 or 32 pixels; Qwen2.5-VL: 4 to 16 merged tokens a frame,
+Qwen3-VL: at most 512 for the whole video, shared by its temporal patches, as its processor shares one).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ _IDS = {
 }
 # merged tokens per frame between MIN and MAX (a merged token covers factor x factor pixels)
 _MIN_TOKENS, _MAX_TOKENS = 4, 16
+_VIDEO_TOKENS = 512  # Qwen3-VL: merged tokens of a whole video at most
 
 
 def qwen_tokenizer():
@@ -145,12 +147,14 @@ def qwen_model(kind: str, *, seed: int, vision: dict | None = None, text: dict |
 
 def qwen_processor(kind: str, tokenizer=None):
     """The transformers processor of a tiny Qwen checkpoint: its image and video processors (patch 14 or 16,
-    2x2 merge, 2-frame temporal patch, between 4 and 16 merged tokens per frame) and the tokenizer."""
+    2x2 merge, 2-frame temporal patch, the pixel ranges above) and the tokenizer."""
     import transformers
 
     patch = 14 if kind == "qwen2_5_vl" else 16
     factor = 2 * patch
-    size = {"shortest_edge": _MIN_TOKENS * factor * factor, "longest_edge": _MAX_TOKENS * factor * factor}
+    # Qwen2.5-VL's range is per frame; Qwen3-VL's is the whole video's, shared by its temporal patches
+    most = _MAX_TOKENS if kind == "qwen2_5_vl" else _VIDEO_TOKENS
+    size = {"shortest_edge": _MIN_TOKENS * factor * factor, "longest_edge": most * factor * factor}
     common = {"size": size, "patch_size": patch, "temporal_patch_size": 2, "merge_size": 2}
     if kind == "qwen2_5_vl":
         video = transformers.Qwen2VLVideoProcessor(**common)

@@ -134,9 +134,6 @@ class ModelSpec:
     prompt_counter: Callable[[int, float | None], int] | None = field(default=None, repr=False, compare=False)
     #: decoded frames per temporal step of the features (Qwen-VL: 2 frames make one ``[H', W']`` grid)
     frames_per_step: int = 1
-    #: the feature grid of a run of that many frames, for models whose grid depends on it (Qwen3-VL's
-    #: processor shares one pixel budget among a video's frames); ``None``: always ``grid``
-    grid_for_frames: Callable[[int], tuple[int, int]] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
@@ -146,12 +143,6 @@ class ModelSpec:
             self.num_heads = max(1, self.hidden_size // max(1, self.head_dim))
         if self.projector_param_bytes is None:
             self.projector_param_bytes = (self.width + self.hidden_size) * self.hidden_size * self.dtype_bytes
-
-    def grid_at(self, num_frames: int) -> tuple[int, int]:
-        """``(h, w)`` feature grid of a run of ``num_frames`` frames."""
-        if self.grid_for_frames is not None:
-            return tuple(int(n) for n in self.grid_for_frames(int(num_frames)))
-        return self.grid
 
     def activation_bytes(self, frame_hw: tuple[int, int] = (0, 0), joint: bool = False) -> int:
         """Encoder activation bytes one frame adds to a batch, for decoded frames of ``frame_hw``
@@ -199,7 +190,7 @@ class ModelSpec:
         if self.model is not None:
             return int(self.model.num_visual_tokens(num_frames, budget=budget, method=method, **params))
         steps = -(-int(num_frames) // self.frames_per_step)
-        count = num_output_tokens(method, (steps, *self.grid_at(num_frames)), budget=budget, **params)
+        count = num_output_tokens(method, (steps, *self.grid), budget=budget, **params)
         return int(count) + self.suffix_tokens
 
 
@@ -300,8 +291,7 @@ def estimate_memory(
     lm_weights = spec.lm_param_bytes if lm_weight_bytes is None else lm_weight_bytes
     weights = spec.vision_param_bytes + spec.projector_param_bytes + lm_weights
 
-    grid = spec.grid_at(num_frames)
-    patches = grid[0] * grid[1]
+    patches = spec.grid[0] * spec.grid[1]
     encoder = encoder_batch * spec.activation_bytes(frame_size, joint)
 
     steps = -(-int(num_frames) // spec.frames_per_step)  # feature grids: frames over the temporal patch
