@@ -52,6 +52,9 @@ def trace_tiles(trace: Any, frames: np.ndarray, frame_times: np.ndarray) -> Kept
     if trace.compressed is None:
         return None
     shown = frames[pick_frames(trace.timestamps, frame_times)]
+    steps = int(trace.compressed.input_shape[0])
+    if 0 < steps < len(shown):  # the model merged frames in time (Qwen-VL: 2 to a grid): each step's first
+        shown = shown[:: -(-len(shown) // steps)][:steps]
     return kept_tiles(shown, trace.compressed, trace.scores)
 
 

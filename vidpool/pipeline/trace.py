@@ -96,7 +96,11 @@ class Trace:
 
     @property
     def patch_tokens(self) -> int:
-        """Visual tokens before compression: every patch of every sampled frame (``T * h * w``)."""
+        """Visual tokens before compression: every patch of every sampled frame (``T * h * w``), or of the grid
+        compression saw when the model merges frames in time (Qwen-VL: two frames to a grid)."""
+        if self.compressed is not None and self.compressed.input_shape[0]:
+            t, h, w = self.compressed.input_shape
+            return int(t * h * w)
         return self.num_frames * self.grid[0] * self.grid[1]
 
     def ordered_timings(self) -> list[tuple[str, float]]:
