@@ -21,6 +21,7 @@ BELOW_LLM = {"compression", "video", "options", "encode", "schedule"} | L0
 QWEN = {
     "integrations.transformers_qwen",
     "integrations.transformers_qwen_positions",
+    "integrations.transformers_qwen_prompt",
     "integrations.transformers_qwen_spec",
 }
 BELOW_PIPELINE = BELOW_LLM | {"llm", "integrations.transformers_llava", "models"} | QWEN
@@ -38,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     "integrations.transformers_llava": BELOW_LLM | {"llm"},
     "integrations.transformers_qwen_positions": BELOW_LLM,
     "integrations.transformers_qwen_spec": BELOW_LLM,
+    "integrations.transformers_qwen_prompt": BELOW_LLM | {"llm", "integrations.transformers_qwen_positions"},
     "integrations.transformers_qwen": BELOW_LLM | {"llm", "integrations.transformers_llava"} | QWEN,
     "models": BELOW_LLM | {"llm", "integrations.transformers_llava"},
     "pipeline": BELOW_PIPELINE,

@@ -17,7 +17,6 @@ What the LM needs besides the tokens (their ids and DeepStack rows) is recorded 
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -29,7 +28,16 @@ import torch
 
 from vidpool.errors import CheckpointError, InvalidArgumentError, require
 from vidpool.integrations.transformers_llava import processor_chat_template, refuse_missing_weights
-from vidpool.integrations.transformers_qwen_positions import Segment, layout_prompt, temporal_timestamps
+from vidpool.integrations.transformers_qwen_prompt import (
+    END,
+    PAD,
+    START,
+    Prompted,
+    PromptInputs,
+    assemble,
+    prompt_segments,
+    video_text,
+)
 from vidpool.integrations.transformers_qwen_spec import (
     CLASSES,
     frame_pixels_range,
@@ -44,9 +52,7 @@ from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_continuation
 
-__all__ = ["PromptInputs", "QwenVideoLM"]
-
-_PAD, _START, _END = "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"
+__all__ = ["QwenVideoLM"]
 
 
 @dataclass
@@ -57,79 +63,6 @@ class _Provenance:
     assign: torch.Tensor  # long [T', H', W']
     weight: torch.Tensor  # float [T', H', W']
     deepstack: list[torch.Tensor]  # per DeepStack level [N, C]
-
-
-@dataclass
-class PromptInputs:
-    """A prompt ready for the LM.
-
-    Attributes:
-        embeds: ``[1, L, hidden]`` input embeddings.
-        position_ids: long ``[3, L]`` M-RoPE ids (time, height, width).
-        visual_mask: bool ``[L]``, where the video tokens are.
-        deepstack: per DeepStack level ``[n_visual, hidden]`` (empty for Qwen2.5-VL).
-    """
-
-    embeds: torch.Tensor
-    position_ids: torch.Tensor
-    visual_mask: torch.Tensor
-    deepstack: list[torch.Tensor]
-
-    @property
-    def rope_delta(self) -> int:
-        """Positions after the prompt are ``index + rope_delta`` (they continue from ``max(id) + 1``)."""
-        return int(self.position_ids.max()) + 1 - int(self.position_ids.shape[1])
-
-    def ids_at(self, start: int, length: int) -> torch.Tensor:
-        """``[4, 1, length]`` ids of sequence indices ``start ..``: a plain row (for masks) then M-RoPE's."""
-        index = torch.arange(start, start + length)
-        ids = index.view(1, -1).expand(3, -1) + self.rope_delta
-        inside = index < self.position_ids.shape[1]
-        ids = torch.where(inside, self.position_ids[:, index.clamp(max=self.position_ids.shape[1] - 1)], ids)
-        return torch.cat([index.view(1, -1), ids])[:, None].to(self.embeds.device)
-
-
-class _Prompted:
-    """The transformers model with the prompt's M-RoPE ids (and DeepStack rows) put into its LM's forward:
-    what :func:`vidpool.llm.generate.generate_text` and ``continuation_logprob`` run."""
-
-    def __init__(self, owner: QwenVideoLM, inputs: PromptInputs):
-        self._owner, self._inputs = owner, inputs
-        self.forward = owner.model.forward  # its signature says whether logits_to_keep is accepted
-
-    @contextlib.contextmanager
-    def _placed(self) -> Iterator[None]:
-        inputs = self._inputs
-
-        def hook(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-            embeds = kwargs["inputs_embeds"]
-            cache = kwargs.get("cache", kwargs.get("past_key_values"))
-            past = int(cache.get_seq_length()) if cache is not None else 0
-            kwargs["position_ids"] = inputs.ids_at(past, int(embeds.shape[1]))
-            if inputs.deepstack:
-                # DeepStack adds into the video's positions during the prefill only
-                mask = None
-                if past == 0 and embeds.shape[1] >= inputs.visual_mask.numel():
-                    mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
-                    mask[0, : inputs.visual_mask.numel()] = inputs.visual_mask.to(embeds.device)
-                kwargs["visual_pos_masks"] = mask
-                kwargs["deepstack_visual_embeds"] = None if mask is None else inputs.deepstack
-            return args, kwargs
-
-        with self._owner._generating:
-            handle = self._owner.text_model.register_forward_pre_hook(hook, with_kwargs=True)
-            try:
-                yield
-            finally:
-                handle.remove()
-
-    def generate(self, **kwargs: Any) -> Any:
-        with self._placed():
-            return self._owner.model.generate(**kwargs)
-
-    def __call__(self, **kwargs: Any) -> Any:
-        with self._placed():
-            return self._owner.model(**kwargs)
 
 
 def _one_tensor(value: Any) -> torch.Tensor:
@@ -332,78 +265,12 @@ class QwenVideoLM(VideoLM):
         text = self.tokenizer.apply_chat_template(
             structured, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
         )
-        wrapper = _START + _PAD + _END
+        wrapper = START + PAD + END
         if text.count(wrapper) != 1:
             raise CheckpointError(
                 f"the checkpoint's chat template wrote {wrapper!r} {text.count(wrapper)} times"
             )
         return text.replace(wrapper, VIDEO_MARKER)
-
-    def _video_text(self, num_patches: int, timestamps: Any, num_frames: int) -> str:
-        if self.kind == "qwen2_5_vl":
-            return _START + _PAD + _END
-        stamps = temporal_timestamps(timestamps, num_frames, self._temporal)[:num_patches]
-        return "".join(f"<{t:.1f} seconds>{_START}{_PAD}{_END}" for t in stamps)
-
-    def _segments(self, tokens: torch.Tensor, text: str, timestamps: Any) -> list[Segment]:
-        """The prompt's runs (text ids, video tokens) with their M-RoPE ids."""
-        if tokens.shape[0] == 0:  # no video: plain text positions
-            ids = self.tokenizer(text.replace(VIDEO_MARKER, ""), add_special_tokens=False)["input_ids"]
-            return layout_prompt(
-                list(ids),
-                [],
-                (0, 1, 1),
-                torch.zeros(0, 1, 1, dtype=torch.long),
-                torch.zeros(0, 1, 1),
-                0,
-                interval=1.0,
-            )[:1]
-        prov = self._provenance(tokens)
-        t = prov.grid[0]
-        frames = t * self._temporal if timestamps is None else len(timestamps)
-        full = text.replace(VIDEO_MARKER, self._video_text(t, timestamps, frames))
-        ids = list(self.tokenizer(full, add_special_tokens=False)["input_ids"])
-        pieces: list[list[int]] = [[]]
-        for i in ids:
-            if i == self._pad_id:
-                pieces.append([])
-            else:
-                pieces[-1].append(i)
-        if self.kind == "qwen2_5_vl":
-            seconds = temporal_timestamps(timestamps, frames, self._temporal)
-            spacing = (seconds[-1] - seconds[0]) / (len(seconds) - 1) if len(seconds) > 1 else 1.0
-            interval = float(self.hf_config.vision_config.tokens_per_second) * spacing
-            return layout_prompt(
-                pieces[0],
-                pieces[1],
-                prov.grid,
-                prov.assign,
-                prov.weight,
-                int(tokens.shape[0]),
-                interval=interval,
-            )
-        # Qwen3-VL: piece k ends with frame k's "<t seconds><|vision_start|>"; piece k + 1 begins with its end
-        heads = [self._stamp_ids(piece) for piece in pieces[:-1]]
-        before = pieces[0][: len(pieces[0]) - len(heads[0])]
-        after = pieces[-1][1:]
-        frame_text = [(head, [pieces[k + 1][0]]) for k, head in enumerate(heads)]
-        return layout_prompt(
-            before, after, prov.grid, prov.assign, prov.weight, int(tokens.shape[0]), frame_text=frame_text
-        )
-
-    def _stamp_ids(self, piece: list[int]) -> list[int]:
-        """The ids of ``<t seconds><|vision_start|>`` that end ``piece``."""
-        start = self.tokenizer.convert_tokens_to_ids(_START)
-        end = self.tokenizer.convert_tokens_to_ids(_END)
-        cut = len(piece) - 1
-        while cut > 0 and piece[cut - 1] not in (end, start):
-            cut -= 1
-        # the first frame's stamp follows the chat text: its own tokenization says where it begins
-        if cut == 0 or piece[cut - 1] not in (end, start):
-            text = self.tokenizer.decode(piece[:-1])
-            stamp = text[text.rfind("<") :]
-            cut = len(piece) - 1 - len(self.tokenizer(stamp, add_special_tokens=False)["input_ids"])
-        return piece[max(cut, 0) :]
 
     def prompt_inputs(
         self,
@@ -414,56 +281,32 @@ class QwenVideoLM(VideoLM):
         history: Sequence[tuple[str, str]] | None = None,
         continuation: Sequence[int] = (),
     ) -> PromptInputs:
-        """The prompt's embeddings, M-RoPE ids, video mask and DeepStack rows (``continuation`` ids appended)."""
+        """The prompt's embeddings, M-RoPE ids ``[3, L]``, video mask and DeepStack rows; ``continuation``
+        ids follow the prompt. The ids are what FastV-style code needs beside :attr:`text_model`."""
         text = self.prompt_text(prompt, timestamps=timestamps, history=history)
-        segments = self._segments(visual_tokens, text, timestamps)
-        if continuation:
-            segments.append(
-                layout_prompt(
-                    list(continuation),
-                    [],
-                    (0, 1, 1),
-                    torch.zeros(0, 1, 1, dtype=torch.long),
-                    torch.zeros(0, 1, 1),
-                    0,
-                    interval=1.0,
-                )[0]
-            )
-        embed = self.input_embeddings
-        device, dtype = embed.weight.device, embed.weight.dtype
-        parts, ids, mask = [], [], []
-        deepstack_rows: list[torch.Tensor] = []
         prov = self._provenance(visual_tokens) if visual_tokens.shape[0] else None
-        shift = 0
-        for segment in segments:
-            n = len(segment.tokens)
-            if segment.kind == "text":
-                if n:
-                    parts.append(embed(torch.tensor(segment.tokens, dtype=torch.long, device=device)))
-            else:
-                parts.append(visual_tokens[segment.tokens.to(visual_tokens.device)].to(device, dtype))
-                deepstack_rows.append(segment.tokens)
-            ids.append(segment.ids)
-            mask.append(torch.full((n,), segment.kind == "video"))
-            shift += n
-        position_ids = torch.cat(ids, dim=1)
-        if continuation:  # generated text continues from max(id) + 1
-            prompt_len = position_ids.shape[1] - len(continuation)
-            head = position_ids[:, :prompt_len]
-            tail = torch.arange(len(continuation)) + int(head.max()) + 1
-            position_ids = torch.cat([head, tail.view(1, -1).expand(3, -1)], dim=1)
-        order = torch.cat(deepstack_rows) if deepstack_rows else torch.zeros(0, dtype=torch.long)
-        deepstack = [
-            level[order.to(level.device)].to(device, dtype) for level in (prov.deepstack if prov else [])
-        ]
-        return PromptInputs(torch.cat(parts)[None], position_ids, torch.cat(mask), deepstack)
+        layout = None if prov is None else (prov.grid, prov.assign, prov.weight, int(visual_tokens.shape[0]))
+        segments = prompt_segments(
+            self.tokenizer,
+            self.kind,
+            text,
+            layout,
+            timestamps,
+            temporal=self._temporal,
+            tokens_per_second=float(getattr(self.hf_config.vision_config, "tokens_per_second", 1.0)),
+        )
+        deepstack = prov.deepstack if prov is not None else []
+        return assemble(segments, visual_tokens, self.input_embeddings, deepstack, continuation)
+
+    def _prompted(self, inputs: PromptInputs) -> Prompted:
+        return Prompted(self.model, self.text_model, self._generating, inputs)
 
     def logits(self, inputs: PromptInputs) -> torch.Tensor:
         """The LM's logits ``[1, L, vocab]`` over a prompt from :meth:`prompt_inputs` (its ids and DeepStack
         rows placed as :meth:`generate` places them)."""
         mask = torch.ones(inputs.embeds.shape[:2], dtype=torch.long, device=inputs.embeds.device)
         with torch.inference_mode():
-            return _Prompted(self, inputs)(inputs_embeds=inputs.embeds, attention_mask=mask).logits
+            return self._prompted(inputs)(inputs_embeds=inputs.embeds, attention_mask=mask).logits
 
     def build_inputs_embeds(self, visual_tokens: torch.Tensor, prompt: str, **kwargs: Any) -> torch.Tensor:
         return self.prompt_inputs(visual_tokens, prompt, **kwargs).embeds
@@ -479,7 +322,7 @@ class QwenVideoLM(VideoLM):
         **options: Any,
     ) -> str | Iterator[str]:
         inputs = self.prompt_inputs(visual_tokens, prompt, timestamps=timestamps, history=history)
-        return generate_text(_Prompted(self, inputs), self.tokenizer, inputs.embeds, stream=stream, **options)
+        return generate_text(self._prompted(inputs), self.tokenizer, inputs.embeds, stream=stream, **options)
 
     def continuation_logprob(
         self,
@@ -495,7 +338,7 @@ class QwenVideoLM(VideoLM):
         inputs = self.prompt_inputs(
             visual_tokens, prompt, timestamps=timestamps, history=history, continuation=ids
         )
-        return continuation_logprob(_Prompted(self, inputs), inputs.embeds, ids)
+        return continuation_logprob(self._prompted(inputs), inputs.embeds, ids)
 
     def prompt_tokens(self, num_frames: int, duration: float | None = None) -> int:
         """Text tokens of a prompt about ``num_frames`` frames (Qwen3-VL: a timestamp and vision start/end per
@@ -504,9 +347,9 @@ class QwenVideoLM(VideoLM):
 
         span = duration if duration else 0.5 * num_frames
         stamps = [(i + 0.5) * span / num_frames for i in range(num_frames)]
-        patches = -(-int(num_frames) // self._temporal)
-        text = self.prompt_text("").replace(VIDEO_MARKER, self._video_text(patches, stamps, num_frames))
-        ids = self.tokenizer(text.replace(_PAD, ""), add_special_tokens=False)["input_ids"]
+        video = video_text(self.kind, stamps, num_frames, self._temporal)
+        text = self.prompt_text("").replace(VIDEO_MARKER, video.replace(PAD, ""))
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return len(ids) + QUESTION_TOKENS
 
     # -- sizes ----------------------------------------------------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "grid_position_ids",
     "layout_prompt",
     "temporal_timestamps",
+    "text_segment",
     "token_position_ids",
 ]
 
@@ -133,9 +134,14 @@ class Segment:
     frame: int = -1
 
 
-def _text(tokens: list[int], start: int) -> tuple[Segment, int]:
+def text_segment(tokens: Sequence[int], start: int) -> Segment:
+    """A text run at ``start``: each token advances time, height and width by one."""
     ids = (torch.arange(len(tokens)) + start).view(1, -1).expand(3, -1)
-    return Segment("text", list(tokens), ids), start + len(tokens)
+    return Segment("text", list(tokens), ids)
+
+
+def _text(tokens: list[int], start: int) -> tuple[Segment, int]:
+    return text_segment(tokens, start), start + len(tokens)
 
 
 def layout_prompt(
