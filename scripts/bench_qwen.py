@@ -3,6 +3,7 @@ Qwen2.5-VL-7B-shaped config (config.json only, no weights) with and without comp
 
     python scripts/bench_qwen.py measure            # tiny-qwen2.5-vl and tiny-qwen3-vl, 64 frames, CPU
     python scripts/bench_qwen.py plan               # the 7B-shaped config at 64 and 256 frames on an 80 GB GPU
+    python scripts/bench_qwen.py peaks              # the tiny ones: planned vs measured peak of a whole run
 
 ``measure`` encodes 64 frames of a generated 16:9 clip (320x180, 96 frames) once per model, then times the
 prefill (``generate`` with one new token, the median of 3) and measures its peak (torch's CPU allocator, the
@@ -154,13 +155,49 @@ def measure_tiny(frames: int = 64, repeats: int = 3) -> list[dict]:
     return rows
 
 
+def peaks() -> list[dict]:
+    """Predicted peak (no margin) vs the measured one of a whole ``VideoChat.ask`` run (weights counted
+    exactly, tensors through torch's CPU allocator), as ``tests/test_llm_qwen_plan.py`` checks it."""
+    from vidpool.llm import load_model
+    from vidpool.models import build_model
+    from vidpool.pipeline import VideoChat
+    from vidpool.schedule import measure_peak, plan
+    from vidpool.video import make_test_video
+
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "clip.mp4"
+        make_test_video(video, num_frames=96, size=(320, 180))
+        for name in ("tiny-qwen2.5-vl", "tiny-qwen3-vl"):
+            model = load_model(build_model(name, root / "checkpoints"))
+            for frames, method, budget in ((16, None, None), (64, "none", None), (64, "divprune", 40)):
+                extra = {} if budget is None else {"budget": budget}
+                p = plan(video, model, "cpu", max_new_tokens=8, num_frames=frames, method=method, **extra)
+                chat = VideoChat(video, model, plan=p)
+                _, peak = measure_peak(lambda chat=chat: chat.ask("What happens in the video?"))
+                measured = peak + p.memory.weights
+                rows.append(
+                    {
+                        "model": name,
+                        "frames": frames,
+                        "method": p.method,
+                        "visual_tokens": p.num_tokens,
+                        "predicted_mib": p.memory.peak / 2**20,
+                        "measured_mib": measured / 2**20,
+                        "ratio": measured / p.memory.peak,
+                    }
+                )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=("measure", "plan"))
+    parser.add_argument("what", choices=("measure", "plan", "peaks"))
     args = parser.parse_args()
-    rows = measure_tiny() if args.what == "measure" else plan_7b()
+    rows = {"measure": measure_tiny, "plan": plan_7b, "peaks": peaks}[args.what]()
     for row in rows:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
 

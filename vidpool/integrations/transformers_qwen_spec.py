@@ -104,7 +104,6 @@ def qwen_vision_param_count(vision: dict[str, Any]) -> int:
     out = int(vision.get("out_hidden_size", width))
     qwen3 = "deepstack_visual_indexes" in vision
     attn = 4 * width * width + 4 * width
-    heads = int(vision.get("num_heads", 16))
     # Qwen3-VL: fc1, fc2; Qwen2.5-VL: gate, up, down (all with biases)
     mlp = 2 * width * inter + inter + width if qwen3 else 3 * width * inter + 2 * inter + width
     norms = (4 if qwen3 else 2) * width
@@ -115,8 +114,7 @@ def qwen_vision_param_count(vision: dict[str, Any]) -> int:
     if qwen3:
         extra += int(vision.get("num_position_embeddings", 2304)) * width
         extra += len(vision.get("deepstack_visual_indexes") or ()) * (merger + 2 * merged - 2 * width)
-    rotary = (width // heads) // 2  # the rotary table's inverse frequencies, a buffer
-    return depth * (attn + mlp + norms) + embed + merger + extra + rotary
+    return depth * (attn + mlp + norms) + embed + merger + extra
 
 
 def qwen_vision_activation_bytes(
