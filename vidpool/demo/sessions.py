@@ -4,6 +4,10 @@ Each browser tab (or API client) has its own :class:`Session`, found by a random
 in the session's ``gr.State``: its decoded video, its feature cache (the video is encoded once per
 session, only pooling reruns per question) and the answers the model gave. Nothing is shared between
 sessions except the model, so an answer can only reach the session that asked.
+
+With the Compare switch on, a question is answered twice, one answer after the other: with every
+visual token (method ``none``), then with the chosen method and budget; both replies stay in the chat,
+each tagged with what produced it, and a follow-up gives each method its own earlier answers.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from typing import Any
 
 from vidpool.demo.config import DemoConfig
 from vidpool.demo.decode import DecodedVideo, decode_upload
-from vidpool.demo.stages import StageRelay, answer_tag, scrub_paths, stage_line, stream_with_stages, tagged
+from vidpool.demo.stages import (
+    StageRelay,
+    answer_tag,
+    scrub_paths,
+    split_tag,
+    stage_line,
+    stream_with_stages,
+    tagged,
+)
 from vidpool.errors import VidpoolError
 from vidpool.video import Frames
 
@@ -33,8 +45,9 @@ ASK_FIRST = (
 
 @dataclass
 class Session:
-    """One user's state: the current ``video`` (decoded from ``video_path``), its feature ``cache`` and
-    the model's ``answers`` (``(question, message shown) -> answer``)."""
+    """One user's state: the current ``video`` (decoded from ``video_path``), its feature ``cache``, its
+    ``chats`` (a ``VideoChat`` per set of options, the last two used) and the model's ``answers``
+    (``(question, message shown) -> answer``)."""
 
     key: str
     video: DecodedVideo | None = None
@@ -44,8 +57,7 @@ class Session:
     checked_upload: str = ""
     decode_seconds: float | None = None
     cache: Any = None
-    chat: Any = None
-    chat_options: tuple = ()
+    chats: OrderedDict[tuple, Any] = field(default_factory=OrderedDict)
     answers: dict[tuple[str, str], str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     relay: StageRelay = field(default_factory=StageRelay)
@@ -102,24 +114,40 @@ def _has_file(content: Any) -> bool:
     return False
 
 
-def model_turns(history: Sequence[dict], answers: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+def _tag_method(shown: str) -> str | None:
+    """The method named first in the tag line of a message shown (``None`` without a tag)."""
+    tag = split_tag(shown)[1]
+    return tag.split(" · ", 1)[0] if tag else None
+
+
+def model_turns(
+    history: Sequence[dict], answers: dict[tuple[str, str], str], method: str | None = None
+) -> list[tuple[str, str]]:
     """The ``(question, answer)`` turns of the chat ``history`` (Gradio messages) since the last video
     upload that the model itself answered (``answers`` maps ``(question, message shown)`` to the model's
     answer, without its tag line), in order: what the model is shown as context. Messages the demo wrote
-    (notices, errors) and turns the user undid are left out."""
+    (notices, errors) and turns the user undid are left out. A question answered twice (the Compare
+    switch) gives the answer whose tag names ``method``, else the first."""
     turns: list[tuple[str, str]] = []
     question: str | None = None
+    shown: list[str] = []
+
+    def close() -> None:
+        if question is not None and shown:
+            chosen = next((m for m in shown if _tag_method(m) == method), shown[0])
+            turns.append((question, answers[question, chosen]))
+
     for message in history:
         role, content = message.get("role"), message.get("content")
-        if role == "user" and _has_file(content):
-            turns, question = [], None  # a new video: earlier turns were about another one
         text = _text(content)
         if role == "user":
-            question = text
-        elif role == "assistant" and question is not None and text is not None:
-            if (question, text) in answers:
-                turns.append((question, answers[question, text]))
-            question = None
+            close()
+            if _has_file(content):
+                turns = []  # a new video: earlier turns were about another one
+            question, shown = text, []
+        elif role == "assistant" and question is not None and (question, text) in answers:
+            shown.append(text)
+    close()
     return turns
 
 
@@ -127,13 +155,22 @@ def model_turns(history: Sequence[dict], answers: dict[tuple[str, str], str]) ->
 class Reply:
     """One update of the answer: the ``text`` so far (a stage line while waiting); ``trace`` once the
     answer is complete, ``decode_seconds`` when this request decoded an upload, ``error`` when the
-    request failed (the panel then shows it instead of an earlier answer)."""
+    request failed (the panel then shows it instead of an earlier answer). With the Compare switch,
+    ``before`` holds the finished every-token message that comes before ``text`` in the chat and
+    ``baseline`` its trace (given with ``trace``)."""
 
     text: str
     session: Session
     trace: Any = None
     decode_seconds: float | None = None
     error: str | None = None
+    before: tuple[str, ...] = ()
+    baseline: Any = None
+
+    @property
+    def messages(self) -> str | list[str]:
+        """What the chat shows for this request: one message, or (Compare) the list of them."""
+        return [*self.before, self.text] if self.before else self.text
 
 
 @dataclass
@@ -217,7 +254,7 @@ class ChatService:
             resolved, frames, max_duration=self.config.max_duration, timeout=self.config.decode_timeout
         )
         if session.video_path != resolved:  # a new video: the conversation starts again
-            session.chat, session.chat_options, session.answers = None, (), {}
+            session.chats, session.answers = OrderedDict(), {}
         session.video, session.video_name, session.video_path = video, Path(path).name, resolved
         session.frames_asked = frames
         self._write_poster(resolved, video)
@@ -242,17 +279,49 @@ class ChatService:
 
     def _chat(self, session: Session, options: dict[str, Any]) -> Any:
         """The session's ``VideoChat`` for ``options``; a new one (same feature cache) when they or the
-        frames changed."""
+        frames changed. The last two are kept, so that Compare's two answers reuse their chats."""
         from vidpool.pipeline import VideoChat
 
         key = (id(session.video), *sorted(options.items()))
-        if session.chat is None or session.chat_options != key:
+        if key not in session.chats:
             video = Frames(session.video.frames, session.video.timestamps)
-            session.chat = VideoChat(
+            session.chats[key] = VideoChat(
                 video, self.model, device=self.device, cache=session.cache, progress=session.relay, **options
             )
-            session.chat_options = key
-        return session.chat
+            while len(session.chats) > 2:
+                session.chats.popitem(last=False)
+        session.chats.move_to_end(key)
+        return session.chats[key]
+
+    def _answer(
+        self,
+        session: Session,
+        text: str,
+        history: Sequence[dict],
+        options: dict[str, Any],
+        start: float,
+        costs: bool = False,
+    ) -> Iterator[tuple[str, Any]]:
+        """One streamed answer: ``(stage line or answer so far, None)`` updates, then ``(message shown,
+        trace)``: the answer with its tag line (``costs``: with prefill time and planned memory; the time
+        counts from ``start``). Raises what the pipeline raises."""
+        chat = None
+
+        def answer() -> Iterator[str]:
+            nonlocal chat
+            chat = self._chat(session, options)
+            chat.history = model_turns(history, session.answers, chat.plan.method)
+            yield from chat.ask(text, stream=True)
+
+        pieces = ""
+        for kind, value in stream_with_stages(session.relay, answer):
+            if kind == "piece":
+                pieces += value
+            yield (pieces if pieces else value), None
+        pieces = pieces or "(the model gave an empty answer)"
+        shown = tagged(pieces, answer_tag(chat.last_trace, time.perf_counter() - start, costs=costs))
+        session.answers[text, shown] = pieces
+        yield shown, chat.last_trace
 
     def respond(
         self,
@@ -265,9 +334,12 @@ class ChatService:
         temperature: float,
         max_new_tokens: int,
         session_key: str | None,
+        compare: bool = False,
     ) -> Iterator[Reply]:
         """Replies to one chat ``message`` (``{"text": ..., "files": [...]}``), streamed: stage lines while
-        the answer is prepared, then the growing answer, then the answer with its tag line."""
+        the answer is prepared, then the growing answer, then the answer with its tag line. With
+        ``compare`` (and a method other than ``none``) the question is answered with every token first,
+        then as asked; the replies' ``before`` holds the first answer while the second streams."""
         session = self.sessions.get(session_key)
         with session.lock:  # one request at a time per session: its chat and cache are not shared
             start = time.perf_counter()
@@ -305,25 +377,21 @@ class ChatService:
                 "temperature": float(temperature),
                 "max_new_tokens": int(max_new_tokens),
             }
-            chat = None
-
-            def answer() -> Iterator[str]:
-                nonlocal chat
-                chat = self._chat(session, options)
-                chat.history = model_turns(history, session.answers)
-                yield from chat.ask(text, stream=True)
-
-            pieces = ""
+            decode_seconds = session.decode_seconds if decoded else None
+            compare = bool(compare) and options["method"] != "none"
+            before: tuple[str, ...] = ()
+            baseline = None
             try:
-                for kind, value in stream_with_stages(session.relay, answer):
-                    if kind == "piece":
-                        pieces += value
-                    yield Reply(pieces if pieces else value, session)
+                if compare:
+                    every = {**options, "method": "none", "budget": None}
+                    for shown, baseline in self._answer(session, text, history, every, start, costs=True):
+                        if baseline is None:
+                            yield Reply(shown, session)
+                    before, start = (shown,), time.perf_counter()
+                for shown, trace in self._answer(session, text, history, options, start, costs=compare):
+                    if trace is None:
+                        yield Reply(shown, session, before=before)
+                yield Reply(shown, session, trace, decode_seconds, before=before, baseline=baseline)
             except VidpoolError as exc:
                 error = f"Could not answer: {scrub_paths(str(exc))}"
-                yield Reply(error, session, error=error)
-                return
-            pieces = pieces or "(the model gave an empty answer)"
-            shown = tagged(pieces, answer_tag(chat.last_trace, time.perf_counter() - start))
-            session.answers[text, shown] = pieces
-            yield Reply(shown, session, chat.last_trace, session.decode_seconds if decoded else None)
+                yield Reply(error, session, error=error, before=before)

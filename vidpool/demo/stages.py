@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "StageRelay",
     "answer_tag",
+    "duration_text",
     "scrub_paths",
     "split_tag",
     "stage_line",
@@ -46,15 +47,29 @@ def scrub_paths(message: str) -> str:
     return _PATH.sub(lambda m: m.group(1), message)
 
 
-def answer_tag(trace: Any, seconds: float) -> str:
-    """One line on what produced an answer: method, budget, visual tokens, frames and time."""
+def duration_text(seconds: float) -> str:
+    """``0.1234`` -> ``"123 ms"``, ``2.5`` -> ``"2.50 s"``."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def answer_tag(trace: Any, seconds: float, *, costs: bool = False) -> str:
+    """One line on what produced an answer: method, budget, visual tokens, frames and time; with
+    ``costs`` (the Compare switch) also its prefill time and the plan's predicted peak memory."""
+    from vidpool.schedule import format_bytes
+
     plan = trace.plan
-    budget = f"budget {plan.budget}" if getattr(plan, "budget", None) else "default budget"
+    if plan.method == "none":
+        budget = "no budget"
+    else:
+        budget = f"budget {plan.budget}" if getattr(plan, "budget", None) else "default budget"
     share = f" of {trace.patch_tokens}" if trace.patch_tokens else ""
-    return (
-        f"{plan.method} · {budget} · {trace.visual_tokens}{share} visual tokens · "
-        f"{trace.num_frames} frames · {seconds:.1f} s"
-    )
+    parts = [plan.method, budget, f"{trace.visual_tokens}{share} visual tokens", f"{trace.num_frames} frames"]
+    if costs:
+        prefill = trace.timings.get("prefill")
+        if prefill is not None:
+            parts.append(f"prefill {duration_text(prefill)}")
+        parts.append(f"planned peak {format_bytes(plan.memory.peak)}")
+    return " · ".join([*parts, f"{seconds:.1f} s"])
 
 
 def tagged(answer: str, tag: str) -> str:
