@@ -382,6 +382,29 @@ def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
         VideoChat(video, model, device="cpu", fastv=(2, 8))
 
 
+def test_a_kind_with_its_own_generate_refuses_fastv_before_encoding(models, video):
+    from vidpool.llm.generate import generate_text
+    from vidpool.pipeline import VideoChat
+
+    class OwnGenerate(type(models["tiny-native"])):
+        def generate(self, visual_tokens, prompt, **options):
+            return generate_text(
+                self.language_model,
+                self.tokenizer,
+                self.build_inputs_embeds(visual_tokens, prompt),
+                **options,
+            )
+
+    model = copy.copy(models["tiny-native"])
+    model.__class__ = OwnGenerate
+    assert models["tiny-native"].runs_fastv and not model.runs_fastv
+    with pytest.raises(InvalidArgumentError, match="do not run FastV"):
+        VideoChat(video, model, device="cpu", num_frames=4, fastv=FastV(layer=1, budget=4))
+    tokens = video_tokens(models["tiny-native"])
+    with pytest.raises(InvalidArgumentError, match="does not run FastV"):
+        model.generate(tokens, QUESTION, fastv=FastV(layer=1, budget=4), max_new_tokens=2)
+
+
 # -- CUDA ----------------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

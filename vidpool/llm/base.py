@@ -383,6 +383,12 @@ class VideoLM:
         lm = self.language_model if fastv is None else self.fastv_model(fastv, visual, embeds)
         return generate_text(lm, self.tokenizer, embeds, stream=stream, **options)
 
+    @property
+    def runs_fastv(self) -> bool:
+        """Whether :meth:`generate` takes ``fastv=``: kinds that keep this class's ``generate`` do; a kind
+        with its own ``generate`` says so by overriding this property."""
+        return type(self).generate is VideoLM.generate
+
     def fastv_model(self, fastv: FastV, visual: tuple[int, int], inputs_embeds: torch.Tensor) -> Any:
         """The LM with FastV for a prompt ``inputs_embeds`` ``[1, L, D]`` whose visual tokens sit at
         ``visual = (start, stop)``: a :class:`vidpool.llm.fastv.FastVGenerator` at positions ``arange(L)``

@@ -90,6 +90,7 @@ def generate_text(
     top_p: float = 1.0,
     seed: int | None = None,
     stop: str | Sequence[str] | None = None,
+    fastv: Any = None,
 ) -> str | Iterator[str]:
     """Generate the answer that follows ``inputs_embeds``.
 
@@ -101,10 +102,18 @@ def generate_text(
         temperature: 0 for greedy decoding; sampling otherwise (with ``top_p``).
         seed: seeds torch's generator right before decoding, so equal seeds give equal text.
         stop: strings that end the answer; the answer is cut before the first one.
+        fastv: refused: FastV needs to know where the visual tokens are, so a model kind runs it by
+            passing ``lm`` as a :class:`vidpool.llm.fastv.FastVGenerator` (``VideoLM.generate`` does);
+            a ``fastv`` that reaches this function came through a kind that does not.
 
     Returns:
         The answer text, or an iterator whose pieces join to the same text.
     """
+    if fastv is not None:
+        raise InvalidArgumentError(
+            f"this model ({type(lm).__name__}) does not run FastV inside its LM; run it without fastv "
+            "(--fastv), or prune before the LM with a compression method (--method, --budget)"
+        )
     stops = _stop_list(stop)
     kwargs = _generation_kwargs(
         tokenizer,

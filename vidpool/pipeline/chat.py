@@ -126,6 +126,11 @@ class VideoChat:
             report(progress, "planning")
             plan = _make_plan(video, self.model, device, plan_options)
         self.plan: Plan = plan
+        if plan.fastv is not None and not getattr(self.model, "runs_fastv", False):
+            raise InvalidArgumentError(
+                f"{getattr(self.model, 'kind', type(self.model).__name__)} models do not run FastV inside "
+                "their LM; run without fastv (--fastv), or prune before the LM (--method, --budget)"
+            )
         if cache is None:
             from vidpool.encode import FeatureCache
 
