@@ -4,6 +4,7 @@ against transformers' own processor, get_rope_index, forward and generate on fra
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +197,73 @@ def test_unknown_tokens_are_refused(models, frames):
     visual, _ = _ours(model, frames)
     with pytest.raises(vidpool.VidpoolError, match="compress_visual"):
         model.generate(visual.tokens.clone(), QUESTION, max_new_tokens=2)
+
+
+def _video_features(model, frames):
+    """transformers' own merged tokens and DeepStack levels of the processor's pixels, ``[P, C]`` each."""
+    reference = _reference(model, frames)
+    with torch.inference_mode():
+        out = model.model.model.get_video_features(
+            reference["pixel_values_videos"], reference["video_grid_thw"], return_dict=True
+        )
+    merged = torch.cat(list(out.pooler_output))
+    return merged, [
+        torch.cat(list(level)) if isinstance(level, (list, tuple)) else level
+        for level in out.deepstack_features
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "params"), [("random_drop", {"budget": 9}), ("adaptive", {"grid": (3, 1, 1)})]
+)
+def test_deepstack_rows_follow_the_tokens_provenance(models, frames, method, params):
+    """Each DeepStack level reaches the LM combined as the tokens were: the kept positions' rows for pruning,
+    the same weighted mean for pooling, in the order the tokens sit in the prompt."""
+    model = models["qwen3_vl"]
+    merged, levels = _video_features(model, frames)
+    visual, inputs = _ours(model, frames, method, **params)
+    result = visual.compressed
+    assign, weight = result.assign.flatten(), result.weight.flatten().double()
+    order = torch.cat([seg.tokens for seg in inputs.segments if seg.kind == "video"])
+    assert len(levels) == len(inputs.deepstack) == 2
+    for level, got in zip(levels, inputs.deepstack):
+        expected = torch.stack(
+            [
+                (level[assign == n].double() * weight[assign == n, None]).sum(0) / weight[assign == n].sum()
+                for n in order.tolist()
+            ]
+        )
+        assert torch.allclose(got.double(), expected, atol=1e-5)
+    tokens = torch.stack(
+        [
+            (merged[assign == n].double() * weight[assign == n, None]).sum(0) / weight[assign == n].sum()
+            for n in range(result.num_tokens)
+        ]
+    )
+    assert torch.allclose(visual.tokens.double(), tokens, atol=1e-5)
+
+
+def test_a_frame_that_keeps_no_token_loses_its_timestamp(models, frames):
+    """frame_subsample keeps whole temporal patches: the prompt names only their times, and every text token
+    keeps the id transformers gives it in the uncompressed prompt."""
+    model = models["qwen3_vl"]
+    reference = _reference(model, frames)
+    full_ids = _rope_index(model, reference)
+    _, inputs = _ours(
+        model, frames, "frame_subsample", budget=int(np.prod(visual_shape(model, frames)[1:]))
+    )
+    kept = sorted({seg.frame for seg in inputs.segments if seg.kind == "video"})
+    assert len(kept) == 1
+    text = "".join(model.tokenizer.decode(seg.tokens) for seg in inputs.segments if seg.kind == "text")
+    stamps = temporal_timestamps(_stamps(), NUM_FRAMES)
+    assert re.findall(r"<([0-9.]+) seconds>", text) == [f"{stamps[kept[0]]:.1f}"]
+    # the text before and after the video has the uncompressed prompt's tokens and ids
+    ids = reference["input_ids"][0].tolist()
+    first, last = inputs.segments[0], inputs.segments[-1]
+    assert ids[: len(first.tokens)] == first.tokens and ids[-len(last.tokens) :] == last.tokens
+    assert torch.equal(first.ids, full_ids[:, : len(first.tokens)])
+    assert torch.equal(last.ids, full_ids[:, -len(last.tokens) :])
+
+
+def visual_shape(model, frames):
+    return tuple(model.encode_patches(frames).shape[:3])

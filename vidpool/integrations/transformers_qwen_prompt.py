@@ -39,12 +39,14 @@ class PromptInputs:
         position_ids: long ``[3, L]`` M-RoPE ids (time, height, width).
         visual_mask: bool ``[L]``, where the video tokens are.
         deepstack: per DeepStack level ``[n_visual, hidden]`` in prompt order (empty for Qwen2.5-VL).
+        segments: the prompt's runs (text ids or video token indices) in order, with their ids.
     """
 
     embeds: torch.Tensor
     position_ids: torch.Tensor
     visual_mask: torch.Tensor
     deepstack: list[torch.Tensor]
+    segments: list[Segment]
 
     @property
     def rope_delta(self) -> int:
@@ -140,7 +142,7 @@ def assemble(
         mask.append(torch.zeros(len(continuation), dtype=torch.bool))
     rows = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     stack = [level[rows.to(level.device)].to(device, dtype) for level in deepstack]
-    return PromptInputs(torch.cat(parts)[None], position_ids, torch.cat(mask), stack)
+    return PromptInputs(torch.cat(parts)[None], position_ids, torch.cat(mask), stack, segments)
 
 
 class Prompted:
