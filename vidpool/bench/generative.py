@@ -50,7 +50,9 @@ __all__ = [
 
 GENERATIVE_CONTROLS = ("full", "text_only")
 #: ``"letter"``: a letter, its full stop and a little slack; ``"free"``: a short sentence that ends in
-#: the option ("The orange object is a shape called a" is 8 tokens: a limit of 8 cut it before the option)
+#: the option ("The orange object is a shape called a" is 8 tokens: a limit of 8 cut it before the
+#: option). A reply that names no option is wrong, whatever its length: without the video vidpool-synth
+#: answers a colour question with a shape, which keeps the text-only control below chance.
 MAX_NEW_TOKENS = {"letter": 4, "free": 16}
 STYLES = tuple(MAX_NEW_TOKENS)
 #: frames per second of the benchmark's videos (what ``write_item_mp4`` writes)
