@@ -281,6 +281,52 @@ def test_model_generate_with_fastv_equals_the_masked_reference(models, name):
         lm.generation_config.eos_token_id = eos
 
 
+def test_mrope_position_ids_are_taken_as_given(models):
+    """Qwen2.5-VL's text model with its M-RoPE ids ``[3, 1, L]`` (the kind's own prompt): the pruned
+    logits equal its eager forward at those ids with the dropped keys masked from layer K on."""
+    from transformers import DynamicCache
+
+    model = load_model(checkpoint("tiny-qwen2.5-vl"))
+    frames = torch.randint(
+        0, 256, (4, 56, 56, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    inputs = model.prompt_inputs(model.visual_tokens(model.encode_patches(frames)), QUESTION)
+    where = inputs.visual_mask.nonzero()[:, 0]
+    visual = (int(where[0]), int(where[-1]) + 1)
+    ids = inputs.position_ids[:, None]
+    assert ids.shape[0] == 3 and not torch.equal(ids[0], ids[1])  # real M-RoPE: the axes differ
+    with torch.inference_mode():
+        result = fastv_prefill(
+            decoder_stack(model.model), inputs.embeds, ids, visual, FastV(layer=1, budget=3), DynamicCache()
+        )
+    eager = eager_copy(model.model)
+    text = eager.get_decoder()
+    length = inputs.embeds.shape[1]
+    dropped = dropped_mask(length, visual, result.visual_kept)
+    neg = torch.finfo(inputs.embeds.dtype).min
+    causal = torch.full((length, length), neg).triu(1)
+    pruned = causal.clone()
+    pruned[:, dropped] = neg
+    hooks = [
+        block.register_forward_pre_hook(
+            lambda _m, args, kwargs, mask=(pruned if i >= 1 else causal)[None, None]: (
+                args,
+                {**kwargs, "attention_mask": mask},
+            ),
+            with_kwargs=True,
+        )
+        for i, block in enumerate(text.layers)
+    ]
+    try:
+        with torch.inference_mode():
+            hidden = text(inputs_embeds=inputs.embeds, position_ids=ids).last_hidden_state
+            expected = eager.lm_head(hidden)[0, -1].float()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    torch.testing.assert_close(result.logits[0], expected, rtol=1e-4, atol=1e-4)
+
+
 # -- options -------------------------------------------------------------------------------------
 def test_options_are_checked_with_what_to_do():
     with pytest.raises(InvalidArgumentError, match="positive integer"):

@@ -21,6 +21,7 @@ token pays to it, the query that predicts the first answer token.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
 from collections.abc import Callable, Sequence
@@ -105,12 +106,7 @@ def decoder_stack(lm: Any, apply_rotary: RotaryFn | None = None) -> DecoderStack
             "run this model without fastv"
         )
     if apply_rotary is None:
-        module = sys.modules[type(decoder.layers[0].self_attn).__module__]
-        apply_rotary = getattr(module, "apply_rotary_pos_emb", None)
-        if apply_rotary is None:
-            raise InvalidArgumentError(
-                f"{module.__name__} has no apply_rotary_pos_emb; pass apply_rotary= to decoder_stack"
-            )
+        apply_rotary = _model_rotary(decoder.layers[0].self_attn)
     return DecoderStack(
         embed=lm.get_input_embeddings(),
         layers=decoder.layers,
@@ -120,6 +116,27 @@ def decoder_stack(lm: Any, apply_rotary: RotaryFn | None = None) -> DecoderStack
         apply_rotary=apply_rotary,
         config=config,
     )
+
+
+def _model_rotary(attention: Any) -> RotaryFn:
+    """The rotary application of ``attention``'s modeling file: ``apply_rotary_pos_emb``, or Qwen2-VL-style
+    ``apply_multimodal_rotary_pos_emb`` with the config's ``mrope_section`` (transformers 5.0's Qwen2.5-VL;
+    later releases fold the sections into the rotary embedding)."""
+    module = sys.modules[type(attention).__module__]
+    multimodal = getattr(module, "apply_multimodal_rotary_pos_emb", None)
+    if multimodal is not None:
+        rope = getattr(attention.config, "rope_parameters", None) or getattr(
+            attention.config, "rope_scaling", None
+        )
+        section = (rope or {}).get("mrope_section")
+        if section is not None:
+            return functools.partial(multimodal, mrope_section=section)
+    plain = getattr(module, "apply_rotary_pos_emb", None)
+    if plain is None:
+        raise InvalidArgumentError(
+            f"{module.__name__} has no apply_rotary_pos_emb; pass apply_rotary= to decoder_stack"
+        )
+    return plain
 
 
 def last_token_attention(
