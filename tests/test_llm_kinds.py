@@ -23,11 +23,13 @@ KINDS = {
     "native": "tiny-native",
     "llava_onevision": "tiny-llava-onevision",
     "llava_next_video": "tiny-llava-next-video",
+    "qwen2_5_vl": "tiny-qwen2.5-vl",
+    "qwen3_vl": "tiny-qwen3-vl",
 }
 
 
 def test_kinds_are_registered_once_and_listed():
-    assert list_kinds() == ["llava_next_video", "llava_onevision", "native"]
+    assert list_kinds() == ["llava_next_video", "llava_onevision", "native", "qwen2_5_vl", "qwen3_vl"]
     for name in list_kinds():
         kind = get_kind(name)
         assert kind.name == name and callable(kind.load) and callable(kind.read_spec)
@@ -59,10 +61,12 @@ def test_no_module_level_import_of_integrations_in_core_llm():
 
 
 def test_kind_names_are_written_in_one_map():
-    # besides the integration that implements them, only the provider map names the LLaVA kinds in code;
+    # besides the integrations that implement them, only the provider map names their kinds in code;
     # the test-checkpoint builders name them as transformers' model_type of the configs they write
     for path in (ROOT / "vidpool").rglob("*.py"):
-        if path.name in ("kinds.py", "transformers_llava.py") or path.parts[-2:] == ("models", "builders.py"):
+        integration = path.name == "transformers_llava.py" or path.name.startswith("transformers_qwen")
+        builder = path.parts[-2:] in (("models", "builders.py"), ("models", "builders_qwen.py"))
+        if path.name == "kinds.py" or integration or builder:
             continue
         strings = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)}
         assert not strings & set(PROVIDERS), f"{path} names a kind of an integration"
@@ -86,7 +90,10 @@ def test_protocol_members_are_public_and_consistent(kind):
     assert model.activation_bytes_per_frame((48, 64)) > 0
     text = model.render(build_messages("hello", timestamps=[0.0, 1.0]))
     assert "hello" in text and text.count(VIDEO_MARKER) == 1
-    assert model.prompt_tokens(8) > model.prompt_tokens(1)
+    if kind == "qwen2_5_vl":  # time reaches it through M-RoPE ids only: no frame text grows with the frames
+        assert model.prompt_tokens(8) == model.prompt_tokens(1)
+    else:
+        assert model.prompt_tokens(8) > model.prompt_tokens(1)
 
 
 def _protocol_members() -> set[str]:
