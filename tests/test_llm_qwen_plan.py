@@ -110,3 +110,10 @@ def test_seven_b_shaped_config_plans_gqa_kv_cache(tmp_path):
     p = plan(None, str(tmp_path), "cuda", max_memory="80GB", num_frames=64, method="none")
     context = p.num_tokens + p.prompt_tokens + p.max_new_tokens
     assert p.memory.kv_cache == kv_cache_bytes(28, 4, 128, 2, context)
+    # 512 frames of 720 tokens a grid overflow the LM's 128,000 positions unless compressed
+    from vidpool.errors import ContextLengthError
+
+    with pytest.raises(ContextLengthError, match="184320 visual"):
+        plan(None, str(tmp_path), "cuda", max_memory="80GB", num_frames=512, method="none")
+    p = plan(None, str(tmp_path), "cuda", max_memory="80GB", num_frames=512, method="progressive", budget=8192)
+    assert p.num_tokens <= 8192

@@ -122,7 +122,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, video: bool = True) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help=f"checkpoint folder (native vidpool.json or a transformers LLaVA folder); default: "
+        help=f"checkpoint folder (native vidpool.json, or a transformers LLaVA or Qwen-VL folder); default: "
         f"${MODEL_ENV}, else {DEFAULT_MODEL} from the model cache ('vidpool models build')",
     )
     p.add_argument(
