@@ -103,7 +103,6 @@ class QwenVideoLM(VideoLM):
         self._merge = int(vision.spatial_merge_size)
         self._temporal = int(vision.temporal_patch_size)
         self._levels = len(getattr(vision, "deepstack_visual_indexes", None) or ())
-        self._pad_id = int(self.hf_config.video_token_id)
         self._layouts: dict[int, tuple[weakref.ref, _Provenance]] = {}
         self._generating = threading.Lock()
 
