@@ -428,6 +428,25 @@ def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
         VideoChat(video, model, device="cpu", fastv=(2, 8))
 
 
+def test_the_captioner_plans_fastv_and_generates_with_it(models, video):
+    from vidpool.pipeline import Captioner
+
+    model = models["tiny-native"]
+    fastv = FastV(layer=1, keep=0.25)
+    captioner = Captioner(model, device="cpu", num_frames=4, method="none", max_new_tokens=4, fastv=fastv)
+    calls = []
+    model.generate = lambda *args, **kwargs: (
+        calls.append(kwargs) or type(model).generate(model, *args, **kwargs)
+    )
+    try:
+        text = captioner.caption(video)
+    finally:
+        del model.generate
+    assert isinstance(text, str)
+    assert captioner.last_plan.fastv == fastv and captioner.last_plan.fastv_kept == 16  # a quarter of 4x16
+    assert calls[0]["fastv"] == fastv
+
+
 def test_a_kind_with_its_own_generate_refuses_fastv_before_encoding(models, video):
     from vidpool.llm.generate import generate_text
     from vidpool.pipeline import VideoChat
