@@ -170,6 +170,9 @@ class QwenVideoLM(VideoLM):
             low, high = frame_pixels_range(self.kind, self.video_processor, self._temporal)
             count = -(-int(frames.shape[0]) // self._temporal) * self._temporal
             size = {"size": {"shortest_edge": int(low * count), "longest_edge": int(high * count)}}
+        if hasattr(self.video_processor, "cap_pixels_per_frame"):
+            # newer processors warn on every call unless told; False is their current default (no cap)
+            size["cap_pixels_per_frame"] = False
         batch = self.video_processor(
             videos=[frames.cpu().numpy()], return_tensors="pt", do_sample_frames=False, **size
         )
