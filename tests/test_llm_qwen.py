@@ -249,9 +249,7 @@ def test_a_frame_that_keeps_no_token_loses_its_timestamp(models, frames):
     model = models["qwen3_vl"]
     reference = _reference(model, frames)
     full_ids = _rope_index(model, reference)
-    _, inputs = _ours(
-        model, frames, "frame_subsample", budget=int(np.prod(visual_shape(model, frames)[1:]))
-    )
+    _, inputs = _ours(model, frames, "frame_subsample", budget=int(np.prod(visual_shape(model, frames)[1:])))
     kept = sorted({seg.frame for seg in inputs.segments if seg.kind == "video"})
     assert len(kept) == 1
     text = "".join(model.tokenizer.decode(seg.tokens) for seg in inputs.segments if seg.kind == "text")
@@ -267,3 +265,24 @@ def test_a_frame_that_keeps_no_token_loses_its_timestamp(models, frames):
 
 def visual_shape(model, frames):
     return tuple(model.encode_patches(frames).shape[:3])
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_streamed_sampled_and_multi_turn_answers_agree(models, frames, kind):
+    """The M-RoPE hook also serves the streaming thread: streamed pieces join to the seeded answer."""
+    model = models[kind]
+    visual, _ = _ours(model, frames, "random_drop", budget=10)
+    history = [("What colour?", "Red.")]
+    kwargs = {"timestamps": _stamps(), "history": history, "max_new_tokens": 6, "temperature": 0.8, "seed": 3}
+    whole = model.generate(visual.tokens, QUESTION, **kwargs)
+    streamed = "".join(model.generate(visual.tokens, QUESTION, stream=True, **kwargs))
+    assert whole == streamed == model.generate(visual.tokens, QUESTION, **kwargs)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_bfloat16_model_runs_the_same_path(kind, frames):
+    model = load_model(checkpoint(KINDS[kind]), dtype=torch.bfloat16)
+    visual, inputs = _ours(model, frames, "divprune", budget=12)
+    assert visual.tokens.dtype == torch.bfloat16 and all(d.dtype == torch.bfloat16 for d in inputs.deepstack)
+    assert int(inputs.visual_mask.sum()) == 12
+    assert isinstance(model.generate(visual.tokens, QUESTION, timestamps=_stamps(), max_new_tokens=3), str)
