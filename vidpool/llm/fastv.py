@@ -15,8 +15,9 @@ prompt, layers from ``K`` on only the kept tokens. :class:`FastVGenerator` has t
 interface :func:`vidpool.llm.generate.generate_text` drives (stop strings, streaming, sampling and
 seeds work unchanged). One video at a time (batch 1).
 
-Papers rank by the attention a token receives; this module takes the attention that the last prompt
-token pays to it, the query that predicts the first answer token.
+The paper ranks each image token by the attention it receives averaged over the query positions;
+this module takes the attention that the last prompt token pays to it (one row: the query that
+predicts the first answer token), which is what makes the SDPA route cheap.
 """
 
 from __future__ import annotations
