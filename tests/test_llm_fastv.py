@@ -380,6 +380,20 @@ def test_plan_caches_every_token_below_the_layer_and_the_kept_ones_above(models,
         plan(video, model, "cpu", num_frames=8, fastv=FastV(layer=2, budget=4))
 
 
+def test_vidpool_plan_shows_fastv_and_refuses_what_no_run_can_take(video, capsys):
+    from vidpool.cli import main
+
+    argv = ["plan", str(video), "--model", str(checkpoint("tiny-native")), "--device", "cpu"]
+    argv += ["--memory", "4GiB", "--frames", "8", "--method", "none"]
+    assert main([*argv, "--fastv", "1:16"]) == 0
+    assert "in-LM pruning        FastV: 16 of 128 visual tokens from LM layer 1 on" in capsys.readouterr().out
+    assert main([*argv, "--fastv", "2:16"]) == 1  # the checkpoint's config says it has 2 layers
+    assert "FastV layer 2 does not exist: the LM has 2 layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--fastv", "1:0"])
+    assert usage.value.code == 2 and "FastV budget must be a positive integer" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("layer", [0, 1])
 def test_plan_predicts_the_measured_fastv_generation_peak(models, video, layer):
     """As tests/test_pipeline_memory.py checks the plain run: the generation phase alone (KV cache,
