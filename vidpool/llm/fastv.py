@@ -77,7 +77,7 @@ class DecoderStack:
     apply_rotary: RotaryFn
     config: Any
 
-    @property
+    @functools.cached_property
     def cache_keyword(self) -> str:
         """The name the layers take the cache under: ``cache`` in recent transformers 5,
         ``past_key_values`` before."""
