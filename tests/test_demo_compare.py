@@ -90,7 +90,7 @@ def test_compare_answers_with_every_token_then_as_asked(model, service):
     from vidpool.schedule import format_bytes
 
     for tag, trace in ((every_tag, final.baseline), (pooled_tag, final.trace)):
-        assert " · prefill " in tag and f" · planned peak {format_bytes(trace.plan.memory.peak)} · " in tag
+        assert " · prefill " in tag and f" · predicted peak {format_bytes(trace.plan.memory.peak)} · " in tag
     # streamed one after the other: the every-token answer alone first, then beside the growing second
     alone = [r for r in replies if not r.before and r.error is None]
     beside = [r for r in replies if r.before]
@@ -113,7 +113,7 @@ def test_the_panel_compares_both_and_draws_what_was_kept_for_the_compressed_one(
     assert kept.count('class="vidpool-kept-tile"') == 2 * FRAMES  # one picture: weight and token rows
     every = final.baseline
     assert f"| visual tokens | {every.visual_tokens} | {final.trace.visual_tokens} |" in summary
-    assert summary.startswith(f"| compare | every token (`none`) | `spatial`, budget {BUDGET} |")
+    assert summary.startswith(f"| | every token | spatial, budget {BUDGET} |")
     assert "| predicted peak |" in summary and "| prefill |" in summary
     assert f"| token budget | {BUDGET} |" in plan_table  # the plan shown is the compressed answer's
     # while an answer streams the panel keeps what it shows
@@ -142,13 +142,15 @@ def test_compare_off_gives_one_answer_with_its_methods_own_context(model, servic
     answer, tag = split_tag(off.messages)
     assert answer == _library(model, session, "spatial", [(QUESTION, pooled)], FOLLOW_UP)
     assert (
-        tag.startswith(f"spatial · budget {BUDGET} · ") and "prefill" not in tag and "planned peak" not in tag
+        tag.startswith(f"spatial · budget {BUDGET} · ")
+        and "prefill" not in tag
+        and "predicted peak" not in tag
     )
     # the panel is the single answer's again: no comparison table
     from vidpool.demo.app import panel_outputs
 
     summary = panel_outputs(SimpleNamespace(skip=lambda: None), off, {})[2]
-    assert summary.startswith("**Visual tokens:**") and "| compare |" not in summary
+    assert summary.startswith("**Visual tokens:**") and "every token" not in summary
 
 
 def test_compare_with_method_none_answers_once(service):

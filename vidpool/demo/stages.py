@@ -68,7 +68,7 @@ def answer_tag(trace: Any, seconds: float, *, costs: bool = False) -> str:
         prefill = trace.timings.get("prefill")
         if prefill is not None:
             parts.append(f"prefill {duration_text(prefill)}")
-        parts.append(f"planned peak {format_bytes(plan.memory.peak)}")
+        parts.append(f"predicted peak {format_bytes(plan.memory.peak)}")
     return " · ".join([*parts, f"{seconds:.1f} s"])
 
 
