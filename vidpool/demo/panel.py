@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from vidpool.demo.pictures import KeptTiles, kept_tiles, pick_frames
+from vidpool.demo.stages import duration_text
 
 __all__ = [
     "KEPT_CAPTION",
@@ -117,10 +118,6 @@ def kept_html(tiles: KeptTiles | None, times: np.ndarray | None = None) -> str:
     )
 
 
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
 def summary_markdown(trace: Any, decode_seconds: float | None = None) -> str:
     """Token counts before -> after, and the time of each stage of the answer (``decode_seconds``: the
     upload's decode, when this answer's request decoded one)."""
@@ -139,10 +136,10 @@ def summary_markdown(trace: Any, decode_seconds: float | None = None) -> str:
     timings = dict(trace.ordered_timings())
     # the demo's frames were decoded from the upload in a child process, before the pipeline ran
     timings.pop("decode", None)
-    decode = _seconds(decode_seconds) if decode_seconds is not None else "done at upload"
+    decode = duration_text(decode_seconds) if decode_seconds is not None else "done at upload"
     lines.append(f"| decode | {decode} |")
     for stage, seconds in timings.items():
-        lines.append(f"| {stage} | {_seconds(seconds)} |")
+        lines.append(f"| {stage} | {duration_text(seconds)} |")
     if trace.cached:
         lines.append("| encode | cached (video encoded by an earlier question) |")
     return "\n".join(lines)
