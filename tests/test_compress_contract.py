@@ -26,7 +26,33 @@ SINGLE_FEED = {
 }
 
 
+# Trainable methods run here with random weights of the fixture's width (their shipped weights are for
+# the world's CLIP; tests/test_compress_trainable.py checks those).
+TRAINED: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trained_weights(tmp_path_factory):
+    from vidpool.compression.attsets import AttSetsPool
+    from vidpool.compression.multilayer import MultiLayerPool
+    from vidpool.compression.trained import save_pooling
+
+    folder = tmp_path_factory.mktemp("trained")
+    torch.manual_seed(9)
+    attsets = AttSetsPool(6, hidden=8)
+    torch.nn.init.normal_(attsets.score[2].weight, std=0.3)
+    for name, module in [("attsets", attsets), ("multilayer", MultiLayerPool(6, layers=(-2,), read=0, dim=8))]:
+        save_pooling(module, folder / f"{name}.safetensors")
+        TRAINED[name] = str(folder / f"{name}.safetensors")
+
+
+def params_for(name):
+    return {"weights": TRAINED[name]} if name in TRAINED else {}
+
+
 def kwargs_for(name, x):
+    if name in TRAINED:
+        return params_for(name)
     if vidpool.get_method(name).uses_scores:
         torch.manual_seed(7)
         return {"scores": vidpool.prompt_scores(torch.randn(*x.shape[:-1], 5), torch.randn(x.shape[0], 5))}
@@ -55,6 +81,8 @@ def test_list_methods_names_the_registry():
         "frame_subsample",
         "divprune",
         "vidcom2",
+        "attsets",
+        "multilayer",
     }
     for name in METHODS:
         assert vidpool.get_method(name).name == name
@@ -64,11 +92,11 @@ def test_list_methods_names_the_registry():
 @pytest.mark.parametrize("budget", [None, 120, 500])
 def test_count_contract_and_shapes(x, name, budget):
     try:
-        planned = vidpool.num_output_tokens(name, (8, 12, 10), budget=budget)
+        planned = vidpool.num_output_tokens(name, (8, 12, 10), budget=budget, **params_for(name))
     except BudgetError:
         assert name in ("none", "spatiotemporal", "spp") or budget == 120
         return
-    plan = vidpool.resolve(name, (8, 12, 10), budget=budget)
+    plan = vidpool.resolve(name, (8, 12, 10), budget=budget, **params_for(name))
     out = vidpool.compress(x, name, budget=budget, **kwargs_for(name, x))
     assert plan.num_tokens == planned
     if not plan.exact:  # temporal_merge by threshold: an upper bound, the batch padded to its longest item
@@ -109,7 +137,7 @@ def test_batch_equals_loop_and_unbatched(x, name):
     budget = None if name in ("none", "spatiotemporal", "spp") else 300
     batched = vidpool.compress(x, name, budget=budget, **kw)
     for i in range(2):
-        kw_i = {"scores": kw["scores"][i]} if kw else {}
+        kw_i = {k: v[i] if k == "scores" else v for k, v in kw.items()}
         single = vidpool.compress(x[i], name, budget=budget, **kw_i)
         assert single.tokens.shape == batched.tokens.shape[1:]
         assert torch.allclose(single.tokens, batched.tokens[i], atol=1e-6)
@@ -158,7 +186,7 @@ def test_gradcheck(name):
 def test_cuda_matches_cpu(x, name):
     kw = kwargs_for(name, x)
     cpu = vidpool.compress(x, name, **kw)
-    gpu = vidpool.compress(x.cuda(), name, **{k: v.cuda() for k, v in kw.items()})
+    gpu = vidpool.compress(x.cuda(), name, **{k: v.cuda() if k == "scores" else v for k, v in kw.items()})
     assert gpu.tokens.is_cuda and gpu.assign.is_cuda
     assert torch.allclose(gpu.tokens.cpu(), cpu.tokens, atol=1e-4)
 

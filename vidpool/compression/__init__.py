@@ -8,10 +8,12 @@ from __future__ import annotations
 # Importing the method modules registers them.
 from vidpool.compression import (  # noqa: F401
     adaptive,
+    attsets,
     baselines,
     divprune,
     fastvid,
     flatten,
+    multilayer,
     progressive,
     prompt_guided,
     slowfast,

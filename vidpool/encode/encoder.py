@@ -78,6 +78,27 @@ def _param_fingerprint(model: torch.nn.Module) -> str:
     return "random:" + digest.hexdigest()[:16]
 
 
+def _layer_tokens(
+    visual: Any, pixels: torch.Tensor, blocks: list[int], block: int, final: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``vision_tokens`` for several blocks in one forward: their patch tokens concatenated along
+    channels ``[B, h*w, len(blocks)*C]``, the class token of ``block`` and the last block's tokens when
+    ``final``."""
+    last = len(visual.transformer.resblocks) - 1
+    indices = sorted({*blocks, block} | ({last} if final else set()))
+    out = visual.forward_intermediates(
+        pixels,
+        indices=indices,
+        stop_early=not final,
+        intermediates_only=True,
+        output_fmt="NLC",
+        output_extra_tokens=True,
+    )
+    states = dict(zip(indices, out["image_intermediates"]))
+    prefix = dict(zip(indices, out["image_intermediates_prefix"]))[block][:, 0]
+    return torch.cat([states[b] for b in blocks], dim=-1), prefix, states[last] if final else None
+
+
 def _build_model(cfg: ResolvedConfig) -> torch.nn.Module:
     """Instantiate an open_clip model from a config with random weights (nothing is downloaded)."""
     open_clip = require("open_clip", "clip", "the CLIP encoder")
@@ -306,6 +327,7 @@ class CLIPEncoder:
         joint: bool = False,
         cls: bool = False,
         out_device: str | torch.device | None = None,
+        layers: Sequence[int] | None = None,
     ) -> EncodedFrames:
         """Encode frames in memory-budgeted batches.
 
@@ -316,6 +338,9 @@ class CLIPEncoder:
             cls: also return the class token of ``layer``.
             out_device: where the results go (default: the encoder's device); ``"cpu"`` keeps long
                 videos off the GPU.
+            layers: hidden states (indexed as ``layer``) whose patch tokens ``patches`` concatenates
+                along channels, in this order: ``[T, h, w, len(layers)·C]`` (the input of the
+                ``multilayer`` compression method); ``None`` is the encoder's ``layer`` alone.
 
         Returns:
             :class:`EncodedFrames` with ``patches [T, h, w, C]``, ``joint [T, h, w, D]`` and
@@ -324,10 +349,15 @@ class CLIPEncoder:
         frames = check_frames(frames)
         total = int(frames.shape[0])
         (gh, gw), channels, dim = self.grid, self.width, self.embed_dim
+        blocks = None if layers is None else [block_index(v, self.spec.layers) for v in layers]
+        if blocks is not None:
+            if not blocks:
+                raise InvalidArgumentError("layers must name at least one layer, e.g. layers=(-3, -2, -1)")
+            channels *= len(blocks)
         target = torch.device(out_device) if out_device is not None else self._device
         patches = torch.empty((total, gh, gw, channels), dtype=self._dtype, device=target)
         joint_out = torch.empty((total, gh, gw, dim), dtype=self._dtype, device=target) if joint else None
-        cls_out = torch.empty((total, channels), dtype=self._dtype, device=target) if cls else None
+        cls_out = torch.empty((total, self.width), dtype=self._dtype, device=target) if cls else None
         budget = self.memory_budget or default_memory_budget(self._device)
         per_frame = self.activation_bytes_per_frame(tuple(frames.shape[1:3]), joint=joint)
         batch = batch_size_for(budget, per_frame)
@@ -339,7 +369,10 @@ class CLIPEncoder:
                 frames[start:stop], self.preprocess_cfg, device=self._device, dtype=self._dtype
             )
             with self._autocast():
-                tokens, cls_token, last = vision_tokens(visual, pixels, block=self._block, final=joint)
+                if blocks is None:
+                    tokens, cls_token, last = vision_tokens(visual, pixels, block=self._block, final=joint)
+                else:
+                    tokens, cls_token, last = _layer_tokens(visual, pixels, blocks, self._block, joint)
                 projected = project_to_joint(visual, last) if joint else None
             return tokens, cls_token, projected
 
