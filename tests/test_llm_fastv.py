@@ -346,6 +346,21 @@ def test_options_are_checked_with_what_to_do():
             fastv_option(bad)
 
 
+def test_visual_positions_a_prompt_cannot_prune_are_refused(pair):
+    sdpa, _ = pair
+    embeds = prompt(64)
+    ends_visual = torch.zeros(LENGTH, dtype=torch.bool)
+    ends_visual[-5:] = True
+    for visual, message in (
+        (ends_visual, "followed by at least one text token"),
+        (torch.zeros(LENGTH, dtype=torch.bool), "got 0 visual positions"),
+        (torch.ones(LENGTH - 1, dtype=torch.bool), r"bool \[50\]"),
+        ((40, 50), "followed by at least one text token"),
+    ):
+        with pytest.raises(InvalidArgumentError, match=message):
+            prefill(sdpa, embeds, FastV(layer=1, budget=4), visual)
+
+
 def test_a_layer_the_model_lacks_is_refused_before_generating(models):
     model = models["tiny-native"]
     with pytest.raises(InvalidArgumentError, match="the LM has 2 layers"):

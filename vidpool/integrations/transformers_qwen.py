@@ -51,6 +51,7 @@ from vidpool.llm.generate import continuation_logprob, generate_text
 from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
 from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_continuation
+from vidpool.options import FastV
 
 __all__ = ["QwenVideoLM"]
 
@@ -321,10 +322,28 @@ class QwenVideoLM(VideoLM):
         timestamps: Sequence[float] | torch.Tensor | None = None,
         history: Sequence[tuple[str, str]] | None = None,
         stream: bool = False,
+        fastv: FastV | None = None,
         **options: Any,
     ) -> str | Iterator[str]:
+        """:meth:`VideoLM.generate` with the kind's M-RoPE ids and DeepStack rows; ``fastv`` prunes the
+        video tokens inside the LM (:mod:`vidpool.llm.fastv`: they need not be one run, kept tokens keep
+        their M-RoPE ids, DeepStack levels after its layer reach the kept tokens only)."""
         inputs = self.prompt_inputs(visual_tokens, prompt, timestamps=timestamps, history=history)
-        return generate_text(self._prompted(inputs), self.tokenizer, inputs.embeds, stream=stream, **options)
+        if fastv is None:
+            lm = self._prompted(inputs)
+        else:
+            lm = self.fastv_model(
+                fastv,
+                inputs.visual_mask,
+                inputs.embeds,
+                position_ids=inputs.position_ids[:, None],
+                deepstack=inputs.deepstack,
+            )
+        return generate_text(lm, self.tokenizer, inputs.embeds, stream=stream, **options)
+
+    @property
+    def runs_fastv(self) -> bool:
+        return True
 
     def continuation_logprob(
         self,

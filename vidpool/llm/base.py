@@ -389,14 +389,25 @@ class VideoLM:
         with its own ``generate`` says so by overriding this property."""
         return type(self).generate is VideoLM.generate
 
-    def fastv_model(self, fastv: FastV, visual: tuple[int, int], inputs_embeds: torch.Tensor) -> Any:
+    def fastv_model(
+        self,
+        fastv: FastV,
+        visual: tuple[int, int] | torch.Tensor,
+        inputs_embeds: torch.Tensor,
+        *,
+        position_ids: torch.Tensor | None = None,
+        deepstack: Sequence[torch.Tensor] = (),
+    ) -> Any:
         """The LM with FastV for a prompt ``inputs_embeds`` ``[1, L, D]`` whose visual tokens sit at
-        ``visual = (start, stop)``: a :class:`vidpool.llm.fastv.FastVGenerator` at positions ``arange(L)``
-        (a kind with other position ids, M-RoPE, overrides this)."""
+        ``visual`` (``(start, stop)`` or a bool ``[L]`` mask): a :class:`vidpool.llm.fastv.FastVGenerator`
+        at positions ``position_ids`` (default ``arange(L)``; M-RoPE kinds pass ``[3, 1, L]``), with
+        DeepStack rows where the kind has them."""
         from vidpool.llm.fastv import FastVGenerator
 
         check_planning(fastv=fastv)
-        return FastVGenerator(self.language_model, fastv, visual)
+        return FastVGenerator(
+            self.language_model, fastv, visual, position_ids=position_ids, deepstack=deepstack
+        )
 
     def continuation_logprob(
         self,

@@ -5,9 +5,12 @@ Layers ``0 .. K-1`` see every token. At layer ``K`` the last prompt token's atte
 computed from that layer's own input norm, ``q_proj``/``k_proj`` (and ``q_norm``/``k_norm`` where the
 model has them), the rotary embedding at the real position ids, the GQA head repetition and the
 layer's scaling; averaged over heads, it ranks the visual tokens and only the top ``R`` go on, with
-the text, into layers ``K .. L-1``. Kept tokens keep their position ids. The row is computed apart
-from the attention kernel, so the model keeps its SDPA (or flash) attention and no attention matrix
-is ever materialised.
+the text, into layers ``K .. L-1``. Kept tokens keep their position ids (M-RoPE's three axes included).
+The visual tokens may be one run or any set of positions (a mask: Qwen3-VL's frames are split by their
+timestamps). Qwen3-VL's DeepStack rows are added after the first layers at the visual positions, as the
+model's own forward adds them; a level that comes after layer ``K`` is added to the kept tokens only.
+The row is computed apart from the attention kernel, so the model keeps its SDPA (or flash) attention
+and no attention matrix is ever materialised.
 
 The decoder layers are run here, one by one, for the prefill and for each new token, with a
 transformers ``DynamicCache`` whose layers hold their own lengths: layers below ``K`` cache the whole
@@ -39,11 +42,13 @@ __all__ = [
     "FastV",
     "FastVGenerator",
     "FastVPrefill",
+    "add_deepstack",
     "decoder_stack",
     "fastv_prefill",
     "last_token_attention",
     "select_visual",
     "stack_step",
+    "visual_mask",
 ]
 
 #: attention implementations whose causal masking needs no mask tensor (``is_causal``)
@@ -175,22 +180,49 @@ def last_token_attention(
     return scores.softmax(dim=-1).mean(dim=1)[0, 0]
 
 
-def select_visual(row: torch.Tensor, visual: tuple[int, int], kept: int) -> torch.Tensor:
+def visual_mask(visual: tuple[int, int] | torch.Tensor, length: int, device: Any = None) -> torch.Tensor:
+    """Where the visual tokens of a prompt of ``length`` positions are: bool ``[L]``.
+
+    ``visual`` is ``(start, stop)`` (one contiguous run) or already a bool ``[L]`` mask (runs split by text,
+    as Qwen3-VL's per-frame timestamps split them).
+    """
+    if isinstance(visual, torch.Tensor):
+        if visual.dtype != torch.bool or visual.shape != (length,):
+            raise InvalidArgumentError(
+                f"the visual mask must be bool [{length}] (one entry per prompt position), got "
+                f"{visual.dtype} {tuple(visual.shape)}"
+            )
+        return visual.to(device)
+    start, stop = visual
+    mask = torch.zeros(length, dtype=torch.bool, device=device)
+    mask[start:stop] = True
+    return mask
+
+
+def select_visual(row: torch.Tensor, visual: tuple[int, int] | torch.Tensor, kept: int) -> torch.Tensor:
     """Positions that go on: every non-visual one and the ``kept`` visual ones with the highest ``row``.
 
     Args:
         row: ``[L]`` attention each position receives.
-        visual: ``(start, stop)`` the visual tokens' positions.
+        visual: the visual tokens' positions, ``(start, stop)`` or a bool ``[L]`` mask (:func:`visual_mask`).
 
     Returns:
-        long ``[L - (stop - start) + kept]``, ascending.
+        long ``[L - n_visual + kept]``, ascending.
     """
-    start, stop = visual
-    top = torch.topk(row[start:stop], kept).indices + start
-    keep = torch.ones(row.shape[0], dtype=torch.bool, device=row.device)
-    keep[start:stop] = False
-    keep[top] = True
+    mask = visual_mask(visual, row.shape[0], row.device)
+    where = mask.nonzero()[:, 0]
+    keep = ~mask
+    keep[where[torch.topk(row[where], kept).indices]] = True
     return keep.nonzero()[:, 0]
+
+
+def add_deepstack(hidden: torch.Tensor, where: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """DeepStack (Qwen3-VL): ``rows`` ``[n, D]`` added to the hidden states ``[1, L, D]`` at the ``n``
+    positions where the bool ``[L]`` ``where`` is set, in the hidden states' dtype (as the model's own
+    text forward adds them after each of its first layers)."""
+    hidden = hidden.clone()
+    hidden[0, where] = hidden[0, where] + rows.to(hidden.device, hidden.dtype)
+    return hidden
 
 
 def _causal_mask(config: Any, length: int, like: torch.Tensor) -> torch.Tensor | None:
@@ -213,7 +245,9 @@ def _run_layer(
     out = stack.layers[index](
         hidden,
         attention_mask=_causal_mask(stack.config, hidden.shape[1], hidden),
-        position_ids=positions,
+        # M-RoPE ids [3, 1, L] reach the layers only through the rotary embedding, as in the model's own
+        # forward (flash attention would read a position row as packed sequences)
+        position_ids=positions if positions.dim() == 2 else None,
         position_embeddings=rotary,
         use_cache=True,
         **{stack.cache_keyword: cache},
@@ -242,42 +276,57 @@ def fastv_prefill(
     stack: DecoderStack,
     inputs_embeds: torch.Tensor,
     position_ids: torch.Tensor,
-    visual: tuple[int, int],
+    visual: tuple[int, int] | torch.Tensor,
     fastv: FastV,
     cache: Any,
+    deepstack: Sequence[torch.Tensor] = (),
 ) -> FastVPrefill:
     """Run the prompt through the decoder, pruning the visual tokens at layer ``fastv.layer``.
 
     Args:
-        inputs_embeds: ``[1, L, D]`` prompt embeddings, visual tokens at ``visual = (start, stop)``.
-        position_ids: ``[1, L]`` (or ``[k, 1, L]`` for M-RoPE) as the model's rotary embedding takes them.
+        inputs_embeds: ``[1, L, D]`` prompt embeddings.
+        position_ids: ``[1, L]`` (or ``[3, 1, L]`` for M-RoPE) as the model's rotary embedding takes them;
+            kept tokens keep theirs.
+        visual: the visual tokens' positions, ``(start, stop)`` or a bool ``[L]`` mask; the last position
+            must be text.
         cache: an empty ``transformers.DynamicCache``; filled per layer (``L`` or ``L'`` entries).
+        deepstack: Qwen3-VL's DeepStack rows, per level ``[n_visual, D]`` in prompt order: level ``i`` is
+            added at the visual positions after layer ``i`` (only at the kept ones once pruned).
     """
-    start, stop = visual
     length = inputs_embeds.shape[1]
     if inputs_embeds.shape[0] != 1:
         raise InvalidArgumentError(
             f"FastV runs one prompt at a time, got a batch of {inputs_embeds.shape[0]}"
         )
-    if not 0 <= start < stop < length:
+    mask = visual_mask(visual, length, inputs_embeds.device)
+    count = int(mask.sum())
+    if count == 0 or bool(mask[-1]):
         raise InvalidArgumentError(
-            f"FastV needs visual tokens followed by at least one text token; got visual positions "
-            f"{start}..{stop} in a prompt of {length}"
+            f"FastV needs visual tokens followed by at least one text token; got {count} visual positions "
+            f"in a prompt of {length}{', the last one visual' if count else ''}"
         )
+    for level, rows in enumerate(deepstack):
+        if rows.shape[0] != count:
+            raise InvalidArgumentError(
+                f"DeepStack level {level} has {rows.shape[0]} rows for {count} visual tokens"
+            )
     fastv.check_layers(len(stack.layers))
-    kept = fastv.kept(stop - start)
+    kept = fastv.kept(count)
     hidden, positions = inputs_embeds, position_ids
-    everything = torch.arange(length, device=inputs_embeds.device)
-    keep, row = everything, None
+    keep, row = torch.arange(length, device=inputs_embeds.device), None
+    rank = mask.cumsum(0) - 1  # each position's index among the visual tokens (where it is one)
     rotary = stack.rotary(hidden, positions)
     for index in range(len(stack.layers)):
-        if index == fastv.layer and kept < stop - start:
+        if index == fastv.layer and kept < count:
             row = last_token_attention(stack.layers[index], hidden, rotary, stack.apply_rotary)
-            keep = select_visual(row, visual, kept)
+            keep = select_visual(row, mask, kept)
             hidden, positions = hidden[:, keep], positions[..., keep]
             rotary = stack.rotary(hidden, positions)
         hidden = _run_layer(stack, index, hidden, positions, rotary, cache)
-    inside = keep[(keep >= start) & (keep < stop)] - start
+        if index < len(deepstack):
+            held = mask[keep]
+            hidden = add_deepstack(hidden, held, deepstack[index][rank[keep][held]])
+    inside = rank[keep][mask[keep]]
     return FastVPrefill(_logits(stack, hidden), keep, inside, row)
 
 
@@ -304,27 +353,30 @@ class FastVGenerator:
     Args:
         lm: the transformers model (causal LM or LLaVA-family).
         fastv: what to keep from which layer.
-        visual: ``(start, stop)`` positions of the visual tokens in the prompt.
+        visual: the visual tokens' positions in the prompt: ``(start, stop)`` or a bool ``[L]`` mask.
         position_ids: the prompt's position ids (default ``arange(L)``); a new token takes
             ``max(position_ids) + 1 + t`` on every axis (the arange's continuation, and Qwen2-VL's
             M-RoPE rule for text after the video).
         stack: the decoder stack (default :func:`decoder_stack` of ``lm``).
+        deepstack: DeepStack rows per level ``[n_visual, D]`` (Qwen3-VL), added in the prefill only.
     """
 
     def __init__(
         self,
         lm: Any,
         fastv: FastV,
-        visual: tuple[int, int],
+        visual: tuple[int, int] | torch.Tensor,
         *,
         position_ids: torch.Tensor | None = None,
         stack: DecoderStack | None = None,
+        deepstack: Sequence[torch.Tensor] = (),
     ):
         self.lm = lm
         self.fastv = fastv
         self.visual = visual
         self.position_ids = position_ids
         self.stack = stack or decoder_stack(lm)
+        self.deepstack = list(deepstack)
         #: the latest prefill (which visual tokens were kept), ``None`` before the first
         self.last_prefill: FastVPrefill | None = None
 
@@ -366,7 +418,7 @@ class FastVGenerator:
         if streamer is not None:
             streamer.put(out.cpu())  # the (empty) prompt ids, as transformers' generate puts them first
         prefill = self.last_prefill = fastv_prefill(
-            self.stack, inputs_embeds, positions, self.visual, self.fastv, cache
+            self.stack, inputs_embeds, positions, self.visual, self.fastv, cache, self.deepstack
         )
         logits, nxt = prefill.logits, int(positions.max()) + 1
         for step in range(max_new_tokens):
