@@ -10,6 +10,7 @@ import pytest
 from pipeline_support import checkpoint, loaded, smollm2_available
 
 import vidpool
+import vidpool.llm  # its model kinds fill the planner's folder spec table (schedule never imports llm)
 from vidpool.errors import InvalidArgumentError, OutOfMemoryError
 from vidpool.schedule import ModelSpec, kv_cache_bytes, model_spec, plan
 from vidpool.schedule.estimate import llama_param_count, vit_activation_bytes_per_frame, vit_param_count
