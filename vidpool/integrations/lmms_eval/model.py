@@ -9,11 +9,13 @@ The chat class (:class:`VidpoolLMM`) runs lmms-eval's ``doc_to_messages`` tasks;
 ``multiple_choice`` and ``loglikelihood`` ones, which lmms-eval 0.7 sends to simple models only.
 Each request is one :class:`vidpool.VideoChat`: planned, encoded (features shared through one
 :class:`vidpool.encode.FeatureCache`, so several questions about a video encode it once), compressed
-and answered, one request at a time.
+and answered, one request at a time. ``fastv=2:64`` (read as the ``--fastv`` option of the ``vidpool``
+command reads it) also prunes inside the LM while it generates.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from vidpool.integrations.lmms_eval.requests import (
     turn_from_messages,
     turn_from_visuals,
 )
-from vidpool.options import check_device, check_planning, default_device
+from vidpool.options import FastV, check_device, check_planning, default_device, fastv_option
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,17 @@ __all__ = ["MODEL_ARGS", "ModelArgs", "VidpoolLMM", "VidpoolSimpleLMM", "parse_m
 
 #: the ``--model_args`` keys vidpool reads (``batch_size``, ``max_batch_size`` and ``device`` also come
 #: from lmms-eval's own ``--batch_size`` and ``--device``)
-MODEL_ARGS = ("model", "method", "budget", "frames", "device", "memory", "batch_size", "max_batch_size")
+MODEL_ARGS = (
+    "model",
+    "method",
+    "budget",
+    "frames",
+    "device",
+    "memory",
+    "fastv",
+    "batch_size",
+    "max_batch_size",
+)
 # more rounds than any multi-round task asks means its doc_to_messages never says it is done
 _MAX_ROUNDS = 64
 
@@ -54,6 +66,7 @@ class ModelArgs:
     frames: int | None = None
     device: str = field(default_factory=default_device)
     memory: int | None = None
+    fastv: FastV | None = None
 
 
 def _as_int(name: str, value: Any) -> Any:
@@ -108,6 +121,12 @@ def parse_model_args(**kwargs: Any) -> ModelArgs:
         from vidpool.schedule.device import parse_bytes
 
         memory = parse_bytes(memory)
+    fastv = kwargs.get("fastv")
+    if fastv is not None:
+        try:
+            fastv = fastv_option(str(fastv))
+        except argparse.ArgumentTypeError as exc:
+            raise InvalidArgumentError(f"fastv: {exc}") from None
     if kwargs.get("batch_size") is not None:
         _batch_size(kwargs["batch_size"])
     model = kwargs.get("model")
@@ -118,6 +137,7 @@ def parse_model_args(**kwargs: Any) -> ModelArgs:
         frames=frames,
         device=device,
         memory=memory,
+        fastv=fastv,
     )
 
 
@@ -146,6 +166,9 @@ class VidpoolLMM(lmms):
         frames: frames sampled per video (default: the checkpoint's).
         device: ``cpu``, ``cuda`` or ``cuda:N`` (default: :func:`vidpool.options.default_device`).
         memory: memory to plan for on ``device``, e.g. ``24GB`` (default: what the device has free).
+        fastv: ``LAYER:BUDGET`` or ``LAYER:SHARE`` (``2:64``, ``2:0.5``): FastV inside the LM while it
+            generates (:class:`vidpool.options.FastV`; default: none). Loglikelihood requests are refused
+            with it: they score the answer without generating.
     """
 
     is_simple = False
@@ -178,6 +201,7 @@ class VidpoolLMM(lmms):
             method=self.args.method,
             max_memory=self.args.memory,
             max_new_tokens=max_new_tokens,
+            fastv=self.args.fastv,
             cache=self.cache,
         )
 
@@ -260,6 +284,11 @@ class VidpoolLMM(lmms):
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """``(log p(continuation | video, context), is greedy)`` per request (simple layout:
         ``(context, continuation, doc_to_visual, doc_id, task, split)``)."""
+        if self.args.fastv is not None:
+            raise InvalidArgumentError(
+                "fastv prunes while the model generates; loglikelihood requests score the answer without "
+                "generating, so they would not be pruned: run these tasks without fastv"
+            )
         scores = []
         for request in requests:
             args = request.args
