@@ -85,7 +85,13 @@ def accuracy(reader: Reader, items, feats, batch: int = 16) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=16, help="items a step (at most; see --batch-tokens)")
+    parser.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=65536,
+        help="tokens a step at most: long videos come in smaller batches",
+    )
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--weight-decay", type=float, default=0.05)
@@ -96,6 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_reader")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--init", type=Path, help="start from the reader saved in this folder (a new stage)")
+    parser.add_argument(
+        "--families",
+        type=lambda t: tuple(t.split(",")),
+        default=FAMILIES,
+        help="the families trained on, in turn",
+    )
+    parser.add_argument(
+        "--items",
+        type=lambda t: {k: int(v) for k, v in (p.split("=") for p in t.split(","))},
+        default={},
+        metavar="FAMILY=N,...",
+        help="items of these families (default: TRAIN_ITEMS)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.item_seed < 1_000_000:
         parser.error("--item-seed must be a training seed (1..999999); 0 is the development seed")
@@ -105,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     encoder, _ = load_clip(None, None)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    train = {f: cached_features(encoder, f, TRAIN_ITEMS[f], args.item_seed, args.work_dir) for f in FAMILIES}
+    counts = {**TRAIN_ITEMS, **args.items}
+    train = {f: cached_features(encoder, f, counts[f], args.item_seed, args.work_dir) for f in args.families}
     held = {
         f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES
     }
@@ -113,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     config = ReaderConfig(feature_dim=encoder.width, vocabulary=vocabulary())
     reader = Reader(config)
+    if args.init is not None:
+        from vidpool.bench.synth.reader import load_reader
+
+        reader.load_state_dict(load_reader(args.init).state_dict())
     opt = torch.optim.AdamW(reader.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     run = TrainingRun(args.work_dir)
     step = run.resume(reader, opt)
@@ -121,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     while step < args.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
-        family = FAMILIES[step % len(FAMILIES)]
+        family = args.families[step % len(args.families)]
         items, feats = train[family]
         rng = np.random.default_rng([args.seed, step])
-        pick = rng.choice(len(items), size=args.batch, replace=False)
+        size = max(2, min(args.batch, args.batch_tokens // feats[0][..., 0].numel()))
+        pick = rng.choice(len(items), size=size, replace=False)
         batch = collate(
             [full_input(feats[i].float()) for i in pick],
             [items[i].question for i in pick],
@@ -138,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(reader.parameters(), 1.0)
         opt.step()
         step += 1
-        if step % len(FAMILIES) == 0:
+        if step % len(args.families) == 0:
             log(
                 {
                     "step": step,
                     "loss": round(float(loss.detach()), 4),
                     "family": family,
                     "lr": opt.param_groups[0]["lr"],
-                    "s_per_step": round((time.perf_counter() - started) / len(FAMILIES), 2),
+                    "s_per_step": round((time.perf_counter() - started) / len(args.families), 2),
                 }
             )
             started = time.perf_counter()
@@ -159,12 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "steps": step,
         "batch": args.batch,
+        "batch_tokens": args.batch_tokens,
         "lr": args.lr,
         "warmup": args.warmup,
         "weight_decay": args.weight_decay,
         "seed": args.seed,
         "item_seed": args.item_seed,
-        "items_per_family": TRAIN_ITEMS,
+        "items_per_family": {f: counts[f] for f in args.families},
+        "families": list(args.families),
+        "init": None if args.init is None else str(args.init),
         "development_seed": DEVELOPMENT_SEED,
         "development_accuracy_every_token": {f: round(accuracy(reader, *held[f]), 4) for f in FAMILIES},
         "command": "python scripts/train_synth_reader.py " + " ".join(argv or []),

@@ -30,6 +30,7 @@ SMALL_RUN = {
     "max_frames": 8,
     "resamples": 200,
     "memory": False,
+    "scorer": "rules",  # the stand-in world's rules; the trained reader reads the world's CLIP only
 }
 CONTROLS = ("full", "middle_frame", "shuffled", "text_only", "random_drop", "frame_subsample")
 _NAMES = list(COLOURS)[:4]

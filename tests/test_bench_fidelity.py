@@ -39,6 +39,7 @@ def run(tmp_path_factory):
         resamples=300,
         memory_model=str(checkpoint("tiny-native")),
         memory_frames=8,
+        scorer="rules",
     )
     try:
         results = run_fidelity(settings, log=lines.append)
@@ -330,3 +331,29 @@ def test_runner_on_the_real_synthetic_tasks(tmp_path):
     for family in ("static", "order"):
         assert results["items"][family]["correct"]["spatial@1"] == results["items"][family]["correct"]["full"]
     assert (tmp_path / "accuracy_order.png").is_file()
+
+
+def test_the_trained_reader_scores_the_real_world_and_refuses_another_clip(tmp_path):
+    """The default scorer on the real world: the reader answers every arm, and the table says so."""
+    pytest.importorskip("open_clip")
+    from vidpool.bench.fidelity import FidelitySettings, check_settings, run_fidelity
+    from vidpool.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="--scorer rules"):
+        check_settings(FidelitySettings(clip="tiny-clip-32", weights="random"))
+    settings = FidelitySettings(
+        families=("static",),
+        methods=("spatial",),
+        budgets=(1.0, 0.25),
+        items=6,
+        resamples=100,
+        memory=False,
+        out=str(tmp_path),
+    )
+    lines: list[str] = []
+    results = run_fidelity(settings, log=lines.append)
+    assert results["scorer"] == "reader"
+    cells = {c["key"]: c for c in results["cells"] if c["family"] == "static"}
+    assert cells["full"]["accuracy"]["value"] >= 4 / 6  # the shipped reader reads static items
+    assert cells["text_only"]["n_items"] == 6 and cells["spatial@0.25"]["tokens"]["max"] == 128
+    assert any(line.startswith("trained reader") for line in "\n".join(lines).splitlines())

@@ -133,3 +133,145 @@ def test_crowded_stills_hold_distinct_colours_and_stills_know_their_object():
     for frame, still in zip(frames, stills):
         y, x = int(still.sprite.y * 64), int(still.sprite.x * 64)
         assert tuple(frame[y, x]) == COLOURS[still.colour]  # the object's centre pixel is its fill
+
+
+class _Spy:
+    """A stand-in reader: right when it sees any token, wrong otherwise; records what it was given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def answer(self, inputs, questions, options):
+        self.calls.append([len(x.tokens) for x in inputs])
+        rows = torch.zeros(len(inputs), len(options[0]))
+        for i, x in enumerate(inputs):
+            rows[i, self.right if len(x.tokens) else (self.right + 1) % len(options[0])] = 1.0
+        return rows
+
+
+def test_answer_item_scores_every_arm_with_the_reader_in_batches():
+    from vidpool.bench.arms import answer_item, arms_for
+    from vidpool.bench.synth.tasks import make_items
+
+    item = make_items("static", 1, seed=0)[0]
+    features, joint = torch.randn(8, 2, 2, 6), torch.randn(8, 2, 2, 5)
+    spy = _Spy()
+    spy.right = item.answer
+    arms = arms_for(["spatial", "random_drop"], [1.0, 0.25])
+    answers = answer_item(
+        item,
+        0,
+        features,
+        joint,
+        arms,
+        lambda t: torch.randn(len(t), 5),
+        shuffled=(features, joint),
+        reader=spy,
+    )
+    assert list(answers) == [a.key for a in arms]
+    assert answers["text_only"].correct is False and answers["full"].correct is True
+    assert answers["random_drop@0.25"].tokens == 8 and answers["random_drop@0.25"].correct is True
+    seen = [n for call in spy.calls for n in call]
+    assert sorted(seen) == sorted(a.tokens for a in answers.values())  # every arm, once, all its tokens
+    assert answers["middle_frame"].tokens == 4 and 0 in seen
+
+
+def test_bench_ask_refuses_bad_input_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    import vidpool.bench.synth.reader as reader_module
+    from vidpool.cli import main
+
+    def boom(*a, **k):
+        raise AssertionError("a model loaded")
+
+    monkeypatch.setattr(reader_module, "load_reader", boom)
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"not checked beyond being a non-empty file")
+    cases = [
+        ([str(tmp_path / "missing.mp4"), "--question", "q", "--options", "a,b"], "not found"),
+        ([str(video), "--question", "q", "--options", "a"], "at least two options"),
+        (
+            [str(video), "--question", "q", "--options", "a,b", "--method", "nope"],
+            "unknown compression method",
+        ),
+        ([str(video), "--question", "q", "--options", "a,b", "--budget", "4"], "needs --method"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["bench", "ask", *argv])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def _drawn(path, frames: int, at):
+    """A video drawn by the world's rules without its generator: a red circle on plain black, 128 px at
+    8 fps, its centre at ``at(t)`` (fractions of the side) in frame ``t``."""
+    from PIL import Image, ImageDraw
+
+    from vidpool.video import write_video
+
+    images = []
+    for t in range(frames):
+        image = Image.new("RGB", (128, 128), (0, 0, 0))
+        x, y = at(t)
+        r = 0.18 * 128
+        ImageDraw.Draw(image).ellipse(
+            [x * 128 - r, y * 128 - r, x * 128 + r, y * 128 + r], fill=(220, 30, 30)
+        )
+        images.append(np.asarray(image))
+    write_video(path, images, fps=8)
+    return path
+
+
+@pytest.mark.parametrize(
+    "question,options,at,truth",
+    [
+        ("What colour is the large shape?", ("green", "red", "blue", "yellow"), lambda t: (0.5, 0.5), "red"),
+        (
+            "Which way does the red circle move?",
+            ("left", "right", "up", "down"),
+            lambda t: (0.22 + 0.56 * t / 15, 0.5),
+            "right",
+        ),
+        (
+            "Which way does the red circle move?",
+            ("left", "right", "up", "down"),
+            lambda t: (0.5, 0.78 - 0.56 * t / 15),
+            "up",
+        ),
+    ],
+)
+def test_bench_ask_answers_about_a_video_drawn_outside_the_generator(
+    tmp_path, capsys, question, options, at, truth
+):
+    pytest.importorskip("open_clip")
+    import json
+
+    from vidpool.cli import main
+
+    video = _drawn(tmp_path / "drawn.mp4", 16, at)
+    assert (
+        main(["bench", "ask", str(video), "--question", question, "--options", ",".join(options), "--json"])
+        == 0
+    )
+    reply = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert reply["answer"] == truth and reply["tokens"] == 16 * 64
+    assert set(reply["scores"]) == set(options)
+    assert (
+        main(
+            [
+                "bench",
+                "ask",
+                str(video),
+                "--question",
+                question,
+                "--options",
+                ",".join(options),
+                "--method",
+                "random_drop",
+                "--budget",
+                "64",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.strip().splitlines()[-1] in options

@@ -115,6 +115,7 @@ def answer_item(
     seed: int = 0,
     logit_scale: float = 100.0,
     shuffled: tuple[torch.Tensor, torch.Tensor] | None = None,
+    reader: Any = None,
 ) -> dict[str, Answer]:
     """Every arm's answer to ``item``.
 
@@ -122,32 +123,32 @@ def answer_item(
         item: a :class:`vidpool.bench.synth.tasks.Item`.
         index: the item's place in its family (seeds the controls' randomness).
         features: ``[T, h, w, C]`` the encoder's patch features (what methods compress).
-        joint: ``[T, h, w, D]`` the last block's patches in the joint space (what the readout scores).
+        joint: ``[T, h, w, D]`` the last block's patches in the joint space (what the rule readout
+            scores, and what score-using methods rank patches by).
         embed_text: ``K`` strings -> ``[K, D]``.
         logit_scale: the CLIP's temperature, for the prompt relevance of score-using methods.
         shuffled: ``(features, joint)`` of the item's frames in the order ``shuffle_frames`` gives with
             ``item_seed(seed, index)``; needed by the ``shuffled`` control.
+        reader: a trained :class:`vidpool.bench.synth.reader.Reader` that answers from each arm's output
+            tokens and their provenance, every arm of the item in one batch; ``None``: the rule readout
+            (:mod:`vidpool.bench.synth.readout`).
 
     Returns:
         ``{arm.key: Answer}``.
     """
     import vidpool
     from vidpool.bench.synth.controls import control_compressed
-    from vidpool.bench.synth.readout import kept_tokens, option_scores
 
     shape = tuple(int(s) for s in features.shape[:3])
     total = shape[0] * shape[1] * shape[2]
     rng_seed = item_seed(seed, index)
     scores = None
 
-    def score(compressed: Any, on: torch.Tensor) -> bool:
-        kept = None if compressed is None else kept_tokens(compressed, on)
-        return int(np.argmax(option_scores(item, kept, embed_text))) == int(item.answer)
-
     out: dict[str, Answer] = {}
+    ran: list[tuple[Arm, int, Any, torch.Tensor, torch.Tensor]] = []
     for arm in arms:
         requested = total if arm.fraction is None else requested_tokens(arm.fraction, shape)
-        on = joint
+        on, source = joint, features
         try:
             if not arm.control:
                 extra = {}
@@ -161,15 +162,38 @@ def answer_item(
                 if shuffled is None:
                     raise ValueError("the shuffled control needs shuffled=(features, joint)")
                 compressed = control_compressed("full", shuffled[0], None, rng_seed)
-                on = shuffled[1]
+                source, on = shuffled
             else:
                 budget = None if arm.fraction is None else requested
                 compressed = control_compressed(arm.name, features, budget, rng_seed)
         except VidpoolError as exc:  # a budget the arm cannot meet is a result, not a crash
             out[arm.key] = Answer(None, requested, 0, f"{type(exc).__name__}: {exc}")
             continue
+        ran.append((arm, 0 if arm.name == "text_only" else requested, compressed, source, on))
+    right = _score_reader(item, ran, reader) if reader is not None else _score_rules(item, ran, embed_text)
+    for (arm, requested, compressed, _, _), correct in zip(ran, right):
         tokens = 0 if compressed is None else int(compressed.num_tokens)
-        if arm.name == "text_only":
-            requested = 0
-        out[arm.key] = Answer(score(compressed, on), requested, tokens)
-    return out
+        out[arm.key] = Answer(correct, requested, tokens)
+    return {arm.key: out[arm.key] for arm in arms}
+
+
+def _score_rules(item: Any, ran: list, embed_text: Callable) -> list[bool]:
+    from vidpool.bench.synth.readout import kept_tokens, option_scores
+
+    right = []
+    for _, _, compressed, _, on in ran:
+        kept = None if compressed is None else kept_tokens(compressed, on)
+        right.append(int(np.argmax(option_scores(item, kept, embed_text))) == int(item.answer))
+    return right
+
+
+def _score_reader(item: Any, ran: list, reader: Any, batch: int = 16) -> list[bool]:
+    from vidpool.bench.synth.reader import reader_input
+
+    right: list[bool] = []
+    for start in range(0, len(ran), batch):
+        chunk = ran[start : start + batch]
+        inputs = [reader_input(compressed, source) for _, _, compressed, source, _ in chunk]
+        scores = reader.answer(inputs, [item.question] * len(chunk), [item.options] * len(chunk))
+        right += [int(row.argmax()) == int(item.answer) for row in scores]
+    return right

@@ -82,13 +82,14 @@ def ask(
         frames = source.sample(fps=FPS, max_frames=MAX_FRAMES, resize=encoder.image_size).frames
     import torch
 
-    features = encoder.encode_frames(torch.from_numpy(frames)).patches.float()
+    frames = torch.as_tensor(frames)
+    features = encoder.encode_frames(frames).patches.float()
     if method is None:
         tokens = full_input(features)
     else:
         extra: dict[str, Any] = {}
         if vidpool.get_method(method).uses_scores:
-            joint = encoder.encode_frames(torch.from_numpy(frames), joint=True).joint.float()
+            joint = encoder.encode_frames(frames, joint=True).joint.float()
             question_emb = encoder.encode_text([question])[0].float()
             extra["scores"] = vidpool.prompt_scores(joint, question_emb, logit_scale=encoder.logit_scale)
         tokens = reader_input(vidpool.compress(features, method, budget=budget, **extra), features)

@@ -1,4 +1,5 @@
-"""``vidpool bench``: ``fidelity`` (the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`);
+"""``vidpool bench``: ``fidelity`` (the command-line face of :func:`vidpool.bench.fidelity.run_fidelity`),
+``ask`` (:mod:`vidpool.bench.ask`: the trained reader answers about any video);
 ``export-lmms`` is added by the lmms-eval integration (:mod:`vidpool.integrations.lmms_eval.cli`).
 
 Every option is checked (exit 2) before the CLIP loads or a frame is rendered. Option types are
@@ -155,6 +156,13 @@ def add_bench_parser(
         help="letter: the lettered options, the letter read (default); free: the question alone, the "
         "option its reply names",
     )
+    p.add_argument(
+        "--scorer",
+        choices=("reader", "rules"),
+        default="reader",
+        help="what answers from the kept tokens: the trained reader (default) or the hand-written "
+        "retrieval rules",
+    )
     p.add_argument("--no-retrieval", action="store_true", help="only the LM's answers (needs --model)")
     p.add_argument(
         "--jobs",
@@ -180,7 +188,9 @@ def add_bench_parser(
         help="budget fraction whose memory is measured, not only planned (default 0.25; --quick plans only)",
     )
     p.set_defaults(handler=_cmd_fidelity, parser=p)
-    return [bench_p, p, *(add(bench_sub) for add in extensions)]
+    from vidpool.bench.ask import add_ask_parser
+
+    return [bench_p, p, add_ask_parser(bench_sub), *(add(bench_sub) for add in extensions)]
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
@@ -212,6 +222,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         model=args.model,
         model_frames=args.model_frames,
         retrieval=not args.no_retrieval,
+        scorer=args.scorer,
         jobs=args.jobs,
         model_prompt=args.model_prompt,
     )

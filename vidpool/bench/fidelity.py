@@ -51,6 +51,8 @@ QUICK = {"items": 40, "budgets": (1.0, 0.25, 0.0625), "max_frames": 20, "measure
 #: (``test``), ``vs frame_subsample`` rows, and ``p_holm`` over retrieval and generation together;
 #: ``seed_kind``; ``items[family]["units"]``
 RESULTS_VERSION = 2
+#: what answers from the kept tokens: the trained reader (the default) or the hand-written retrieval rules
+SCORERS = ("reader", "rules")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class FidelitySettings:
     model: str | None = None
     model_frames: int | None = None
     retrieval: bool = True
+    scorer: str = "reader"
     jobs: int = 1
     model_prompt: str = "letter"
 
@@ -118,6 +121,12 @@ def check_settings(s: FidelitySettings) -> FidelitySettings:
 
     if s.model_prompt not in STYLES:
         raise InvalidArgumentError(f"model_prompt must be one of {', '.join(STYLES)}, got {s.model_prompt!r}")
+    if s.scorer not in SCORERS:
+        raise InvalidArgumentError(f"scorer must be one of {', '.join(SCORERS)}, got {s.scorer!r}")
+    if s.scorer == "reader" and s.retrieval and s.clip is not None:
+        raise InvalidArgumentError(
+            f"the trained reader reads the world's CLIP features, not {s.clip}'s: use --scorer rules with --clip"
+        )
     if not s.retrieval and s.model is None:
         raise InvalidArgumentError("nothing to score: --no-retrieval needs --model (a video LM to ask)")
     if s.model is not None:
@@ -170,7 +179,14 @@ def _frames_of(family: str, s: FidelitySettings) -> int | None:
 
 
 def _run_family(
-    family: str, items: list, s: FidelitySettings, arms: list[Arm], encoder, text, log: Callable[[str], None]
+    family: str,
+    items: list,
+    s: FidelitySettings,
+    arms: list[Arm],
+    encoder,
+    text,
+    log: Callable[[str], None],
+    reader: Any = None,
 ) -> dict[str, Column]:
     from vidpool.bench.arms import answer_item
     from vidpool.bench.synth.tasks import render_item
@@ -192,6 +208,7 @@ def _run_family(
             seed=s.seed,
             logit_scale=encoder.logit_scale,
             shuffled=shuffled,
+            reader=reader,
         )
         for key, a in answers.items():
             columns[key].add(a)
@@ -352,7 +369,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     out = Path(s.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     pairs = _comparison_pairs(methods, s.budgets)
-    arms, clip_about, encoder, text = [], None, None, None
+    arms, clip_about, encoder, text, reader = [], None, None, None, None
     if s.retrieval:
         from vidpool.bench.clip import TextEmbeddings, clip_zero_shot, load_clip
 
@@ -361,6 +378,11 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
         clip_about["zero_shot"] = clip_zero_shot(encoder, text)
         log(f"CLIP {clip_about['model']} ({clip_about['weights']}): zero-shot {clip_about['zero_shot']}")
         arms = arms_for(methods, s.budgets)
+        if s.scorer == "reader":
+            from vidpool.bench.synth.reader import load_reader
+
+            reader = load_reader()
+            log("scorer: the trained reader (vidpool/models/synth/reader.safetensors)")
     model, gen_arms, scope = None, [], contextlib.ExitStack()
     pool = None
     if s.model is not None:
@@ -398,7 +420,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
                 _say_fewer_frames(family, items, s.model_frames or model.config.num_frames)
             if s.retrieval:
                 log(f"{family}: {s.items} questions x {len(arms)} arms")
-                retrieval[family] = _run_family(family, items, s, arms, encoder, text, log)
+                retrieval[family] = _run_family(family, items, s, arms, encoder, text, log, reader)
                 per_item[family]["correct"] = {k: c.correct for k, c in retrieval[family].items()}
             if model is not None:
                 log(f"{family}: {s.items} questions x {len(gen_arms)} arms, answered by generation")
@@ -442,6 +464,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     results = {
         "version": RESULTS_VERSION,
         "seed_kind": check_eval_seed(s.seed),
+        "scorer": s.scorer if s.retrieval else None,
         "settings": {
             **{k: _portable(v) for k, v in asdict(s).items()},
             "families": families,

@@ -113,6 +113,12 @@ def _short(cell: dict | None) -> str:
     return "-" if cell is None or cell["accuracy"] is None else f"{cell['accuracy']['value']:.2f}"
 
 
+def scorer_name(results: dict[str, Any]) -> str:
+    """What answered from the kept tokens: ``"trained reader"`` or ``"retrieval rules"`` (results that
+    predate the reader were scored by the rules)."""
+    return "trained reader" if results.get("scorer") == "reader" else "retrieval rules"
+
+
 def format_generative(results: dict[str, Any]) -> str:
     """The video LM's accuracy [95% interval] per family x method x budget, each followed by the
     retrieval scorer's accuracy for the same cell after ``|`` (``-`` where it did not run); empty
@@ -127,7 +133,7 @@ def format_generative(results: dict[str, Any]) -> str:
     retrieval = _by_family(results)
     lines = [
         f"answered by generation: {section['model_name']} ({section['frames']} frames, {section.get('prompt', 'letter')} answers, "
-        f"{_seed_line(results)}; each cell: generated accuracy [95% {_kind(results)} interval] | retrieval scorer's accuracy)"
+        f"{_seed_line(results)}; each cell: generated accuracy [95% {_kind(results)} interval] | {scorer_name(results)}' accuracy)"
     ]
     for family, cells in _by_family(results, section).items():
         other = retrieval.get(family, {})
@@ -155,7 +161,9 @@ def format_table(results: dict[str, Any]) -> str:
     names = _names(results)
     width = max(len(n) for n in names)
     col = 20
-    lines = [f"retrieval scorer, {_seed_line(results)}; each cell: accuracy [95% {_kind(results)} interval]"]
+    lines = [
+        f"{scorer_name(results)}, {_seed_line(results)}; each cell: accuracy [95% {_kind(results)} interval]"
+    ]
     for family, cells in _by_family(results).items():
         n = cells["full"]["n_items"]
         fixed = ", ".join(
@@ -209,7 +217,7 @@ def write_plots(results: dict[str, Any], out: str | Path) -> list[Path]:
     """``accuracy_<family>.png`` per family: accuracy against visual tokens (log scale), one line per
     method with its 95% band, the budgeted controls dotted, the full tokens and the text alone dashed;
     with a generative section, ``generated_<family>.png`` the same for the video LM's answers."""
-    written = _plots(results, _by_family(results), out, "accuracy", "retrieval scorer")
+    written = _plots(results, _by_family(results), out, "accuracy", scorer_name(results))
     if results.get("generative"):
         section = results["generative"]
         by_family = _by_family(results, section)
