@@ -28,6 +28,8 @@ from vidpool.compression.registry import get_method
 from vidpool.compression.result import Compressed
 from vidpool.errors import BudgetError, InvalidArgumentError
 
+from trained_support import trained_kwargs
+
 VOCAB = [*COLOURS, *SHAPES, "background"]
 FRAMES = {"needle": 32, "needle_time": 32}
 
@@ -188,10 +190,11 @@ def test_kept_tokens_of_every_method(method):
         if get_method(method).uses_scores
         else None
     )
+    weights = trained_kwargs(method, 16)
     try:
-        compressed = vidpool.compress(features, method, budget=48, scores=scores)
+        compressed = vidpool.compress(features, method, budget=48, scores=scores, **weights)
     except BudgetError:
-        compressed = vidpool.compress(features, method, scores=scores)
+        compressed = vidpool.compress(features, method, scores=scores, **weights)
     kept = kept_tokens(compressed, joint)
     recorded = compressed.assign[compressed.weight > 0].unique()
     assert kept.joint.shape == (len(recorded), 6) and len(recorded) <= compressed.num_tokens

@@ -8,6 +8,8 @@ import torch
 import vidpool
 from vidpool import BudgetError, InvalidArgumentError, UnknownMethodError, VidpoolError
 
+from trained_support import TRAINED, trained_kwargs
+
 METHODS = vidpool.list_methods()
 # Methods where every input position feeds at most one output token, so tokens can be rebuilt from
 # (assign, weight) alone.
@@ -26,28 +28,10 @@ SINGLE_FEED = {
 }
 
 
-# Trainable methods run here with random weights of the fixture's width (their shipped weights are for
-# the world's CLIP; tests/test_compress_trainable.py checks those).
-TRAINED: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def trained_weights(tmp_path_factory):
-    from vidpool.compression.attsets import AttSetsPool
-    from vidpool.compression.multilayer import MultiLayerPool
-    from vidpool.compression.trained import save_pooling
-
-    folder = tmp_path_factory.mktemp("trained")
-    torch.manual_seed(9)
-    attsets = AttSetsPool(6, hidden=8)
-    torch.nn.init.normal_(attsets.score[2].weight, std=0.3)
-    for name, module in [("attsets", attsets), ("multilayer", MultiLayerPool(6, layers=(-2,), read=0, dim=8))]:
-        save_pooling(module, folder / f"{name}.safetensors")
-        TRAINED[name] = str(folder / f"{name}.safetensors")
-
-
 def params_for(name):
-    return {"weights": TRAINED[name]} if name in TRAINED else {}
+    """Random weights of the fixture's width for the trained methods (their shipped weights are for
+    the world's CLIP; tests/test_compress_trainable.py checks those)."""
+    return trained_kwargs(name, 6)
 
 
 def kwargs_for(name, x):

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 import vidpool
 from vidpool import BudgetError
 
+from trained_support import trained_kwargs
+
 ADAPTIVE_TO_BUDGET = ["adaptive", "prompt_guided", "progressive", "slowfast", "temporal_merge", "vidcom2"]
 FIXED = ["none", "spatiotemporal", "spp"]
 
@@ -25,6 +27,7 @@ def test_planned_count_is_the_produced_count(shape, budget, name, data):
     kwargs = {"budget": budget} if use_budget else {}
     if name == "spp":
         kwargs["levels"] = tuple(lv for lv in (1, 2, 4) if lv <= min(shape[1:])) if not use_budget else (1,)
+    kwargs.update(trained_kwargs(name, 3))
     try:
         plan = vidpool.resolve(name, shape, **kwargs)
     except BudgetError as err:
