@@ -217,3 +217,24 @@ def test_reference_loop_is_itself_correct_on_a_worked_example():
     pts = torch.tensor([[math.cos(a), math.sin(a)] for a in map(math.radians, (0, 10, 180))])
     assert reference_greedy(pts, 2) == [2, 0]
     assert reference_greedy(pts, 3) == [2, 0, 1]
+
+
+def test_a_budget_sweep_reuses_one_greedy_order_and_matches_fresh_runs(monkeypatch):
+    """Budgets over one video take prefixes of its greedy order; a different video never reuses it."""
+    import vidpool.compression.divprune as dp
+
+    torch.manual_seed(3)
+    video = torch.randn(6, 4, 4, 8)
+    fresh = {k: vidpool.compress(video.clone(), "divprune", budget=k).tokens for k in (40, 20, 5)}
+    dp._LAST_ORDER.clear()
+    calls = []
+    real = dp.max_min_diverse
+    monkeypatch.setattr(dp, "max_min_diverse", lambda *a: calls.append(a[1]) or real(*a))
+    swept = {k: vidpool.compress(video, "divprune", budget=k).tokens for k in (40, 20, 5)}
+    assert calls == [40]
+    for k in fresh:
+        torch.testing.assert_close(swept[k], fresh[k], rtol=0, atol=0)
+    other = video.clone()
+    other[0, 0, 0, 0] += 1.0
+    vidpool.compress(other, "divprune", budget=5)
+    assert calls == [40, 5]

@@ -187,13 +187,45 @@ def _score_rules(item: Any, ran: list, embed_text: Callable) -> list[bool]:
     return right
 
 
-def _score_reader(item: Any, ran: list, reader: Any, batch: int = 16) -> list[bool]:
+def _score_reader(item: Any, ran: list, reader: Any, batch_tokens: int = 32768) -> list[bool]:
+    """The reader's verdict on every arm, in batches of similar length (padding is what costs)."""
     from vidpool.bench.synth.reader import reader_input
 
-    right: list[bool] = []
-    for start in range(0, len(ran), batch):
-        chunk = ran[start : start + batch]
-        inputs = [reader_input(compressed, source) for _, _, compressed, source, _ in chunk]
-        scores = reader.answer(inputs, [item.question] * len(chunk), [item.options] * len(chunk))
-        right += [int(row.argmax()) == int(item.answer) for row in scores]
+    inputs = [reader_input(compressed, source) for _, _, compressed, source, _ in ran]
+    # arms that keep the very same tokens (every method at 100%, the full control) are read once
+    same: dict[int, int] = {}
+    for i, x in enumerate(inputs):
+        same[i] = next(
+            (
+                j
+                for j in range(i)
+                if same[j] == j
+                and len(inputs[j].tokens) == len(x.tokens)
+                and torch.equal(inputs[j].place, x.place)
+                and torch.equal(inputs[j].tokens, x.tokens)
+            ),
+            i,
+        )
+    unique = [i for i in range(len(inputs)) if same[i] == i]
+    verdict = dict(zip(unique, _read(item, [inputs[i] for i in unique], reader, batch_tokens)))
+    return [verdict[same[i]] for i in range(len(inputs))]
+
+
+def _read(item: Any, inputs: list, reader: Any, batch_tokens: int) -> list[bool]:
+    order = sorted(range(len(inputs)), key=lambda i: len(inputs[i].tokens))
+    right = [False] * len(inputs)
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while (
+            stop < len(order) and (stop - start + 1) * max(1, len(inputs[order[stop]].tokens)) <= batch_tokens
+        ):
+            stop += 1
+        chunk = order[start:stop]
+        scores = reader.answer(
+            [inputs[i] for i in chunk], [item.question] * len(chunk), [item.options] * len(chunk)
+        )
+        for i, row in zip(chunk, scores):
+            right[i] = int(row.argmax()) == int(item.answer)
+        start = stop
     return right
