@@ -357,3 +357,29 @@ def test_the_trained_reader_scores_the_real_world_and_refuses_another_clip(tmp_p
     assert cells["full"]["accuracy"]["value"] >= 4 / 6  # the shipped reader reads static items
     assert cells["text_only"]["n_items"] == 6 and cells["spatial@0.25"]["tokens"]["max"] == 128
     assert any(line.startswith("trained reader") for line in "\n".join(lines).splitlines())
+
+
+def test_the_best_method_line_names_the_highest_fidelity_and_its_wins(run):
+    from vidpool.bench.report import format_best
+
+    results, _, printed = run
+    text = format_best(results)
+    assert text.splitlines()[0].startswith("best method per family and budget") and text in printed
+    cells = {(c["family"], c["key"]): c for c in results["cells"]}
+    comparisons = {(r["family"], r["a"], r["b"]): r for r in results["comparisons"]}
+    for line in text.splitlines()[1:]:
+        family, rest = line.split(": ", 1)
+        for part in rest.split("; "):
+            share, name, value, *_, wins = part.split(" ")
+            fraction = float(share.rstrip("%:")) / 100
+            best = max(
+                (
+                    cells[(family, f"{m}@{fraction:g}")]
+                    for m in METHODS
+                    if cells[(family, f"{m}@{fraction:g}")]["fidelity"]
+                ),
+                key=lambda c: c["fidelity"]["value"],
+            )
+            assert name == best["name"] and float(value) == round(best["fidelity"]["value"], 2)
+            row = comparisons[(family, best["key"], f"random_drop@{fraction:g}")]
+            assert (wins.split("/")[0] == "yes") == (row["diff"] > 0 and row["p_holm"] < 0.05)

@@ -111,7 +111,7 @@ def add_bench_parser(
         "--budgets",
         type=comma_list(_fraction),
         metavar="F,F",
-        help="budget fractions of the full tokens (default 1,0.5,0.25,0.125,0.0625,0.03; --quick 1,0.25,0.0625)",
+        help="budget fractions of the full tokens (default 1,0.5,0.25,0.1,0.0625,0.05,0.03; --quick 1,0.25,0.0625)",
     )
     p.add_argument(
         "--items", type=positive_int, metavar="N", help="questions per family (default 300; --quick 40)"

@@ -42,7 +42,8 @@ __all__ = [
 ]
 
 #: budget fractions of the full ``T·h·w`` tokens (the issue's 100, 50, 25, 12.5, 6.25 and 3%)
-BUDGETS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03)
+#: the shares the answer is read at: 100, 50, 25, 10, 6.25 (where random dropping must fall), 5 and 3%
+BUDGETS = (1.0, 0.5, 0.25, 0.1, 0.0625, 0.05, 0.03)
 FULL_ITEMS = 300
 #: what ``--quick`` changes: fewer questions, budgets and frames (each family's length, at most 20), and
 #: no measured prefill
@@ -358,7 +359,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     Returns the results (what ``results.json`` holds).
     """
     import vidpool
-    from vidpool.bench.report import format_generative, format_memory, format_table, write_plots
+    from vidpool.bench.report import format_best, format_generative, format_memory, format_table, write_plots
     from vidpool.bench.synth.tasks import FAMILIES, make_items
 
     s = check_settings(settings)
@@ -482,7 +483,8 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
     }
     results["plots"] = [p.name for p in write_plots(results, out)]
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    parts = [format_table(results), format_generative(results), format_memory(memory)]
+    best = format_best(results) if results["cells"] else ""
+    parts = [format_table(results), best, format_generative(results), format_memory(memory)]
     table = "\n\n".join(part for part in parts if part)
     (out / "table.txt").write_text(table + "\n")
     log(table)

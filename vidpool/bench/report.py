@@ -109,6 +109,40 @@ def format_cells(results: dict[str, Any], section: dict | None = None) -> str:
     return "\n".join(lines).rstrip()
 
 
+def format_best(results: dict[str, Any], section: dict | None = None) -> str:
+    """Per family and budget below 100%: the method with the highest fidelity, its fidelity [95%
+    interval], and whether it beats ``random_drop`` and ``frame_subsample`` at that budget (a positive
+    paired difference with Holm-adjusted p < 0.05: ``yes``; otherwise ``no``)."""
+    source = section or results
+    versus = {(r["family"], r["a"], r["b"]): r for r in source.get("comparisons", [])}
+    budgets = [b for b in results["settings"]["budgets"] if b < 1]
+    methods = [m for m in results["settings"]["methods"] if m not in BASELINES]
+    lines = [
+        "best method per family and budget: fidelity [95% cluster bs]; beats random_drop / frame_subsample "
+        "(Holm p < 0.05)"
+    ]
+    for family, cells in _by_family(results, section).items():
+        parts = []
+        for b in budgets:
+            scored = [
+                cells[f"{m}@{b:g}"]
+                for m in methods
+                if f"{m}@{b:g}" in cells and cells[f"{m}@{b:g}"]["fidelity"] is not None
+            ]
+            if not scored:
+                parts.append(f"{b * 100:g}%: -")
+                continue
+            best = max(scored, key=lambda c: c["fidelity"]["value"])
+            wins = []
+            for base in BASELINES:
+                row = versus.get((family, best["key"], f"{base}@{b:g}"))
+                ok = row is not None and row["diff"] > 0 and (row.get("p_holm") or 1) < 0.05
+                wins.append("yes" if ok else "no")
+            parts.append(f"{b * 100:g}%: {best['name']} {_interval(best['fidelity'])} {'/'.join(wins)}")
+        lines.append(f"{family}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def _short(cell: dict | None) -> str:
     return "-" if cell is None or cell["accuracy"] is None else f"{cell['accuracy']['value']:.2f}"
 
