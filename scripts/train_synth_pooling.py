@@ -64,7 +64,9 @@ def cached_features(encoder, family: str, count: int, seed: int, work: Path):
     tmp = path.with_suffix(".tmp")
     torch.save(feats, tmp)
     tmp.replace(path)
-    print(f"encoded {family} (seed {seed}): {count} items in {time.perf_counter() - started:.0f} s", flush=True)
+    print(
+        f"encoded {family} (seed {seed}): {count} items in {time.perf_counter() - started:.0f} s", flush=True
+    )
     return items, feats
 
 
@@ -99,9 +101,13 @@ def accuracy(reader, name, module, items, feats, width, fraction, batch: int = 1
     with torch.no_grad():
         for i in range(0, len(items), batch):
             chunk = items[i : i + batch]
-            pairs = [pooled_input(name, module, feats[i + j], width, fraction, i + j) for j in range(len(chunk))]
+            pairs = [
+                pooled_input(name, module, feats[i + j], width, fraction, i + j) for j in range(len(chunk))
+            ]
             tokens += sum(n for _, n in pairs)
-            scores = reader.answer([p for p, _ in pairs], [it.question for it in chunk], [it.options for it in chunk])
+            scores = reader.answer(
+                [p for p, _ in pairs], [it.question for it in chunk], [it.options for it in chunk]
+            )
             right += int((scores.argmax(-1) == torch.tensor([it.answer for it in chunk])).sum())
     return right / len(items), tokens / len(items)
 
@@ -127,12 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("method", choices=("attsets", "multilayer"))
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--max-minutes", type=float, default=30.0, help="stop (saved, resumable) after this long")
+    parser.add_argument(
+        "--max-minutes", type=float, default=30.0, help="stop (saved, resumable) after this long"
+    )
     parser.add_argument("--batch", type=int, default=8, help="items a step")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0, help="torch seed (initialisation, batch order, budgets)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="torch seed (initialisation, batch order, budgets)"
+    )
     parser.add_argument("--item-seed", type=int, default=500_002, help="the training seed of the items")
     parser.add_argument("--eval-count", type=int, default=48, help="development items per family")
     parser.add_argument("--save-every", type=int, default=20)
@@ -142,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.item_seed not in TRAINING_SEEDS:
-        parser.error(f"--item-seed must be a training seed ({TRAINING_SEEDS.start}..{TRAINING_SEEDS.stop - 1})")
+        parser.error(
+            f"--item-seed must be a training seed ({TRAINING_SEEDS.start}..{TRAINING_SEEDS.stop - 1})"
+        )
 
     torch.set_num_threads(1)
     from vidpool.bench.clip import load_clip
@@ -151,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     width = encoder.width
     args.work_dir.mkdir(parents=True, exist_ok=True)
     train = {f: cached_features(encoder, f, TRAIN_ITEMS[f], args.item_seed, args.work_dir) for f in FAMILIES}
-    held = {f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES}
+    held = {
+        f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES
+    }
     if args.encode_only:
         return 0
     reader = load_reader().requires_grad_(False)
@@ -177,9 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         fraction = float(rng.choice(FRACTIONS))
         inputs = [pooled_input(args.method, module, feats[i], width, fraction, int(i))[0] for i in pick]
         batch = collate(
-            inputs, [items[i].question for i in pick], [items[i].options for i in pick], reader.config.vocabulary
+            inputs,
+            [items[i].question for i in pick],
+            [items[i].options for i in pick],
+            reader.config.vocabulary,
         )
-        loss = torch.nn.functional.cross_entropy(reader(**batch), torch.tensor([items[i].answer for i in pick]))
+        loss = torch.nn.functional.cross_entropy(
+            reader(**batch), torch.tensor([items[i].answer for i in pick])
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -218,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         "development_seed": DEVELOPMENT_SEED,
         "development_items_per_family": args.eval_count,
         "development_accuracy": evaluate(reader, args.method, str(weights_path), held, width),
-        "command": "python scripts/train_synth_pooling.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python scripts/train_synth_pooling.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
     }
     (args.out / f"{args.method}_training.json").write_text(json.dumps(summary, indent=2) + "\n")
     return 0

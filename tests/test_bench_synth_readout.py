@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from trained_support import trained_kwargs
 
 import vidpool
 from vidpool.bench.synth import (
@@ -27,8 +28,6 @@ from vidpool.bench.synth.world import COLOURS, SHAPES
 from vidpool.compression.registry import get_method
 from vidpool.compression.result import Compressed
 from vidpool.errors import BudgetError, InvalidArgumentError
-
-from trained_support import trained_kwargs
 
 VOCAB = [*COLOURS, *SHAPES, "background"]
 FRAMES = {"needle": 32, "needle_time": 32}

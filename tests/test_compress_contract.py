@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from trained_support import TRAINED, trained_kwargs
 
 import vidpool
 from vidpool import BudgetError, InvalidArgumentError, UnknownMethodError, VidpoolError
-
-from trained_support import TRAINED, trained_kwargs
 
 METHODS = vidpool.list_methods()
 # Methods where every input position feeds at most one output token, so tokens can be rebuilt from

@@ -7,11 +7,10 @@ import math
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trained_support import trained_kwargs
 
 import vidpool
 from vidpool import BudgetError
-
-from trained_support import trained_kwargs
 
 ADAPTIVE_TO_BUDGET = ["adaptive", "prompt_guided", "progressive", "slowfast", "temporal_merge", "vidcom2"]
 FIXED = ["none", "spatiotemporal", "spp"]

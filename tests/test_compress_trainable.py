@@ -58,7 +58,9 @@ def multilayer_reference(module: MultiLayerPool, x: torch.Tensor, count: int):
     d, r = module.config["width"], module.config["read"]
     tokens, attn = [], []
     for frame in x.flatten(1, 2):  # [P, L*D]
-        keys = module.key(torch.nn.functional.layer_norm(frame, (frame.shape[-1],), module.norm.weight, module.norm.bias))
+        keys = module.key(
+            torch.nn.functional.layer_norm(frame, (frame.shape[-1],), module.norm.weight, module.norm.bias)
+        )
         logits = module.queries[:count] @ keys.T / math.sqrt(keys.shape[-1])  # [q, P]
         a = torch.exp(logits - logits.max(dim=1, keepdim=True).values)
         a = a / a.sum(dim=1, keepdim=True)
@@ -114,7 +116,11 @@ def test_multilayer_is_cross_attention_over_each_frame(budget, count):
     module = random_multilayer(4)
     out = module(x, budget=budget)
     tokens, attn = multilayer_reference(module, x, count)
-    assert out.num_tokens == 7 * count == vidpool.num_output_tokens("multilayer", (7, 6, 6), budget=budget, weights=module)
+    assert (
+        out.num_tokens
+        == 7 * count
+        == vidpool.num_output_tokens("multilayer", (7, 6, 6), budget=budget, weights=module)
+    )
     assert out.tokens.shape == (7 * count, 4)
     assert torch.allclose(out.tokens, tokens, atol=1e-5)
     best, query = attn.max(dim=1)  # [T, P]
@@ -153,7 +159,7 @@ def test_budgets_resolve_exactly():
         assert ml.params["queries"] == budget // 16 and ml.num_tokens == 16 * (budget // 16)
     with pytest.raises(BudgetError, match="smallest possible budget is 16"):
         vidpool.resolve("multilayer", shape, budget=15, weights=MultiLayerPool(4))
-    with pytest.raises(InvalidArgumentError, match="1..64"):
+    with pytest.raises(InvalidArgumentError, match=r"1\.\.64"):
         vidpool.resolve("multilayer", shape, queries=65, weights=MultiLayerPool(4, queries=80))
     with pytest.raises(InvalidArgumentError, match="not both"):
         vidpool.resolve("attsets", shape, budget=10, grid=(1, 2, 2))
@@ -169,12 +175,12 @@ def test_saved_weights_load_and_a_wrong_width_is_refused(tmp_path):
     loaded = vidpool.compress(x, "attsets", budget=30, weights=str(path))
     # float16 storage: the loaded weights are the module's rounded to half precision
     assert torch.allclose(loaded.tokens, module(x, budget=30).tokens, atol=2e-2)
-    with pytest.raises(InvalidArgumentError, match="train_synth_pooling.py"):
+    with pytest.raises(InvalidArgumentError, match=r"train_synth_pooling\.py"):
         vidpool.compress(x[..., :5], "attsets", weights=str(path))
     ml = random_multilayer(2)
     with pytest.raises(InvalidArgumentError, match=r"3 layers \[-3, -2, -1\] of 2.*has 4"):
         ml(x[..., :4])
-    with pytest.raises(CheckpointError, match="train_synth_pooling.py"):
+    with pytest.raises(CheckpointError, match=r"train_synth_pooling\.py"):
         vidpool.compress(x, "attsets", weights=str(tmp_path / "none.safetensors"))
     pool = vidpool.TokenCompressor("attsets", budget=30, weights=str(path))
     assert pool(x).shape == (2, pool.num_output_tokens((4, 6, 6)), 6)
@@ -198,7 +204,7 @@ def test_shipped_weights_load_for_the_worlds_width(kind):
     out = vidpool.compress(x, kind, budget=102)
     assert out.tokens.shape == (vidpool.num_output_tokens(kind, (16, 8, 8), budget=102), width)
     assert torch.isfinite(out.tokens).all()
-    with pytest.raises(InvalidArgumentError, match="train_synth_pooling.py"):
+    with pytest.raises(InvalidArgumentError, match=r"train_synth_pooling\.py"):
         vidpool.compress(x[..., : channels - 1], kind, budget=102)
 
 

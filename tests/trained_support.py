@@ -4,7 +4,7 @@ run every registered method on features narrower than the world's CLIP)."""
 from __future__ import annotations
 
 import tempfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -15,7 +15,7 @@ __all__ = ["TRAINED", "trained_kwargs"]
 TRAINED = ("attsets", "multilayer")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _weights(name: str, width: int) -> str:
     from vidpool.compression.attsets import AttSetsPool
     from vidpool.compression.multilayer import MultiLayerPool

@@ -74,7 +74,9 @@ def window_softmax_pool(
         z = z[:, it][:, :, :, ih][:, :, :, :, :, iw]  # [B, t, Kt, h, Kh, w, Kw, C]
         return z.permute(0, 1, 3, 5, 2, 4, 6, 7)
 
-    valid = vt[:, None, None, :, None, None] & vh[None, :, None, None, :, None] & vw[None, None, :, None, None, :]
+    valid = (
+        vt[:, None, None, :, None, None] & vh[None, :, None, None, :, None] & vw[None, None, :, None, None, :]
+    )
     logits = gather(scores.float()).masked_fill(~valid[..., None], float("-inf"))
     attn = logits.flatten(4, 6).softmax(dim=4)  # [B, t, h, w, K, C']
     tokens = (attn * gather(x).flatten(4, 6).float()).sum(dim=4)  # [B, t, h, w, C]

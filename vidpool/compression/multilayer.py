@@ -64,7 +64,13 @@ class MultiLayerPool(nn.Module):
         layers = [int(v) for v in layers]
         if not 0 <= read < len(layers):
             raise InvalidArgumentError(f"read={read} must index one of the {len(layers)} layers {layers}")
-        self.config = {"width": int(width), "layers": layers, "read": int(read), "dim": int(dim), "queries": int(queries)}
+        self.config = {
+            "width": int(width),
+            "layers": layers,
+            "read": int(read),
+            "dim": int(dim),
+            "queries": int(queries),
+        }
         channels = width * len(layers)
         self.norm = nn.LayerNorm(channels)
         self.key = nn.Linear(channels, dim)
@@ -144,7 +150,12 @@ class MultiLayer(Method):
     def run(self, x, plan, scores=None):
         module = pooling_module(MultiLayerPool, plan.params["weights"], self.name, x.device)
         layers = module.config["layers"]
-        check_width(self.name, x.shape[-1], module.in_channels, f"width ({len(layers)} layers {layers} of {module.width})")
+        check_width(
+            self.name,
+            x.shape[-1],
+            module.in_channels,
+            f"width ({len(layers)} layers {layers} of {module.width})",
+        )
         count = plan.params["queries"]
         tokens, attn = module.attend(x, count)
         b, t, h, w, _ = x.shape

@@ -70,7 +70,9 @@ def _stamp(path: Path, name: str) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
-        raise CheckpointError(f"no trained {name} pooling at {path}: {TRAIN_HINT}, or pass weights=PATH") from None
+        raise CheckpointError(
+            f"no trained {name} pooling at {path}: {TRAIN_HINT}, or pass weights=PATH"
+        ) from None
 
 
 def pooling_config(weights: Any, name: str) -> dict[str, Any]:
@@ -109,7 +111,9 @@ def pooling_module(cls: type, weights: Any, name: str, device: str | torch.devic
     if isinstance(weights, cls):
         return weights
     if isinstance(weights, nn.Module):
-        raise InvalidArgumentError(f"{name} takes a {cls.__name__} as weights, got a {type(weights).__name__}")
+        raise InvalidArgumentError(
+            f"{name} takes a {cls.__name__} as weights, got a {type(weights).__name__}"
+        )
     return load_pooling(cls, default_weights(name) if weights is None else weights, name, device)
 
 
