@@ -277,3 +277,27 @@ def test_bench_ask_answers_about_a_video_drawn_outside_the_generator(
         == 0
     )
     assert capsys.readouterr().out.strip().splitlines()[-1] in options
+
+
+def test_answer_item_feeds_a_multi_layer_method_the_layers_it_reads():
+    from vidpool.bench.arms import Arm, answer_item
+    from vidpool.bench.synth.tasks import make_items
+    from vidpool.compression.registry import get_method
+
+    item = make_items("static", 1, seed=0)[0]
+    features = torch.randn(8, 8, 8, 128)
+    asked = []
+
+    def layered(which):
+        asked.append(which)
+        return torch.cat([features] * len(which), dim=-1)
+
+    spy = _Spy()
+    spy.right = item.answer
+    arm = Arm("multilayer", 0.25)
+    answers = answer_item(
+        item, 0, features, features, [arm], lambda t: torch.randn(len(t), 128), reader=spy, layered=layered
+    )
+    assert asked == [get_method("multilayer").input_layers] and answers[arm.key].tokens == 8 * 16
+    with pytest.raises(ValueError, match="layered"):
+        answer_item(item, 0, features, features, [arm], lambda t: torch.randn(len(t), 128), reader=spy)

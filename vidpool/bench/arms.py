@@ -116,6 +116,7 @@ def answer_item(
     logit_scale: float = 100.0,
     shuffled: tuple[torch.Tensor, torch.Tensor] | None = None,
     reader: Any = None,
+    layered: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
 ) -> dict[str, Answer]:
     """Every arm's answer to ``item``.
 
@@ -132,6 +133,9 @@ def answer_item(
         reader: a trained :class:`vidpool.bench.synth.reader.Reader` that answers from each arm's output
             tokens and their provenance, every arm of the item in one batch; ``None``: the rule readout
             (:mod:`vidpool.bench.synth.readout`).
+        layered: ``layers -> [T, h, w, L·C]`` the item's features of several encoder layers, for a
+            method whose input concatenates them (``Method.input_layers``); its provenance is read
+            against ``features``.
 
     Returns:
         ``{arm.key: Answer}``.
@@ -157,7 +161,13 @@ def answer_item(
                         question = embed_text([item.question])[0]
                         scores = vidpool.prompt_scores(joint.float(), question, logit_scale=logit_scale)
                     extra["scores"] = scores
-                compressed = vidpool.compress(features, arm.name, budget=requested, **extra)
+                method = vidpool.get_method(arm.name)
+                x = features
+                if method.input_layers is not None:
+                    if layered is None:
+                        raise ValueError(f"{arm.name} reads layers {method.input_layers}: pass layered=")
+                    x = layered(method.input_layers)
+                compressed = vidpool.compress(x, arm.name, budget=requested, **extra)
             elif arm.name == "shuffled":
                 if shuffled is None:
                     raise ValueError("the shuffled control needs shuffled=(features, joint)")

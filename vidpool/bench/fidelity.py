@@ -199,6 +199,14 @@ def _run_family(
         enc = encoder.encode_frames(torch.from_numpy(frames), joint=True, out_device="cpu")
         features, joint = enc.patches.float(), enc.joint.float()
         shuffled = _shuffled(frames, features, joint, encoder, item_seed(s.seed, i))
+        layers: dict[tuple[int, ...], torch.Tensor] = {}
+
+        def layered(which: tuple[int, ...], frames=frames, layers=layers) -> torch.Tensor:
+            if which not in layers:
+                out = encoder.encode_frames(torch.from_numpy(frames), layers=which, out_device="cpu")
+                layers[which] = out.patches.float()
+            return layers[which]
+
         answers = answer_item(
             item,
             i,
@@ -210,6 +218,7 @@ def _run_family(
             logit_scale=encoder.logit_scale,
             shuffled=shuffled,
             reader=reader,
+            layered=layered,
         )
         for key, a in answers.items():
             columns[key].add(a)

@@ -126,6 +126,7 @@ class MultiLayer(Method):
     name = "multilayer"
     budget_replaces = ("queries",)
     summary = "learned queries cross-attending over several encoder layers, per frame; trained weights"
+    input_layers = (-3, -2, -1)  # the shipped weights' layers
 
     def resolve(self, shape, budget=None, *, queries=None, weights=None):
         t, h, w = shape

@@ -67,6 +67,9 @@ class Method:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     uses_scores: ClassVar[bool] = False
+    #: the encoder layers its input concatenates along channels (``CLIPEncoder.encode_frames(frames,
+    #: layers=...)``) with its default weights; ``None``: the one layer a video LM reads
+    input_layers: ClassVar[tuple[int, ...] | None] = None
     keeps_grid: ClassVar[bool] = False
     #: the shape parameters a budget resolves (``spatial``: stride and size); they exclude a budget
     budget_replaces: ClassVar[tuple[str, ...]] = ()
