@@ -220,3 +220,13 @@ def test_encoder_gives_several_layers_along_channels():
     assert torch.allclose(stacked[..., c : 2 * c], encoder.encode_frames(frames).patches)
     with pytest.raises(InvalidArgumentError, match="out of range"):
         encoder.encode_frames(frames, layers=(-9,))
+
+
+def test_a_video_lm_refuses_a_multi_layer_method_with_what_to_do_instead():
+    from pipeline_support import checkpoint
+
+    import vidpool
+
+    model = vidpool.load_model(checkpoint("tiny-native"))
+    with pytest.raises(vidpool.InvalidArgumentError, match="encode_frames"):
+        model.num_visual_tokens(8, method="multilayer", budget=16)

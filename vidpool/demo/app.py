@@ -164,7 +164,8 @@ def build_app(config: DemoConfig | None = None, *, model: Any = None) -> Any:
     uploads = gr.utils.get_upload_folder()
     service = ChatService(model, config, [uploads, _sample_folder()], Path(uploads) / "vidpool-posters")
     default_frames = int(min(config.max_frames, getattr(model.config, "num_frames", 8)))
-    methods = vidpool.list_methods()
+    # a method that reads several encoder layers cannot run on a model's one-layer features
+    methods = [m for m in vidpool.list_methods() if vidpool.get_method(m).input_layers is None]
     default_method = getattr(model.config, "method", None)
 
     def respond(message, history, frames, method, budget, temperature, max_new_tokens, compare, session_key):

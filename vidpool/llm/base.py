@@ -231,8 +231,21 @@ class VideoLM:
     ) -> tuple[str, dict[str, Any], int | None]:
         """``(method, params, budget)`` a call runs with, over the configured defaults: the configured
         method keeps its configured parameters unless the call overrides them; a budget (or a shape
-        parameter) given in the call replaces the configured sizing (``stride=``, ``size=``, ...)."""
-        return self.config.resolve_compression(method, budget, params)
+        parameter) given in the call replaces the configured sizing (``stride=``, ``size=``, ...).
+
+        A method that reads several encoder layers (``multilayer``) is refused: a model feeds its
+        compression one layer."""
+        from vidpool.compression import get_method
+
+        method, params, budget = self.config.resolve_compression(method, budget, params)
+        layers = get_method(method).input_layers
+        if layers is not None:
+            raise InvalidArgumentError(
+                f"{method} reads encoder layers {layers} concatenated, and a video LM's compression gets one "
+                f"layer: choose another method here, or run {method} through vidpool.compress on "
+                "CLIPEncoder.encode_frames(frames, layers=...) (or in `vidpool bench fidelity`)"
+            )
+        return method, params, budget
 
     def num_visual_tokens(
         self, num_frames: int, *, budget: int | None = None, method: str | None = None, **params: Any
