@@ -25,7 +25,7 @@ from vidpool.llm.compat import language_model, llava_parts, token_id, vision_hid
 from vidpool.llm.config import ModelConfig
 from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
-from vidpool.llm.prompt import VIDEO_MARKER
+from vidpool.llm.prompt import VIDEO_MARKER, structured_messages
 
 __all__ = ["LlavaVideoLM", "llava_folder_spec", "processor_chat_template", "refuse_missing_weights"]
 
@@ -244,15 +244,7 @@ class LlavaVideoLM(VideoLM):
         if self._chat_template is None:
             return super().render(messages)
         # Processor templates take structured content and write the video token where the video goes.
-        structured = []
-        for message in messages:
-            content = message["content"]
-            parts: list[dict[str, str]] = []
-            if VIDEO_MARKER in content:
-                parts.append({"type": "video"})
-                content = content.replace(VIDEO_MARKER, "").lstrip("\n")
-            parts.append({"type": "text", "text": content})
-            structured.append({"role": message["role"], "content": parts})
+        structured = structured_messages(messages)
         text = self.tokenizer.apply_chat_template(
             structured, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
         )

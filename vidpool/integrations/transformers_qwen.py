@@ -50,7 +50,7 @@ from vidpool.llm.config import ModelConfig
 from vidpool.llm.generate import continuation_logprob, generate_text
 from vidpool.llm.kinds import ModelKind, register_kind
 from vidpool.llm.loading import LoadOptions, check_weight_files, detect_kind
-from vidpool.llm.prompt import VIDEO_MARKER, build_messages, tokenize_continuation
+from vidpool.llm.prompt import VIDEO_MARKER, build_messages, structured_messages, tokenize_continuation
 from vidpool.options import FastV
 
 __all__ = ["QwenVideoLM"]
@@ -256,15 +256,7 @@ class QwenVideoLM(VideoLM):
         return self.render(messages)
 
     def render(self, messages: list[dict[str, str]]) -> str:
-        structured = []
-        for message in messages:
-            content = message["content"]
-            parts: list[dict[str, str]] = []
-            if VIDEO_MARKER in content:
-                parts.append({"type": "video"})
-                content = content.replace(VIDEO_MARKER, "").lstrip("\n")
-            parts.append({"type": "text", "text": content})
-            structured.append({"role": message["role"], "content": parts})
+        structured = structured_messages(messages)
         text = self.tokenizer.apply_chat_template(
             structured, chat_template=self._chat_template, tokenize=False, add_generation_prompt=True
         )

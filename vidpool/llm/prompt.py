@@ -21,6 +21,7 @@ __all__ = [
     "describe_frames",
     "render_prompt",
     "splice_embeddings",
+    "structured_messages",
     "tokenize_around_marker",
     "tokenize_continuation",
 ]
@@ -82,6 +83,21 @@ def build_messages(
         if i < len(answers):
             messages.append({"role": "assistant", "content": answers[i]})
     return messages
+
+
+def structured_messages(messages: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """Messages with text content as processors' chat templates take them: each content a list of
+    parts, ``{"type": "video"}`` where :data:`VIDEO_MARKER` was, then ``{"type": "text", ...}``."""
+    structured = []
+    for message in messages:
+        content = message["content"]
+        parts: list[dict[str, str]] = []
+        if VIDEO_MARKER in content:
+            parts.append({"type": "video"})
+            content = content.replace(VIDEO_MARKER, "").lstrip("\n")
+        parts.append({"type": "text", "text": content})
+        structured.append({"role": message["role"], "content": parts})
+    return structured
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:

@@ -115,8 +115,10 @@ def smollm2_dir() -> Path | None:
     return folder if (folder / SMOLLM2_FILE).is_file() else None
 
 
-def tiny_tokenizer():
-    """A byte-level tokenizer: every byte is a token, plus ChatML specials; vocabulary of ``VOCAB_SIZE``."""
+def tiny_tokenizer(specials=None, pad: str = "<pad>", template: str | None = None):
+    """A byte-level tokenizer: every byte is a token, plus ``specials`` (default the ChatML ones, giving
+    a vocabulary of ``VOCAB_SIZE``), ``pad`` as its padding token and ``template`` (default ChatML) as its
+    chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -124,11 +126,11 @@ def tiny_tokenizer():
     backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(SPECIALS)
+    backend.add_special_tokens(SPECIALS if specials is None else specials)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<pad>", unk_token=None
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token=pad, unk_token=None
     )
-    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.chat_template = CHATML_TEMPLATE if template is None else template
     return tokenizer
 
 

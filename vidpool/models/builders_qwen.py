@@ -78,19 +78,9 @@ _VIDEO_TOKENS = 512  # Qwen3-VL: merged tokens of a whole video at most
 
 def qwen_tokenizer():
     """A byte-level tokenizer (every byte a token) with the Qwen special tokens and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from vidpool.models.builders import tiny_tokenizer
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    backend = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(QWEN_SPECIALS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
-    )
-    tokenizer.chat_template = QWEN_TEMPLATE
-    return tokenizer
+    return tiny_tokenizer(QWEN_SPECIALS, pad="<|endoftext|>", template=QWEN_TEMPLATE)
 
 
 def qwen_model(kind: str, *, seed: int, vision: dict | None = None, text: dict | None = None):
