@@ -78,27 +78,6 @@ def _param_fingerprint(model: torch.nn.Module) -> str:
     return "random:" + digest.hexdigest()[:16]
 
 
-def _layer_tokens(
-    visual: Any, pixels: torch.Tensor, blocks: list[int], block: int, final: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """``vision_tokens`` for several blocks in one forward: their patch tokens concatenated along
-    channels ``[B, h*w, len(blocks)*C]``, the class token of ``block`` and the last block's tokens when
-    ``final``."""
-    last = len(visual.transformer.resblocks) - 1
-    indices = sorted({*blocks, block} | ({last} if final else set()))
-    out = visual.forward_intermediates(
-        pixels,
-        indices=indices,
-        stop_early=not final,
-        intermediates_only=True,
-        output_fmt="NLC",
-        output_extra_tokens=True,
-    )
-    states = dict(zip(indices, out["image_intermediates"]))
-    prefix = dict(zip(indices, out["image_intermediates_prefix"]))[block][:, 0]
-    return torch.cat([states[b] for b in blocks], dim=-1), prefix, states[last] if final else None
-
-
 def _build_model(cfg: ResolvedConfig) -> torch.nn.Module:
     """Instantiate an open_clip model from a config with random weights (nothing is downloaded)."""
     open_clip = require("open_clip", "clip", "the CLIP encoder")
@@ -369,10 +348,9 @@ class CLIPEncoder:
                 frames[start:stop], self.preprocess_cfg, device=self._device, dtype=self._dtype
             )
             with self._autocast():
-                if blocks is None:
-                    tokens, cls_token, last = vision_tokens(visual, pixels, block=self._block, final=joint)
-                else:
-                    tokens, cls_token, last = _layer_tokens(visual, pixels, blocks, self._block, joint)
+                tokens, cls_token, last = vision_tokens(
+                    visual, pixels, block=self._block, final=joint, blocks=blocks
+                )
                 projected = project_to_joint(visual, last) if joint else None
             return tokens, cls_token, projected
 

@@ -44,24 +44,26 @@ def block_index(layer: int, num_blocks: int) -> int:
 
 
 def vision_tokens(
-    visual: Any, pixels: torch.Tensor, *, block: int, final: bool
+    visual: Any, pixels: torch.Tensor, *, block: int, final: bool, blocks: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Run the ViT on a batch and take block outputs.
+    """Run the ViT on a batch and take block outputs, in one forward pass.
 
     Args:
         visual: an open_clip ``VisionTransformer`` in eval mode.
         pixels: ``[B, 3, S, S]`` preprocessed images.
-        block: index of the block whose output to return as ``patches`` / ``cls``.
+        block: index of the block whose output gives ``patches`` and ``cls``.
         final: also return the last block's patch tokens (runs every block; otherwise the forward
-            stops after ``block``).
+            stops after the last block asked for).
+        blocks: the blocks whose patch tokens ``patches`` concatenates along channels, in this order
+            (default ``[block]``).
 
     Returns:
-        ``(patches [B, h*w, C], cls [B, C], last [B, h*w, C] | None)``: patch tokens (class token
-        removed) and class token of ``block``, and the last block's patch tokens when ``final``.
+        ``(patches [B, h*w, len(blocks)*C], cls [B, C], last [B, h*w, C] | None)``: patch tokens (class
+        token removed), the class token of ``block``, and the last block's patch tokens when ``final``.
     """
-    num_blocks = len(visual.transformer.resblocks)
-    last = num_blocks - 1
-    indices = sorted({block, last}) if final else [block]
+    blocks = [block] if blocks is None else list(blocks)
+    last = len(visual.transformer.resblocks) - 1
+    indices = sorted({*blocks, block} | ({last} if final else set()))
     out = visual.forward_intermediates(
         pixels,
         indices=indices,
@@ -72,7 +74,8 @@ def vision_tokens(
     )
     states = dict(zip(indices, out["image_intermediates"]))
     prefixes = dict(zip(indices, out["image_intermediates_prefix"]))
-    return states[block], prefixes[block][:, 0], states[last] if final else None
+    patches = states[block] if blocks == [block] else torch.cat([states[b] for b in blocks], dim=-1)
+    return patches, prefixes[block][:, 0], states[last] if final else None
 
 
 def project_to_joint(visual: Any, tokens: torch.Tensor) -> torch.Tensor:
