@@ -283,12 +283,16 @@ def _plots(results: dict, by_family: dict, out: str | Path, prefix: str, scorer:
                 continue
             x = [max(c["tokens"]["mean"], 1.0) for c in points]
             control = name in ("random_drop", "frame_subsample")
-            style = {"linestyle": ":", "color": "0.35" if name == "random_drop" else "0.6"} if control else {}
-            (line,) = ax.plot(
-                x, [c["accuracy"]["value"] for c in points], marker="o", ms=3, label=name, **style
-            )
-            if not control:  # tab10 without its grey, which the controls use
-                line.set_color(_COLOURS[i % len(_COLOURS)])
+            if control:
+                style = {"linestyle": ":", "marker": "o", "color": "0.35" if name == "random_drop" else "0.6"}
+            else:  # tab10 without its grey (the controls'); past nine methods another marker and dash
+                cycle = i // len(_COLOURS)
+                style = {
+                    "color": _COLOURS[i % len(_COLOURS)],
+                    "marker": "osD^"[cycle % 4],
+                    "linestyle": ("-", "-.", "--", (0, (5, 1)))[cycle % 4],
+                }
+            (line,) = ax.plot(x, [c["accuracy"]["value"] for c in points], ms=3, label=name, **style)
             ax.fill_between(
                 x,
                 [c["accuracy"]["low"] for c in points],
