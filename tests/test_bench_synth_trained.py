@@ -48,6 +48,7 @@ def test_random_weights_stay_below_the_trained_bar():
 # 40 items: chance (0.25) reaches 0.6 with probability below 1e-5
 TRAINED_BAR = 0.6
 
+
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="the world's CLIP weights are not built yet")
 @pytest.mark.parametrize("family", ["static", "small"])
 def test_trained_clip_reads_static_and_small_items(family):

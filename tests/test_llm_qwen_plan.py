@@ -115,5 +115,7 @@ def test_seven_b_shaped_config_plans_gqa_kv_cache(tmp_path):
 
     with pytest.raises(ContextLengthError, match="184320 visual"):
         plan(None, str(tmp_path), "cuda", max_memory="80GB", num_frames=512, method="none")
-    p = plan(None, str(tmp_path), "cuda", max_memory="80GB", num_frames=512, method="progressive", budget=8192)
+    p = plan(
+        None, str(tmp_path), "cuda", max_memory="80GB", num_frames=512, method="progressive", budget=8192
+    )
     assert p.num_tokens <= 8192
