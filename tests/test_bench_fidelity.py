@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -41,6 +42,9 @@ def run(tmp_path_factory):
         memory_frames=8,
         scorer="rules",
     )
+    # the untrained CLIP's weights, fixed so that every run sees the same ones; seed 0's answer none of the
+    # full-token questions, which leaves fidelity undefined (nan)
+    torch.manual_seed(1)
     try:
         results = run_fidelity(settings, log=lines.append)
     finally:
@@ -370,6 +374,8 @@ def test_the_best_method_line_names_the_highest_fidelity_and_its_wins(run):
     for line in text.splitlines()[1:]:
         family, rest = line.split(": ", 1)
         for part in rest.split("; "):
+            if part.endswith(": -"):  # no method with a defined fidelity at this budget
+                continue
             share, name, value, *_, wins = part.split(" ")
             fraction = float(share.rstrip("%:")) / 100
             best = max(
@@ -377,6 +383,7 @@ def test_the_best_method_line_names_the_highest_fidelity_and_its_wins(run):
                     cells[(family, f"{m}@{fraction:g}")]
                     for m in METHODS
                     if cells[(family, f"{m}@{fraction:g}")]["fidelity"]
+                    and not math.isnan(cells[(family, f"{m}@{fraction:g}")]["fidelity"]["value"])
                 ),
                 key=lambda c: c["fidelity"]["value"],
             )

@@ -521,5 +521,6 @@ def _memory_section(s: FidelitySettings, methods: list[str], log: Callable[[str]
 
         if not isinstance(exc, VidpoolError):
             raise
-        log(f"memory: skipped ({exc})")
-        return {"status": "skipped", "reason": str(exc)}
+        reason = str(exc).replace(str(Path.home()), "~")  # results travel to other machines
+        log(f"memory: skipped ({reason})")
+        return {"status": "skipped", "reason": reason}

@@ -8,6 +8,7 @@ Holm-adjusted p-values. Results of version 1 (no units, no Holm over both scorer
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,9 @@ def format_best(results: dict[str, Any], section: dict | None = None) -> str:
             scored = [
                 cells[f"{m}@{b:g}"]
                 for m in methods
-                if f"{m}@{b:g}" in cells and cells[f"{m}@{b:g}"]["fidelity"] is not None
+                if f"{m}@{b:g}" in cells
+                and cells[f"{m}@{b:g}"]["fidelity"] is not None
+                and not math.isnan(cells[f"{m}@{b:g}"]["fidelity"]["value"])  # every-token accuracy 0
             ]
             if not scored:
                 parts.append(f"{b * 100:g}%: -")
