@@ -53,12 +53,19 @@ QWEN2_5_VL_7B = {
         "fullatt_block_indexes": [7, 15, 23, 31],
     },
 }
-ARMS = (("none", None), ("spatial", {"stride": 2}), ("progressive", {"budget": 4096}))
+ARMS = (
+    ("none", None),
+    ("spatial", {"stride": 2}),
+    ("progressive", {"budget": 4096}),
+    ("none", {"fastv": (2, 0.5)}),  # FastV's default: half the visual tokens from layer 2
+    ("progressive", {"budget": 4096, "fastv": (2, 1024)}),
+)
 
 
 def plan_7b(frames: tuple[int, ...] = (64, 256), memory: str = "80GB") -> list[dict]:
     """Planned memory of the 7B-shaped config in bfloat16 on a GPU of ``memory``, per frame count and arm."""
     from vidpool.llm import list_kinds  # noqa: F401  (registers the kinds with the planner)
+    from vidpool.options import FastV
     from vidpool.schedule import plan
     from vidpool.video import VideoInfo
 
@@ -82,6 +89,10 @@ def plan_7b(frames: tuple[int, ...] = (64, 256), memory: str = "80GB") -> list[d
             for method, options in ARMS:
                 extra = dict(options or {})
                 budget = extra.pop("budget", None)
+                fastv = extra.pop("fastv", None)
+                if fastv is not None:
+                    layer, keep = fastv
+                    fastv = FastV(layer=layer, keep=keep) if isinstance(keep, float) else FastV(layer, keep)
                 p = plan(
                     video,
                     str(folder),
@@ -91,6 +102,7 @@ def plan_7b(frames: tuple[int, ...] = (64, 256), memory: str = "80GB") -> list[d
                     method=method,
                     method_params=extra or None,
                     budget=budget,
+                    fastv=fastv,
                 )
                 m = p.memory
                 rows.append(
