@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 import vidpool
+from vidpool.bench.synth.cache import item_features
 from vidpool.bench.synth.reader import collate, load_reader, reader_input
 from vidpool.bench.synth.seeds import DEVELOPMENT_SEED, TRAINING_SEEDS
-from vidpool.bench.synth.tasks import FAMILIES, make_items, render_item
+from vidpool.bench.synth.tasks import FAMILIES
 from vidpool.compression.attsets import AttSetsPool
 from vidpool.compression.multilayer import MultiLayerPool
 from vidpool.compression.trained import save_pooling
@@ -48,26 +49,6 @@ def build(name: str, width: int) -> torch.nn.Module:
     if name == "attsets":
         return AttSetsPool(width, hidden=64)
     return MultiLayerPool(width, layers=LAYERS, read=READ, dim=64, queries=64)
-
-
-def cached_features(encoder, family: str, count: int, seed: int, work: Path):
-    """``(items, features)``: each item's ``[T, h, w, 3·C]`` float16 features (layers -3, -2, -1)."""
-    path = work / f"features-{family}-s{seed}-n{count}-layers.pt"
-    items = make_items(family, count, seed=seed)
-    if path.is_file():
-        return items, torch.load(path, weights_only=True)
-    started = time.perf_counter()
-    feats = []
-    for item in items:
-        frames = torch.from_numpy(render_item(item))
-        feats.append(encoder.encode_frames(frames, layers=LAYERS).patches.to(torch.float16))
-    tmp = path.with_suffix(".tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)
-    print(
-        f"encoded {family} (seed {seed}): {count} items in {time.perf_counter() - started:.0f} s", flush=True
-    )
-    return items, feats
 
 
 def read_layer(feats: torch.Tensor, width: int) -> torch.Tensor:
@@ -162,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder, _ = load_clip(None, None)
     width = encoder.width
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    train = {f: cached_features(encoder, f, TRAIN_ITEMS[f], args.item_seed, args.work_dir) for f in FAMILIES}
+    train = {
+        f: item_features(encoder, f, TRAIN_ITEMS[f], args.item_seed, args.work_dir, LAYERS) for f in FAMILIES
+    }
     held = {
-        f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES
+        f: item_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir, LAYERS)
+        for f in FAMILIES
     }
     if args.encode_only:
         return 0

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpool.bench.synth.cache import item_features
 from vidpool.bench.synth.reader import Reader, ReaderConfig, collate, full_input, save_reader, words
-from vidpool.bench.synth.tasks import FAMILIES, make_items, render_item
+from vidpool.bench.synth.tasks import FAMILIES, make_items
 from vidpool.models.training import TrainingRun, lr_at
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,31 +31,6 @@ OUT = ROOT / "checkpoints" / "vidpool-synth"
 DEVELOPMENT_SEED = 0
 #: items per family the reader trains on
 TRAIN_ITEMS = {f: 600 for f in FAMILIES} | {"needle": 400, "needle_time": 400}
-
-
-def encode_items(encoder, items, batch: int = 256) -> list[torch.Tensor]:
-    """Each item's patch features ``[T, h, w, C]`` float16 (CPU)."""
-    out = []
-    for item in items:
-        frames = torch.from_numpy(render_item(item))
-        feats = [encoder.encode_frames(frames[i : i + batch]).patches for i in range(0, len(frames), batch)]
-        out.append(torch.cat(feats).to(torch.float16))
-    return out
-
-
-def cached_features(encoder, family: str, count: int, seed: int, work: Path):
-    """``(items, features)`` of ``family``, read from ``work`` or encoded and written there."""
-    path = work / f"features-{family}-s{seed}-n{count}.pt"
-    items = make_items(family, count, seed=seed)
-    if path.is_file():
-        return items, torch.load(path, weights_only=True)
-    started = time.perf_counter()
-    feats = encode_items(encoder, items)
-    tmp = path.with_suffix(".tmp")
-    torch.save(feats, tmp)
-    tmp.replace(path)
-    print(f"encoded {family}: {count} items in {time.perf_counter() - started:.0f} s", flush=True)
-    return items, feats
 
 
 def vocabulary() -> tuple[str, ...]:
@@ -126,10 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder, _ = load_clip(None, None)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     counts = {**TRAIN_ITEMS, **args.items}
-    train = {f: cached_features(encoder, f, counts[f], args.item_seed, args.work_dir) for f in args.families}
-    held = {
-        f: cached_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES
-    }
+    train = {f: item_features(encoder, f, counts[f], args.item_seed, args.work_dir) for f in args.families}
+    held = {f: item_features(encoder, f, args.eval_count, DEVELOPMENT_SEED, args.work_dir) for f in FAMILIES}
 
     torch.manual_seed(args.seed)
     config = ReaderConfig(feature_dim=encoder.width, vocabulary=vocabulary())

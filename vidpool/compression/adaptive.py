@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -20,7 +21,7 @@ from vidpool.compression.pool import (
 from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.errors import InvalidArgumentError
 
-__all__ = ["Adaptive", "adaptive_pool"]
+__all__ = ["Adaptive", "adaptive_pool", "window_grid"]
 
 MODES = ("avg", "max", "gem")
 
@@ -66,6 +67,21 @@ def check_grid(grid, shape: tuple[int, int, int], name: str = "grid") -> tuple[i
     return grid  # type: ignore[return-value]
 
 
+def window_grid(
+    name: str, shape: tuple[int, int, int], budget: int | None, grid: Any
+) -> tuple[int, int, int]:
+    """The ``(t, h, w)`` window grid of a window-pooling method over ``shape``: from ``budget`` (the
+    largest grid within it), from ``grid`` as given, or by default every frame with its sides halved."""
+    if grid is not None and budget is not None:
+        raise InvalidArgumentError(f"give {name} either grid=(t, h, w) or budget=N, not both")
+    if budget is not None:
+        check_budget(name, budget, 1, shape)
+        grid = grid_for_budget(shape, budget)
+    elif grid is None:
+        grid = (shape[0], max(1, shape[1] // 2), max(1, shape[2] // 2))
+    return check_grid(grid, shape)
+
+
 @register
 class Adaptive(Method):
     """PLLaVA's adaptive pooling to a ``(t, h, w)`` grid (default: all frames, half the height and width).
@@ -87,14 +103,7 @@ class Adaptive(Method):
         ps = [p] if isinstance(p, (int, float)) else list(p)
         if not ps or any(not isinstance(v, (int, float)) or v <= 0 for v in ps):
             raise InvalidArgumentError(f"GeM exponent p must be positive, got {p!r}")
-        if grid is not None and budget is not None:
-            raise InvalidArgumentError("give adaptive either grid=(t, h, w) or budget=N, not both")
-        if budget is not None:
-            check_budget(self.name, budget, 1, shape)
-            grid = grid_for_budget(shape, budget)
-        elif grid is None:
-            grid = (shape[0], max(1, shape[1] // 2), max(1, shape[2] // 2))
-        grid = check_grid(grid, shape)
+        grid = window_grid(self.name, shape, budget, grid)
         return MethodPlan(math.prod(grid), {"grid": grid, "mode": mode, "p": p}, grid=grid)
 
     def run(self, x, plan, scores=None):

@@ -22,8 +22,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from vidpool.compression.adaptive import check_grid
-from vidpool.compression.budget import check_budget, grid_for_budget
+from vidpool.compression.adaptive import window_grid
 from vidpool.compression.pool import adaptive_bins, axis_provenance, grid_provenance
 from vidpool.compression.registry import Method, MethodPlan, Output, register
 from vidpool.compression.trained import check_width, pooling_module
@@ -146,16 +145,7 @@ class AttSets(Method):
     keeps_grid = True
 
     def resolve(self, shape, budget=None, *, grid=None, weights=None):
-        if grid is not None and budget is not None:
-            from vidpool.errors import InvalidArgumentError
-
-            raise InvalidArgumentError("give attsets either grid=(t, h, w) or budget=N, not both")
-        if budget is not None:
-            check_budget(self.name, budget, 1, shape)
-            grid = grid_for_budget(shape, budget)
-        elif grid is None:
-            grid = (shape[0], max(1, shape[1] // 2), max(1, shape[2] // 2))
-        grid = check_grid(grid, shape)
+        grid = window_grid(self.name, shape, budget, grid)
         return MethodPlan(math.prod(grid), {"grid": grid, "weights": weights}, grid=grid)
 
     def run(self, x, plan, scores=None):
