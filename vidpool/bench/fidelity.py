@@ -20,7 +20,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ __all__ = [
     "BUDGETS",
     "QUICK",
     "FidelitySettings",
+    "answer_chunk",
+    "answer_one",
     "check_settings",
     "run_fidelity",
 ]
@@ -179,6 +181,51 @@ def _frames_of(family: str, s: FidelitySettings) -> int | None:
     return s.max_frames if own is None else min(own, s.max_frames)
 
 
+def answer_one(
+    item: Any, index: int, seed: int, arms: Sequence[Arm], encoder: Any, text: Any, reader: Any = None
+) -> dict[str, Any]:
+    """Every arm's :class:`~vidpool.bench.arms.Answer` to ``item``, the ``index``-th of its family: its
+    video rendered and encoded, the shuffled control built with ``item_seed(seed, index)``, each arm
+    scored by ``reader`` (``None``: the rules with ``text``, a :class:`~vidpool.bench.clip.TextEmbeddings`)."""
+    from vidpool.bench.arms import answer_item
+    from vidpool.bench.synth.tasks import render_item
+
+    frames = np.ascontiguousarray(render_item(item, side=encoder.image_size))
+    enc = encoder.encode_frames(torch.from_numpy(frames), joint=True, out_device="cpu")
+    features, joint = enc.patches.float(), enc.joint.float()
+    shuffled = _shuffled(frames, features, joint, encoder, item_seed(seed, index))
+    layers: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def layered(which: tuple[int, ...]) -> torch.Tensor:
+        if which not in layers:
+            out = encoder.encode_frames(torch.from_numpy(frames), layers=which, out_device="cpu")
+            layers[which] = out.patches.float()
+        return layers[which]
+
+    return answer_item(
+        item,
+        index,
+        features,
+        joint,
+        arms,
+        text,
+        seed=seed,
+        logit_scale=encoder.logit_scale,
+        shuffled=shuffled,
+        reader=reader,
+        layered=layered,
+    )
+
+
+def answer_chunk(part: Sequence[tuple[int, Any]], seed: int, arms: Sequence[Arm]) -> list[dict[str, Any]]:
+    """In a worker (:mod:`vidpool.bench.workers`): :func:`answer_one` for each ``(index, item)`` of
+    ``part`` with the worker's CLIP, text embeddings and reader (none: the rules), in ``part``'s order."""
+    from vidpool.bench.workers import loaded
+
+    encoder, text, reader = loaded("encoder"), loaded("text"), loaded("reader")
+    return [answer_one(item, i, seed, arms, encoder, text, reader) for i, item in part]
+
+
 def _run_family(
     family: str,
     items: list,
@@ -188,42 +235,30 @@ def _run_family(
     text,
     log: Callable[[str], None],
     reader: Any = None,
+    pool: Any = None,
 ) -> dict[str, Column]:
-    from vidpool.bench.arms import answer_item
-    from vidpool.bench.synth.tasks import render_item
-
-    columns = {arm.key: Column() for arm in arms}
-    start = time.perf_counter()
-    for i, item in enumerate(items):
-        frames = np.ascontiguousarray(render_item(item, side=encoder.image_size))
-        enc = encoder.encode_frames(torch.from_numpy(frames), joint=True, out_device="cpu")
-        features, joint = enc.patches.float(), enc.joint.float()
-        shuffled = _shuffled(frames, features, joint, encoder, item_seed(s.seed, i))
-        layers: dict[tuple[int, ...], torch.Tensor] = {}
-
-        def layered(which: tuple[int, ...], frames=frames, layers=layers) -> torch.Tensor:
-            if which not in layers:
-                out = encoder.encode_frames(torch.from_numpy(frames), layers=which, out_device="cpu")
-                layers[which] = out.patches.float()
-            return layers[which]
-
-        answers = answer_item(
-            item,
-            i,
-            features,
-            joint,
-            arms,
-            text,
-            seed=s.seed,
-            logit_scale=encoder.logit_scale,
-            shuffled=shuffled,
-            reader=reader,
-            layered=layered,
+    """Every arm's answers to ``items``, in item order: here, or over ``pool``'s workers in contiguous
+    chunks (the same answers: each item keeps its index in the family, which seeds its controls)."""
+    if pool is None:
+        answered: Iterator[list[dict]] = (
+            [answer_one(item, i, s.seed, arms, encoder, text, reader)] for i, item in enumerate(items)
         )
-        for key, a in answers.items():
-            columns[key].add(a)
-        if (i + 1) % 25 == 0 or i + 1 == len(items):
-            log(f"  {family}: {i + 1}/{len(items)} questions, {time.perf_counter() - start:.0f}s")
+    else:
+        from vidpool.bench.workers import balanced_size, chunks, in_order
+
+        parts = [
+            [(i, items[i]) for i in part] for part in chunks(len(items), balanced_size(len(items), s.jobs))
+        ]
+        answered = in_order(pool, answer_chunk, parts, s.seed, arms)
+    columns = {arm.key: Column() for arm in arms}
+    start, done = time.perf_counter(), 0
+    for answers in answered:
+        for by_key in answers:
+            for key, a in by_key.items():
+                columns[key].add(a)
+        before, done = done, done + len(answers)
+        if done // 25 > before // 25 or done == len(items):
+            log(f"  {family}: {done}/{len(items)} questions, {time.perf_counter() - start:.0f}s")
     return columns
 
 
@@ -362,6 +397,22 @@ def _say_fewer_frames(family: str, items: list, asked: int) -> None:
         )
 
 
+def _weights_for_workers(encoder: Any, about: dict[str, Any], s: FidelitySettings, scope: Any) -> str | None:
+    """The ``--weights`` the worker processes load: ``s.weights``, or, for an untrained CLIP
+    (``--weights random``), these very random weights, saved in a folder that lives as long as ``scope``."""
+    from vidpool.bench.clip import RANDOM_WEIGHTS
+
+    if about["weights"] != RANDOM_WEIGHTS:
+        return s.weights
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    path = Path(scope.enter_context(tempfile.TemporaryDirectory(prefix="vidpool-clip-"))) / "clip.safetensors"
+    save_file({k: v.detach().contiguous().cpu() for k, v in encoder.model.state_dict().items()}, str(path))
+    return str(path)
+
+
 def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark; write ``results.json``, the PNGs and ``table.txt`` into ``settings.out``.
 
@@ -393,27 +444,21 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
 
             reader = load_reader()
             log("scorer: the trained reader (vidpool/models/synth/reader.safetensors)")
-    model, gen_arms, scope = None, [], contextlib.ExitStack()
-    pool = None
+    model, gen_arms, scope, folder = None, [], contextlib.ExitStack(), None
     if s.model is not None:
-        from vidpool.bench.generative import answer_family, generative_arms, init_worker, model_folder
+        from vidpool.bench.generative import answer_family, generative_arms, model_folder
 
         folder = model_folder(s.model, build=True)
         model = vidpool.load_model(folder, device=s.device)
         gen_arms = generative_arms(methods, s.budgets)
         log(f"video LM {folder} answers by generation ({s.model_frames or model.config.num_frames} frames)")
-        if s.jobs > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    pool = None
+    if s.jobs > 1:  # one pool for the run: every family, the retrieval scorer and the LM
+        from vidpool.bench.workers import Loads, process_pool
 
-            pool = scope.enter_context(
-                ProcessPoolExecutor(
-                    s.jobs,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=init_worker,
-                    initargs=(str(folder), s.device),
-                )
-            )
+        clip = None if encoder is None else (s.clip, _weights_for_workers(encoder, clip_about, s, scope))
+        loads = Loads(clip, reader is not None, None if folder is None else str(folder), s.device)
+        pool = scope.enter_context(process_pool(s.jobs, loads))
 
     retrieval: dict[str, dict[str, Column]] = {}
     generation: dict[str, dict[str, Column]] = {}
@@ -430,7 +475,7 @@ def run_fidelity(settings: FidelitySettings, log: Callable[[str], None] = print)
                 _say_fewer_frames(family, items, s.model_frames or model.config.num_frames)
             if s.retrieval:
                 log(f"{family}: {s.items} questions x {len(arms)} arms")
-                retrieval[family] = _run_family(family, items, s, arms, encoder, text, log, reader)
+                retrieval[family] = _run_family(family, items, s, arms, encoder, text, log, reader, pool)
                 per_item[family]["correct"] = {k: c.correct for k, c in retrieval[family].items()}
             if model is not None:
                 log(f"{family}: {s.items} questions x {len(gen_arms)} arms, answered by generation")

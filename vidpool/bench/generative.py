@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,6 @@ __all__ = [
     "answer_family",
     "answer_generative",
     "generative_arms",
-    "init_worker",
     "model_folder",
     "parse_choice",
     "sample_clip",
@@ -184,24 +184,12 @@ def _replies(
             seed = item_seed(make["seed"], i)
             yield answer_generative(model, item, arms, frames=make["frames"], style=make["style"], seed=seed)
         return
-    chunk = 5
-    futures = [
-        pool.submit(
-            answer_chunk,
-            family,
-            make["count"],
-            make["seed"],
-            make["num_frames"],
-            range(a, min(a + chunk, len(items))),
-            arms,
-            make["frames"],
-            make["style"],
-        )
-        for a in range(0, len(items), chunk)
-    ]
-    for future in futures:  # in submission order: the workers run ahead while earlier chunks are read
-        for _, replies in future.result():
-            yield replies
+    from vidpool.bench.workers import chunks, in_order
+
+    chunk = partial(answer_chunk, family, make["count"], make["seed"], make["num_frames"])
+    for replies in in_order(pool, chunk, chunks(len(items), 5), arms, make["frames"], make["style"]):
+        for _, answers in replies:
+            yield answers
 
 
 def answer_family(
@@ -247,16 +235,7 @@ def model_folder(model: str, *, build: bool) -> Path:
     return folder
 
 
-# -- worker processes (``jobs`` > 1): each loads the model once and answers chunks of a family's items --
-_WORKER: dict[str, Any] = {}
-
-
-def init_worker(folder: str, device: str) -> None:
-    """Process-pool initializer: one torch thread, the model loaded once per process."""
-    from vidpool.pipeline import load
-
-    torch.set_num_threads(1)
-    _WORKER["model"] = load(folder, device=device)
+# -- in a worker process (``jobs`` > 1, :mod:`vidpool.bench.workers`): chunks of a family's items --
 
 
 def answer_chunk(
@@ -269,11 +248,13 @@ def answer_chunk(
     frames: int | None,
     style: str = "letter",
 ) -> list[tuple[int, dict[str, Reply]]]:
-    """In a worker: ``(index, replies)`` for items ``indices`` of ``make_items(family, count, ...)``."""
+    """In a worker: ``(index, replies)`` for items ``indices`` of ``make_items(family, count, ...)``, answered
+    by the worker's video LM (:class:`vidpool.bench.workers.Loads`' ``model``)."""
     from vidpool.bench.synth.tasks import make_items
+    from vidpool.bench.workers import loaded
 
     items = make_items(family, count, seed=seed, num_frames=num_frames)
-    model = _WORKER["model"]
+    model = loaded("model")
     return [
         (i, answer_generative(model, items[i], arms, frames=frames, style=style, seed=item_seed(seed, i)))
         for i in indices
