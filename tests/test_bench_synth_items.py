@@ -3,6 +3,7 @@ record and from the pixels alone, balanced options, and MP4 files that decode to
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
@@ -17,7 +18,14 @@ from vidpool.bench.synth import (
     render_item,
     write_item_mp4,
 )
-from vidpool.bench.synth.families import FLASH_GAP, NEEDLE_FRAMES, QUARTERS
+from vidpool.bench.synth.families import (
+    CHANGE_FRAMES,
+    FLASH_GAP,
+    NEEDLE_FRAMES,
+    ORDER_FRAMES,
+    ORDER_GAP,
+    QUARTERS,
+)
 from vidpool.bench.synth.world import COLOURS, DISTRACTOR_RGB
 from vidpool.errors import InvalidArgumentError
 
@@ -85,9 +93,10 @@ def _pixel_oracle(item, frames: np.ndarray) -> str:
         dx, dy = xs1.mean() - xs0.mean(), ys1.mean() - ys0.mean()
         return ("right" if dx > 0 else "left") if abs(dx) > abs(dy) else ("down" if dy > 0 else "up")
     assert fam == "change"
-    last = [o for o in options if _present(frames[-1], o).any()]
-    assert len(last) == 1, (item.id, last)
-    return last[0]
+    first = [o for o in options if _present(frames[0], o).any()]
+    later = [o for o in options if o not in first and _frames_with(frames, o).size]
+    assert len(first) == 1 and len(later) == 1, (item.id, first, later)
+    return later[0]
 
 
 def _record_oracle(item) -> str:
@@ -114,7 +123,8 @@ def _record_oracle(item) -> str:
         return (
             ("right" if x1 > x0 else "left") if abs(x1 - x0) > abs(y1 - y0) else ("down" if y1 > y0 else "up")
         )
-    return scene.colour(scene.find("changer"), scene.num_frames - 1)
+    changer = scene.find("changer")
+    return next(c for t, c in changer.colours if c != changer.first_colour)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -143,6 +153,30 @@ def test_count_flashes_are_separated_by_identical_frames():
         assert all(g >= FLASH_GAP for g in gaps)
         off = np.setdiff1d(np.arange(len(frames)), shown)
         assert all(np.array_equal(frames[off[0]], frames[t]) for t in off)  # distractors stand still
+
+
+def test_order_objects_leave_before_the_next_appears():
+    for item in _items("order", 8):
+        frames = render_item(item, side=128)
+        shown = sorted(
+            (_frames_with(frames, o) for o in item.options), key=lambda f: (f.size == 0, f[:1].tolist())
+        )
+        runs = [f for f in shown if f.size]
+        assert len(runs) == 3  # the fourth option never appears
+        for run in runs:
+            assert len(run) == ORDER_FRAMES and np.all(np.diff(run) == 1)
+        for a, b in itertools.pairwise(runs):
+            assert b[0] - a[-1] > ORDER_GAP  # gone for ORDER_GAP frames at least
+
+
+def test_change_is_brief_and_misses_the_middle_frame():
+    for item in _items("change", 24):
+        frames = render_item(item, side=128)
+        new = item.options[item.answer]
+        shown = _frames_with(frames, new)
+        assert len(shown) == CHANGE_FRAMES and np.all(np.diff(shown) == 1)
+        assert shown[0] > 0 and shown[-1] < len(frames) - 1
+        assert item.num_frames // 2 not in shown
 
 
 def test_direction_items_come_in_reversed_pairs():

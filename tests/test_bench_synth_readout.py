@@ -125,15 +125,15 @@ def test_count_merges_runs_and_ignores_the_still_frames():
     assert item.options[int(np.argmax(option_scores(item, merged, embed)))] == "1"
 
 
-def test_change_reads_the_late_tokens():
+def test_change_rules_out_the_colour_shown_all_along():
     item = make_items("change", 1, seed=2)[0]
     obj = item.scene.find("changer")
     before, after = obj.colours[0][1], obj.colours[1][1]
     joint = torch.stack([_vec(before, obj.shape)] * 3 + [_vec(after, obj.shape)])
-    kept = Kept(joint, torch.tensor([(0, 0), (1, 5), (6, 11), (12, 15)]), torch.full((4, 2), 3.0), 16)
+    kept = Kept(joint, torch.tensor([(0, 4), (5, 8), (12, 15), (9, 11)]), torch.full((4, 2), 3.0), 16)
     assert item.options[int(np.argmax(option_scores(item, kept, embed)))] == after
-    early = Kept(joint[:3], kept.span[:3], kept.centre[:3], 16)  # nothing reaches the last quarter
-    assert item.options[int(np.argmax(option_scores(item, early, embed)))] == before
+    lost = Kept(joint[:3], kept.span[:3], kept.centre[:3], 16)  # the change was dropped
+    assert item.options[int(np.argmax(option_scores(item, lost, embed)))] != before
 
 
 def test_text_only_is_chance_and_never_reads_the_answer():

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from vidpool.bench.synth.tasks import make_items, render_item
+from vidpool.bench.synth.tasks import DESIGN_VERSION, make_items, render_item
 
 __all__ = ["item_features"]
 
@@ -28,7 +28,7 @@ def item_features(
     ``[T, h, w, C]`` (``layers``: ``[T, h, w, len(layers)·C]``, the layers concatenated) as float16 on the
     CPU, read from ``folder`` or encoded (``batch`` frames at a time) and written there atomically."""
     tag = "" if layers is None else "-layers" + "_".join(str(v) for v in layers)
-    path = Path(folder) / f"features-{family}-s{seed}-n{count}{tag}.pt"
+    path = Path(folder) / f"features-v{DESIGN_VERSION}-{family}-s{seed}-n{count}{tag}.pt"
     items = make_items(family, count, seed=seed)
     if path.is_file():
         return items, torch.load(path, weights_only=True)

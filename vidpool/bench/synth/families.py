@@ -5,8 +5,12 @@ Each builder takes ``rng`` (the item's own generator), the answer value the bala
 :class:`Scene` and what the question and its wrong options need (the subject's colour and shape, the
 colours that must not be offered). Geometry (fractions of the side; the CLIP sees an 8 x 8 grid):
 
-- main objects are 0.35-0.5 of the side, needle and order objects 0.3-0.35, a small object 0.15
-  (about one patch);
+- main objects are 0.35-0.5 of the side; the targets a budget can lose are smaller: a small
+  object 0.15 (about one patch), needles 0.2, order objects 0.22, flashing and changing objects
+  0.22-0.28;
+- brief events: a needle shows for ``NEEDLE_FRAMES`` frames, a flash for ``FLASH_FRAMES``, each
+  ``order`` object for ``ORDER_FRAMES`` (then it leaves), a colour change for ``CHANGE_FRAMES`` (then
+  the object turns back), so that a method which drops frames or scattered tokens can miss them;
 - objects that must not overlap sit in different halves or quadrants;
 - one or two grey distractors (0.12-0.2) wander and bounce off the edges, drawn beneath the coloured
   objects so that they never hide them; in ``count`` they stand still, so that the frames between
@@ -20,7 +24,15 @@ import numpy as np
 from vidpool.bench.synth.scenes import GREY, Scene, SceneObject
 from vidpool.bench.synth.world import BACKGROUNDS, COLOURS, SHAPES
 
-__all__ = ["BUILDERS", "DIRECTIONS", "FLASH_FRAMES", "NEEDLE_FRAMES", "QUARTERS"]
+__all__ = [
+    "BUILDERS",
+    "CHANGE_FRAMES",
+    "DIRECTIONS",
+    "FLASH_FRAMES",
+    "NEEDLE_FRAMES",
+    "ORDER_FRAMES",
+    "QUARTERS",
+]
 
 COLOUR_NAMES = tuple(COLOURS)
 DIRECTIONS = ("left", "right", "up", "down")
@@ -28,12 +40,21 @@ QUARTERS = ("first quarter", "second quarter", "third quarter", "fourth quarter"
 NEEDLE_FRAMES = 4  # the needle's run of consecutive frames
 FLASH_FRAMES = 2  # frames of one flash in ``count``
 FLASH_GAP = 3  # at least this many identical frames between two flashes
+ORDER_FRAMES = 4  # frames each ``order`` object is shown
+ORDER_GAP = 2  # at least this many frames between one ``order`` object leaving and the next appearing
+CHANGE_FRAMES = 3  # frames of the new colour in ``change``
+NEEDLE_SIZE = 0.2
 _STEP = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 
 
 def _pick(rng: np.random.Generator, values, exclude=()) -> str:
     pool = [v for v in values if v not in exclude]
     return str(pool[int(rng.integers(len(pool)))])
+
+
+def _free_xy(rng, size: float) -> tuple[float, float]:
+    """A centre that keeps an object of ``size`` inside the frame."""
+    return tuple(float(v) for v in rng.uniform(size / 2 + 0.02, 1 - size / 2 - 0.02, size=2))
 
 
 def _still(role, shape, size, colour, xy, runs) -> SceneObject:
@@ -80,8 +101,7 @@ def static(rng, answer: str, num_frames: int):
     colour = answer if answer in COLOURS else _pick(rng, COLOUR_NAMES)
     shape = answer if answer in SHAPES else _pick(rng, SHAPES)
     size = float(rng.uniform(0.35, 0.5))
-    xy = tuple(float(v) for v in rng.uniform(size / 2 + 0.02, 1 - size / 2 - 0.02, size=2))
-    main = _still("main", shape, size, colour, xy, [(0, num_frames)])
+    main = _still("main", shape, size, colour, _free_xy(rng, size), [(0, num_frames)])
     return _scene(rng, num_frames, [main]), {"colour": colour, "shape": shape, "exclude": ()}
 
 
@@ -97,9 +117,10 @@ def small(rng, answer: str, num_frames: int):
 
 def _needle_scene(rng, colour: str, num_frames: int, first: int):
     steady_colour = _pick(rng, COLOUR_NAMES, exclude=(colour,))
-    steady_xy, needle_xy = _two_halves(rng, 0.35, 0.35)
+    steady_xy, needle_xy = _two_halves(rng, 0.35, NEEDLE_SIZE)
     steady = _still("steady", _pick(rng, SHAPES), 0.35, steady_colour, steady_xy, [(0, num_frames)])
-    needle = _still("needle", _pick(rng, SHAPES), 0.35, colour, needle_xy, [(first, first + NEEDLE_FRAMES)])
+    runs = [(first, first + NEEDLE_FRAMES)]
+    needle = _still("needle", _pick(rng, SHAPES), NEEDLE_SIZE, colour, needle_xy, runs)
     facts = {"colour": colour, "shape": needle.shape, "exclude": (steady_colour,)}
     return _scene(rng, num_frames, [steady, needle]), facts
 
@@ -118,38 +139,41 @@ def needle_time(rng, answer: str, num_frames: int):
     return _needle_scene(rng, _pick(rng, COLOUR_NAMES), num_frames, first)
 
 
-def count(rng, answer: str, num_frames: int):
-    """An object that flashes ``answer`` times (``FLASH_FRAMES`` each), still frames in between."""
-    n = int(answer)
-    free = num_frames - n * FLASH_FRAMES - (n - 1) * FLASH_GAP
-    cuts = np.sort(rng.integers(0, free + 1, size=n))  # the slack spread over the n + 1 gaps
+def _spread_runs(rng, n: int, length: int, gap: int, num_frames: int) -> list[tuple[int, int]]:
+    """``n`` runs of ``length`` frames, at least ``gap`` frames apart, the slack spread at random over
+    the ``n + 1`` gaps (before, between and after the runs)."""
+    free = num_frames - n * length - (n - 1) * gap
+    cuts = np.sort(rng.integers(0, free + 1, size=n))
     slack = np.diff(np.concatenate([[0], cuts, [free]]))
     runs, t = [], int(slack[0])
     for k in range(n):
-        runs.append((t, t + FLASH_FRAMES))
-        t += FLASH_FRAMES + FLASH_GAP + int(slack[k + 1])
-    size = float(rng.uniform(0.35, 0.45))
-    xy = tuple(float(v) for v in rng.uniform(size / 2 + 0.02, 1 - size / 2 - 0.02, size=2))
-    flash = _still("flash", _pick(rng, SHAPES), size, _pick(rng, COLOUR_NAMES), xy, runs)
+        runs.append((t, t + length))
+        t += length + gap + int(slack[k + 1])
+    return runs
+
+
+def count(rng, answer: str, num_frames: int):
+    """An object that flashes ``answer`` times (``FLASH_FRAMES`` each), still frames in between."""
+    runs = _spread_runs(rng, int(answer), FLASH_FRAMES, FLASH_GAP, num_frames)
+    size = float(rng.uniform(0.22, 0.28))
+    flash = _still("flash", _pick(rng, SHAPES), size, _pick(rng, COLOUR_NAMES), _free_xy(rng, size), runs)
     facts = {"colour": flash.first_colour, "shape": flash.shape, "exclude": ()}
     return _scene(rng, num_frames, [flash], moving=False), facts
 
 
 def order(rng, answer: str, num_frames: int):
-    """Three objects of different colours appear one after another (the first ``answer``) and stay."""
+    """Three objects of different colours shown one after another (the first ``answer``), each for
+    ``ORDER_FRAMES`` frames, each gone before the next appears."""
     colours = [answer]
     for _ in range(2):
         colours.append(_pick(rng, COLOUR_NAMES, exclude=colours))
-    step = max(1, num_frames // 6)
-    t0 = int(rng.integers(0, step))
-    t1 = t0 + step + int(rng.integers(0, max(1, num_frames // 12)))
-    t2 = t1 + step + int(rng.integers(0, max(1, num_frames // 12)))
+    runs = _spread_runs(rng, 3, ORDER_FRAMES, ORDER_GAP, num_frames)
     slots = rng.permutation([(0.27, 0.27), (0.73, 0.27), (0.27, 0.73), (0.73, 0.73)])[:3]
     objects = []
-    for k, (colour, first, slot) in enumerate(zip(colours, (t0, t1, t2), slots)):
+    for k, (colour, run, slot) in enumerate(zip(colours, runs, slots)):
         jitter = rng.uniform(-0.03, 0.03, size=2)
         xy = (float(slot[0] + jitter[0]), float(slot[1] + jitter[1]))
-        objects.append(_still(f"order{k}", _pick(rng, SHAPES), 0.3, colour, xy, [(first, num_frames)]))
+        objects.append(_still(f"order{k}", _pick(rng, SHAPES), 0.22, colour, xy, [run]))
     facts = {"colour": answer, "shape": objects[0].shape, "exclude": (), "present": tuple(colours)}
     return _scene(rng, num_frames, objects), facts
 
@@ -166,15 +190,19 @@ def direction(rng, answer: str, num_frames: int):
 
 
 def change(rng, answer: str, num_frames: int):
-    """An object that turns from another colour into ``answer`` between a quarter and three quarters in."""
+    """An object that turns from another colour into ``answer`` for ``CHANGE_FRAMES`` frames and back.
+
+    The change starts after frame 0, ends before the last frame and never covers the middle frame
+    ``T // 2``: one frame (the middle-frame control) shows the first colour only.
+    """
     before = _pick(rng, COLOUR_NAMES, exclude=(answer,))
-    at = int(rng.integers(num_frames // 4, 3 * num_frames // 4 + 1))
-    at = min(max(at, 1), num_frames - 1)
-    size = float(rng.uniform(0.35, 0.45))
-    xy = tuple(float(v) for v in rng.uniform(size / 2 + 0.02, 1 - size / 2 - 0.02, size=2))
-    obj = SceneObject(
-        "changer", _pick(rng, SHAPES), size, ((0, before), (at, answer)), ((0, num_frames),), xy, xy
-    )
+    middle = num_frames // 2
+    starts = [t for t in range(1, num_frames - CHANGE_FRAMES) if not t <= middle < t + CHANGE_FRAMES]
+    at = int(starts[int(rng.integers(len(starts)))])
+    size = float(rng.uniform(0.22, 0.28))
+    colours = ((0, before), (at, answer), (at + CHANGE_FRAMES, before))
+    xy = _free_xy(rng, size)
+    obj = SceneObject("changer", _pick(rng, SHAPES), size, colours, ((0, num_frames),), xy, xy)
     facts = {"colour": before, "shape": obj.shape, "exclude": (), "before": before, "at": at}
     return _scene(rng, num_frames, [obj]), facts
 

@@ -21,8 +21,8 @@ shape (the shape question names the object's colour, so grey distractors of an o
 it only half)):
 
 - ``static``, ``small``, ``needle``: each option scores ``max_n s_n`` of its prompt.
-- ``change``: the same, over the *late* tokens only, those whose span reaches the last quarter of
-  the video (frame ``>= T - T // 4``; the latest-ending tokens when none does).
+- ``change``: the same, except that the colour the object has all along is ruled out: the option
+  whose best cosine in a typical frame (the median over frames) is highest.
 - the other families use the tokens that *match* the question's subject, by its colour
   (``"a red shape"``; no other object in those scenes has it): with ``r_n = s_n - min(s)``, those in
   the upper half of the range, ``r_n >= max(r) / 2`` (none when all ``s_n`` are equal).
@@ -173,6 +173,17 @@ def _relevance(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, matched
 
 
+def _typical_frame_max(cos: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """``[P]``: the median over frames of each prompt's best cosine among the tokens covering a frame
+    (frames no kept token covers are skipped): high for a colour shown all along, low for a brief one."""
+    per_frame = [
+        cos[(span[:, 0] <= t) & (t <= span[:, 1])].max(axis=0)
+        for t in range(int(span[:, 0].min()), int(span[:, 1].max()) + 1)
+        if ((span[:, 0] <= t) & (t <= span[:, 1])).any()
+    ]
+    return np.median(np.stack(per_frame), axis=0)
+
+
 def _runs(span: np.ndarray, num_frames: int) -> int:
     covered = np.zeros(num_frames + 1, dtype=bool)
     for first, last in span:
@@ -207,8 +218,9 @@ def _raw_scores(item: Item, kept: Kept, embed_text: Callable[[list[str]], torch.
     if prompts is not None:
         cos = _cosines(kept, embed_text(prompts))
         if family == "change":
-            late = span[:, 1] >= kept.num_frames - max(1, kept.num_frames // 4)
-            cos = cos[late] if late.any() else cos[span[:, 1] == span[:, 1].max()]
+            scores = cos.max(axis=0).astype(np.float64)
+            scores[int(np.argmax(_typical_frame_max(cos, span)))] = scores.min() - 1.0
+            return scores
         if family != "order":
             return cos.max(axis=0)
         relevance = [_relevance(cos[:, j]) for j in range(4)]

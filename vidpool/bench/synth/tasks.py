@@ -9,11 +9,12 @@ Families (default frame counts in :data:`DEFAULT_FRAMES`):
 - ``needle_time``: in which quarter of the video the needle appears (its whole run lies in one);
 - ``count``: how many times (1-4) an object flashes, ``FLASH_FRAMES`` frames each, with identical
   still frames in between;
-- ``order``: which of three objects appeared first (they appear one after another and stay; the
-  fourth option never appears);
+- ``order``: which of three objects appeared first (each is shown for ``ORDER_FRAMES`` frames and
+  gone before the next appears; the fourth option never appears);
 - ``direction``: which way an object moves; items ``2k`` and ``2k + 1`` show the same clip forwards
   and backwards, so their answers are opposite;
-- ``change``: which colour an object turns into (its first colour is always a wrong option).
+- ``change``: which colour an object turns into for ``CHANGE_FRAMES`` frames before it turns back
+  (its first colour is always a wrong option; the change never covers the middle frame).
 
 Balance: the right answer's value runs through shuffled blocks of all values (each block seeded by
 family, seed and block), and its position through shuffled blocks of the four positions, so both are
@@ -34,10 +35,13 @@ import numpy as np
 
 from vidpool.bench.synth.families import (
     BUILDERS,
+    CHANGE_FRAMES,
     DIRECTIONS,
     FLASH_FRAMES,
     FLASH_GAP,
     NEEDLE_FRAMES,
+    ORDER_FRAMES,
+    ORDER_GAP,
     QUARTERS,
 )
 from vidpool.bench.synth.scenes import Scene, render_scene, write_frames_mp4
@@ -46,6 +50,7 @@ from vidpool.errors import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_FRAMES",
+    "DESIGN_VERSION",
     "FAMILIES",
     "LETTERS",
     "SUBJECT_ROLE",
@@ -56,13 +61,15 @@ __all__ = [
     "write_item_mp4",
 ]
 
+#: the families' design; it names cached features, so that a redesign never reads stale ones
+DESIGN_VERSION = 2
 FAMILIES = ("static", "small", "needle", "needle_time", "count", "order", "direction", "change")
 LETTERS = "ABCD"
 DEFAULT_FRAMES = {
     "static": 8,
     "small": 8,
-    "needle": 128,
-    "needle_time": 128,
+    "needle": 64,
+    "needle_time": 64,
     "count": 32,
     "order": 32,
     "direction": 16,
@@ -74,9 +81,9 @@ _MIN_FRAMES = {
     "needle": 2 * NEEDLE_FRAMES,
     "needle_time": 4 * NEEDLE_FRAMES,
     "count": 4 * FLASH_FRAMES + 3 * FLASH_GAP,
-    "order": 12,
+    "order": 3 * ORDER_FRAMES + 2 * ORDER_GAP,
     "direction": 2,
-    "change": 4,
+    "change": 2 * CHANGE_FRAMES + 2,
 }
 #: the object each family's question is about (the role of its :class:`SceneObject`)
 SUBJECT_ROLE = {
