@@ -36,7 +36,10 @@ synthetic world's (vidpool/models/synth/clip.safetensors, trained by scripts/tra
 --model also asks a video LM every question as multiple choice and reads the letter it generates
 (greedy): its accuracy per cell, the same intervals and comparisons, next to the retrieval scorer's,
 with the text-only control (the LM without the video). Its budgets are fractions of the model's own
-frames x patches; --no-retrieval runs only the LM; --jobs N answers in N processes.
+frames x patches; --no-retrieval runs only the LM.
+
+--jobs N answers in N processes (the retrieval scorer and the LM), each loading the CLIP, the
+reader and the LM once; the results are those of one process.
 """
 
 
@@ -169,7 +172,8 @@ def add_bench_parser(
         type=positive_int,
         default=1,
         metavar="N",
-        help="processes answering with the LM (default 1)",
+        help="processes answering the questions, by the retrieval scorer and by the LM (default 1; the same "
+        "results as one)",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the memory table")
     p.add_argument(
