@@ -326,11 +326,11 @@ def checkpoint_config():
 
 
 def test_runner_on_the_real_synthetic_tasks(tmp_path):
-    settings = small_settings(tmp_path, families=("static", "order"), items=3, max_frames=12, resamples=100)
+    settings = small_settings(tmp_path, families=("static", "order"), items=3, max_frames=16, resamples=100)
     results = run_fidelity(settings, log=lambda line: None)
     cells = {(c["family"], c["key"]): c for c in results["cells"]}
     assert (
-        cells[("order", "shuffled")]["n"] == 3 and cells[("order", "spatial@1")]["tokens"]["max"] == 12 * 16
+        cells[("order", "shuffled")]["n"] == 3 and cells[("order", "spatial@1")]["tokens"]["max"] == 16 * 16
     )
     for family in ("static", "order"):
         assert results["items"][family]["correct"]["spatial@1"] == results["items"][family]["correct"]["full"]

@@ -290,9 +290,9 @@ def test_the_page_checks_uploads_on_arrival_and_shows_what_was_kept(server, vide
     assert page.get_by_text("spatial · default budget").count() == 1  # the answer's tag line
 
 
-#: the families vidpool-synth answers (docs/vidpool-synth.md: static 0.95, order 8 of 8 with every
-#: token); its replies to the other temporal families are mostly wrong, and the page shows them as they are
-ANSWERED = {"static", "order"}
+#: the families vidpool-synth answers (docs/vidpool-synth.md: static 0.95 with every token); its replies
+#: to the temporal families are mostly wrong, and the page shows them as they are
+ANSWERED = {"static"}
 
 
 def _documented_questions() -> dict[str, re.Pattern]:

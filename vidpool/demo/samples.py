@@ -30,8 +30,8 @@ __all__ = [
 REAL_QUESTION = "What happens in this video?"
 
 #: generated clips: (file name, question family of vidpool.bench.synth, item index). vidpool-synth
-#: answers the static family (0.95 of 100 held-out questions) and ``order`` (8 of 8); the other
-#: temporal families it mostly does not (docs/vidpool-synth.md), which the page shows as it is
+#: answers the static family (0.95 of 100 held-out questions); the temporal families it mostly does
+#: not (docs/vidpool-synth.md), which the page shows as it is
 _GENERATED = (
     ("shapes-colour-1.mp4", "static", 0),
     ("shapes-shape-1.mp4", "static", 1),
