@@ -33,6 +33,9 @@ def test_two_processes_give_the_one_process_results(tmp_path):
         correct = two["items"][family]["correct"]
         assert set(correct) >= {"spatial@0.25", "prompt_guided@1", "shuffled", "full"}
         assert all(len(c) == 6 for c in correct.values())
+        assert min(correct["full"]) >= 0  # every question answered with every token
+        # right and wrong answers both occur: a chunk read back out of order would show
+        assert {0, 1} <= {x for c in correct.values() for x in c}
     assert len(set(two["items"]["direction"]["units"])) < 6  # the paired items are there
     assert f"  {FAMILIES[-1]}: 6/6 questions" in "\n".join(log)
 
