@@ -67,3 +67,12 @@ def test_the_wall_clock_bound_stops_cleanly_with_weights_and_summary(tmp_path):
     assert state["step"] == 1
     rows = [json.loads(line) for line in (out / "vlm_training_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1]
+
+
+def test_vidpool_synth_samples_as_many_frames_as_its_projector_was_trained_with(tmp_path, monkeypatch):
+    from vidpool.models import builders
+
+    monkeypatch.setattr(builders, "SYNTH_DIR", tmp_path)
+    assert builders.synth_frames() == 8  # nothing recorded: the frame count of the first projector
+    (tmp_path / "vlm_training.json").write_text(json.dumps({"frames": 64, "steps": 3}))
+    assert builders.synth_frames() == 64

@@ -276,10 +276,19 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None, adapter:
         lm=lm,
         hidden=hidden,
         seed=5,
-        num_frames=8,
+        num_frames=synth_frames(),
         system_prompt=SYNTH_SYSTEM_PROMPT,
         notice=SYNTH_NOTICE,
     )
+
+
+def synth_frames() -> int:
+    """Frames vidpool-synth samples by default: as many as its projector was trained with (``frames`` in
+    ``SYNTH_DIR/vlm_training.json``, written by ``scripts/train_synth_vlm.py``), 8 when none is recorded."""
+    import json
+
+    summary = SYNTH_DIR / "vlm_training.json"
+    return int(json.loads(summary.read_text()).get("frames", 8)) if summary.is_file() else 8
 
 
 # A short system prompt keeps every training and inference sequence short on CPU.
