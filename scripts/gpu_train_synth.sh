@@ -94,4 +94,4 @@ print("development seed, free-form, every token, n =", dev.get("n"))
 for family in summary["families"]:
     print(f"  {family:12s} {dev.get(family, float('nan')):.2f}")
 EOF
-ls -la "$DEST" "$DEST/lm-adapter"
+ls -la "$DEST" "$DEST/lm-adapter" 2>/dev/null || true

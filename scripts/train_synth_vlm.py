@@ -4,6 +4,7 @@
     python scripts/train_synth_vlm.py --steps 300 --accum 8
     python scripts/train_synth_vlm.py --lora-rank 8 --init checkpoints/vidpool-synth/projector.safetensors \
         --work-dir .cache/train_synth_vlm_lora       # LoRA on the LM too (needs `pip install peft`)
+    python scripts/train_synth_vlm.py --device cuda --batch 8 --accum 2 --frames 64 --max-minutes 7 ...
 
 LLaVA's alignment stage: only the ``mlp2x_gelu`` projector learns (lr 1e-3, warm-up, cosine decay);
 with ``--lora-rank`` a LoRA on the LM's attention learns with it (its own ``--lora-lr``), saved in
