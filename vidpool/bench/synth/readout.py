@@ -175,13 +175,13 @@ def _relevance(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _typical_frame_max(cos: np.ndarray, span: np.ndarray) -> np.ndarray:
     """``[P]``: the median over frames of each prompt's best cosine among the tokens covering a frame
-    (frames no kept token covers are skipped): high for a colour shown all along, low for a brief one."""
-    per_frame = [
-        cos[(span[:, 0] <= t) & (t <= span[:, 1])].max(axis=0)
-        for t in range(int(span[:, 0].min()), int(span[:, 1].max()) + 1)
-        if ((span[:, 0] <= t) & (t <= span[:, 1])).any()
-    ]
-    return np.median(np.stack(per_frame), axis=0)
+    (``cos [n, P]``, ``span [n, 2]`` inclusive; frames no kept token covers are skipped): high for a
+    colour shown all along, low for a brief one."""
+    frames = np.arange(span[:, 0].min(), span[:, 1].max() + 1)
+    covers = (span[None, :, 0] <= frames[:, None]) & (frames[:, None] <= span[None, :, 1])  # [F, n]
+    covers = covers[covers.any(axis=1)]
+    best = np.where(covers[:, :, None], cos[None], -np.inf).max(axis=1)  # [F, P]
+    return np.median(best, axis=0)
 
 
 def _runs(span: np.ndarray, num_frames: int) -> int:
