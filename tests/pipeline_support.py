@@ -72,3 +72,8 @@ def loaded(name: str):
 
         _LOADED[name] = load_model(checkpoint(name))
     return _LOADED[name]
+
+
+def kv_bytes_per_token_layer(spec: dict) -> int:
+    """KV-cache bytes one token takes in one layer: keys and values of every KV head, from an LM spec."""
+    return 2 * spec["num_kv_heads"] * spec["head_dim"] * spec["dtype_bytes"]

@@ -10,11 +10,12 @@ weights transformers returns (``output_attentions``) at layer K, last row, avera
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 
 import pytest
 import torch
-from pipeline_support import checkpoint
+from pipeline_support import checkpoint, kv_bytes_per_token_layer
 
 from vidpool.errors import InvalidArgumentError
 from vidpool.llm import load_model
@@ -382,8 +383,7 @@ def test_plan_caches_every_token_below_the_layer_and_the_kept_ones_above(models,
     fastv = FastV(layer=1, budget=64)
     p = plan(video, model, "cpu", num_frames=64, method="none", max_new_tokens=8, fastv=fastv)
     plain = plan(video, model, "cpu", num_frames=64, method="none", max_new_tokens=8)
-    spec = model.lm_spec
-    per_token_layer = 2 * spec["num_kv_heads"] * spec["head_dim"] * spec["dtype_bytes"]
+    per_token_layer = kv_bytes_per_token_layer(model.lm_spec)
     full = p.num_tokens + p.prompt_tokens + 8
     assert p.num_tokens == 1024 and p.fastv == fastv and p.fastv_kept == 64
     assert p.memory.kv_cache == per_token_layer * (1 * full + 1 * (64 + p.prompt_tokens + 8))
@@ -431,6 +431,19 @@ def test_plan_predicts_the_measured_fastv_generation_peak(models, video, layer):
     assert generation == pytest.approx(predicted, rel=0.15)
 
 
+@contextlib.contextmanager
+def generate_calls(model):
+    """The keyword arguments of every ``model.generate`` call made inside the block (it still generates)."""
+    calls: list[dict] = []
+    model.generate = lambda *args, **kwargs: (
+        calls.append(kwargs) or type(model).generate(model, *args, **kwargs)
+    )
+    try:
+        yield calls
+    finally:
+        del model.generate
+
+
 def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
     from vidpool.pipeline import VideoChat
 
@@ -438,14 +451,8 @@ def test_video_chat_passes_its_plans_fastv_to_generation(models, video):
     fastv = FastV(layer=1, budget=8)
     chat = VideoChat(video, model, device="cpu", num_frames=4, method="none", max_new_tokens=6, fastv=fastv)
     assert chat.plan.fastv == fastv
-    calls = []
-    model.generate = lambda *args, **kwargs: (
-        calls.append(kwargs) or type(model).generate(model, *args, **kwargs)
-    )
-    try:
+    with generate_calls(model) as calls:
         answer = chat.ask(QUESTION)
-    finally:
-        del model.generate
     assert calls[0]["fastv"] == fastv
     tokens = chat.visual_tokens(QUESTION)
     assert answer == model.generate(
@@ -463,14 +470,8 @@ def test_the_captioner_plans_fastv_and_generates_with_it(models, video):
     model = models["tiny-native"]
     fastv = FastV(layer=1, keep=0.25)
     captioner = Captioner(model, device="cpu", num_frames=4, method="none", max_new_tokens=4, fastv=fastv)
-    calls = []
-    model.generate = lambda *args, **kwargs: (
-        calls.append(kwargs) or type(model).generate(model, *args, **kwargs)
-    )
-    try:
+    with generate_calls(model) as calls:
         text = captioner.caption(video)
-    finally:
-        del model.generate
     assert isinstance(text, str)
     assert captioner.last_plan.fastv == fastv and captioner.last_plan.fastv_kept == 16  # a quarter of 4x16
     assert calls[0]["fastv"] == fastv

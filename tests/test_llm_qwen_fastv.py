@@ -15,7 +15,7 @@ import copy
 
 import pytest
 import torch
-from pipeline_support import checkpoint
+from pipeline_support import checkpoint, kv_bytes_per_token_layer
 
 from vidpool.llm import load_model
 from vidpool.llm.fastv import decoder_stack, fastv_prefill
@@ -118,10 +118,27 @@ class Reference:
         return tokens
 
 
+def prefill(model, inputs, fastv):
+    """``fastv_prefill`` over the kind's decoder with its M-RoPE ids and DeepStack rows: ``(result, cache)``."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    with torch.inference_mode():
+        result = fastv_prefill(
+            decoder_stack(model.model),
+            inputs.embeds,
+            inputs.position_ids[:, None],
+            inputs.visual_mask,
+            fastv,
+            cache,
+            inputs.deepstack,
+        )
+    return result, cache
+
+
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize(("layer", "budget"), [(0, 12), (1, 5)])
 def test_ranking_logits_and_greedy_equal_the_masked_reference(models, kind, layer, budget):
-    from transformers import DynamicCache
 
     model = models[kind]
     tokens = video_tokens(model)
@@ -134,17 +151,7 @@ def test_ranking_logits_and_greedy_equal_the_masked_reference(models, kind, laye
     reference = Reference(model, inputs)
     expected = reference.kept(layer, budget)
     fastv = FastV(layer=layer, budget=budget)
-    cache = DynamicCache()
-    with torch.inference_mode():
-        result = fastv_prefill(
-            decoder_stack(model.model),
-            inputs.embeds,
-            inputs.position_ids[:, None],
-            inputs.visual_mask,
-            fastv,
-            cache,
-            inputs.deepstack,
-        )
+    result, cache = prefill(model, inputs, fastv)
     assert result.visual_kept.tolist() == expected.tolist()
     torch.testing.assert_close(
         result.logits[0], reference.logits(inputs.embeds, layer, expected), rtol=1e-4, atol=1e-4
@@ -170,7 +177,6 @@ def test_ranking_logits_and_greedy_equal_the_masked_reference(models, kind, laye
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_video_token_kept_is_the_kinds_plain_generate(models, kind):
-    from transformers import DynamicCache
 
     model = models[kind]
     tokens = video_tokens(model)
@@ -178,16 +184,7 @@ def test_every_video_token_kept_is_the_kinds_plain_generate(models, kind):
     plain = model.generate(tokens, QUESTION, timestamps=STAMPS, max_new_tokens=8)
     for fastv in (FastV(layer=0, keep=1.0), FastV(layer=1, budget=48)):
         assert model.generate(tokens, QUESTION, timestamps=STAMPS, fastv=fastv, max_new_tokens=8) == plain
-    with torch.inference_mode():
-        result = fastv_prefill(
-            decoder_stack(model.model),
-            inputs.embeds,
-            inputs.position_ids[:, None],
-            inputs.visual_mask,
-            FastV(layer=1, budget=48),
-            DynamicCache(),
-            inputs.deepstack,
-        )
+    result, _ = prefill(model, inputs, FastV(layer=1, budget=48))
     assert result.row is None and result.visual_kept.tolist() == list(range(48))
     torch.testing.assert_close(result.logits[0], model.logits(inputs)[0, -1].float(), rtol=1e-5, atol=1e-5)
     sampled = [
@@ -240,8 +237,7 @@ def test_plan_counts_fastv_for_the_qwen_kinds(models, video, kind, capsys):
     fastv = FastV(layer=1, budget=16)
     p = plan(video, model, "cpu", num_frames=8, method="none", max_new_tokens=8, fastv=fastv)
     plain = plan(video, model, "cpu", num_frames=8, method="none", max_new_tokens=8)
-    spec = model.lm_spec
-    per_token_layer = 2 * spec["num_kv_heads"] * spec["head_dim"] * spec["dtype_bytes"]
+    per_token_layer = kv_bytes_per_token_layer(model.lm_spec)
     full = p.num_tokens + p.prompt_tokens + 8
     assert p.num_tokens > 16 and p.fastv_kept == 16
     assert p.memory.kv_cache == per_token_layer * (full + (16 + p.prompt_tokens + 8))
