@@ -221,11 +221,6 @@ def batch_loss(model, samples: list[tuple[torch.Tensor, list[int]]]) -> torch.Te
     return torch.stack(losses).mean()
 
 
-def sample_loss(model, question, target, clip, stamps, method: str, budget: int | None) -> torch.Tensor:
-    """Cross-entropy of the answer tokens given the compressed, projected video and the question."""
-    return single_loss(model, *prepare_sample(model, question, target, clip, stamps, method, budget))
-
-
 def evaluate(model, frames: int, count: int, method: str | None = None, letters: bool = False) -> dict:
     """Greedy free-form accuracy on held-out static items, compressed by ``method`` (``None``: the
     model's default compression; ``"none"``: every visual token); with ``letters`` also the share of
