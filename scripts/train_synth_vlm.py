@@ -15,7 +15,7 @@ The visual tokens are compressed by a method drawn at random with a budget drawn
 one projector serves every method and budget. A resumable state every ``--save-every`` optimizer
 steps; JSON-lines log; a loss curve PNG and float16 weights at the end.
 
-Devices. ``--device cpu`` (the default) runs one torch thread and one sample a forward, ``--accum``
+Devices. ``--device cpu`` (the default) runs ``--threads`` torch threads (1) and one sample a forward, ``--accum``
 forwards an optimizer step. ``--device cuda`` keeps float32 master weights and runs the LM forward
 under bfloat16 autocast; with ``--batch B`` each forward holds B samples, right-padded to the longest
 with an attention mask, their answer tokens scored at their own positions (each sample's mean
@@ -352,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lora-targets", default="q_proj,k_proj,v_proj,o_proj", help="the LM's linear layers LoRA adapts"
     )
-    parser.add_argument("--device", default="cpu", help="cpu (one torch thread) or cuda (bfloat16 autocast)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (bfloat16 autocast)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads on a CPU (default 1: one per process)"
+    )
     parser.add_argument(
         "--batch", type=int, default=1, help="samples a forward (padded; more than 1 is meant for cuda)"
     )
@@ -376,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
+    if args.threads < 1:
+        parser.error("--threads must be 1 or more")
     if device.type == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(args.threads)
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
     try:
