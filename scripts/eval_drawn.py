@@ -5,7 +5,7 @@
 
 Each video is drawn with Pillow (not with ``vidpool.bench.synth``): a plain black 128 x 128 frame at 8
 fps, flat fills of the documented colours, the documented shapes, one question a video worded as the
-families' table in docs/synth.md words it. Written as H.264 by PyAV and asked through
+families' table in docs/synth.md words it. Written as H.264 (``vidpool.video.write_video``) and asked through
 :class:`vidpool.VideoChat` like any file, free-form, with every visual token; the reply counts as the
 one option it names (the benchmark's rule). Prints accuracy per family with a 95% Wilson interval and,
 with ``--json``, one JSON line.
@@ -168,19 +168,6 @@ def make_case(family: str, rng: np.random.Generator):
     raise ValueError(family)
 
 
-def write_h264(frames: np.ndarray, path: Path) -> Path:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("h264", rate=FPS)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for array in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -205,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     from vidpool.models import build_model
     from vidpool.pipeline import VideoChat
     from vidpool.quiet import quiet_libraries
+    from vidpool.video import write_video
 
     torch.manual_seed(0)
     folder = Path(args.model) if args.model else build_model("vidpool-synth")
@@ -217,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             right = []
             for i in range(args.count):
                 frames, question, options, answer = make_case(family, rng)
-                video = write_h264(frames, Path(tmp) / f"{family}-{i}.mp4")
+                video = write_video(Path(tmp) / f"{family}-{i}.mp4", frames, fps=FPS, crf=12)
                 chat = VideoChat(video, model, num_frames=args.frames, method="none", max_new_tokens=16)
                 reply = chat.ask(question)
                 right.append(parse_choice(str(reply), options, letters="") == answer)
