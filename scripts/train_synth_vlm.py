@@ -201,10 +201,10 @@ def single_loss(model, embeds: torch.Tensor, answer: list[int]) -> torch.Tensor:
         return model.language_model(inputs_embeds=embeds, labels=labels).loss
 
 
-def batch_loss(model, samples: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
-    """Mean over ``samples`` (``(embeds [1, L_i, hidden], answer)`` each) of each one's answer
-    cross-entropy, in one forward: right-padded to the longest with an attention mask, logits kept only
-    where an answer token is predicted. Equals the mean of :func:`single_loss` over the samples."""
+def batch_losses(model, samples: list[tuple[torch.Tensor, list[int]]]) -> torch.Tensor:
+    """``[B]``: each of ``samples``' (``(embeds [1, L_i, hidden], answer)`` each) answer cross-entropy,
+    in one forward: right-padded to the longest with an attention mask, logits kept only where an
+    answer token is predicted. Each equals :func:`single_loss` of that sample alone."""
     lengths = [int(e.shape[1]) for e, _ in samples]
     longest, hidden = max(lengths), int(samples[0][0].shape[2])
     device = samples[0][0].device
@@ -227,7 +227,7 @@ def batch_loss(model, samples: list[tuple[torch.Tensor, list[int]]]) -> torch.Te
     for i, (w, (_, answer)) in enumerate(zip(wanted, samples, strict=True)):
         picked = logits[i, [column[p] for p in w]].float()
         losses.append(torch.nn.functional.cross_entropy(picked, torch.tensor(answer, device=device)))
-    return torch.stack(losses).mean()
+    return torch.stack(losses)
 
 
 def evaluate(model, frames: int, count: int, method: str | None = None, letters: bool = False) -> dict:
@@ -452,14 +452,15 @@ def main(argv: list[str] | None = None) -> int:
                 step - args.schedule_start, args.steps - args.schedule_start, group["peak"], args.warmup
             )
         rng = np.random.default_rng([args.seed, step])
-        total, families = 0.0, []
+        total, drawn = 0.0, []
         opt.zero_grad(set_to_none=True)
         for k in range(args.accum):
             samples = []
             for j in range(args.batch):
                 seed = (step * args.accum + k) * args.batch + j + 1
                 item, clip, stamps = draw_item(rng, seed, args.frames, weights)
-                question, target = question_and_answer(item, rng, mc=bool(rng.random() < args.mc_share))
+                mc = bool(rng.random() < args.mc_share)
+                question, target = question_and_answer(item, rng, mc=mc)
                 full = bool(rng.random() < args.full_share)
                 while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
                     method, budget = str(rng.choice(methods)), int(rng.choice(budgets))
@@ -470,10 +471,15 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     except BudgetError:
                         continue
-                families.append(item.family)
-            loss = single_loss(model, *samples[0]) if args.batch == 1 else batch_loss(model, samples)
+                drawn.append([item.family, method, "letter" if mc else "free"])
+            losses = (
+                single_loss(model, *samples[0])[None] if args.batch == 1 else batch_losses(model, samples)
+            )
+            loss = losses.mean()
             (loss / args.accum).backward()
             total += float(loss.detach())
+            for row, value in zip(drawn[-len(samples) :], losses.detach().tolist(), strict=True):
+                row.append(round(float(value), 4))
         torch.nn.utils.clip_grad_norm_(trainable.parameters(), 1.0)
         opt.step()
         step += 1
@@ -484,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                 "loss": round(total / args.accum, 4),
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": round(seconds, 1),
+                # each sample: [family, method, "free" or "letter", its loss] (learning curves by family)
+                "samples": drawn,
             }
         )
         # the next step would end past the wall-clock bound: stop here, as a finished run does
