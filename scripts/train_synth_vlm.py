@@ -283,6 +283,24 @@ def evaluate_families(model, frames: int, count: int) -> dict[str, float]:
     return scores
 
 
+def family_curves(rows: list[dict], window: int = 40) -> dict[str, tuple[list[int], list[float]]]:
+    """Per family, the mean loss of its last ``window`` free-form samples at each step that had one:
+    ``{family: (steps, means)}`` from the log's ``samples`` records (steps logged without them are
+    skipped)."""
+    seen: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        for family, _method, style, loss in r.get("samples", []):
+            if style == "free":
+                seen.setdefault(family, []).append((r["step"], loss))
+    curves = {}
+    for family, points in seen.items():
+        if len(points) >= window:
+            losses = np.array([v for _, v in points])
+            means = np.convolve(losses, np.ones(window) / window, mode="valid")
+            curves[family] = ([s for s, _ in points[window - 1 :]], [float(m) for m in means])
+    return curves
+
+
 def plot_losses(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -291,15 +309,25 @@ def plot_losses(rows: list[dict], out: Path) -> None:
 
     steps = [r["step"] for r in rows if "loss" in r]
     losses = np.array([r["loss"] for r in rows if "loss" in r])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    curves = family_curves(rows)
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 6, 3.5), squeeze=False)
+    ax = axes[0, 0]
     ax.plot(steps, losses, alpha=0.35, label="loss")
     if len(losses) >= 10:
         kernel = np.ones(10) / 10
         ax.plot(steps[9:], np.convolve(losses, kernel, mode="valid"), label="mean of 10")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("answer cross-entropy")
-    ax.set_title("vidpool-synth projector training")
+    ax.set_title("vidpool-synth training")
     ax.legend()
+    if curves:
+        ax = axes[0, 1]
+        for family, (at, means) in sorted(curves.items()):
+            ax.plot(at, means, label=family)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("free-form answer cross-entropy")
+        ax.set_title("by family (mean of its last 40 samples)")
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

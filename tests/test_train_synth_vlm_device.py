@@ -76,3 +76,26 @@ def test_vidpool_synth_samples_as_many_frames_as_its_projector_was_trained_with(
     assert builders.synth_frames() == 8  # nothing recorded: the frame count of the first projector
     (tmp_path / "vlm_training.json").write_text(json.dumps({"frames": 64, "steps": 3}))
     assert builders.synth_frames() == 64
+
+
+def test_family_curves_average_each_familys_free_form_samples(tmp_path):
+    trainer = _trainer()
+    rows = [
+        {"step": 0, "start": {}},
+        {"step": 1, "loss": 1.0},
+    ]  # a start record and a step logged without samples
+    for step in range(2, 8):
+        rows.append(
+            {
+                "step": step,
+                "loss": 1.0,
+                "samples": [["count", "none", "free", float(step)], ["count", "spatial", "letter", 99.0]]
+                + [["static", "none", "free", 0.5]] * (step % 2),
+            }
+        )
+    curves = trainer.family_curves(rows, window=3)
+    assert curves["count"][0] == [4, 5, 6, 7]
+    assert curves["count"][1] == pytest.approx([3.0, 4.0, 5.0, 6.0])  # letter samples left out
+    assert curves["static"][0] == [7] and curves["static"][1] == pytest.approx([0.5])
+    trainer.plot_losses(rows, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0
