@@ -164,7 +164,7 @@ def evidence_line(name: str, share: float | None) -> str:
 
 def run(args: argparse.Namespace, video: Path, question: str, item, folder: Path) -> list[dict]:
     from vidpool.llm import load_model
-    from vidpool.pipeline import VideoChat, load_kwargs
+    from vidpool.pipeline import load_kwargs
     from vidpool.quiet import quiet_libraries
     from vidpool.schedule import plan
 
@@ -189,37 +189,41 @@ def run(args: argparse.Namespace, video: Path, question: str, item, folder: Path
             f" --frames {args.frames}" if args.frames else ""
         )
         print(f"\n=== {title} ===\n$ {command}\n{p.table()}\n", flush=True)
-        chat = VideoChat(frames[_sampling(p)], model, plan=p)
-        print(f"question:     {question}\nanswer:       ", end="", flush=True)
-        pieces = []
-        for piece in chat.ask(question, stream=True):
-            pieces.append(piece)
-            print(piece, end="", flush=True)
-        answer = " ".join("".join(pieces).split())
-        right = None if item is None else verdict(answer, item)
-        print()
-        if item is not None:
-            print(f"ground truth: {item.options[item.answer]} -> {'right' if right else 'wrong'}")
-        trace = chat.last_trace
-        kept = evidence(item, trace)
-        for name, share in kept:
-            print(f"evidence:     {evidence_line(name, share)}")
-        seconds = sum(trace.timings.get(s, 0.0) for s in ("encode", "compress", "prefill", "generate"))
-        print(
-            f"time:         {seconds:.1f} s (prefill {trace.timings.get('prefill', 0.0):.1f} s)", flush=True
-        )
-        results.append(
-            {
-                "arm": title,
-                "tokens": trace.visual_tokens,
-                "of": trace.patch_tokens,
-                "answer": answer,
-                "right": right,
-                "kept": kept,
-                "seconds": seconds,
-            }
-        )
+        results.append({"arm": title, **ask(model, frames[_sampling(p)], p, question, item)})
     return results
+
+
+def ask(model, frames, p, question: str, item) -> dict:
+    """One run: the question, the streamed answer, the truth, the evidence kept and the time, printed;
+    returned as the summary's row."""
+    from vidpool.pipeline import VideoChat
+
+    chat = VideoChat(frames, model, plan=p)
+    print(f"question:     {question}\nanswer:       ", end="", flush=True)
+    pieces = []
+    for piece in chat.ask(question, stream=True):
+        pieces.append(piece)
+        print(piece, end="", flush=True)
+    answer = " ".join("".join(pieces).split())
+    right = None if item is None else verdict(answer, item)
+    print()
+    if item is not None:
+        print(f"ground truth: {item.options[item.answer]} -> {'right' if right else 'wrong'}")
+    trace = chat.last_trace
+    kept = evidence(item, trace)
+    for name, share in kept:
+        print(f"evidence:     {evidence_line(name, share)}")
+    seconds = sum(trace.timings.get(s, 0.0) for s in ("encode", "compress", "prefill", "generate"))
+    prefill = trace.timings.get("prefill", 0.0)
+    print(f"time:         {seconds:.1f} s (prefill {prefill:.1f} s)", flush=True)
+    return {
+        "tokens": trace.visual_tokens,
+        "of": trace.patch_tokens,
+        "answer": answer,
+        "right": right,
+        "kept": kept,
+        "seconds": seconds,
+    }
 
 
 def _kept_cell(kept: list[tuple[str, float | None]]) -> str:
