@@ -58,6 +58,7 @@ from vidpool.errors import BudgetError
 from vidpool.models.builders import SYNTH_ADAPTER, SYNTH_DIR, build_vidpool_synth
 from vidpool.models.store import portable_path
 from vidpool.models.training import TrainingRun, lr_at
+from vidpool.options import comma_list, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +77,8 @@ BUDGET_CHOICES = (8, 16, 16, 32, 32, 64, 64, 128)
 # Samples that see every visual token (method ``none``: 512 for 8 frames), so that the full tokens are
 # not out of distribution at inference.
 FULL_SHARE = 0.2
+#: free-form samples each point of a family's learning curve averages
+CURVE_WINDOW = 40
 EVAL_SEED = 900_000  # the training run's own check, never trained on; a training seed all the same
 assert EVAL_SEED in TRAINING_SEEDS
 # Other wordings of the static questions, so that a person's own phrasing reaches the same answer.
@@ -283,7 +286,7 @@ def evaluate_families(model, frames: int, count: int) -> dict[str, float]:
     return scores
 
 
-def family_curves(rows: list[dict], window: int = 40) -> dict[str, tuple[list[int], list[float]]]:
+def family_curves(rows: list[dict], window: int = CURVE_WINDOW) -> dict[str, tuple[list[int], list[float]]]:
     """Per family, the mean loss of its last ``window`` free-form samples at each step that had one:
     ``{family: (steps, means)}`` from the log's ``samples`` records (steps logged without them are
     skipped)."""
@@ -326,11 +329,20 @@ def plot_losses(rows: list[dict], out: Path) -> None:
             ax.plot(at, means, label=family)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("free-form answer cross-entropy")
-        ax.set_title("by family (mean of its last 40 samples)")
+        ax.set_title(f"by family (mean of its last {CURVE_WINDOW} samples)")
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def _option_text(value) -> str:
+    """An option's value as written on a command line (no absolute paths of this machine)."""
+    if isinstance(value, Path):
+        return portable_path(value)
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument(
         "--budgets",
-        default=",".join(map(str, BUDGET_CHOICES)),
+        type=comma_list(positive_int),
+        default=BUDGET_CHOICES,
         help="visual-token budgets a compressed sample draws from (repeat one to weight it)",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -382,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (bfloat16 autocast)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads on a CPU (default 1: one per process)"
+        "--threads", type=positive_int, default=1, help="torch threads on a CPU (default 1: one per process)"
     )
     parser.add_argument(
         "--batch", type=int, default=1, help="samples a forward (padded; more than 1 is meant for cuda)"
@@ -407,16 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; run with --device cpu")
-    if args.threads < 1:
-        parser.error("--threads must be 1 or more")
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
-    try:
-        budgets = [int(b) for b in args.budgets.split(",")]
-    except ValueError:
-        parser.error(f"--budgets takes whole token counts separated by commas, not {args.budgets!r}")
     from safetensors.torch import save_file
 
     import vidpool
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
 
     weights = family_weights(args.static_weight)
     # the stage's options as another machine can read them: no absolute paths of this one
-    start = {k: portable_path(v) if isinstance(v, Path) else str(v) for k, v in vars(args).items()}
+    start = {k: _option_text(v) for k, v in vars(args).items()}
     log({"step": step, "start": start})
     methods = servable_methods()
     stopped = None
@@ -491,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 question, target = question_and_answer(item, rng, mc=mc)
                 full = bool(rng.random() < args.full_share)
                 while True:  # a method with a fixed token count ('none', 'spp') cannot meet every budget
-                    method, budget = str(rng.choice(methods)), int(rng.choice(budgets))
+                    method, budget = str(rng.choice(methods)), int(rng.choice(args.budgets))
                     if full:
                         method, budget = "none", None
                     try:
@@ -560,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "frames": args.frames,
         "seed": args.seed,
-        "budgets": budgets,
+        "budgets": list(args.budgets),
         "full_share": args.full_share,
         "lora": None
         if lora is None
