@@ -7,6 +7,8 @@
     python scripts/train_synth_vlm.py --device cuda --batch 8 --accum 2 --frames 64 --max-minutes 7 ...
 
 LLaVA's alignment stage: only the ``mlp2x_gelu`` projector learns (lr 1e-3, warm-up, cosine decay);
+``--projector mlp2x_gelu_where`` adds where and when each kept token comes from (its frame, row and
+column, from the compression's provenance) through a position layer that starts at zero;
 with ``--lora-rank`` a LoRA on the LM's attention learns with it (its own ``--lora-lr``), saved in
 PEFT's format beside the projector (``lm-adapter/``) and merged into the LM when the model loads.
 Each sample is a generated video of the synthetic world (``vidpool.bench.synth``) with one question of
@@ -37,7 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -178,8 +179,8 @@ def prepare_sample(model, question, target, clip, stamps, method: str, budget: i
         extra = {}
         if joint:
             extra["scores"] = model.prompt_scores(encoded.patches, question, joint=encoded.joint)
-        pooled = compress(encoded.patches, method, budget=budget, **extra, **params).tokens
-    visual = model.projector(pooled.float())
+        result = compress(encoded.patches, method, budget=budget, **extra, **params)
+    visual = model.project_compressed(result)
     tok = model.tokenizer
     before, after = tokenize_around_marker(tok, model.prompt_text(question, timestamps=stamps))
     answer = tok(target, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")]
@@ -387,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--init", type=Path, default=None, help="projector weights a new run starts from (default: random)"
     )
+    parser.add_argument(
+        "--projector",
+        choices=("mlp2x_gelu", "mlp2x_gelu_where"),
+        default="mlp2x_gelu",
+        help="a new run's projector: mlp2x_gelu_where adds where and when each token comes from; its "
+        "position layer starts at zero, the rest from --init",
+    )
     parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on the LM (0: projector only)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: twice the rank)")
     parser.add_argument("--lora-lr", type=float, default=2e-4)
@@ -424,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     import vidpool
     from vidpool.llm import build_projector
@@ -448,11 +456,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (folder / "vidpool.json").is_file():
         torch.manual_seed(args.seed)
         start = args.work_dir / "projector-init.safetensors"
+        projector = build_projector(args.projector, 128, 576)
         if args.init is not None:
-            shutil.copyfile(args.init, start)
-        else:
-            projector = build_projector("mlp2x_gelu", 128, 576)
-            save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(start))
+            # the position layer (absent from an mlp2x_gelu file) keeps its zero start
+            missing, unexpected = projector.load_state_dict(load_file(str(args.init)), strict=False)
+            if unexpected or any(not key.startswith("where.") for key in missing):
+                parser.error(f"--init {args.init} does not fit a {args.projector} projector 128 -> 576")
+        save_file({k: v.contiguous() for k, v in projector.state_dict().items()}, str(start))
         staging = Path(tempfile.mkdtemp(dir=args.work_dir))
         build_vidpool_synth(staging, projector=start, adapter=False)
         staging.rename(folder)

@@ -168,6 +168,58 @@ def test_bad_arguments_say_what_to_do(model, features):
         model.visual_tokens(features[0])
 
 
+@pytest.fixture(scope="module")
+def where_folder(folder, tmp_path_factory) -> Path:
+    """tiny-native with an ``mlp2x_gelu_where`` projector: its MLP, and a random position layer."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path_factory.mktemp("where") / "ckpt"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".built"))
+    state = load_file(copy / "projector.safetensors")
+    hidden = state["fc2.weight"].shape[0]
+    layer = torch.nn.Linear(24, hidden)
+    save_file(
+        {**state, "where.weight": layer.weight.detach(), "where.bias": layer.bias.detach()},
+        copy / "projector.safetensors",
+    )
+    config = json.loads((copy / "vidpool.json").read_text())
+    (copy / "vidpool.json").write_text(json.dumps({**config, "projector": "mlp2x_gelu_where"}))
+    return copy
+
+
+@pytest.mark.parametrize(("method", "budget"), [("divprune", 6), ("spatial", 8), ("none", None)])
+def test_a_position_projector_reads_where_each_kept_token_comes_from(where_folder, features, method, budget):
+    from vidpool.models.builders import projector_kind
+
+    assert projector_kind(where_folder / "projector.safetensors") == "mlp2x_gelu_where"
+    model = load_model(where_folder)
+    assert model.projector.reads_positions
+    result = vidpool.compress(features, method, budget=budget)
+    with torch.inference_mode():
+        expected = model.projector(result.tokens, result.token_positions())
+        blind = model.projector(result.tokens)
+    tokens = model.visual_tokens(features, method=method, budget=budget)
+    assert torch.allclose(tokens, expected, atol=1e-6)
+    assert not torch.allclose(tokens, blind)
+
+
+def test_a_position_projector_before_compression_reads_the_grid(where_folder, features):
+    model = load_model(where_folder)
+    after = NativeVideoLM(
+        dataclasses.replace(model.config, compress={"method": "spatial", "params": {}, "position": "after"}),
+        model.encoder,
+        model.projector,
+        model.lm,
+        model.tokenizer,
+    )
+    grid = vidpool.compression.grid_positions(*features.shape[:3])
+    with torch.inference_mode():
+        expected = vidpool.compress(model.projector(features, grid), "spatial").tokens
+    assert torch.allclose(after.visual_tokens(features), expected, atol=1e-6)
+
+
 def test_pickled_projector_needs_allow_pickle(folder, tmp_path):
     copy = tmp_path / "ckpt"
     shutil.copytree(folder, copy)

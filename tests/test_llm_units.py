@@ -13,6 +13,7 @@ from vidpool.llm.compat import dtype_kwargs, feature_tensor, token_id
 from vidpool.llm.config import resolve_path
 from vidpool.llm.generate import truncate_at_stop
 from vidpool.llm.loading import check_weight_files, resolve_attn_implementation, resolve_dtype
+from vidpool.llm.projector import position_features, projector_param_count
 from vidpool.llm.prompt import VIDEO_MARKER, build_messages, splice_embeddings
 
 
@@ -54,11 +55,37 @@ def test_resolve_path_handles_relative_hub_and_package_names(tmp_path):
         resolve_path(tmp_path, "pkg:no_such_package_xyz")
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp2x_gelu"])
+@pytest.mark.parametrize("name", ["linear", "mlp2x_gelu", "mlp2x_gelu_where"])
 def test_projectors_map_width_to_hidden(name):
     projector = build_projector(name, 8, 12)
     assert projector(torch.randn(3, 5, 8)).shape == (3, 5, 12)
     assert name in list_projectors()
+    assert projector_param_count(name, 8, 12) == sum(p.numel() for p in projector.parameters())
+
+
+def test_the_position_projector_starts_as_the_mlp_it_extends():
+    torch.manual_seed(0)
+    where_projector = build_projector("mlp2x_gelu_where", 8, 12)
+    mlp = build_projector("mlp2x_gelu", 8, 12)
+    missing, unexpected = where_projector.load_state_dict(mlp.state_dict(), strict=False)
+    assert sorted(missing) == ["where.bias", "where.weight"] and not unexpected
+    x, where = torch.randn(5, 8), torch.rand(5, 3)
+    assert torch.equal(where_projector(x, where), mlp(x))
+    torch.nn.init.normal_(where_projector.where.weight)
+    assert torch.equal(where_projector(x), mlp(x))
+    moved = where_projector(x, where)
+    assert not torch.allclose(moved, mlp(x))
+    # the same token at another place or time gets another embedding
+    assert not torch.allclose(moved[0], where_projector(x[:1], where[1:2])[0])
+
+
+def test_position_features_are_sines_and_cosines_of_each_axis():
+    where = torch.tensor([[0.0, 0.5, 1.0]])
+    features = position_features(where, frequencies=2)
+    assert features.shape == (1, 12)
+    angles = torch.pi * torch.tensor([[0.0, 0.0], [0.5, 1.0], [1.0, 2.0]])  # axis x k
+    expected = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten()
+    assert torch.allclose(features[0], expected, atol=1e-6)
 
 
 def test_unknown_projector_names_the_choices():

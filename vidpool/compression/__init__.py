@@ -28,7 +28,7 @@ from vidpool.compression.budget import grid_for_budget, plane_for_budget
 from vidpool.compression.module import TokenCompressor
 from vidpool.compression.prompt_guided import prompt_scores
 from vidpool.compression.registry import Method, MethodPlan, get_method, list_methods, register
-from vidpool.compression.result import Compressed
+from vidpool.compression.result import Compressed, grid_positions
 
 __all__ = [
     "Compressed",
@@ -38,6 +38,7 @@ __all__ = [
     "compress",
     "get_method",
     "grid_for_budget",
+    "grid_positions",
     "list_methods",
     "num_output_tokens",
     "plane_for_budget",

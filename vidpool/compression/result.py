@@ -7,7 +7,14 @@ from typing import Any
 
 import torch
 
-__all__ = ["Compressed"]
+__all__ = ["Compressed", "grid_positions"]
+
+
+def grid_positions(t: int, h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``[t, h, w, 3]`` float32: each cell's ``(t, y, x)`` as a fraction of its axis, at cell centres
+    (``(i + 0.5) / size``)."""
+    axes = [(torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size for size in (t, h, w)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
 
 
 @dataclass
@@ -58,3 +65,31 @@ class Compressed:
         """Share of input positions that feed some output token, per batch item: float ``[B]`` (or scalar)."""
         kept = (self.assign >= 0).float()
         return kept.flatten(-3).mean(-1)
+
+    def token_positions(self) -> torch.Tensor:
+        """Where and when each output token comes from: float32 ``[B, N, 3]`` (or ``[N, 3]``).
+
+        The weighted mean, over the input positions that ``assign`` gives a token, of the position's
+        ``(t, y, x)`` in the input grid, each as a fraction of its axis (cell centres: ``(i + 0.5) / T``),
+        so a token pooled over frames 0 to 3 of 8 sits at ``t = 0.25``. A token no position is assigned
+        to (padding, or a window every position of which feeds another token more) sits at the centre,
+        ``0.5``.
+        """
+        single = self.assign.dim() == 3
+        assign = self.assign.unsqueeze(0) if single else self.assign
+        weight = (self.weight.unsqueeze(0) if single else self.weight).float()
+        b, t, h, w = assign.shape
+        n = self.num_tokens
+        coords = grid_positions(t, h, w, assign.device).reshape(1, t * h * w, 3)
+        index = assign.reshape(b, -1)
+        kept = index >= 0
+        # dropped positions (-1) go to a spare slot n that is cut off afterwards
+        slot = torch.where(kept, index, torch.full_like(index, n))
+        mass = torch.where(kept, weight.reshape(b, -1), torch.zeros_like(index, dtype=torch.float32))
+        total = torch.zeros(b, n + 1, device=assign.device).scatter_add_(1, slot, mass)
+        sums = torch.zeros(b, n + 1, 3, device=assign.device).scatter_add_(
+            1, slot.unsqueeze(-1).expand(b, -1, 3), mass.unsqueeze(-1) * coords
+        )
+        total, sums = total[:, :n], sums[:, :n]
+        where = torch.where(total.unsqueeze(-1) > 0, sums / total.clamp_min(1e-12).unsqueeze(-1), 0.5)
+        return where[0] if single else where

@@ -173,6 +173,11 @@ class VideoLM:
         """Projector ``[..., C] -> [..., hidden]``."""
         raise NotImplementedError
 
+    def project_compressed(self, result: Compressed) -> torch.Tensor:
+        """``result.tokens`` ``[N, C]`` through the projector: ``[N, hidden]`` (a model whose projector
+        reads where each token comes from overrides this)."""
+        return self._project(result.tokens)
+
     def prompt_scores(
         self, features: torch.Tensor, prompt: str, joint: torch.Tensor | None = None
     ) -> torch.Tensor | None:
@@ -312,7 +317,7 @@ class VideoLM:
         with torch.inference_mode():
             if self.config.position == "before":
                 result = compress(features, method, budget=budget, **extra, **params)
-                tokens = self._project(result.tokens)
+                tokens = self.project_compressed(result)
             else:
                 result = compress(self._project(features), method, budget=budget, **extra, **params)
                 tokens = result.tokens

@@ -14,6 +14,7 @@ from vidpool.llm.loading import LoadOptions, load_causal_lm
 from vidpool.llm.projector import build_projector
 
 if TYPE_CHECKING:
+    from vidpool.compression import Compressed
     from vidpool.encode.encoder import EncodedFrames
 
 __all__ = ["PROJECTOR_FILE", "NativeVideoLM"]
@@ -163,9 +164,23 @@ class NativeVideoLM(VideoLM):
             text = self.text_embedding(prompt)
         return prompt_scores(joint.to(text.device), text, logit_scale=self.encoder.logit_scale)
 
-    def _project(self, x: torch.Tensor) -> torch.Tensor:
+    def _project(self, x: torch.Tensor, where: torch.Tensor | None = None) -> torch.Tensor:
+        """``[..., C] -> [..., hidden]``; ``where [..., 3]`` reaches a projector that reads positions
+        (``mlp2x_gelu_where``), and a ``[T, h, w, C]`` grid projected before compression brings its own."""
         param = next(self.projector.parameters())
-        return self.projector(x.to(device=param.device, dtype=param.dtype))
+        x = x.to(device=param.device, dtype=param.dtype)
+        if not getattr(self.projector, "reads_positions", False):
+            return self.projector(x)
+        if where is None and x.dim() == 4:
+            from vidpool.compression import grid_positions
+
+            where = grid_positions(*x.shape[:3], device=x.device)
+        return self.projector(x, where)
+
+    def project_compressed(self, result: Compressed) -> torch.Tensor:
+        if getattr(self.projector, "reads_positions", False):
+            return self._project(result.tokens, result.token_positions())
+        return self._project(result.tokens)
 
     # -- language -------------------------------------------------------------------------
     @property

@@ -14,6 +14,7 @@ from typing import Any
 from vidpool.encode.memory import DEFAULT_FRAME_HW, clip_activation_bytes_per_frame
 from vidpool.errors import CheckpointError
 from vidpool.llm.config import resolve_path
+from vidpool.llm.projector import projector_param_count
 from vidpool.schedule.estimate import ModelSpec, vit_param_count
 from vidpool.schedule.spec import compress_fields, lm_fields, read_json
 
@@ -167,7 +168,7 @@ def native_spec(
     vit = vit_param_count(vision.width, vision.layers, patch, side, vision.mlp_ratio)
     hidden = lm["hidden_size"]
     width = int(getattr(config, "vision_width", None) or vision.width)
-    projector = width * hidden + hidden + (hidden * hidden + hidden if config.projector != "linear" else 0)
+    projector = projector_param_count(config.projector, width, hidden)  # no weights are read
     return ModelSpec(
         vision_param_bytes=(vit + _clip_text_param_count(vision)) * dtype_bytes,
         projector_param_bytes=projector * dtype_bytes,

@@ -150,6 +150,7 @@ def _native(
     encoder_weights: Path | None = None,
     projector_weights: Path | None = None,
     untrained: list[str] | None = None,
+    projector: str = "mlp2x_gelu",
     **config,
 ) -> None:
     """Write a native checkpoint: the encoder's weights (random unless ``encoder_weights``), a projector
@@ -163,7 +164,7 @@ def _native(
     encoder = CLIPEncoder(encoder_model, encoder_weights, layer=-2)
     _save_state(encoder.model, folder / "encoder.safetensors")
     if projector_weights is None:
-        _save_state(build_projector("mlp2x_gelu", encoder.width, hidden), folder / "projector.safetensors")
+        _save_state(build_projector(projector, encoder.width, hidden), folder / "projector.safetensors")
     else:
         shutil.copyfile(projector_weights, folder / "projector.safetensors")
     if Path(encoder_model).is_file():
@@ -177,7 +178,7 @@ def _native(
     ModelConfig(
         kind="native",
         encoder={"model": encoder_model, "weights": "encoder.safetensors", "layer": -2},
-        projector="mlp2x_gelu",
+        projector=projector,
         vision_width=encoder.width,
         lm=lm,
         **fields,
@@ -273,6 +274,7 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None, adapter:
         encoder_model=str(SYNTH_DIR / SYNTH_CLIP_CONFIG),
         encoder_weights=SYNTH_DIR / "clip.safetensors",
         projector_weights=projector,
+        projector=projector_kind(projector),
         lm=lm,
         hidden=hidden,
         seed=5,
@@ -280,6 +282,15 @@ def build_vidpool_synth(folder: Path, *, projector: Path | None = None, adapter:
         system_prompt=SYNTH_SYSTEM_PROMPT,
         notice=SYNTH_NOTICE,
     )
+
+
+def projector_kind(weights: Path) -> str:
+    """The projector a weights file fits: ``mlp2x_gelu_where`` when it holds the position layer, else
+    ``mlp2x_gelu``."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        return "mlp2x_gelu_where" if "where.weight" in set(handle.keys()) else "mlp2x_gelu"
 
 
 def synth_frames() -> int:
