@@ -46,3 +46,56 @@ def test_chunks_cover_the_items_in_order():
     assert [list(p) for p in chunks(7, 3)] == [[0, 1, 2], [3, 4, 5], [6]]
     assert balanced_size(300, 2) == 38 and balanced_size(3, 4) == 1
     assert chunks(0, 5) == []
+
+
+PARENT = """
+import os, sys, time
+from vidpool.bench.workers import Loads, process_pool
+
+if __name__ == "__main__":
+    pool = process_pool(1, Loads())
+    pid = pool.submit(os.getpid).result()
+    pool.submit(time.sleep, 120)
+    print(pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_run_leaves_no_worker_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # the worker is alive, busy with the long task
+        parent.send_signal(signal.SIGKILL)  # no chance to end its pool
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            if _is_zombie(worker):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the pool's worker kept running after its parent was killed")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

@@ -9,13 +9,25 @@ so that the answers are those of one process: every random choice is seeded by t
 from __future__ import annotations
 
 import math
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Loads", "balanced_size", "chunks", "in_order", "init_worker", "loaded", "process_pool"]
+__all__ = [
+    "Loads",
+    "balanced_size",
+    "chunks",
+    "exit_with_parent",
+    "in_order",
+    "init_worker",
+    "loaded",
+    "process_pool",
+]
 
 _LOADED: dict[str, Any] = {}
 
@@ -35,8 +47,18 @@ class Loads:
     device: str = "cpu"
 
 
+def exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this process once ``parent`` is no longer its parent: a run killed before it could end its
+    pool leaves no worker answering the rest of its queue. Polls every ``every`` seconds; never returns."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
+
+
 def init_worker(loads: Loads) -> None:
-    """Process-pool initializer: one torch thread, then everything ``loads`` names, loaded once."""
+    """Process-pool initializer: a watch that ends the worker with its parent, one torch thread, then
+    everything ``loads`` names, loaded once."""
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     torch.set_num_threads(1)
     if loads.clip is not None:
         from vidpool.bench.clip import TextEmbeddings, load_clip
