@@ -35,42 +35,32 @@ def told_prompt(item, style: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vidpool.bench.cli import eval_seed, family_name
     from vidpool.bench.synth.seeds import DEVELOPMENT_SEED
     from vidpool.bench.synth.tasks import FAMILIES
+    from vidpool.options import comma_list, positive_int
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--families", default=",".join(FAMILIES))
-    parser.add_argument("--count", type=int, default=40, help="questions a family")
+    parser.add_argument("--families", type=comma_list(family_name), default=FAMILIES)
+    parser.add_argument("--count", type=positive_int, default=40, help="questions a family")
     parser.add_argument(
-        "--seed", type=int, default=DEVELOPMENT_SEED, help="the items' seed (default: development)"
+        "--seed", type=eval_seed, default=DEVELOPMENT_SEED, help="the items' seed (default: development)"
     )
     parser.add_argument("--model", default=None, help="checkpoint folder (default: vidpool-synth)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    families = args.families.split(",")
-    unknown = sorted(set(families) - set(FAMILIES))
-    if unknown:
-        parser.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")
-    if args.count < 1:
-        parser.error("--count must be 1 or more")
 
     import torch
 
     from vidpool.bench.generative import MAX_NEW_TOKENS, parse_choice
     from vidpool.bench.stats import wilson
-    from vidpool.bench.synth.seeds import check_eval_seed
     from vidpool.bench.synth.tasks import LETTERS, make_items
-    from vidpool.errors import InvalidArgumentError
     from vidpool.llm import load_model
     from vidpool.models import build_model
     from vidpool.quiet import quiet_libraries
 
-    try:
-        check_eval_seed(args.seed)
-    except InvalidArgumentError as exc:
-        parser.error(str(exc))
     torch.manual_seed(0)
     folder = Path(args.model) if args.model else build_model("vidpool-synth")
     with quiet_libraries():
@@ -78,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     weight = model.input_embeddings.weight
     no_video = torch.zeros(0, weight.shape[1], dtype=weight.dtype)
     results: dict[str, dict] = {}
-    for family in families:
+    for family in args.families:
         items = make_items(family, args.count, seed=args.seed)
         for style in STYLES:
             letters = LETTERS if style == "letter" else ""

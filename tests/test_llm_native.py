@@ -95,14 +95,16 @@ def test_placeholder_count_is_num_output_tokens(model, features, method, params)
     assert torch.equal(embeds[0, len(before) : len(before) + expected], tokens)
 
 
-def test_position_after_projects_then_compresses(model, features):
-    after = NativeVideoLM(
-        dataclasses.replace(model.config, compress={"method": "spatial", "params": {}, "position": "after"}),
-        model.encoder,
-        model.projector,
-        model.lm,
-        model.tokenizer,
+def _projecting_first(model: NativeVideoLM) -> NativeVideoLM:
+    """``model`` with ``spatial`` run after the projector (PLLaVA's order)."""
+    config = dataclasses.replace(
+        model.config, compress={"method": "spatial", "params": {}, "position": "after"}
     )
+    return NativeVideoLM(config, model.encoder, model.projector, model.lm, model.tokenizer)
+
+
+def test_position_after_projects_then_compresses(model, features):
+    after = _projecting_first(model)
     with torch.inference_mode():
         expected = vidpool.compress(model.projector(features), "spatial").tokens
         before = model.projector(vidpool.compress(features, "spatial").tokens)
@@ -207,13 +209,7 @@ def test_a_position_projector_reads_where_each_kept_token_comes_from(where_folde
 
 def test_a_position_projector_before_compression_reads_the_grid(where_folder, features):
     model = load_model(where_folder)
-    after = NativeVideoLM(
-        dataclasses.replace(model.config, compress={"method": "spatial", "params": {}, "position": "after"}),
-        model.encoder,
-        model.projector,
-        model.lm,
-        model.tokenizer,
-    )
+    after = _projecting_first(model)
     grid = vidpool.compression.grid_positions(*features.shape[:3])
     with torch.inference_mode():
         expected = vidpool.compress(model.projector(features, grid), "spatial").tokens
