@@ -76,3 +76,14 @@ def test_a_token_no_position_is_assigned_to_sits_at_the_centre():
     where = result.token_positions()
     assert torch.equal(where[~used], torch.full(((~used).sum().item(), 3), 0.5))
     assert ((where[used] > 0) & (where[used] < 1)).all()
+
+
+def test_provenance_mean_gathers_pruned_rows_averages_pooled_ones_and_marks_unfed_tokens():
+    from vidpool.compression import provenance_mean
+
+    assign = torch.tensor([0, 0, 2, -1, 1])
+    weight = torch.tensor([0.25, 0.75, 1.0, 0.0, 1.0])
+    values = torch.tensor([[0.0], [4.0], [7.0], [100.0], [5.0]])
+    out = provenance_mean(assign, weight, values, 4, torch.float64)
+    assert out[:3, 0].tolist() == [3.0, 5.0, 7.0]  # 0.25*0 + 0.75*4; a gather; a gather
+    assert torch.isnan(out[3]).all()  # no position feeds token 3; the dropped row counts nowhere

@@ -28,7 +28,7 @@ from vidpool.compression.budget import grid_for_budget, plane_for_budget
 from vidpool.compression.module import TokenCompressor
 from vidpool.compression.prompt_guided import prompt_scores
 from vidpool.compression.registry import Method, MethodPlan, get_method, list_methods, register
-from vidpool.compression.result import Compressed, grid_positions
+from vidpool.compression.result import Compressed, grid_positions, provenance_mean
 
 __all__ = [
     "Compressed",
@@ -43,6 +43,7 @@ __all__ = [
     "num_output_tokens",
     "plane_for_budget",
     "prompt_scores",
+    "provenance_mean",
     "register",
     "resolve",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Compressed", "grid_positions"]
+__all__ = ["Compressed", "grid_positions", "provenance_mean"]
 
 
 def grid_positions(t: int, h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -15,6 +15,21 @@ def grid_positions(t: int, h: int, w: int, device: torch.device | str | None = N
     (``(i + 0.5) / size``)."""
     axes = [(torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size for size in (t, h, w)]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1)
+
+
+def provenance_mean(
+    assign: torch.Tensor, weight: torch.Tensor, values: torch.Tensor, count: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """``[count, D]`` (in ``dtype``): for each output token, the ``weight``-weighted mean of the rows of
+    ``values`` ``[P, D]`` whose ``assign`` ``[P]`` names it (``-1``: dropped, left out). A token no
+    position names gets NaN. For pruning it is a gather, for average pooling the same average."""
+    kept = assign >= 0
+    index, w = assign[kept], weight[kept].to(dtype)
+    rows = values[kept].to(dtype)
+    total = torch.zeros(count, dtype=dtype, device=values.device).index_add_(0, index, w)
+    sums = torch.zeros(count, rows.shape[1], dtype=dtype, device=values.device)
+    sums.index_add_(0, index, rows * w[:, None])
+    return sums / total[:, None]
 
 
 @dataclass
@@ -77,19 +92,14 @@ class Compressed:
         """
         single = self.assign.dim() == 3
         assign = self.assign.unsqueeze(0) if single else self.assign
-        weight = (self.weight.unsqueeze(0) if single else self.weight).float()
+        weight = self.weight.unsqueeze(0) if single else self.weight
         b, t, h, w = assign.shape
-        n = self.num_tokens
-        coords = grid_positions(t, h, w, assign.device).reshape(1, t * h * w, 3)
-        index = assign.reshape(b, -1)
-        kept = index >= 0
-        # dropped positions (-1) go to a spare slot n that is cut off afterwards
-        slot = torch.where(kept, index, torch.full_like(index, n))
-        mass = torch.where(kept, weight.reshape(b, -1), torch.zeros_like(index, dtype=torch.float32))
-        total = torch.zeros(b, n + 1, device=assign.device).scatter_add_(1, slot, mass)
-        sums = torch.zeros(b, n + 1, 3, device=assign.device).scatter_add_(
-            1, slot.unsqueeze(-1).expand(b, -1, 3), mass.unsqueeze(-1) * coords
-        )
-        total, sums = total[:, :n], sums[:, :n]
-        where = torch.where(total.unsqueeze(-1) > 0, sums / total.clamp_min(1e-12).unsqueeze(-1), 0.5)
+        coords = grid_positions(t, h, w, assign.device).reshape(t * h * w, 3)
+        rows = [
+            provenance_mean(
+                assign[i].reshape(-1), weight[i].reshape(-1), coords, self.num_tokens, torch.float32
+            )
+            for i in range(b)
+        ]
+        where = torch.nan_to_num(torch.stack(rows), nan=0.5)
         return where[0] if single else where

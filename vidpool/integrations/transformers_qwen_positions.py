@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vidpool.compression import provenance_mean
 from vidpool.errors import InvalidArgumentError
 
 __all__ = [
@@ -57,20 +58,6 @@ def grid_position_ids(grid: tuple[int, int, int], starts: torch.Tensor, time: to
     return torch.stack([base + times, base + rows, base + cols]).reshape(3, -1)
 
 
-def _weighted(
-    assign: torch.Tensor, weight: torch.Tensor, values: torch.Tensor, count: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """``[count, D]`` weighted means (in ``dtype``) of the rows of ``values`` ``[P, D]`` grouped by ``assign``
-    ``[P]`` (``-1`` dropped); a token fed by no position gets NaN."""
-    kept = assign >= 0
-    index, w = assign[kept], weight[kept].to(dtype)
-    rows = values[kept].to(dtype)
-    total = torch.zeros(count, dtype=dtype, device=values.device).index_add_(0, index, w)
-    sums = torch.zeros(count, rows.shape[1], dtype=dtype, device=values.device)
-    sums.index_add_(0, index, rows * w[:, None])
-    return sums / total[:, None]
-
-
 def token_position_ids(
     ids: torch.Tensor, assign: torch.Tensor, weight: torch.Tensor, count: int
 ) -> torch.Tensor:
@@ -79,7 +66,7 @@ def token_position_ids(
     rounded; a pruned token has its own ids."""
     if ids.shape[1] != assign.numel():
         raise InvalidArgumentError(f"{ids.shape[1]} position ids for {assign.numel()} grid positions")
-    centres = _weighted(assign.reshape(-1), weight.reshape(-1), ids.t(), count, torch.float64)
+    centres = provenance_mean(assign.reshape(-1), weight.reshape(-1), ids.t(), count, torch.float64)
     if torch.isnan(centres).any():
         missing = int(torch.isnan(centres[:, 0]).sum())
         raise InvalidArgumentError(
@@ -93,7 +80,9 @@ def frame_of_tokens(assign: torch.Tensor, weight: torch.Tensor, count: int) -> t
     """Temporal patch ``[count]`` each token belongs to (the rounded weighted mean of its sources' ``t``),
     from ``assign``/``weight`` ``[T', H', W']``."""
     t = torch.arange(assign.shape[0], dtype=torch.float64).view(-1, 1, 1).expand(assign.shape)
-    centre = _weighted(assign.reshape(-1), weight.reshape(-1), t.reshape(-1, 1), count, torch.float64)[:, 0]
+    centre = provenance_mean(assign.reshape(-1), weight.reshape(-1), t.reshape(-1, 1), count, torch.float64)[
+        :, 0
+    ]
     return centre.round().long()
 
 
@@ -102,10 +91,10 @@ def apply_provenance(
 ) -> torch.Tensor:
     """Rows ``[P, C]`` (one per grid position) combined as compression combined the tokens: output token
     ``n`` is the ``weight``-weighted mean of the rows whose ``assign`` is ``n``. Returns ``[count, C]`` in
-    ``values``' dtype; for pruning it is a gather, for average pooling the same average."""
+    ``values``' dtype (:func:`vidpool.compression.provenance_mean`, a token fed by nothing zero)."""
     # float32 at least: half-precision sums of many rows would round away small contributions
     dtype = torch.promote_types(values.dtype, torch.float32)
-    out = _weighted(assign.reshape(-1), weight.reshape(-1), values, count, dtype)
+    out = provenance_mean(assign.reshape(-1), weight.reshape(-1), values, count, dtype)
     return torch.nan_to_num(out).to(values.dtype)
 
 
