@@ -80,10 +80,8 @@ def frame_of_tokens(assign: torch.Tensor, weight: torch.Tensor, count: int) -> t
     """Temporal patch ``[count]`` each token belongs to (the rounded weighted mean of its sources' ``t``),
     from ``assign``/``weight`` ``[T', H', W']``."""
     t = torch.arange(assign.shape[0], dtype=torch.float64).view(-1, 1, 1).expand(assign.shape)
-    centre = provenance_mean(assign.reshape(-1), weight.reshape(-1), t.reshape(-1, 1), count, torch.float64)[
-        :, 0
-    ]
-    return centre.round().long()
+    centre = provenance_mean(assign.reshape(-1), weight.reshape(-1), t.reshape(-1, 1), count, torch.float64)
+    return centre[:, 0].round().long()
 
 
 def apply_provenance(

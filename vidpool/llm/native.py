@@ -178,9 +178,8 @@ class NativeVideoLM(VideoLM):
         return self.projector(x, where)
 
     def project_compressed(self, result: Compressed) -> torch.Tensor:
-        if getattr(self.projector, "reads_positions", False):
-            return self._project(result.tokens, result.token_positions())
-        return self._project(result.tokens)
+        where = result.token_positions() if getattr(self.projector, "reads_positions", False) else None
+        return self._project(result.tokens, where)
 
     # -- language -------------------------------------------------------------------------
     @property
