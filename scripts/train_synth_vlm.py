@@ -346,6 +346,20 @@ def _option_text(value) -> str:
     return str(value)
 
 
+def projector_groups(projector: torch.nn.Module, lr: float, position_lr: float | None) -> list[dict]:
+    """The projector's optimizer groups, each with its ``peak`` rate: one group, or with ``position_lr``
+    the position layer (``where.*``) in a group of its own, so that its output can grow to the scale of
+    the visual tokens it is added to instead of staying a rounding error beside them."""
+    named = list(projector.named_parameters())
+    if position_lr is None:
+        return [{"params": [p for _, p in named], "peak": lr}]
+    where = [p for n, p in named if n.startswith("where.")]
+    if not where:
+        raise ValueError("position_lr needs a projector with a position layer (mlp2x_gelu_where)")
+    rest = [p for n, p in named if not n.startswith("where.")]
+    return [{"params": rest, "peak": lr}, {"params": where, "peak": position_lr}]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps")
@@ -395,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a new run's projector: mlp2x_gelu_where adds where and when each token comes from; its "
         "position layer starts at zero, the rest from --init",
     )
+    parser.add_argument(
+        "--position-lr",
+        type=float,
+        default=None,
+        help="mlp2x_gelu_where: the position layer's own peak learning rate (default: --lr)",
+    )
     parser.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on the LM (0: projector only)")
     parser.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: twice the rank)")
     parser.add_argument("--lora-lr", type=float, default=2e-4)
@@ -437,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     import vidpool
     from vidpool.llm import build_projector
 
+    if args.position_lr is not None and args.projector != "mlp2x_gelu_where":
+        parser.error("--position-lr sets the position layer's rate: it needs --projector mlp2x_gelu_where")
     if args.lora_rank < 0:
         parser.error("--lora-rank must be 0 (off) or a positive rank")
     lora = None
@@ -470,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     model.language_model.requires_grad_(False)
     model.encoder.model.requires_grad_(False)
     projector = model.projector.float().train().requires_grad_(True)
-    groups = [{"params": list(projector.parameters()), "peak": args.lr}]
+    groups = projector_groups(projector, args.lr, args.position_lr)
     trainable: torch.nn.Module = projector
     adapted = None
     if lora is not None:

@@ -69,6 +69,24 @@ def test_the_wall_clock_bound_stops_cleanly_with_weights_and_summary(tmp_path):
     assert [r["step"] for r in rows if "loss" in r] == [1]
 
 
+def test_the_position_layer_can_learn_at_its_own_rate():
+    from vidpool.llm import build_projector
+
+    trainer = _trainer()
+    where = build_projector("mlp2x_gelu_where", 8, 16)
+    (only,) = trainer.projector_groups(where, 1e-3, None)
+    assert only["peak"] == 1e-3 and len(only["params"]) == len(list(where.parameters()))
+    mlp, position = trainer.projector_groups(where, 1e-3, 2e-2)
+    assert position["peak"] == 2e-2 and mlp["peak"] == 1e-3
+    assert {id(p) for p in position["params"]} == {id(p) for p in where.where.parameters()}
+    assert len(mlp["params"]) + len(position["params"]) == len(list(where.parameters()))
+    with pytest.raises(ValueError, match="mlp2x_gelu_where"):
+        trainer.projector_groups(build_projector("mlp2x_gelu", 8, 16), 1e-3, 2e-2)
+    # refused before anything is built or loaded
+    with pytest.raises(SystemExit):
+        trainer.main(["--position-lr", "1e-2", "--work-dir", "/nonexistent/never-made"])
+
+
 def test_vidpool_synth_samples_as_many_frames_as_its_projector_was_trained_with(tmp_path, monkeypatch):
     from vidpool.models import builders
 
