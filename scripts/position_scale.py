@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
     from vidpool.bench.synth.seeds import DEVELOPMENT_SEED
     from vidpool.bench.synth.tasks import FAMILIES, make_items, render_item
     from vidpool.llm import build_projector
-
     from vidpool.models import build_model, model_names
 
     folder = build_model(args.model) if args.model in model_names() else args.model

@@ -69,3 +69,9 @@ class DemoServer:
 def crashing_decoder(path, num_frames, max_side, max_duration, out) -> None:
     """A decode job that dies the way a native decoder does (SIGSEGV), in the child that runs it."""
     os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def sleeping_decoder(path, num_frames, max_side, max_duration, out) -> None:
+    """A decode job stuck for two minutes; it writes its process id to ``path + ".pid"`` first."""
+    Path(f"{path}.pid").write_text(str(os.getpid()))
+    time.sleep(120)

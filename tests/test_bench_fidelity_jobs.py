@@ -7,7 +7,7 @@ import torch
 from bench_support import small_settings
 
 from vidpool.bench.fidelity import run_fidelity
-from vidpool.bench.workers import balanced_size, chunks
+from vidpool.bench.workers import balanced_size, chunks, running
 
 pytest.importorskip("open_clip")
 pytest.importorskip("matplotlib")
@@ -77,25 +77,11 @@ def test_a_killed_run_leaves_no_worker_behind(tmp_path):
         parent.send_signal(signal.SIGKILL)  # no chance to end its pool
         parent.wait(timeout=10)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                break
-            if _is_zombie(worker):
-                break
+        while running(worker):
+            if time.monotonic() > deadline:
+                os.kill(worker, signal.SIGKILL)
+                pytest.fail("the pool's worker kept running after its parent was killed")
             time.sleep(0.2)
-        else:
-            os.kill(worker, signal.SIGKILL)
-            pytest.fail("the pool's worker kept running after its parent was killed")
     finally:
         if parent.poll() is None:
             parent.kill()
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True

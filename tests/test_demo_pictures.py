@@ -135,6 +135,55 @@ def test_a_decoder_crash_ends_only_its_child_process(tmp_path):
     assert decode_upload(video, 4, timeout=300).frames.shape[0] == 4  # this process goes on decoding
 
 
+SERVER = """
+import sys
+from demo_support import sleeping_decoder
+from vidpool.demo.decode import decode_upload
+
+if __name__ == "__main__":
+    decode_upload(sys.argv[1], 2, timeout=600, job=sleeping_decoder)
+"""
+
+
+def test_a_killed_server_leaves_no_decoder_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from demo_support import ROOT
+
+    from vidpool.bench.workers import running
+    from vidpool.video import make_test_video
+
+    video = make_test_video(tmp_path / "v.mp4", num_frames=8)
+    (tmp_path / "server.py").write_text(SERVER)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    server = subprocess.Popen([sys.executable, str(tmp_path / "server.py"), str(video)], env=env)
+    pid_file = tmp_path / "v.mp4.pid"
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert time.monotonic() < deadline and server.poll() is None, "the decoder never started"
+            time.sleep(0.2)
+        decoder = int(pid_file.read_text())
+        server.send_signal(signal.SIGKILL)  # no chance to kill its child
+        server.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while running(decoder):
+            if time.monotonic() > deadline:
+                os.kill(decoder, signal.SIGKILL)
+                pytest.fail("the decode child kept running after the server was killed")
+            time.sleep(0.2)
+    finally:
+        if server.poll() is None:
+            server.kill()
+
+
 def _many_frames(count: int) -> Compressed:
     assign = torch.arange(count * 4).reshape(count, 2, 2)
     return Compressed(

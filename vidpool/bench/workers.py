@@ -22,11 +22,12 @@ __all__ = [
     "Loads",
     "balanced_size",
     "chunks",
-    "exit_with_parent",
+    "exit_with",
     "in_order",
     "init_worker",
     "loaded",
     "process_pool",
+    "running",
 ]
 
 _LOADED: dict[str, Any] = {}
@@ -47,18 +48,34 @@ class Loads:
     device: str = "cpu"
 
 
-def exit_with_parent(parent: int, every: float = 1.0) -> None:
-    """End this process once ``parent`` is no longer its parent: a run killed before it could end its
-    pool leaves no worker answering the rest of its queue. Polls every ``every`` seconds; never returns."""
-    while os.getppid() == parent:
+def exit_with(process: int, every: float = 1.0) -> None:
+    """End this process once ``process`` has ended (a killed process not yet reaped counts as ended): a
+    run killed before it could end its workers leaves none answering the rest of its queue. Polls every
+    ``every`` seconds; never returns."""
+    while running(process):
         time.sleep(every)
     os._exit(1)
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (on Linux, from ``/proc``)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc here: it exists
+        return True
 
 
 def init_worker(loads: Loads) -> None:
     """Process-pool initializer: a watch that ends the worker with its parent, one torch thread, then
     everything ``loads`` names, loaded once."""
-    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()
+    threading.Thread(target=exit_with, args=(os.getppid(),), daemon=True, name="parent-watch").start()
     torch.set_num_threads(1)
     if loads.clip is not None:
         from vidpool.bench.clip import TextEmbeddings, load_clip

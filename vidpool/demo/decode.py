@@ -3,7 +3,8 @@
 A native decoder can crash (decord segfaults on some damaged files) or hang inside C code; in the
 server's own process either would end every user's session. Each upload is decoded by a short-lived
 child process, forked from a server process that has the video stack imported already (so a decode
-costs no import time), killed after ``timeout`` seconds. Frames come back through a ``.npz`` file.
+costs no import time), killed after ``timeout`` seconds, and ending on its own if the server goes.
+Frames come back through a ``.npz`` file.
 """
 
 from __future__ import annotations
@@ -85,6 +86,18 @@ def _decode_job(path: str, num_frames: int, max_side: int, max_duration: float |
         Path(out + ".json").write_text(json.dumps({"kind": kind, "message": str(exc) or repr(exc)}))
 
 
+def _child(server: int, job: Callable[..., None], *args: object) -> None:
+    """In the child: a watch that ends it when the ``server`` process goes (a server killed mid-decode
+    leaves no decoder behind, even one stuck in C code), then ``job(*args)``. The watch follows the
+    server itself: the child's parent may be the fork server, which can outlive it."""
+    import threading
+
+    from vidpool.bench.workers import exit_with
+
+    threading.Thread(target=exit_with, args=(server,), daemon=True, name="server-watch").start()
+    job(*args)
+
+
 def decode_upload(
     path: str | os.PathLike,
     num_frames: int,
@@ -108,8 +121,16 @@ def decode_upload(
     out = os.path.join(work, "frames.npz")
     try:
         child = _context().Process(
-            target=job or _decode_job,
-            args=(os.fspath(path), int(num_frames), int(max_side), max_duration, out),
+            target=_child,
+            args=(
+                os.getpid(),
+                job or _decode_job,
+                os.fspath(path),
+                int(num_frames),
+                int(max_side),
+                max_duration,
+                out,
+            ),
             daemon=True,
             name="vidpool-decode",
         )
