@@ -77,3 +77,24 @@ def loaded(name: str):
 def kv_bytes_per_token_layer(spec: dict) -> int:
     """KV-cache bytes one token takes in one layer: keys and values of every KV head, from an LM spec."""
     return 2 * spec["num_kv_heads"] * spec["head_dim"] * spec["dtype_bytes"]
+
+
+def kill_and_expect_orphan_gone(parent, orphan: int, what: str, within: float = 20.0) -> None:
+    """SIGKILL the ``parent`` Popen (no chance to end its children), then fail unless process ``orphan``
+    has ended within ``within`` seconds (it is killed then, so that no test leaves it behind)."""
+    import os
+    import signal
+    import time
+
+    import pytest
+
+    from vidpool.bench.workers import running
+
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + within
+    while running(orphan):
+        if time.monotonic() > deadline:
+            os.kill(orphan, signal.SIGKILL)
+            pytest.fail(f"{what} kept running after its parent was killed")
+        time.sleep(0.2)

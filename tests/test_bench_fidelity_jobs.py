@@ -7,7 +7,7 @@ import torch
 from bench_support import small_settings
 
 from vidpool.bench.fidelity import run_fidelity
-from vidpool.bench.workers import balanced_size, chunks, running
+from vidpool.bench.workers import balanced_size, chunks
 
 pytest.importorskip("open_clip")
 pytest.importorskip("matplotlib")
@@ -63,10 +63,10 @@ if __name__ == "__main__":
 
 def test_a_killed_run_leaves_no_worker_behind(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
-    import time
+
+    from pipeline_support import kill_and_expect_orphan_gone
 
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
@@ -74,14 +74,7 @@ def test_a_killed_run_leaves_no_worker_behind(tmp_path):
     try:
         worker = int(parent.stdout.readline())
         os.kill(worker, 0)  # the worker is alive, busy with the long task
-        parent.send_signal(signal.SIGKILL)  # no chance to end its pool
-        parent.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while running(worker):
-            if time.monotonic() > deadline:
-                os.kill(worker, signal.SIGKILL)
-                pytest.fail("the pool's worker kept running after its parent was killed")
-            time.sleep(0.2)
+        kill_and_expect_orphan_gone(parent, worker, "the pool's worker")
     finally:
         if parent.poll() is None:
             parent.kill()

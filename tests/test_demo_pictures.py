@@ -147,14 +147,13 @@ if __name__ == "__main__":
 
 def test_a_killed_server_leaves_no_decoder_behind(tmp_path):
     import os
-    import signal
     import subprocess
     import sys
     import time
 
     from demo_support import ROOT
+    from pipeline_support import kill_and_expect_orphan_gone
 
-    from vidpool.bench.workers import running
     from vidpool.video import make_test_video
 
     video = make_test_video(tmp_path / "v.mp4", num_frames=8)
@@ -171,14 +170,7 @@ def test_a_killed_server_leaves_no_decoder_behind(tmp_path):
             assert time.monotonic() < deadline and server.poll() is None, "the decoder never started"
             time.sleep(0.2)
         decoder = int(pid_file.read_text())
-        server.send_signal(signal.SIGKILL)  # no chance to kill its child
-        server.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while running(decoder):
-            if time.monotonic() > deadline:
-                os.kill(decoder, signal.SIGKILL)
-                pytest.fail("the decode child kept running after the server was killed")
-            time.sleep(0.2)
+        kill_and_expect_orphan_gone(server, decoder, "the decode child")
     finally:
         if server.poll() is None:
             server.kill()
