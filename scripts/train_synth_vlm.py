@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vidpool.bench.cli import family_name
 from vidpool.bench.generative import parse_choice, sample_clip
 from vidpool.bench.synth.seeds import TRAINING_SEEDS
 from vidpool.bench.synth.tasks import (
@@ -264,9 +265,10 @@ def evaluate(model, frames: int, count: int, method: str | None = None, letters:
     }
 
 
-def evaluate_families(model, frames: int, count: int) -> dict[str, float]:
-    """Free-form accuracy per family on ``count`` development-seed items each, every visual token, the
-    video sampled to at most ``frames`` frames (the benchmark's ``full`` arm, asked in words)."""
+def evaluate_families(model, frames: int, count: int, families=FAMILIES) -> dict[str, float]:
+    """Free-form accuracy per family of ``families`` on ``count`` development-seed items each, every
+    visual token, the video sampled to at most ``frames`` frames (the benchmark's ``full`` arm, asked
+    in words)."""
     from vidpool.bench.arms import Arm, item_seed
     from vidpool.bench.generative import answer_generative
     from vidpool.bench.synth.seeds import DEVELOPMENT_SEED
@@ -275,7 +277,7 @@ def evaluate_families(model, frames: int, count: int) -> dict[str, float]:
     model.projector.eval()
     scores = {}
     with lm_autocast(model.device):
-        for family in FAMILIES:
+        for family in families:
             right = [
                 answer_generative(
                     model, item, [full], frames=frames, style="free", seed=item_seed(DEVELOPMENT_SEED, i)
@@ -440,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="at the end, free-form accuracy per family on this many development-seed items each",
     )
+    parser.add_argument(
+        "--dev-families",
+        type=comma_list(family_name),
+        default=FAMILIES,
+        help="the families --dev-count asks (default: all)",
+    )
     parser.add_argument("--work-dir", type=Path, default=ROOT / ".cache" / "train_synth_vlm")
     parser.add_argument("--out", type=Path, default=SYNTH_DIR)
     args = parser.parse_args(argv)
@@ -576,7 +584,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with lm_autocast(device):
         final = evaluate(model, args.frames, args.eval_count, args.eval_method, args.eval_letters)
-    development = evaluate_families(model, args.frames, args.dev_count) if args.dev_count else None
+    development = (
+        evaluate_families(model, args.frames, args.dev_count, args.dev_families) if args.dev_count else None
+    )
     rows = run.records()
     args.out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in projector.state_dict().items()}

@@ -87,6 +87,25 @@ def test_the_position_layer_can_learn_at_its_own_rate():
         trainer.main(["--position-lr", "1e-2", "--work-dir", "/nonexistent/never-made"])
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_the_development_check_asks_the_families_named(monkeypatch):
+    trainer = _trainer()
+    asked = []
+
+    def make_items(family, count, seed):
+        asked.append((family, count, seed))
+        return []
+
+    monkeypatch.setattr(trainer, "make_items", make_items)
+    model = SimpleNamespace(projector=torch.nn.Linear(1, 1), device=torch.device("cpu"))
+    scores = trainer.evaluate_families(model, 16, 3, ("static", "order"))
+    assert list(scores) == ["static", "order"] and [a[:2] for a in asked] == [("static", 3), ("order", 3)]
+    assert {a[2] for a in asked} == {0}  # the development seed
+    with pytest.raises(SystemExit):  # an unknown family is refused before anything loads
+        trainer.main(["--dev-families", "static,bogus", "--work-dir", "/nonexistent/never-made"])
+
+
 def test_vidpool_synth_samples_as_many_frames_as_its_projector_was_trained_with(tmp_path, monkeypatch):
     from vidpool.models import builders
 
