@@ -460,15 +460,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.batch < 1:
         parser.error("--batch must be 1 or more")
+    if args.position_lr is not None and args.projector != "mlp2x_gelu_where":
+        parser.error("--position-lr sets the position layer's rate: it needs --projector mlp2x_gelu_where")
+    if args.lora_rank < 0:
+        parser.error("--lora-rank must be 0 (off) or a positive rank")
     from safetensors.torch import load_file, save_file
 
     import vidpool
     from vidpool.llm import build_projector
 
-    if args.position_lr is not None and args.projector != "mlp2x_gelu_where":
-        parser.error("--position-lr sets the position layer's rate: it needs --projector mlp2x_gelu_where")
-    if args.lora_rank < 0:
-        parser.error("--lora-rank must be 0 (off) or a positive rank")
     lora = None
     if args.lora_rank:
         try:

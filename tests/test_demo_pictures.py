@@ -160,7 +160,7 @@ def test_a_killed_server_leaves_no_decoder_behind(tmp_path):
     (tmp_path / "server.py").write_text(SERVER)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p),
     }
     server = subprocess.Popen([sys.executable, str(tmp_path / "server.py"), str(video)], env=env)
     pid_file = tmp_path / "v.mp4.pid"
